@@ -1,0 +1,87 @@
+//! Media: kinds and directions shared by the SDP model and the PeerConnection API.
+//! (Transceivers, senders and receivers arrive with the secure-media work.)
+
+use serde::{Deserialize, Serialize};
+
+/// The kind of a media track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaKind {
+    /// Audio.
+    Audio,
+    /// Video.
+    Video,
+}
+
+impl MediaKind {
+    /// The SDP media type token (`audio` / `video`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaKind::Audio => "audio",
+            MediaKind::Video => "video",
+        }
+    }
+}
+
+/// A transceiver's or m-line's direction (`RTCRtpTransceiverDirection`, `a=sendrecv` ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Send and receive.
+    #[default]
+    SendRecv,
+    /// Send only.
+    SendOnly,
+    /// Receive only.
+    RecvOnly,
+    /// Neither.
+    Inactive,
+}
+
+impl Direction {
+    /// The SDP attribute name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::SendRecv => "sendrecv",
+            Direction::SendOnly => "sendonly",
+            Direction::RecvOnly => "recvonly",
+            Direction::Inactive => "inactive",
+        }
+    }
+
+    /// Parse an SDP direction attribute name.
+    pub fn from_sdp(s: &str) -> Option<Direction> {
+        Some(match s {
+            "sendrecv" => Direction::SendRecv,
+            "sendonly" => Direction::SendOnly,
+            "recvonly" => Direction::RecvOnly,
+            "inactive" => Direction::Inactive,
+            _ => return None,
+        })
+    }
+
+    /// Whether this direction includes sending.
+    pub fn sends(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::SendOnly)
+    }
+
+    /// Whether this direction includes receiving.
+    pub fn receives(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::RecvOnly)
+    }
+
+    /// Build a direction from its send and receive halves.
+    pub fn from_parts(send: bool, recv: bool) -> Direction {
+        match (send, recv) {
+            (true, true) => Direction::SendRecv,
+            (true, false) => Direction::SendOnly,
+            (false, true) => Direction::RecvOnly,
+            (false, false) => Direction::Inactive,
+        }
+    }
+
+    /// The direction as seen from the other side (sendonly <-> recvonly).
+    pub fn reverse(self) -> Direction {
+        Direction::from_parts(self.receives(), self.sends())
+    }
+}

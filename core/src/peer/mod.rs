@@ -1,0 +1,1 @@
+//! peer (work in progress).

@@ -1,0 +1,1 @@
+//! The deterministic simulation harness shared by scenario tests and the `simulation` example.
