@@ -1,1 +1,2 @@
-//! peer (work in progress).
+//! PeerConnection (being written).
+pub mod event;

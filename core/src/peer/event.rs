@@ -1,0 +1,68 @@
+//! Events the PeerConnection reports (the W3C `RTCPeerConnection` events and the messages
+//! the seed's controlling process receives), and the states they carry.
+
+use crate::sdp::IceCandidateInit;
+
+pub use crate::ice::{IceConnectionState, IceGatheringState};
+
+/// `RTCSignalingState`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SignalingState {
+    /// No offer/answer exchange in progress.
+    Stable,
+    /// A local offer was set.
+    HaveLocalOffer,
+    /// A remote offer was set.
+    HaveRemoteOffer,
+    /// A local provisional answer was set.
+    HaveLocalPranswer,
+    /// A remote provisional answer was set.
+    HaveRemotePranswer,
+    /// The PeerConnection is closed.
+    Closed,
+}
+
+/// `RTCPeerConnectionState`: the aggregate of ICE and DTLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnectionState {
+    /// Nothing started.
+    New,
+    /// ICE or DTLS in progress.
+    Connecting,
+    /// Connected.
+    Connected,
+    /// Connectivity lost for a while (may come back).
+    Disconnected,
+    /// Failed for good.
+    Failed,
+    /// Closed by `close()`.
+    Closed,
+}
+
+/// Something the application should know or act on.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A local ICE candidate to send to the remote peer. The last one of a gathering
+    /// round has an empty `candidate` string (end of candidates), which browsers accept
+    /// in `addIceCandidate`.
+    IceCandidate(IceCandidateInit),
+    /// A remote candidate names an mDNS `.local` host: resolve `hostname` and call
+    /// `add_ice_candidate` again with the address in place of the name.
+    UnresolvedCandidate {
+        /// The `.local` host name to resolve.
+        hostname: String,
+        /// The candidate as received.
+        candidate: IceCandidateInit,
+    },
+    /// `icegatheringstatechange`.
+    IceGatheringStateChange(IceGatheringState),
+    /// `iceconnectionstatechange`.
+    IceConnectionStateChange(IceConnectionState),
+    /// `connectionstatechange`.
+    ConnectionStateChange(ConnectionState),
+    /// `signalingstatechange`.
+    SignalingStateChange(SignalingState),
+    /// `negotiationneeded`: create and send a new offer.
+    NegotiationNeeded,
+}

@@ -1,0 +1,1 @@
+//! JSEP (RFC 9429) offer/answer rules on the SDP model.
