@@ -1,5 +1,9 @@
-//! Media: kinds and directions shared by the SDP model and the PeerConnection API.
-//! (Transceivers, senders and receivers arrive with the secure-media work.)
+//! Media: kinds, directions and transceivers shared by the SDP model and the PeerConnection API.
+//! (Senders and receivers with RTP arrive with the secure-media work.)
+
+pub mod transceiver;
+
+pub use transceiver::{NegotiatedCodec, RemoteTrackInfo, Transceiver, TransceiverId, TransceiverInit};
 
 use serde::{Deserialize, Serialize};
 

@@ -1,2 +1,737 @@
-//! PeerConnection (being written).
+//! The PeerConnection: the W3C `RTCPeerConnection` API over the sans-IO layers.
+//!
+//! This module is the dispatcher: API calls go to `negotiation` (offer/answer) and to the
+//! ICE agent; datagrams are classified once (RFC 7983) and handed to the layer they belong
+//! to; `poll_*` only drain the layers. Nothing here reads a clock or touches a socket.
+
+mod error;
 pub mod event;
+mod negotiation;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::dtls::cert::Certificate;
+use crate::ice::{Candidate, CandidateAddress, IceAgent, IceEvent, IceStats};
+use crate::media::{Direction, MediaKind, Transceiver, TransceiverId, TransceiverInit};
+use crate::rng::Rng;
+use crate::sdp::{IceCandidateInit, SessionDescription};
+use crate::transmit::{Datagram, DatagramKind, Protocol, Transmit};
+
+pub use error::{AddCandidateError, NegotiationError, Operation, PeerError};
+pub use event::{ConnectionState, Event, IceConnectionState, IceGatheringState, SignalingState};
+pub use negotiation::OfferOptions;
+
+use negotiation::Negotiation;
+
+/// Most events kept for the application before new ones are dropped (and counted).
+const MAX_QUEUED_EVENTS: usize = 4096;
+/// Most remote candidates accepted per negotiation; the rest are dropped and counted.
+const MAX_REMOTE_CANDIDATES: usize = 256;
+
+/// Counters of what the PeerConnection dropped or handled.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerStats {
+    /// Datagrams handed to `handle_datagram`.
+    pub datagrams_received: u64,
+    /// Datagrams dropped because no layer could use them.
+    pub datagrams_dropped: u64,
+    /// Events dropped because the application did not drain `poll_event`.
+    pub events_dropped: u64,
+    /// Remote candidates that did not parse or were over the limit.
+    pub remote_candidates_dropped: u64,
+    /// ICE server URLs that could not be used (not STUN, or a host name the core cannot resolve).
+    pub ice_servers_skipped: u64,
+    /// The ICE agent's counters.
+    pub ice: IceStats,
+}
+
+/// A WebRTC peer connection as a deterministic state machine. See the crate docs for the loop.
+#[derive(Debug)]
+pub struct PeerConnection {
+    config: Config,
+    certificate: Certificate,
+    ice: IceAgent,
+    neg: Negotiation,
+    signaling: SignalingState,
+    ice_connection: IceConnectionState,
+    ice_gathering: IceGatheringState,
+    connection: ConnectionState,
+    events: VecDeque<Event>,
+    stats: PeerStats,
+    local_candidates: Vec<String>,
+    gathering_complete: bool,
+    gathering_started: bool,
+    remote_candidate_count: usize,
+    negotiation_needed: bool,
+    closed: bool,
+    last_now: Instant,
+}
+
+impl PeerConnection {
+    /// Create a PeerConnection. `now` is the time origin of everything it schedules.
+    pub fn new(config: Config, now: Instant) -> Result<PeerConnection, PeerError> {
+        let mut rng = match config.rng_seed {
+            Some(seed) => Rng::from_seed(seed),
+            None => Rng::from_os(),
+        };
+        let certificate = match &config.certificate {
+            Some(c) => c.clone(),
+            None => Certificate::generate()?,
+        };
+        let ice = IceAgent::new(&config.ice, rng.fork(), config.ice_lite);
+        let neg = Negotiation::new(rng.fork());
+        let mut pc = PeerConnection {
+            config,
+            certificate,
+            ice,
+            neg,
+            signaling: SignalingState::Stable,
+            ice_connection: IceConnectionState::New,
+            ice_gathering: IceGatheringState::New,
+            connection: ConnectionState::New,
+            events: VecDeque::new(),
+            stats: PeerStats::default(),
+            local_candidates: Vec::new(),
+            gathering_complete: false,
+            gathering_started: false,
+            remote_candidate_count: 0,
+            negotiation_needed: false,
+            closed: false,
+            last_now: now,
+        };
+        pc.add_configured_stun_servers(now);
+        Ok(pc)
+    }
+
+    fn add_configured_stun_servers(&mut self, now: Instant) {
+        let urls: Vec<String> = self
+            .config
+            .ice_servers
+            .iter()
+            .flat_map(|s| s.urls.iter().cloned())
+            .collect();
+        for url in urls {
+            match stun_url_address(&url) {
+                Some(addr) => self.ice.add_stun_server(now, addr),
+                None => self.stats.ice_servers_skipped += 1,
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- getters
+
+    /// `signalingState`.
+    pub fn signaling_state(&self) -> SignalingState {
+        self.signaling
+    }
+
+    /// `iceConnectionState`.
+    pub fn ice_connection_state(&self) -> IceConnectionState {
+        self.ice_connection
+    }
+
+    /// `iceGatheringState`.
+    pub fn ice_gathering_state(&self) -> IceGatheringState {
+        self.ice_gathering
+    }
+
+    /// `connectionState` (ICE and, once it exists, DTLS).
+    pub fn connection_state(&self) -> ConnectionState {
+        self.connection
+    }
+
+    /// `localDescription`: the pending one if any, else the current one, with the
+    /// candidates gathered so far.
+    pub fn local_description(&self) -> Option<SessionDescription> {
+        self.neg.local_description(self.local_candidate_view())
+    }
+
+    /// `currentLocalDescription`.
+    pub fn current_local_description(&self) -> Option<SessionDescription> {
+        self.neg.current_local_description(self.local_candidate_view())
+    }
+
+    /// `pendingLocalDescription`.
+    pub fn pending_local_description(&self) -> Option<SessionDescription> {
+        self.neg.pending_local_description(self.local_candidate_view())
+    }
+
+    /// `remoteDescription`: the pending one if any, else the current one, with trickled candidates.
+    pub fn remote_description(&self) -> Option<SessionDescription> {
+        self.neg.remote_description()
+    }
+
+    /// `currentRemoteDescription`.
+    pub fn current_remote_description(&self) -> Option<SessionDescription> {
+        self.neg.current_remote_description()
+    }
+
+    /// `pendingRemoteDescription`.
+    pub fn pending_remote_description(&self) -> Option<SessionDescription> {
+        self.neg.pending_remote_description()
+    }
+
+    /// The transceivers, in creation order.
+    pub fn transceivers(&self) -> &[Transceiver] {
+        self.neg.transceivers()
+    }
+
+    /// One transceiver.
+    pub fn transceiver(&self, id: TransceiverId) -> Option<&Transceiver> {
+        self.neg.transceiver(id)
+    }
+
+    /// The DTLS certificate (its fingerprint is in every local description).
+    pub fn certificate(&self) -> &Certificate {
+        &self.certificate
+    }
+
+    /// The selected ICE candidate pair, once there is one.
+    pub fn selected_pair(&self) -> Option<crate::ice::SelectedPair> {
+        self.ice.selected_pair()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> PeerStats {
+        let mut s = self.stats.clone();
+        s.ice = self.ice.stats();
+        s
+    }
+
+    fn local_candidate_view(&self) -> negotiation::CandidateView<'_> {
+        negotiation::CandidateView {
+            candidates: &self.local_candidates,
+            complete: self.gathering_complete,
+        }
+    }
+
+    // ---------------------------------------------------------------- API mutators
+
+    /// `addTransceiver(kind, init)`.
+    pub fn add_transceiver(
+        &mut self,
+        kind: MediaKind,
+        init: TransceiverInit,
+    ) -> Result<TransceiverId, NegotiationError> {
+        self.check_open()?;
+        let id = self.neg.add_transceiver(kind, init, false);
+        self.update_negotiation_needed();
+        Ok(id)
+    }
+
+    /// `addTrack(track, ...streams)`: reuses a transceiver of the same kind that has never
+    /// sent (one created by a remote offer), else adds a `sendrecv` one.
+    pub fn add_track(
+        &mut self,
+        kind: MediaKind,
+        stream_ids: Vec<String>,
+    ) -> Result<TransceiverId, NegotiationError> {
+        self.check_open()?;
+        let id = self.neg.add_track(kind, stream_ids);
+        self.update_negotiation_needed();
+        Ok(id)
+    }
+
+    /// `removeTrack(sender)`: the transceiver stops sending (`sendrecv` -> `recvonly`,
+    /// `sendonly` -> `inactive`).
+    pub fn remove_track(&mut self, id: TransceiverId) -> Result<(), NegotiationError> {
+        self.check_open()?;
+        self.neg.remove_track(id);
+        self.update_negotiation_needed();
+        Ok(())
+    }
+
+    /// Set a transceiver's preferred direction (`transceiver.direction = ...`).
+    pub fn set_direction(
+        &mut self,
+        id: TransceiverId,
+        direction: Direction,
+    ) -> Result<(), NegotiationError> {
+        self.check_open()?;
+        self.neg.set_direction(id, direction);
+        self.update_negotiation_needed();
+        Ok(())
+    }
+
+    /// `transceiver.stop()`: its m-line is rejected in the next offer and may later be recycled.
+    pub fn stop_transceiver(&mut self, id: TransceiverId) -> Result<(), NegotiationError> {
+        self.check_open()?;
+        self.neg.stop_transceiver(id);
+        self.update_negotiation_needed();
+        Ok(())
+    }
+
+    /// `restartIce()`: the next offer carries new ICE credentials.
+    pub fn restart_ice(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.neg.request_ice_restart();
+        self.update_negotiation_needed();
+    }
+
+    /// `createOffer(options)`.
+    pub fn create_offer(
+        &mut self,
+        options: OfferOptions,
+    ) -> Result<SessionDescription, NegotiationError> {
+        self.check_open()?;
+        match self.signaling {
+            SignalingState::Stable | SignalingState::HaveLocalOffer => {}
+            state => {
+                return Err(NegotiationError::InvalidState {
+                    operation: Operation::CreateOffer,
+                    state,
+                })
+            }
+        }
+        let ctx = self.local_context();
+        Ok(self.neg.create_offer(&self.config, &ctx, options))
+    }
+
+    /// `createAnswer()`, after a remote offer.
+    pub fn create_answer(&mut self) -> Result<SessionDescription, NegotiationError> {
+        self.check_open()?;
+        match self.signaling {
+            SignalingState::HaveRemoteOffer | SignalingState::HaveLocalPranswer => {}
+            state => {
+                return Err(NegotiationError::InvalidState {
+                    operation: Operation::CreateAnswer,
+                    state,
+                })
+            }
+        }
+        let ctx = self.local_context();
+        self.neg.create_answer(&self.config, &ctx)
+    }
+
+    /// `setLocalDescription(desc)`. An empty `sdp` uses the last created offer or answer.
+    pub fn set_local_description(
+        &mut self,
+        now: Instant,
+        desc: SessionDescription,
+    ) -> Result<(), NegotiationError> {
+        self.advance(now);
+        self.check_open()?;
+        let applied = self
+            .neg
+            .set_local(self.signaling, desc, &self.ice.local_credentials().ufrag)?;
+        self.apply_outcome(now, applied);
+        Ok(())
+    }
+
+    /// `setRemoteDescription(desc)`.
+    pub fn set_remote_description(
+        &mut self,
+        now: Instant,
+        desc: SessionDescription,
+    ) -> Result<(), NegotiationError> {
+        self.advance(now);
+        self.check_open()?;
+        let applied = self
+            .neg
+            .set_remote(&self.config, self.signaling, desc, &self.certificate)?;
+        self.apply_outcome(now, applied);
+        Ok(())
+    }
+
+    /// `addIceCandidate(candidate)`. An empty candidate string means end of candidates.
+    pub fn add_ice_candidate(
+        &mut self,
+        now: Instant,
+        init: IceCandidateInit,
+    ) -> Result<(), AddCandidateError> {
+        self.advance(now);
+        if self.closed {
+            return Err(AddCandidateError::Closed);
+        }
+        let index = self.neg.remote_media_index(&init)?;
+        if init.is_end_of_candidates() {
+            self.neg.note_remote_end_of_candidates(index);
+            self.ice.end_of_remote_candidates(now);
+            self.pump(now);
+            return Ok(());
+        }
+        let candidate = Candidate::parse(&init.candidate)?;
+        if self.remote_candidate_count >= MAX_REMOTE_CANDIDATES {
+            self.stats.remote_candidates_dropped += 1;
+            return Ok(());
+        }
+        self.remote_candidate_count += 1;
+        self.neg.note_remote_candidate(index, &init.candidate);
+        self.ice.add_remote_candidate(now, candidate);
+        self.pump(now);
+        Ok(())
+    }
+
+    /// Tell the core about a local socket it may use (a host candidate). The runtime calls
+    /// this for every socket it binds.
+    pub fn add_local_address(&mut self, now: Instant, addr: SocketAddr, protocol: Protocol) {
+        self.advance(now);
+        if self.closed {
+            return;
+        }
+        self.ice.add_local_address(now, addr, protocol);
+        self.pump(now);
+    }
+
+    /// Use a STUN server at a resolved address for server-reflexive candidates (the core
+    /// cannot resolve host names: runtimes resolve `stun:host` URLs and call this).
+    pub fn add_stun_server(&mut self, now: Instant, server: SocketAddr) {
+        self.advance(now);
+        if self.closed {
+            return;
+        }
+        self.ice.add_stun_server(now, server);
+        self.pump(now);
+    }
+
+    /// `close()`: stops ICE; states become `closed` without events, as in the W3C API.
+    pub fn close(&mut self, now: Instant) {
+        self.advance(now);
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        self.ice.close();
+        while self.ice.poll_event().is_some() {}
+        self.signaling = SignalingState::Closed;
+        self.ice_connection = IceConnectionState::Closed;
+        self.connection = ConnectionState::Closed;
+    }
+
+    // ---------------------------------------------------------------- IO
+
+    /// A datagram arrived on one of our sockets.
+    pub fn handle_datagram(&mut self, now: Instant, datagram: Datagram<'_>) {
+        self.advance(now);
+        self.stats.datagrams_received += 1;
+        if self.closed {
+            self.stats.datagrams_dropped += 1;
+            return;
+        }
+        let consumed = match DatagramKind::classify(datagram.data) {
+            DatagramKind::Stun => self.ice.handle_stun(
+                now,
+                datagram.local,
+                datagram.remote,
+                datagram.protocol,
+                datagram.data,
+            ),
+            // DTLS, SRTP and TURN channel data arrive with the secure-media and TURN work.
+            DatagramKind::Dtls
+            | DatagramKind::Rtp
+            | DatagramKind::ChannelData
+            | DatagramKind::Unknown => false,
+        };
+        if !consumed {
+            self.stats.datagrams_dropped += 1;
+        }
+        self.pump(now);
+    }
+
+    /// Time passed. Calling it early or often is harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+        if self.closed {
+            return;
+        }
+        self.ice.handle_timeout(now);
+        self.pump(now);
+    }
+
+    /// The next datagram to send, written into `buf`.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        if self.closed {
+            return None;
+        }
+        let t = self.ice.poll_transmit(now, buf);
+        self.pump(now);
+        t
+    }
+
+    /// When `handle_timeout` should be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.closed {
+            return None;
+        }
+        self.ice.poll_timeout()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    // ---------------------------------------------------------------- internals
+
+    fn advance(&mut self, now: Instant) {
+        debug_assert!(now >= self.last_now, "time went backwards");
+        if now > self.last_now {
+            self.last_now = now;
+        }
+    }
+
+    fn check_open(&self) -> Result<(), NegotiationError> {
+        if self.closed {
+            Err(NegotiationError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn local_context(&self) -> negotiation::LocalContext {
+        let creds = self.ice.local_credentials();
+        negotiation::LocalContext {
+            ufrag: creds.ufrag.clone(),
+            pwd: creds.pwd.clone(),
+            fingerprint: self.certificate.fingerprint().clone(),
+            ice_lite: self.config.ice_lite,
+        }
+    }
+
+    fn push_event(&mut self, event: Event) {
+        if self.events.len() >= MAX_QUEUED_EVENTS {
+            self.stats.events_dropped += 1;
+        } else {
+            self.events.push_back(event);
+        }
+    }
+
+    fn set_signaling(&mut self, state: SignalingState) {
+        if self.signaling != state {
+            self.signaling = state;
+            self.push_event(Event::SignalingStateChange(state));
+        }
+    }
+
+    /// Carry out what a successful set_local/set_remote decided.
+    fn apply_outcome(&mut self, now: Instant, out: negotiation::Applied) {
+        if let Some(restart) = out.local_ice_restart {
+            self.ice.restart_with_credentials(now, &restart.ufrag, &restart.pwd);
+            self.local_candidates.clear();
+            self.gathering_complete = false;
+            self.gathering_started = false;
+            self.remote_candidate_count = 0;
+        }
+        if let Some(controlling) = out.controlling {
+            self.ice.set_controlling(controlling);
+        }
+        if let Some(remote) = out.remote_ice {
+            self.ice.set_remote_lite(remote.lite);
+            self.ice.set_remote_credentials(now, &remote.ufrag, &remote.pwd);
+            for c in remote.candidates {
+                match Candidate::parse(&c) {
+                    Ok(cand) if self.remote_candidate_count < MAX_REMOTE_CANDIDATES => {
+                        self.remote_candidate_count += 1;
+                        self.ice.add_remote_candidate(now, cand);
+                    }
+                    _ => self.stats.remote_candidates_dropped += 1,
+                }
+            }
+            if remote.end_of_candidates {
+                self.ice.end_of_remote_candidates(now);
+            }
+        }
+        if out.start_gathering && !self.gathering_started {
+            self.gathering_started = true;
+            self.ice.start_gathering(now);
+        }
+        self.set_signaling(out.signaling);
+        if out.signaling == SignalingState::Stable {
+            self.negotiation_needed = false;
+        }
+        self.pump(now);
+        self.update_negotiation_needed();
+    }
+
+    /// W3C "update the negotiation-needed flag": fire once per change while stable.
+    fn update_negotiation_needed(&mut self) {
+        if self.closed || self.signaling != SignalingState::Stable {
+            return;
+        }
+        let needed = self.neg.is_negotiation_needed();
+        if needed && !self.negotiation_needed {
+            self.push_event(Event::NegotiationNeeded);
+        }
+        self.negotiation_needed = needed;
+    }
+
+    /// Move the ICE agent's events into ours, translating them.
+    fn pump(&mut self, _now: Instant) {
+        while let Some(ev) = self.ice.poll_event() {
+            match ev {
+                IceEvent::LocalCandidate(c) => {
+                    let text = c.to_string();
+                    let value = text.strip_prefix("candidate:").unwrap_or(&text).to_string();
+                    let init = self.neg.local_candidate_init(
+                        format!("candidate:{value}"),
+                        &self.ice.local_credentials().ufrag,
+                    );
+                    self.local_candidates.push(value);
+                    self.push_event(Event::IceCandidate(init));
+                }
+                IceEvent::GatheringStateChange(state) => {
+                    if state == IceGatheringState::Complete && !self.gathering_complete {
+                        self.gathering_complete = true;
+                        let end = self
+                            .neg
+                            .local_candidate_init(String::new(), &self.ice.local_credentials().ufrag);
+                        self.push_event(Event::IceCandidate(end));
+                    }
+                    if state != IceGatheringState::Complete {
+                        self.gathering_complete = false;
+                    }
+                    if self.ice_gathering != state {
+                        self.ice_gathering = state;
+                        self.push_event(Event::IceGatheringStateChange(state));
+                    }
+                }
+                IceEvent::ConnectionStateChange(state) => {
+                    if self.ice_connection != state {
+                        self.ice_connection = state;
+                        self.push_event(Event::IceConnectionStateChange(state));
+                    }
+                    self.update_connection_state();
+                }
+                IceEvent::SelectedPairChange(_) => {}
+                IceEvent::MdnsCandidate(c) => {
+                    if let CandidateAddress::Mdns { hostname, .. } = &c.address {
+                        let candidate = self
+                            .neg
+                            .remote_candidate_init(c.to_string(), self.ice.remote_credentials().map(|r| r.ufrag.clone()));
+                        self.push_event(Event::UnresolvedCandidate {
+                            hostname: hostname.clone(),
+                            candidate,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// `connectionState` from the transports' states (W3C 4.4.3). Until DTLS exists it
+    /// follows ICE alone.
+    fn update_connection_state(&mut self) {
+        let state = match self.ice_connection {
+            IceConnectionState::New => ConnectionState::New,
+            IceConnectionState::Checking => ConnectionState::Connecting,
+            IceConnectionState::Connected | IceConnectionState::Completed => {
+                ConnectionState::Connected
+            }
+            IceConnectionState::Disconnected => ConnectionState::Disconnected,
+            IceConnectionState::Failed => ConnectionState::Failed,
+            IceConnectionState::Closed => ConnectionState::Closed,
+        };
+        if state != self.connection {
+            self.connection = state;
+            self.push_event(Event::ConnectionStateChange(state));
+        }
+    }
+}
+
+/// The address of a `stun:` URL whose host is an IP literal (RFC 7064): `stun:1.2.3.4`,
+/// `stun:1.2.3.4:3478`, `stun:[::1]:3478`. Host names and other schemes give `None`.
+fn stun_url_address(url: &str) -> Option<SocketAddr> {
+    let rest = url.strip_prefix("stun:")?;
+    let rest = rest.split('?').next().unwrap_or(rest);
+    if let Ok(addr) = rest.parse::<SocketAddr>() {
+        return Some(addr);
+    }
+    let ip = rest.trim_start_matches('[').trim_end_matches(']');
+    ip.parse::<std::net::IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, 3478))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stun_urls() {
+        assert_eq!(stun_url_address("stun:10.0.0.1:3479"), "10.0.0.1:3479".parse().ok());
+        assert_eq!(stun_url_address("stun:10.0.0.1"), "10.0.0.1:3478".parse().ok());
+        assert_eq!(stun_url_address("stun:[::1]:5000"), "[::1]:5000".parse().ok());
+        assert_eq!(stun_url_address("stun:[::1]"), "[::1]:3478".parse().ok());
+        assert_eq!(stun_url_address("stun:stun.l.google.com:19302"), None);
+        assert_eq!(stun_url_address("turn:10.0.0.1"), None);
+    }
+}
+
+#[cfg(test)]
+mod state_tests {
+    use super::*;
+    use crate::sdp::SdpType;
+
+    fn pc() -> (PeerConnection, Instant) {
+        let now = Instant::now();
+        let config = Config {
+            rng_seed: Some(1),
+            ..Default::default()
+        };
+        (PeerConnection::new(config, now).expect("new"), now)
+    }
+
+    #[test]
+    fn illegal_calls_in_stable_return_typed_errors_and_change_nothing() {
+        let (mut pc, now) = pc();
+        let err = pc
+            .set_remote_description(now, SessionDescription::answer("v=0\r\n"))
+            .expect_err("answer in stable");
+        assert_eq!(
+            err,
+            NegotiationError::InvalidState {
+                operation: Operation::SetRemote(SdpType::Answer),
+                state: SignalingState::Stable
+            }
+        );
+        assert!(matches!(pc.create_answer(), Err(NegotiationError::InvalidState { .. })));
+        assert!(matches!(
+            pc.set_local_description(now, SessionDescription::rollback()),
+            Err(NegotiationError::InvalidState { .. })
+        ));
+        assert!(matches!(
+            pc.add_ice_candidate(now, IceCandidateInit::default()),
+            Err(AddCandidateError::NoRemoteDescription)
+        ));
+        assert_eq!(pc.signaling_state(), SignalingState::Stable);
+        assert!(pc.remote_description().is_none());
+        assert!(pc.poll_event().is_none());
+    }
+
+    #[test]
+    fn add_track_fires_negotiation_needed_once() {
+        let (mut pc, _now) = pc();
+        pc.add_track(MediaKind::Audio, vec!["s".into()]).expect("track");
+        pc.add_track(MediaKind::Video, vec!["s".into()]).expect("track");
+        assert_eq!(pc.poll_event(), Some(Event::NegotiationNeeded));
+        assert_eq!(pc.poll_event(), None);
+    }
+
+    #[test]
+    fn set_local_rejects_a_modified_offer() {
+        let (mut pc, now) = pc();
+        pc.add_track(MediaKind::Audio, vec![]).expect("track");
+        let _offer = pc.create_offer(OfferOptions::default()).expect("offer");
+        let err = pc
+            .set_local_description(now, SessionDescription::answer(""))
+            .expect_err("answer in stable");
+        assert!(matches!(err, NegotiationError::InvalidState { .. }));
+        assert_eq!(pc.signaling_state(), SignalingState::Stable);
+    }
+
+    #[test]
+    fn close_is_final() {
+        let (mut pc, now) = pc();
+        pc.close(now);
+        assert_eq!(pc.connection_state(), ConnectionState::Closed);
+        assert_eq!(pc.signaling_state(), SignalingState::Closed);
+        assert_eq!(pc.create_offer(OfferOptions::default()), Err(NegotiationError::Closed));
+        assert!(pc.poll_timeout().is_none());
+    }
+}
