@@ -28,7 +28,9 @@ pub mod ice;
 pub mod media;
 pub mod peer;
 pub mod rng;
+pub mod rtp;
 pub mod sdp;
+pub mod srtp;
 pub mod stun;
 pub mod transmit;
 
