@@ -497,7 +497,8 @@ mod tests {
         let got = answer_codecs(&CodecConfig::default_video(), &m);
         // Only constrained baseline (42e0xx, any level) with packetization-mode 1 matches ours.
         assert_eq!(got.iter().map(|c| c.payload_type).collect::<Vec<_>>(), vec![108]);
-        assert_eq!(h264_profile(Some("profile-level-id=4d401f")), Some(H264Profile::ConstrainedBaseline));
+        assert_eq!(h264_profile(Some("profile-level-id=4d801f")), Some(H264Profile::ConstrainedBaseline));
+        assert_eq!(h264_profile(Some("profile-level-id=4d401f")), Some(H264Profile::Main));
         assert_eq!(h264_profile(Some("profile-level-id=640c1f")), Some(H264Profile::High));
         assert_eq!(h264_profile(Some("profile-level-id=zz")), None);
     }
