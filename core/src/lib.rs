@@ -35,5 +35,7 @@ pub mod stun;
 pub mod transmit;
 
 pub use config::{Config, IceServer, IceTransportPolicy};
-pub use media::{Direction, MediaKind};
+pub use media::{Direction, MediaKind, TransceiverId, TransceiverInit};
+pub use peer::{ConnectionState, Event, OfferOptions, PeerConnection, SignalingState};
+pub use sdp::{IceCandidateInit, SessionDescription};
 pub use transmit::{Datagram, Protocol, Transmit};

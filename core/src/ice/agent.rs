@@ -680,9 +680,13 @@ impl IceAgent {
         if self.lite || self.remote_creds.is_none() {
             return;
         }
+        // A triggered check runs even while an earlier check of the pair is outstanding:
+        // it is a fresh transaction, so one lost response does not stall the pair.
         let next = loop {
             match self.triggered.pop_front() {
-                Some(i) if self.pairs.get(i).is_some_and(|p| p.state != PairState::InProgress) => break Some((i, true)),
+                Some(i) if self.pairs.get(i).is_some_and(|p| p.state != PairState::Succeeded || p.nominated) => {
+                    break Some((i, true))
+                }
                 Some(_) => continue,
                 None => break None,
             }
@@ -804,13 +808,15 @@ impl IceAgent {
         }
         let state = self.pairs.get(pair).map(|p| p.state);
         match state {
-            Some(PairState::Waiting | PairState::Failed) => {
+            Some(PairState::Waiting | PairState::Failed | PairState::InProgress) => {
                 if let Some(p) = self.pairs.get_mut(pair) {
-                    p.state = PairState::Waiting;
+                    if p.state == PairState::Failed {
+                        p.state = PairState::Waiting;
+                    }
                 }
                 self.trigger(now, pair);
             }
-            Some(PairState::InProgress | PairState::Succeeded) | None => {}
+            Some(PairState::Succeeded) | None => {}
         }
         if msg.use_candidate() && !self.controlling {
             match self.pairs.get(pair).map(|p| p.state) {

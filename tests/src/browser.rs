@@ -1,0 +1,141 @@
+//! Drive a real browser's `RTCPeerConnection` from Rust tests.
+//!
+//! `tests/browser/peer.mjs` (node, playwright-core for Chromium, puppeteer-core for Firefox)
+//! serves a blank page on 127.0.0.1, launches the browser headless and runs commands read
+//! from stdin as JSON lines, answering on stdout with JSON lines; asynchronous browser
+//! events (`icecandidate`, state changes, `track`...) come on stdout too. Run it inside the
+//! loopback-only network namespace that `scripts/test.sh` creates.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// Which browser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrowserKind {
+    /// Debian's `chromium`, driven by playwright-core.
+    Chromium,
+    /// Debian's `firefox-esr`, driven by puppeteer-core over WebDriver BiDi.
+    Firefox,
+}
+
+impl BrowserKind {
+    fn arg(self) -> &'static str {
+        match self {
+            BrowserKind::Chromium => "chromium",
+            BrowserKind::Firefox => "firefox",
+        }
+    }
+}
+
+/// A browser page holding one `RTCPeerConnection`, remote-controlled over JSON lines.
+pub struct BrowserPeer {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<Value>,
+    events: VecDeque<Value>,
+    next_id: u64,
+}
+
+/// How long one command may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl BrowserPeer {
+    /// Start the driver and the browser, and wait until the page is ready.
+    pub fn spawn(kind: BrowserKind) -> std::io::Result<BrowserPeer> {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser").join("peer.mjs");
+        let mut child = Command::new("node")
+            .arg(&script)
+            .arg("--browser")
+            .arg(kind.arg())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdin = child.stdin.take().ok_or_else(|| std::io::Error::other("no stdin"))?;
+        let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(v) => {
+                        if tx.send(v).is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => eprintln!("[peer.mjs] {line}"),
+                }
+            }
+        });
+        let mut peer = BrowserPeer {
+            child,
+            stdin,
+            lines: rx,
+            events: VecDeque::new(),
+            next_id: 1,
+        };
+        peer.call(json!({"cmd": "ping"}))
+            .map_err(|e| std::io::Error::other(format!("browser driver did not start: {e}")))?;
+        Ok(peer)
+    }
+
+    /// Run one command and wait for its result, keeping events that arrive meanwhile.
+    pub fn call(&mut self, mut cmd: Value) -> Result<Value, String> {
+        let id = self.next_id;
+        self.next_id += 1;
+        if let Some(obj) = cmd.as_object_mut() {
+            obj.insert("id".into(), json!(id));
+        }
+        writeln!(self.stdin, "{cmd}").map_err(|e| format!("driver stdin: {e}"))?;
+        self.stdin.flush().map_err(|e| format!("driver stdin: {e}"))?;
+        let deadline = Instant::now() + CALL_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) if v.get("id").and_then(Value::as_u64) == Some(id) => {
+                    return if v.get("ok").and_then(Value::as_bool) == Some(true) {
+                        Ok(v.get("result").cloned().unwrap_or(Value::Null))
+                    } else {
+                        Err(v.get("error").and_then(Value::as_str).unwrap_or("unknown error").to_string())
+                    };
+                }
+                Ok(v) => self.events.push_back(v),
+                Err(RecvTimeoutError::Timeout) => return Err(format!("timed out waiting for {cmd}")),
+                Err(RecvTimeoutError::Disconnected) => return Err("browser driver exited".into()),
+            }
+        }
+    }
+
+    /// The next asynchronous browser event, waiting at most `timeout`.
+    pub fn next_event(&mut self, timeout: Duration) -> Option<Value> {
+        if let Some(e) = self.events.pop_front() {
+            return Some(e);
+        }
+        match self.lines.recv_timeout(timeout) {
+            Ok(v) if v.get("event").is_some() => Some(v),
+            Ok(_) | Err(_) => None,
+        }
+    }
+}
+
+impl Drop for BrowserPeer {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "{}", json!({"cmd": "close", "id": 0}));
+        let _ = self.stdin.flush();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
