@@ -196,6 +196,8 @@ pub struct Network {
     trickle: Vec<(NodeId, NodeId, Duration)>,
     log: Vec<LoggedEvent>,
     timeline: Vec<String>,
+    /// Also write every STUN datagram (checks, responses, consent) into the timeline.
+    pub log_stun: bool,
     /// Counters.
     pub stats: NetStats,
 }
@@ -218,6 +220,7 @@ impl Network {
             trickle: Vec::new(),
             log: Vec::new(),
             timeline: Vec::new(),
+            log_stun: false,
             stats: NetStats::default(),
         }
     }
@@ -309,11 +312,13 @@ impl Network {
     /// so far are in the descriptions (all-at-once when gathering is complete).
     pub fn negotiate(&mut self, a: NodeId, b: NodeId) -> Result<(), String> {
         let now = self.now;
+        self.collect();
         let offer = self.peer(a).create_offer(OfferOptions::default()).map_err(|e| e.to_string())?;
         self.peer(a).set_local_description(now, offer).map_err(|e| e.to_string())?;
         self.send_description(a, b)?;
         let answer = self.peer(b).create_answer().map_err(|e| e.to_string())?;
         self.peer(b).set_local_description(now, answer).map_err(|e| e.to_string())?;
+        self.collect();
         self.send_description(b, a)?;
         self.collect();
         Ok(())
@@ -321,6 +326,7 @@ impl Network {
 
     /// Send `from`'s current local description to `to` as JSON and apply it there.
     pub fn send_description(&mut self, from: NodeId, to: NodeId) -> Result<(), String> {
+        self.collect();
         let now = self.now;
         let desc = self.peer(from).local_description().ok_or("no local description")?;
         let json = serde_json::to_string(&desc).map_err(|e| e.to_string())?;
@@ -364,6 +370,16 @@ impl Network {
         self.stats.sent += 1;
         if sansrtc::stun::is_stun(&data) {
             self.stats.stun += 1;
+            if self.log_stun {
+                let what = match sansrtc::stun::Message::parse(&data) {
+                    Ok(m) if m.class == Class::Request && m.use_candidate() => "check (USE-CANDIDATE)",
+                    Ok(m) if m.class == Class::Request => "check",
+                    Ok(m) if m.class == Class::Success => "check response",
+                    Ok(m) if m.class == Class::Error => "check error response",
+                    _ => "STUN",
+                };
+                self.note(Some(from_node), format!("{what} {} -> {}", t.local, t.remote));
+            }
         }
         let Some(&to_node) = self.routes.get(&t.remote) else {
             self.stats.unroutable += 1;
