@@ -1,7 +1,7 @@
 //! A real browser completes ICE with the core: headless Chromium (in the loopback-only
 //! network namespace the test command creates) creates an offer, the core answers it from a
 //! small UDP loop on 127.0.0.1, candidates trickle both ways as JSON, and Chromium reports
-//! `iceConnectionState` `connected`. The answer carries the fingerprint of a real
+//! `iceConnectionState` `connected`; the same with Firefox ESR. The answer carries the fingerprint of a real
 //! self-signed ECDSA certificate (DTLS itself comes with the secure-media work, so the
 //! browser's `connectionState` is not asserted here).
 
@@ -113,4 +113,9 @@ fn run_ice_with_browser(kind: BrowserKind) {
 #[test]
 fn chromium_completes_ice_with_the_core() {
     run_ice_with_browser(BrowserKind::Chromium);
+}
+
+#[test]
+fn firefox_completes_ice_with_the_core() {
+    run_ice_with_browser(BrowserKind::Firefox);
 }
