@@ -3,6 +3,8 @@
 //! connect over a lossy virtual network, with no sockets and no real time passing.
 //!
 //! `cargo run --release --example simulation [-- --loss 0.1 --seed 7]`
+// Examples talk to the user on stdout; the print_stdout lint is for the libraries.
+#![allow(clippy::print_stdout)]
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -36,16 +38,30 @@ fn main() -> ExitCode {
     let mut alice_config = seeded_config(seed);
     alice_config.ice_servers = vec![IceServer::url(format!("stun:{stun_addr}"))];
     let mut alice = PeerConnection::new(alice_config, net.now()).expect("alice");
-    alice.add_track(MediaKind::Audio, vec!["camera".into()]).expect("audio");
-    alice.add_track(MediaKind::Video, vec!["camera".into()]).expect("video");
+    alice
+        .add_track(MediaKind::Audio, vec!["camera".into()])
+        .expect("audio");
+    alice
+        .add_track(MediaKind::Video, vec!["camera".into()])
+        .expect("video");
     let bob = PeerConnection::new(seeded_config(seed + 1), net.now()).expect("bob");
 
-    let a = net.add_peer("alice", alice, &["10.0.0.1:5000".parse().expect("addr"), "[2001:db8::1]:5000".parse().expect("addr")]);
+    let a = net.add_peer(
+        "alice",
+        alice,
+        &[
+            "10.0.0.1:5000".parse().expect("addr"),
+            "[2001:db8::1]:5000".parse().expect("addr"),
+        ],
+    );
     let b = net.add_peer("bob", bob, &["10.0.0.2:6000".parse().expect("addr")]);
     net.trickle(a, b, Duration::from_millis(50));
     net.trickle(b, a, Duration::from_millis(50));
 
-    println!("sansrtc simulation: seed {seed}, {:.0} % loss, 20-40 ms one-way latency\n", loss * 100.0);
+    println!(
+        "sansrtc simulation: seed {seed}, {:.0} % loss, 20-40 ms one-way latency\n",
+        loss * 100.0
+    );
     if let Err(e) = net.negotiate(a, b) {
         eprintln!("negotiation failed: {e}");
         return ExitCode::FAILURE;
@@ -67,10 +83,17 @@ fn main() -> ExitCode {
         let st = net.peer(id).stats();
         println!(
             "{name}: {} checks sent, {} retransmits, {} requests answered, {} responses",
-            st.ice.checks_sent, st.ice.retransmits, st.ice.requests_answered, st.ice.responses_received
+            st.ice.checks_sent,
+            st.ice.retransmits,
+            st.ice.requests_answered,
+            st.ice.responses_received
         );
     }
-    println!("virtual time {:.3} s in {:.1} ms of wall time", net.elapsed().as_secs_f64(), wall.elapsed().as_secs_f64() * 1000.0);
+    println!(
+        "virtual time {:.3} s in {:.1} ms of wall time",
+        net.elapsed().as_secs_f64(),
+        wall.elapsed().as_secs_f64() * 1000.0
+    );
     if !net.connected(a, b) {
         println!("NOT CONNECTED");
         return ExitCode::FAILURE;

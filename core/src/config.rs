@@ -124,8 +124,16 @@ impl HeaderExtensionConfig {
             kind,
         };
         vec![
-            e(1, "urn:ietf:params:rtp-hdrext:ssrc-audio-level", Some(MediaKind::Audio)),
-            e(2, "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time", None),
+            e(
+                1,
+                "urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+                Some(MediaKind::Audio),
+            ),
+            e(
+                2,
+                "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+                None,
+            ),
             e(
                 3,
                 "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",

@@ -108,7 +108,9 @@ pub fn secret_ice_chars(len: usize) -> String {
         // Unreachable on supported platforms; keep the string valid even then.
         raw.iter_mut().enumerate().for_each(|(i, b)| *b = i as u8);
     }
-    raw.iter().map(|b| SET[(*b & 63) as usize] as char).collect()
+    raw.iter()
+        .map(|b| SET[(*b & 63) as usize] as char)
+        .collect()
 }
 
 #[cfg(test)]
@@ -142,9 +144,13 @@ mod tests {
         let mut r = Rng::from_seed(7);
         let s = r.ice_chars(24);
         assert_eq!(s.len(), 24);
-        assert!(s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/'));
+        assert!(s
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/'));
         let p = secret_ice_chars(24);
         assert_eq!(p.len(), 24);
-        assert!(p.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/'));
+        assert!(p
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/'));
     }
 }

@@ -48,7 +48,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 impl BrowserPeer {
     /// Start the driver and the browser, and wait until the page is ready.
     pub fn spawn(kind: BrowserKind) -> std::io::Result<BrowserPeer> {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser").join("peer.mjs");
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("browser")
+            .join("peer.mjs");
         let mut child = Command::new("node")
             .arg(&script)
             .arg("--browser")
@@ -57,8 +59,14 @@ impl BrowserPeer {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;
-        let stdin = child.stdin.take().ok_or_else(|| std::io::Error::other("no stdin"))?;
-        let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdin"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdout"))?;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -93,7 +101,9 @@ impl BrowserPeer {
             obj.insert("id".into(), json!(id));
         }
         writeln!(self.stdin, "{cmd}").map_err(|e| format!("driver stdin: {e}"))?;
-        self.stdin.flush().map_err(|e| format!("driver stdin: {e}"))?;
+        self.stdin
+            .flush()
+            .map_err(|e| format!("driver stdin: {e}"))?;
         let deadline = Instant::now() + CALL_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -102,11 +112,17 @@ impl BrowserPeer {
                     return if v.get("ok").and_then(Value::as_bool) == Some(true) {
                         Ok(v.get("result").cloned().unwrap_or(Value::Null))
                     } else {
-                        Err(v.get("error").and_then(Value::as_str).unwrap_or("unknown error").to_string())
+                        Err(v
+                            .get("error")
+                            .and_then(Value::as_str)
+                            .unwrap_or("unknown error")
+                            .to_string())
                     };
                 }
                 Ok(v) => self.events.push_back(v),
-                Err(RecvTimeoutError::Timeout) => return Err(format!("timed out waiting for {cmd}")),
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(format!("timed out waiting for {cmd}"))
+                }
                 Err(RecvTimeoutError::Disconnected) => return Err("browser driver exited".into()),
             }
         }

@@ -57,7 +57,9 @@ pub struct StunServer {
 
 impl Node for StunServer {
     fn handle_datagram(&mut self, _now: Instant, d: Datagram<'_>) {
-        let Ok(req) = Message::parse(d.data) else { return };
+        let Ok(req) = Message::parse(d.data) else {
+            return;
+        };
         if req.class != Class::Request || req.method != Method::BINDING {
             return;
         }
@@ -275,11 +277,15 @@ impl Network {
 
     /// Cut (or restore) the link between two nodes, both directions.
     pub fn set_cut(&mut self, a: NodeId, b: NodeId, cut: bool) {
-        self.cut.retain(|&(x, y)| !((x, y) == (a, b) || (x, y) == (b, a)));
+        self.cut
+            .retain(|&(x, y)| !((x, y) == (a, b) || (x, y) == (b, a)));
         if cut {
             self.cut.push((a, b));
         }
-        self.note(None, if cut { "link cut" } else { "link restored" }.to_string());
+        self.note(
+            None,
+            if cut { "link cut" } else { "link restored" }.to_string(),
+        );
     }
 
     /// Forward every `IceCandidate` event of `from` to `to` through JSON after `delay`.
@@ -294,7 +300,10 @@ impl Network {
 
     /// The events of one node.
     pub fn events_of(&self, id: NodeId) -> impl Iterator<Item = &Event> {
-        self.log.iter().filter(move |e| e.node == id).map(|e| &e.event)
+        self.log
+            .iter()
+            .filter(move |e| e.node == id)
+            .map(|e| &e.event)
     }
 
     /// The readable timeline.
@@ -304,7 +313,9 @@ impl Network {
 
     fn note(&mut self, node: Option<NodeId>, text: String) {
         let t = self.elapsed().as_secs_f64();
-        let name = node.map(|n| self.name(n).to_string()).unwrap_or_else(|| "net".into());
+        let name = node
+            .map(|n| self.name(n).to_string())
+            .unwrap_or_else(|| "net".into());
         self.timeline.push(format!("{t:>9.3}s  {name:<6} {text}"));
     }
 
@@ -313,11 +324,18 @@ impl Network {
     pub fn negotiate(&mut self, a: NodeId, b: NodeId) -> Result<(), String> {
         let now = self.now;
         self.collect();
-        let offer = self.peer(a).create_offer(OfferOptions::default()).map_err(|e| e.to_string())?;
-        self.peer(a).set_local_description(now, offer).map_err(|e| e.to_string())?;
+        let offer = self
+            .peer(a)
+            .create_offer(OfferOptions::default())
+            .map_err(|e| e.to_string())?;
+        self.peer(a)
+            .set_local_description(now, offer)
+            .map_err(|e| e.to_string())?;
         self.send_description(a, b)?;
         let answer = self.peer(b).create_answer().map_err(|e| e.to_string())?;
-        self.peer(b).set_local_description(now, answer).map_err(|e| e.to_string())?;
+        self.peer(b)
+            .set_local_description(now, answer)
+            .map_err(|e| e.to_string())?;
         self.collect();
         self.send_description(b, a)?;
         self.collect();
@@ -328,13 +346,21 @@ impl Network {
     pub fn send_description(&mut self, from: NodeId, to: NodeId) -> Result<(), String> {
         self.collect();
         let now = self.now;
-        let desc = self.peer(from).local_description().ok_or("no local description")?;
+        let desc = self
+            .peer(from)
+            .local_description()
+            .ok_or("no local description")?;
         let json = serde_json::to_string(&desc).map_err(|e| e.to_string())?;
         let parsed: SessionDescription = serde_json::from_str(&json).map_err(|e| e.to_string())?;
         let kind = parsed.kind.as_str();
         let lines = parsed.sdp.lines().count();
-        self.note(Some(from), format!("sends {kind} ({lines} SDP lines) to {}", self.name(to)));
-        self.peer(to).set_remote_description(now, parsed).map_err(|e| e.to_string())
+        self.note(
+            Some(from),
+            format!("sends {kind} ({lines} SDP lines) to {}", self.name(to)),
+        );
+        self.peer(to)
+            .set_remote_description(now, parsed)
+            .map_err(|e| e.to_string())
     }
 
     /// Drain every peer's events into the log, queueing trickled candidates.
@@ -353,7 +379,8 @@ impl Network {
                     for (from, to, delay) in self.trickle.clone() {
                         if from == id {
                             self.seq += 1;
-                            self.signaling.insert((self.now + delay, self.seq), (to, json.clone()));
+                            self.signaling
+                                .insert((self.now + delay, self.seq), (to, json.clone()));
                         }
                     }
                 }
@@ -372,20 +399,29 @@ impl Network {
             self.stats.stun += 1;
             if self.log_stun {
                 let what = match sansrtc::stun::Message::parse(&data) {
-                    Ok(m) if m.class == Class::Request && m.use_candidate() => "check (USE-CANDIDATE)",
+                    Ok(m) if m.class == Class::Request && m.use_candidate() => {
+                        "check (USE-CANDIDATE)"
+                    }
                     Ok(m) if m.class == Class::Request => "check",
                     Ok(m) if m.class == Class::Success => "check response",
                     Ok(m) if m.class == Class::Error => "check error response",
                     _ => "STUN",
                 };
-                self.note(Some(from_node), format!("{what} {} -> {}", t.local, t.remote));
+                self.note(
+                    Some(from_node),
+                    format!("{what} {} -> {}", t.local, t.remote),
+                );
             }
         }
         let Some(&to_node) = self.routes.get(&t.remote) else {
             self.stats.unroutable += 1;
             return;
         };
-        if self.cut.iter().any(|&(x, y)| (x, y) == (from_node, to_node) || (y, x) == (from_node, to_node)) {
+        if self
+            .cut
+            .iter()
+            .any(|&(x, y)| (x, y) == (from_node, to_node) || (y, x) == (from_node, to_node))
+        {
             self.stats.cut += 1;
             return;
         }
@@ -424,9 +460,11 @@ impl Network {
         let mut buf = vec![0u8; 2048];
         let now = self.now;
         for i in 0..self.nodes.len() {
-            loop {
-                let Some(slot) = self.nodes.get_mut(i) else { break };
-                let Some(t) = slot.body.node().poll_transmit(now, &mut buf) else { break };
+            while let Some(t) = self
+                .nodes
+                .get_mut(i)
+                .and_then(|slot| slot.body.node().poll_transmit(now, &mut buf))
+            {
                 let data = buf.get(..t.len).unwrap_or_default().to_vec();
                 self.route(NodeId(i), t, data);
             }
@@ -435,7 +473,11 @@ impl Network {
         let next_packet = self.in_flight.keys().next().map(|k| k.0);
         let next_signal = self.signaling.keys().next().map(|k| k.0);
         let next_timer = self.nodes.iter().filter_map(|s| s.body.timeout()).min();
-        let Some(next) = [next_packet, next_signal, next_timer].into_iter().flatten().min() else {
+        let Some(next) = [next_packet, next_signal, next_timer]
+            .into_iter()
+            .flatten()
+            .min()
+        else {
             return false;
         };
         self.now = self.now.max(next);
@@ -445,7 +487,9 @@ impl Network {
                 break;
             }
             let f = entry.remove();
-            let Some(&to) = self.routes.get(&f.to) else { continue };
+            let Some(&to) = self.routes.get(&f.to) else {
+                continue;
+            };
             self.stats.delivered += 1;
             if let Some(slot) = self.nodes.get_mut(to.0) {
                 slot.body.node().handle_datagram(
@@ -483,7 +527,11 @@ impl Network {
     }
 
     /// Step until `cond` holds or `limit` of virtual time passes. Returns whether it held.
-    pub fn run_until(&mut self, limit: Duration, mut cond: impl FnMut(&mut Network) -> bool) -> bool {
+    pub fn run_until(
+        &mut self,
+        limit: Duration,
+        mut cond: impl FnMut(&mut Network) -> bool,
+    ) -> bool {
         let end = self.now + limit;
         loop {
             if cond(self) {
@@ -506,7 +554,10 @@ impl Network {
         [a, b].into_iter().all(|n| {
             let p = self.peer(n);
             p.connection_state() == ConnectionState::Connected
-                && matches!(p.ice_connection_state(), IceConnectionState::Connected | IceConnectionState::Completed)
+                && matches!(
+                    p.ice_connection_state(),
+                    IceConnectionState::Connected | IceConnectionState::Completed
+                )
         })
     }
 }
@@ -514,7 +565,9 @@ impl Network {
 /// One line describing an event for the timeline.
 pub fn describe(ev: &Event) -> String {
     match ev {
-        Event::IceCandidate(c) if c.candidate.is_empty() => "IceCandidate end-of-candidates".to_string(),
+        Event::IceCandidate(c) if c.candidate.is_empty() => {
+            "IceCandidate end-of-candidates".to_string()
+        }
         Event::IceCandidate(c) => {
             let parts: Vec<&str> = c.candidate.split(' ').collect();
             let (addr, port, typ) = (

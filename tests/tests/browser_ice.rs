@@ -31,12 +31,24 @@ fn drive(pc: &mut PeerConnection, socket: &UdpSocket, buf: &mut [u8], slice: Dur
             .poll_timeout()
             .map(|d| d.saturating_duration_since(now))
             .unwrap_or(slice)
-            .clamp(Duration::from_millis(1), end.saturating_duration_since(now).max(Duration::from_millis(1)));
+            .clamp(
+                Duration::from_millis(1),
+                end.saturating_duration_since(now)
+                    .max(Duration::from_millis(1)),
+            );
         socket.set_read_timeout(Some(wait)).expect("timeout");
         match socket.recv_from(buf) {
             Ok((n, remote)) => {
                 let data = buf.get(..n).unwrap_or_default();
-                pc.handle_datagram(Instant::now(), Datagram { local, remote, protocol: Protocol::Udp, data });
+                pc.handle_datagram(
+                    Instant::now(),
+                    Datagram {
+                        local,
+                        remote,
+                        protocol: Protocol::Udp,
+                        data,
+                    },
+                );
             }
             Err(_) => pc.handle_timeout(Instant::now()),
         }
@@ -44,8 +56,11 @@ fn drive(pc: &mut PeerConnection, socket: &UdpSocket, buf: &mut [u8], slice: Dur
 }
 
 fn run_ice_with_browser(kind: BrowserKind) {
-    let mut browser = BrowserPeer::spawn(kind).expect("spawn browser (scripts/test.sh installs it)");
-    browser.call(json!({"cmd": "create", "config": {}})).expect("create");
+    let mut browser =
+        BrowserPeer::spawn(kind).expect("spawn browser (scripts/test.sh installs it)");
+    browser
+        .call(json!({"cmd": "create", "config": {}}))
+        .expect("create");
     browser
         .call(json!({"cmd": "addTransceiver", "kind": "audio", "direction": "sendrecv"}))
         .expect("transceiver");
@@ -60,10 +75,15 @@ fn run_ice_with_browser(kind: BrowserKind) {
     let start = Instant::now();
     let mut pc = PeerConnection::new(Config::default(), start).expect("pc");
     pc.add_local_address(start, local, Protocol::Udp);
-    pc.set_remote_description(start, offer).expect("remote offer");
+    pc.set_remote_description(start, offer)
+        .expect("remote offer");
     let answer = pc.create_answer().expect("answer");
-    assert!(answer.sdp.contains("a=fingerprint:sha-256 "), "answer carries a fingerprint");
-    pc.set_local_description(start, answer.clone()).expect("local answer");
+    assert!(
+        answer.sdp.contains("a=fingerprint:sha-256 "),
+        "answer carries a fingerprint"
+    );
+    pc.set_local_description(start, answer.clone())
+        .expect("local answer");
     browser
         .call(json!({"cmd": "setRemoteDescription", "desc": serde_json::to_value(&answer).expect("json")}))
         .expect("browser accepts our answer");
@@ -78,9 +98,13 @@ fn run_ice_with_browser(kind: BrowserKind) {
             match ev {
                 Event::IceCandidate(c) => {
                     let v = serde_json::to_value(&c).expect("candidate json");
-                    browser.call(json!({"cmd": "addIceCandidate", "candidate": v})).expect("browser adds our candidate");
+                    browser
+                        .call(json!({"cmd": "addIceCandidate", "candidate": v}))
+                        .expect("browser adds our candidate");
                 }
-                Event::IceConnectionStateChange(IceConnectionState::Connected) => core_connected = true,
+                Event::IceConnectionStateChange(IceConnectionState::Connected) => {
+                    core_connected = true
+                }
                 _ => {}
             }
         }
@@ -91,21 +115,30 @@ fn run_ice_with_browser(kind: BrowserKind) {
                     if c.is_null() {
                         continue;
                     }
-                    let init: IceCandidateInit = serde_json::from_value(c).expect("browser candidate json");
-                    pc.add_ice_candidate(Instant::now(), init).expect("core adds browser candidate");
+                    let init: IceCandidateInit =
+                        serde_json::from_value(c).expect("browser candidate json");
+                    pc.add_ice_candidate(Instant::now(), init)
+                        .expect("core adds browser candidate");
                 }
-                Some("iceconnectionstatechange") => {
-                    if ev.get("state").and_then(Value::as_str) == Some("connected") {
-                        browser_connected = true;
-                    }
+                Some("iceconnectionstatechange")
+                    if ev.get("state").and_then(Value::as_str) == Some("connected") =>
+                {
+                    browser_connected = true;
                 }
                 _ => {}
             }
         }
     }
     let state = browser.call(json!({"cmd": "state"})).expect("state");
-    assert!(browser_connected, "browser never reached iceConnectionState connected: {state}");
-    assert!(core_connected, "core never reached ICE connected: {:?}", pc.ice_connection_state());
+    assert!(
+        browser_connected,
+        "browser never reached iceConnectionState connected: {state}"
+    );
+    assert!(
+        core_connected,
+        "core never reached ICE connected: {:?}",
+        pc.ice_connection_state()
+    );
     let pair = pc.selected_pair().expect("selected pair");
     assert_eq!(pair.local, local);
 }

@@ -17,8 +17,10 @@ fn connect_with_loss(loss: f64, seed: u64, limit: Duration) -> Network {
     net.conditions.latency = Duration::from_millis(20);
     net.conditions.jitter = Duration::from_millis(20);
     let mut pa = PeerConnection::new(seeded_config(seed), net.now()).expect("pc");
-    pa.add_track(MediaKind::Audio, vec!["s".into()]).expect("audio");
-    pa.add_track(MediaKind::Video, vec!["s".into()]).expect("video");
+    pa.add_track(MediaKind::Audio, vec!["s".into()])
+        .expect("audio");
+    pa.add_track(MediaKind::Video, vec!["s".into()])
+        .expect("video");
     let pb = PeerConnection::new(seeded_config(seed + 1), net.now()).expect("pc");
     let a = net.add_peer("alice", pa, &[addr("10.0.0.1:5000")]);
     let b = net.add_peer("bob", pb, &[addr("10.0.0.2:6000")]);
@@ -39,7 +41,11 @@ fn connect_with_loss(loss: f64, seed: u64, limit: Duration) -> Network {
 #[test]
 fn connects_without_loss() {
     let net = connect_with_loss(0.0, 1, Duration::from_secs(3));
-    assert!(net.elapsed() < Duration::from_secs(1), "took {:?}", net.elapsed());
+    assert!(
+        net.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        net.elapsed()
+    );
 }
 
 #[test]

@@ -20,9 +20,13 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::config::IceConfig;
-use crate::ice::candidate::{candidate_priority, foundation_for, Candidate, CandidateAddress, CandidateKind};
+use crate::ice::candidate::{
+    candidate_priority, foundation_for, Candidate, CandidateAddress, CandidateKind,
+};
 use crate::rng::{secret_ice_chars, Rng};
-use crate::stun::{self, Attribute, Class, Message, Method, RetransmitTimer, TimerAction, TransactionId};
+use crate::stun::{
+    self, Attribute, Class, Message, Method, RetransmitTimer, TimerAction, TransactionId,
+};
 use crate::transmit::{Protocol, Transmit};
 
 /// Most local candidates.
@@ -341,7 +345,8 @@ impl IceAgent {
         self.remotes.clear();
         self.pairs.clear();
         self.triggered.clear();
-        self.transactions.retain(|t| matches!(t.kind, TxKind::Srflx { .. }));
+        self.transactions
+            .retain(|t| matches!(t.kind, TxKind::Srflx { .. }));
         self.selected = None;
         self.nominate_at = None;
         self.next_consent = None;
@@ -352,13 +357,23 @@ impl IceAgent {
 
     /// A local socket: becomes a host candidate (announced once gathering has started).
     pub fn add_local_address(&mut self, now: Instant, addr: SocketAddr, protocol: Protocol) {
-        if self.closed || self.locals.len() >= MAX_LOCAL || self.locals.iter().any(|l| l.base == addr && l.candidate.kind == CandidateKind::Host) {
+        if self.closed
+            || self.locals.len() >= MAX_LOCAL
+            || self
+                .locals
+                .iter()
+                .any(|l| l.base == addr && l.candidate.kind == CandidateKind::Host)
+        {
             return;
         }
         // Earlier sockets get higher local preference; IPv6 slightly above IPv4 as browsers do.
         let family_bonus: u16 = if addr.is_ipv6() { 1024 } else { 0 };
         let pref = 60_000u16
-            .saturating_sub(u16::try_from(self.locals.len()).unwrap_or(u16::MAX).saturating_mul(64))
+            .saturating_sub(
+                u16::try_from(self.locals.len())
+                    .unwrap_or(u16::MAX)
+                    .saturating_mul(64),
+            )
             .saturating_add(family_bonus);
         let candidate = Candidate::host(addr, protocol, pref);
         self.locals.push(LocalCandidate {
@@ -394,7 +409,9 @@ impl IceAgent {
             let bases: Vec<SocketAddr> = self
                 .locals
                 .iter()
-                .filter(|l| l.candidate.kind == CandidateKind::Host && l.candidate.protocol == Protocol::Udp)
+                .filter(|l| {
+                    l.candidate.kind == CandidateKind::Host && l.candidate.protocol == Protocol::Udp
+                })
                 .map(|l| l.base)
                 .collect();
             if !bases.is_empty() {
@@ -416,7 +433,9 @@ impl IceAgent {
         let bases: Vec<SocketAddr> = self
             .locals
             .iter()
-            .filter(|l| l.candidate.kind == CandidateKind::Host && l.candidate.protocol == Protocol::Udp)
+            .filter(|l| {
+                l.candidate.kind == CandidateKind::Host && l.candidate.protocol == Protocol::Udp
+            })
             .map(|l| l.base)
             .collect();
         for base in bases {
@@ -449,10 +468,14 @@ impl IceAgent {
     }
 
     fn check_gathering_complete(&mut self, now: Instant) {
-        let pending = self.transactions.iter().any(|t| matches!(t.kind, TxKind::Srflx { .. }));
+        let pending = self
+            .transactions
+            .iter()
+            .any(|t| matches!(t.kind, TxKind::Srflx { .. }));
         let timed_out = self.gather_deadline.is_some_and(|d| now >= d);
         if self.gathering == IceGatheringState::Gathering && (!pending || timed_out) {
-            self.transactions.retain(|t| !matches!(t.kind, TxKind::Srflx { .. }));
+            self.transactions
+                .retain(|t| !matches!(t.kind, TxKind::Srflx { .. }));
             self.gather_deadline = None;
             self.set_gathering(IceGatheringState::Complete);
         }
@@ -470,7 +493,12 @@ impl IceAgent {
             kind: TxKind::Srflx { server },
             local: base,
             remote: server,
-            timer: RetransmitTimer::new(now, self.config.initial_rto, self.config.max_rto, self.config.max_retransmits.min(4)),
+            timer: RetransmitTimer::new(
+                now,
+                self.config.initial_rto,
+                self.config.max_rto,
+                self.config.max_retransmits.min(4),
+            ),
             request,
         });
     }
@@ -542,7 +570,8 @@ impl IceAgent {
         for l in &mut self.locals {
             l.announced = false;
         }
-        self.locals.retain(|l| l.candidate.kind == CandidateKind::Host);
+        self.locals
+            .retain(|l| l.candidate.kind == CandidateKind::Host);
         if self.gathering != IceGatheringState::New {
             self.gathering = IceGatheringState::New;
             self.start_gathering(now);
@@ -562,7 +591,11 @@ impl IceAgent {
     // ------------------------------------------------------------------ pairs
 
     fn pair_priority(controlling: bool, local: u32, remote: u32) -> u64 {
-        let (g, d) = if controlling { (local, remote) } else { (remote, local) };
+        let (g, d) = if controlling {
+            (local, remote)
+        } else {
+            (remote, local)
+        };
         let (g, d) = (u64::from(g), u64::from(d));
         (1u64 << 32) * g.min(d) + 2 * g.max(d) + u64::from(g > d)
     }
@@ -581,7 +614,10 @@ impl IceAgent {
         if local.candidate.kind != CandidateKind::Host
             || local.candidate.protocol != Protocol::Udp
             || local.base.is_ipv4() != remote.addr.is_ipv4()
-            || self.pairs.iter().any(|p| p.local == local.base && p.remote == remote.addr)
+            || self
+                .pairs
+                .iter()
+                .any(|p| p.local == local.base && p.remote == remote.addr)
         {
             return;
         }
@@ -593,7 +629,11 @@ impl IceAgent {
             remote: remote.addr,
             local_priority: local.candidate.priority,
             remote_priority: remote.priority,
-            priority: Self::pair_priority(self.controlling, local.candidate.priority, remote.priority),
+            priority: Self::pair_priority(
+                self.controlling,
+                local.candidate.priority,
+                remote.priority,
+            ),
             state: PairState::Waiting,
             nominated: false,
             nominate_on_success: false,
@@ -602,7 +642,9 @@ impl IceAgent {
     }
 
     fn pair_index(&self, local: SocketAddr, remote: SocketAddr) -> Option<usize> {
-        self.pairs.iter().position(|p| p.local == local && p.remote == remote)
+        self.pairs
+            .iter()
+            .position(|p| p.local == local && p.remote == remote)
     }
 
     // ------------------------------------------------------------------ checks
@@ -611,13 +653,19 @@ impl IceAgent {
         if self.lite || self.remote_creds.is_none() || self.closed {
             return;
         }
-        let work = !self.triggered.is_empty() || self.pairs.iter().any(|p| p.state == PairState::Waiting);
+        let work =
+            !self.triggered.is_empty() || self.pairs.iter().any(|p| p.state == PairState::Waiting);
         if work && self.next_check.is_none() {
             self.next_check = Some(now);
         }
     }
 
-    fn build_check(&mut self, local: SocketAddr, use_candidate: bool, id: TransactionId) -> Option<Vec<u8>> {
+    fn build_check(
+        &mut self,
+        local: SocketAddr,
+        use_candidate: bool,
+        id: TransactionId,
+    ) -> Option<Vec<u8>> {
         let creds = self.remote_creds.as_ref()?;
         let prflx_priority = self
             .locals
@@ -627,7 +675,10 @@ impl IceAgent {
             .unwrap_or(0)
             | (CandidateKind::PeerReflexive.type_preference() << 24);
         let mut m = Message::new(Class::Request, Method::BINDING, id)
-            .with(Attribute::Username(format!("{}:{}", creds.ufrag, self.local_creds.ufrag)))
+            .with(Attribute::Username(format!(
+                "{}:{}",
+                creds.ufrag, self.local_creds.ufrag
+            )))
             .with(Attribute::Priority(prflx_priority))
             .with(if self.controlling {
                 Attribute::IceControlling(self.tie_breaker)
@@ -641,14 +692,21 @@ impl IceAgent {
     }
 
     fn send_check(&mut self, now: Instant, pair: usize, kind: TxKind) {
-        let Some(p) = self.pairs.get(pair) else { return };
+        let Some(p) = self.pairs.get(pair) else {
+            return;
+        };
         let (local, remote) = (p.local, p.remote);
         if self.transactions.len() >= MAX_TRANSACTIONS {
             self.stats.queue_overflows += 1;
             return;
         }
         let id = TransactionId::random(&mut self.rng);
-        let use_candidate = matches!(kind, TxKind::Check { use_candidate: true });
+        let use_candidate = matches!(
+            kind,
+            TxKind::Check {
+                use_candidate: true
+            }
+        );
         let Some(request) = self.build_check(local, use_candidate, id) else {
             return;
         };
@@ -659,13 +717,22 @@ impl IceAgent {
         }
         self.stats.checks_sent += 1;
         self.send(local, remote, request.clone());
-        let requests = if kind == TxKind::Consent { 1 } else { self.config.max_retransmits };
+        let requests = if kind == TxKind::Consent {
+            1
+        } else {
+            self.config.max_retransmits
+        };
         self.transactions.push(Transaction {
             id,
             kind,
             local,
             remote,
-            timer: RetransmitTimer::new(now, self.config.initial_rto, self.config.max_rto, requests),
+            timer: RetransmitTimer::new(
+                now,
+                self.config.initial_rto,
+                self.config.max_rto,
+                requests,
+            ),
             request,
         });
     }
@@ -684,7 +751,12 @@ impl IceAgent {
         // it is a fresh transaction, so one lost response does not stall the pair.
         let next = loop {
             match self.triggered.pop_front() {
-                Some(i) if self.pairs.get(i).is_some_and(|p| p.state != PairState::Succeeded || p.nominated) => {
+                Some(i)
+                    if self
+                        .pairs
+                        .get(i)
+                        .is_some_and(|p| p.state != PairState::Succeeded || p.nominated) =>
+                {
                     break Some((i, true))
                 }
                 Some(_) => continue,
@@ -700,8 +772,15 @@ impl IceAgent {
                 .map(|(i, _)| (i, false))
         });
         if let Some((i, triggered)) = next {
-            let nominate = triggered && self.controlling && self.pairs.get(i).is_some_and(|p| p.nominated);
-            self.send_check(now, i, TxKind::Check { use_candidate: nominate });
+            let nominate =
+                triggered && self.controlling && self.pairs.get(i).is_some_and(|p| p.nominated);
+            self.send_check(
+                now,
+                i,
+                TxKind::Check {
+                    use_candidate: nominate,
+                },
+            );
             self.next_check = Some(now + self.config.check_interval);
         }
     }
@@ -720,7 +799,14 @@ impl IceAgent {
 
     /// A STUN message arrived. Returns true when it was ICE's (consumed, answered or
     /// dropped and counted), false when it belongs to someone else (e.g. TURN).
-    pub fn handle_stun(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, protocol: Protocol, raw: &[u8]) -> bool {
+    pub fn handle_stun(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        protocol: Protocol,
+        raw: &[u8],
+    ) -> bool {
         if self.closed {
             return false;
         }
@@ -740,7 +826,14 @@ impl IceAgent {
         true
     }
 
-    fn handle_request(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, protocol: Protocol, raw: &[u8]) {
+    fn handle_request(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        protocol: Protocol,
+        raw: &[u8],
+    ) {
         if !stun::verify_fingerprint(raw) {
             self.stats.dropped_bad_fingerprint += 1;
             return;
@@ -831,7 +924,14 @@ impl IceAgent {
         }
     }
 
-    fn send_error(&mut self, local: SocketAddr, remote: SocketAddr, req: &Message, code: u16, reason: &str) {
+    fn send_error(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        req: &Message,
+        code: u16,
+        reason: &str,
+    ) {
         let response = Message::new(Class::Error, Method::BINDING, req.transaction_id)
             .with(Attribute::ErrorCode {
                 code,
@@ -850,13 +950,18 @@ impl IceAgent {
             self.stats.dropped_other += 1;
             return;
         };
-        let Some(tx) = self.transactions.get(index).cloned() else { return };
+        let Some(tx) = self.transactions.get(index).cloned() else {
+            return;
+        };
         if let TxKind::Srflx { .. } = tx.kind {
             // Server responses carry no integrity (no credentials with public STUN servers).
             self.transactions.remove(index);
             self.stats.responses_received += 1;
             if let Ok(msg) = Message::parse(raw) {
-                if let Some(mapped) = msg.xor_mapped_address().filter(|_| msg.class == Class::Success) {
+                if let Some(mapped) = msg
+                    .xor_mapped_address()
+                    .filter(|_| msg.class == Class::Success)
+                {
                     self.add_srflx(tx.local, tx.remote, mapped);
                 }
             }
@@ -881,7 +986,9 @@ impl IceAgent {
         };
         self.transactions.remove(index);
         self.stats.responses_received += 1;
-        let Some(pair) = self.pair_index(tx.local, tx.remote) else { return };
+        let Some(pair) = self.pair_index(tx.local, tx.remote) else {
+            return;
+        };
         if msg.class == Class::Error {
             if msg.error_code().map(|(c, _)| c) == Some(487) && tx.kind != TxKind::Consent {
                 // Role conflict: switch and check again (RFC 8445 7.2.5.1).
@@ -907,13 +1014,21 @@ impl IceAgent {
             return;
         }
         self.last_consent = Some(now);
-        let Some(p) = self.pairs.get_mut(pair) else { return };
+        let Some(p) = self.pairs.get_mut(pair) else {
+            return;
+        };
         p.state = PairState::Succeeded;
-        let use_candidate = matches!(tx.kind, TxKind::Check { use_candidate: true });
+        let use_candidate = matches!(
+            tx.kind,
+            TxKind::Check {
+                use_candidate: true
+            }
+        );
         if use_candidate {
             p.nominated = true;
         }
-        let nominate_now = (self.controlling && use_candidate) || (!self.controlling && p.nominate_on_success);
+        let nominate_now =
+            (self.controlling && use_candidate) || (!self.controlling && p.nominate_on_success);
         if nominate_now {
             self.select(now, pair);
         } else if self.controlling && self.selected.is_none() && self.nominate_at.is_none() {
@@ -925,7 +1040,13 @@ impl IceAgent {
     }
 
     fn add_srflx(&mut self, base: SocketAddr, server: SocketAddr, mapped: SocketAddr) {
-        if mapped == base || self.locals.iter().any(|l| l.candidate.address == CandidateAddress::Ip(mapped)) || self.locals.len() >= MAX_LOCAL {
+        if mapped == base
+            || self
+                .locals
+                .iter()
+                .any(|l| l.candidate.address == CandidateAddress::Ip(mapped))
+            || self.locals.len() >= MAX_LOCAL
+        {
             return;
         }
         let kind = CandidateKind::ServerReflexive;
@@ -988,12 +1109,18 @@ impl IceAgent {
         // Transactions.
         let mut i = 0;
         while i < self.transactions.len() {
-            let due = self.transactions.get(i).and_then(|t| t.timer.deadline()).is_some_and(|d| now >= d);
+            let due = self
+                .transactions
+                .get(i)
+                .and_then(|t| t.timer.deadline())
+                .is_some_and(|d| now >= d);
             if !due {
                 i += 1;
                 continue;
             }
-            let Some(t) = self.transactions.get_mut(i) else { break };
+            let Some(t) = self.transactions.get_mut(i) else {
+                break;
+            };
             match t.timer.on_timeout(now) {
                 TimerAction::Wait => i += 1,
                 TimerAction::Retransmit => {
@@ -1005,7 +1132,10 @@ impl IceAgent {
                 TimerAction::TimedOut => {
                     let t = self.transactions.remove(i);
                     if let TxKind::Check { .. } = t.kind {
-                        if let Some(p) = self.pair_index(t.local, t.remote).and_then(|p| self.pairs.get_mut(p)) {
+                        if let Some(p) = self
+                            .pair_index(t.local, t.remote)
+                            .and_then(|p| self.pairs.get_mut(p))
+                        {
                             if p.state == PairState::InProgress {
                                 p.state = PairState::Failed;
                             }
@@ -1034,7 +1164,13 @@ impl IceAgent {
                     }
                     if self.remote_lite {
                         // A lite peer accepts the nomination with the check; select at once.
-                        self.send_check(now, b, TxKind::Check { use_candidate: true });
+                        self.send_check(
+                            now,
+                            b,
+                            TxKind::Check {
+                                use_candidate: true,
+                            },
+                        );
                     } else {
                         self.triggered.push_front(b);
                         self.next_check = Some(now);
@@ -1078,12 +1214,16 @@ impl IceAgent {
         if self.remote_creds.is_none() && self.pairs.is_empty() {
             return;
         }
-        let active = self
-            .pairs
-            .iter()
-            .any(|p| matches!(p.state, PairState::Waiting | PairState::InProgress | PairState::Succeeded))
-            || !self.triggered.is_empty()
-            || self.transactions.iter().any(|t| matches!(t.kind, TxKind::Check { .. }));
+        let active = self.pairs.iter().any(|p| {
+            matches!(
+                p.state,
+                PairState::Waiting | PairState::InProgress | PairState::Succeeded
+            )
+        }) || !self.triggered.is_empty()
+            || self
+                .transactions
+                .iter()
+                .any(|t| matches!(t.kind, TxKind::Check { .. }));
         if active || self.lite {
             self.exhausted_since = None;
             if self.remote_creds.is_some() && (!self.pairs.is_empty() || self.lite) {
@@ -1092,7 +1232,9 @@ impl IceAgent {
             return;
         }
         let since = *self.exhausted_since.get_or_insert(now);
-        if self.remote_end_of_candidates && !self.pairs.is_empty() || now.saturating_duration_since(since) >= self.config.failed_timeout {
+        if self.remote_end_of_candidates && !self.pairs.is_empty()
+            || now.saturating_duration_since(since) >= self.config.failed_timeout
+        {
             self.set_state(IceConnectionState::Failed);
         } else if self.remote_creds.is_some() {
             self.set_state(IceConnectionState::Checking);
@@ -1123,7 +1265,10 @@ impl IceAgent {
         consider(self.next_check);
         consider(self.nominate_at);
         consider(self.next_consent);
-        consider(self.gather_deadline.filter(|_| self.gathering == IceGatheringState::Gathering));
+        consider(
+            self.gather_deadline
+                .filter(|_| self.gathering == IceGatheringState::Gathering),
+        );
         if let (Some(_), Some(last)) = (self.selected, self.last_consent) {
             if !self.lite && self.state != IceConnectionState::Failed {
                 let d = if self.state == IceConnectionState::Disconnected {

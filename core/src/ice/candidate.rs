@@ -131,7 +131,9 @@ pub enum CandidateError {
 
 /// The priority formula of RFC 8445 5.1.2.1.
 pub fn candidate_priority(kind: CandidateKind, local_preference: u16, component: u16) -> u32 {
-    (kind.type_preference() << 24) + (u32::from(local_preference) << 8) + (256 - u32::from(component.clamp(1, 256)))
+    (kind.type_preference() << 24)
+        + (u32::from(local_preference) << 8)
+        + (256 - u32::from(component.clamp(1, 256)))
 }
 
 fn is_ice_char(c: char) -> bool {
@@ -192,9 +194,19 @@ impl Candidate {
             .ok_or(CandidateError::Missing("port"))?
             .parse()
             .map_err(|_| CandidateError::Invalid("port"))?;
-        let address = match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        let address = match host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        {
             Ok(ip) => CandidateAddress::Ip(SocketAddr::new(ip, port)),
-            Err(_) if host.len() <= 255 && host.ends_with(".local") && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') => {
+            Err(_)
+                if host.len() <= 255
+                    && host.ends_with(".local")
+                    && host
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') =>
+            {
                 CandidateAddress::Mdns {
                     hostname: host.to_string(),
                     port,
@@ -217,7 +229,9 @@ impl Candidate {
         let mut tcp_type = None;
         let mut extensions = Vec::new();
         while let Some(name) = it.next() {
-            let value = it.next().ok_or(CandidateError::Missing("extension value"))?;
+            let value = it
+                .next()
+                .ok_or(CandidateError::Missing("extension value"))?;
             match name {
                 "raddr" => {
                     raddr = Some(
@@ -228,7 +242,13 @@ impl Candidate {
                             .map_err(|_| CandidateError::Invalid("raddr"))?,
                     )
                 }
-                "rport" => rport = Some(value.parse().map_err(|_| CandidateError::Invalid("rport"))?),
+                "rport" => {
+                    rport = Some(
+                        value
+                            .parse()
+                            .map_err(|_| CandidateError::Invalid("rport"))?,
+                    )
+                }
                 "tcptype" => {
                     tcp_type = Some(match value {
                         "active" => TcpType::Active,
@@ -274,7 +294,12 @@ impl Candidate {
 
 /// A foundation: equal for candidates of the same type, base IP, server and transport
 /// (RFC 8445 5.1.1.3), as a short stable hash written in decimal like browsers do.
-pub fn foundation_for(kind: CandidateKind, base: IpAddr, server: Option<SocketAddr>, protocol: Protocol) -> String {
+pub fn foundation_for(
+    kind: CandidateKind,
+    base: IpAddr,
+    server: Option<SocketAddr>,
+    protocol: Protocol,
+) -> String {
     // FNV-1a: stable across runs and platforms (no RandomState).
     let mut h: u32 = 0x811C_9DC5;
     let mut eat = |bytes: &[u8]| {
@@ -342,24 +367,41 @@ mod tests {
         )
         .expect("chrome host");
         assert_eq!(c.kind, CandidateKind::Host);
-        assert_eq!(c.address, CandidateAddress::Ip("192.168.1.2:54321".parse().expect("addr")));
+        assert_eq!(
+            c.address,
+            CandidateAddress::Ip("192.168.1.2:54321".parse().expect("addr"))
+        );
         assert_eq!(c.extension("ufrag"), Some("abcd"));
         assert_eq!(
             c.to_string(),
             "candidate:3574209376 1 udp 2122260223 192.168.1.2 54321 typ host generation 0 ufrag abcd network-id 1"
         );
-        let s = Candidate::parse("a=candidate:1 1 UDP 1686052607 203.0.113.7 40000 typ srflx raddr 10.0.0.2 rport 5000")
-            .expect("srflx");
-        assert_eq!(s.related_address, Some("10.0.0.2:5000".parse().expect("addr")));
+        let s = Candidate::parse(
+            "a=candidate:1 1 UDP 1686052607 203.0.113.7 40000 typ srflx raddr 10.0.0.2 rport 5000",
+        )
+        .expect("srflx");
+        assert_eq!(
+            s.related_address,
+            Some("10.0.0.2:5000".parse().expect("addr"))
+        );
         let m = Candidate::parse("candidate:1 1 udp 2113937151 4b6c0f4a-1d1e-4e1c-9c1a-2b3c4d5e6f70.local 50123 typ host generation 0")
             .expect("mdns");
-        assert!(matches!(m.address, CandidateAddress::Mdns { port: 50123, .. }));
-        let v6 = Candidate::parse("candidate:2 1 udp 2122262783 2001:db8::1 9 typ host").expect("v6");
-        assert_eq!(v6.address.ip(), Some("[2001:db8::1]:9".parse().expect("addr")));
-        let t = Candidate::parse("candidate:3 1 tcp 1518280447 10.0.0.1 9 typ host tcptype active").expect("tcp");
+        assert!(matches!(
+            m.address,
+            CandidateAddress::Mdns { port: 50123, .. }
+        ));
+        let v6 =
+            Candidate::parse("candidate:2 1 udp 2122262783 2001:db8::1 9 typ host").expect("v6");
+        assert_eq!(
+            v6.address.ip(),
+            Some("[2001:db8::1]:9".parse().expect("addr"))
+        );
+        let t = Candidate::parse("candidate:3 1 tcp 1518280447 10.0.0.1 9 typ host tcptype active")
+            .expect("tcp");
         assert_eq!(t.tcp_type, Some(TcpType::Active));
         // Firefox's form.
-        let ff = Candidate::parse("candidate:0 1 UDP 2122252543 127.0.0.1 38476 typ host").expect("firefox");
+        let ff = Candidate::parse("candidate:0 1 UDP 2122252543 127.0.0.1 38476 typ host")
+            .expect("firefox");
         assert_eq!(ff.protocol, Protocol::Udp);
     }
 
@@ -386,13 +428,40 @@ mod tests {
 
     #[test]
     fn priorities_follow_rfc8445() {
-        assert_eq!(candidate_priority(CandidateKind::Host, 65535, 1), 2_130_706_431);
-        assert!(candidate_priority(CandidateKind::Host, 0, 1) > candidate_priority(CandidateKind::PeerReflexive, 65535, 1));
-        assert!(candidate_priority(CandidateKind::ServerReflexive, 65535, 1) > candidate_priority(CandidateKind::Relay, 65535, 1));
-        let a = foundation_for(CandidateKind::Host, "10.0.0.1".parse().expect("ip"), None, Protocol::Udp);
-        let b = foundation_for(CandidateKind::Host, "10.0.0.2".parse().expect("ip"), None, Protocol::Udp);
+        assert_eq!(
+            candidate_priority(CandidateKind::Host, 65535, 1),
+            2_130_706_431
+        );
+        assert!(
+            candidate_priority(CandidateKind::Host, 0, 1)
+                > candidate_priority(CandidateKind::PeerReflexive, 65535, 1)
+        );
+        assert!(
+            candidate_priority(CandidateKind::ServerReflexive, 65535, 1)
+                > candidate_priority(CandidateKind::Relay, 65535, 1)
+        );
+        let a = foundation_for(
+            CandidateKind::Host,
+            "10.0.0.1".parse().expect("ip"),
+            None,
+            Protocol::Udp,
+        );
+        let b = foundation_for(
+            CandidateKind::Host,
+            "10.0.0.2".parse().expect("ip"),
+            None,
+            Protocol::Udp,
+        );
         assert_ne!(a, b);
-        assert_eq!(a, foundation_for(CandidateKind::Host, "10.0.0.1".parse().expect("ip"), None, Protocol::Udp));
+        assert_eq!(
+            a,
+            foundation_for(
+                CandidateKind::Host,
+                "10.0.0.1".parse().expect("ip"),
+                None,
+                Protocol::Udp
+            )
+        );
     }
 
     #[derive(Debug, Clone)]
@@ -406,9 +475,18 @@ mod tests {
                 IpAddr::from(u128::arbitrary(g).to_be_bytes())
             };
             let kind = *g
-                .choose(&[CandidateKind::Host, CandidateKind::ServerReflexive, CandidateKind::PeerReflexive, CandidateKind::Relay])
+                .choose(&[
+                    CandidateKind::Host,
+                    CandidateKind::ServerReflexive,
+                    CandidateKind::PeerReflexive,
+                    CandidateKind::Relay,
+                ])
                 .expect("kind");
-            let protocol = if bool::arbitrary(g) { Protocol::Udp } else { Protocol::Tcp };
+            let protocol = if bool::arbitrary(g) {
+                Protocol::Udp
+            } else {
+                Protocol::Tcp
+            };
             let address = if u8::arbitrary(g) % 5 == 0 {
                 CandidateAddress::Mdns {
                     hostname: format!("{:x}-{:x}.local", u32::arbitrary(g), u16::arbitrary(g)),
@@ -417,7 +495,8 @@ mod tests {
             } else {
                 CandidateAddress::Ip(SocketAddr::new(ip, u16::arbitrary(g)))
             };
-            let related_address = bool::arbitrary(g).then(|| SocketAddr::new(ip, u16::arbitrary(g)));
+            let related_address =
+                bool::arbitrary(g).then(|| SocketAddr::new(ip, u16::arbitrary(g)));
             let extensions = (0..usize::arbitrary(g) % 4)
                 .map(|i| (format!("ext{i}"), u32::arbitrary(g).to_string()))
                 .collect();
@@ -429,7 +508,8 @@ mod tests {
                 address,
                 kind,
                 related_address,
-                tcp_type: (protocol == Protocol::Tcp && bool::arbitrary(g)).then_some(TcpType::Passive),
+                tcp_type: (protocol == Protocol::Tcp && bool::arbitrary(g))
+                    .then_some(TcpType::Passive),
                 extensions,
             })
         }
@@ -440,7 +520,9 @@ mod tests {
         fn prop(c: AnyCandidate) -> bool {
             Candidate::parse(&c.0.to_string()).as_ref() == Ok(&c.0)
         }
-        QuickCheck::new().tests(1000).quickcheck(prop as fn(AnyCandidate) -> bool);
+        QuickCheck::new()
+            .tests(1000)
+            .quickcheck(prop as fn(AnyCandidate) -> bool);
     }
 
     #[test]
@@ -450,6 +532,8 @@ mod tests {
             let _ = Candidate::parse(&format!("candidate:1 1 udp 1 {s} typ host"));
             true
         }
-        QuickCheck::new().tests(1000).quickcheck(prop as fn(String) -> bool);
+        QuickCheck::new()
+            .tests(1000)
+            .quickcheck(prop as fn(String) -> bool);
     }
 }

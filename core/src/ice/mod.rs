@@ -4,7 +4,10 @@
 pub mod agent;
 pub mod candidate;
 
-pub use agent::{IceAgent, IceConnectionState, IceCredentials, IceEvent, IceGatheringState, IceStats, SelectedPair};
+pub use agent::{
+    IceAgent, IceConnectionState, IceCredentials, IceEvent, IceGatheringState, IceStats,
+    SelectedPair,
+};
 pub use candidate::{Candidate, CandidateAddress, CandidateError, CandidateKind, TcpType};
 
 #[cfg(test)]

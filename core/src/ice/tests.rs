@@ -45,7 +45,11 @@ impl Net {
             self.agents[i].add_local_address(now, a, Protocol::Udp);
             self.agents[i].start_gathering(now);
         }
-        let creds: Vec<IceCredentials> = self.agents.iter().map(|a| a.local_credentials().clone()).collect();
+        let creds: Vec<IceCredentials> = self
+            .agents
+            .iter()
+            .map(|a| a.local_credentials().clone())
+            .collect();
         for i in 0..2 {
             let o = 1 - i;
             self.agents[i].set_remote_credentials(now, &creds[o].ufrag, &creds[o].pwd);
@@ -62,7 +66,8 @@ impl Net {
                 .collect();
             for c in cands {
                 let text = c.to_string();
-                self.agents[i].add_remote_candidate(now, Candidate::parse(&text).expect("candidate"));
+                self.agents[i]
+                    .add_remote_candidate(now, Candidate::parse(&text).expect("candidate"));
             }
         }
     }
@@ -86,7 +91,13 @@ impl Net {
                 }
                 let to = self.addrs.iter().position(|a| *a == t.remote);
                 if let Some(to) = to {
-                    self.flight.push_back((self.now + Duration::from_millis(10), to, t.local, t.remote, data));
+                    self.flight.push_back((
+                        self.now + Duration::from_millis(10),
+                        to,
+                        t.local,
+                        t.remote,
+                        data,
+                    ));
                 }
             }
         }
@@ -102,7 +113,9 @@ impl Net {
         };
         self.now = self.now.max(next);
         while self.flight.front().is_some_and(|f| f.0 <= self.now) {
-            let Some((_, to, from, dst, data)) = self.flight.pop_front() else { break };
+            let Some((_, to, from, dst, data)) = self.flight.pop_front() else {
+                break;
+            };
             self.agents[to].handle_stun(self.now, dst, from, Protocol::Udp, &data);
         }
         for a in &mut self.agents {
@@ -128,9 +141,9 @@ impl Net {
     }
 
     fn connected(&self) -> bool {
-        self.agents
-            .iter()
-            .all(|a| a.connection_state() == IceConnectionState::Connected && a.selected_pair().is_some())
+        self.agents.iter().all(|a| {
+            a.connection_state() == IceConnectionState::Connected && a.selected_pair().is_some()
+        })
     }
 }
 
@@ -142,56 +155,120 @@ fn agent(seed: u64, controlling: bool) -> IceAgent {
 
 #[test]
 fn two_agents_connect() {
-    let mut net = Net::new(agent(1, true), agent(2, false), addr("10.0.0.1:5000"), addr("10.0.0.2:6000"));
+    let mut net = Net::new(
+        agent(1, true),
+        agent(2, false),
+        addr("10.0.0.1:5000"),
+        addr("10.0.0.2:6000"),
+    );
     net.exchange_candidates();
     assert!(net.run_until(Duration::from_secs(5), Net::connected));
     let a = net.agents[0].selected_pair().expect("pair");
-    assert_eq!((a.local, a.remote), (addr("10.0.0.1:5000"), addr("10.0.0.2:6000")));
+    assert_eq!(
+        (a.local, a.remote),
+        (addr("10.0.0.1:5000"), addr("10.0.0.2:6000"))
+    );
     let b = net.agents[1].selected_pair().expect("pair");
-    assert_eq!((b.local, b.remote), (addr("10.0.0.2:6000"), addr("10.0.0.1:5000")));
+    assert_eq!(
+        (b.local, b.remote),
+        (addr("10.0.0.2:6000"), addr("10.0.0.1:5000"))
+    );
     // Gathering completed and the host candidate was announced.
     assert!(net.events[0].contains(&IceEvent::GatheringStateChange(IceGatheringState::Complete)));
     // Consent keeps it connected for a long quiet time.
     net.run_until(Duration::from_secs(120), |_| false);
-    assert!(net.connected(), "{:?} {:?} {:?}", net.agents[0].connection_state(), net.agents[1].connection_state(), net.agents[0].stats());
+    assert!(
+        net.connected(),
+        "{:?} {:?} {:?}",
+        net.agents[0].connection_state(),
+        net.agents[1].connection_state(),
+        net.agents[0].stats()
+    );
 }
 
 #[test]
 fn role_conflict_resolves() {
-    let mut net = Net::new(agent(3, true), agent(4, true), addr("10.0.0.1:5000"), addr("10.0.0.2:6000"));
+    let mut net = Net::new(
+        agent(3, true),
+        agent(4, true),
+        addr("10.0.0.1:5000"),
+        addr("10.0.0.2:6000"),
+    );
     net.exchange_candidates();
     assert!(net.run_until(Duration::from_secs(10), Net::connected));
-    assert_ne!(net.agents[0].is_controlling(), net.agents[1].is_controlling());
-    assert!(net.agents.iter().map(|a| a.stats().role_conflicts).sum::<u64>() > 0);
+    assert_ne!(
+        net.agents[0].is_controlling(),
+        net.agents[1].is_controlling()
+    );
+    assert!(
+        net.agents
+            .iter()
+            .map(|a| a.stats().role_conflicts)
+            .sum::<u64>()
+            > 0
+    );
     // Both controlled also resolves.
-    let mut net = Net::new(agent(5, false), agent(6, false), addr("10.0.0.1:5000"), addr("10.0.0.2:6000"));
+    let mut net = Net::new(
+        agent(5, false),
+        agent(6, false),
+        addr("10.0.0.1:5000"),
+        addr("10.0.0.2:6000"),
+    );
     net.exchange_candidates();
     assert!(net.run_until(Duration::from_secs(10), Net::connected));
-    assert_ne!(net.agents[0].is_controlling(), net.agents[1].is_controlling());
+    assert_ne!(
+        net.agents[0].is_controlling(),
+        net.agents[1].is_controlling()
+    );
 }
 
 #[test]
 fn consent_loss_disconnects_then_fails() {
-    let mut net = Net::new(agent(7, true), agent(8, false), addr("10.0.0.1:5000"), addr("10.0.0.2:6000"));
+    let mut net = Net::new(
+        agent(7, true),
+        agent(8, false),
+        addr("10.0.0.1:5000"),
+        addr("10.0.0.2:6000"),
+    );
     net.exchange_candidates();
     assert!(net.run_until(Duration::from_secs(5), Net::connected));
     net.cut = true;
     let cut_at = net.now;
-    assert!(net.run_until(Duration::from_secs(15), |n| n.agents[0].connection_state() == IceConnectionState::Disconnected));
-    assert!(net.run_until(Duration::from_secs(40), |n| n.agents[0].connection_state() == IceConnectionState::Failed));
+    assert!(
+        net.run_until(Duration::from_secs(15), |n| n.agents[0].connection_state()
+            == IceConnectionState::Disconnected)
+    );
+    assert!(
+        net.run_until(Duration::from_secs(40), |n| n.agents[0].connection_state()
+            == IceConnectionState::Failed)
+    );
     let failed_after = net.now - cut_at;
-    assert!(failed_after >= Duration::from_secs(25) && failed_after <= Duration::from_secs(37), "{failed_after:?}");
+    assert!(
+        failed_after >= Duration::from_secs(25) && failed_after <= Duration::from_secs(37),
+        "{failed_after:?}"
+    );
 }
 
 #[test]
 fn brief_loss_recovers() {
-    let mut net = Net::new(agent(9, true), agent(10, false), addr("10.0.0.1:5000"), addr("10.0.0.2:6000"));
+    let mut net = Net::new(
+        agent(9, true),
+        agent(10, false),
+        addr("10.0.0.1:5000"),
+        addr("10.0.0.2:6000"),
+    );
     net.exchange_candidates();
     assert!(net.run_until(Duration::from_secs(5), Net::connected));
     net.cut = true;
-    assert!(net.run_until(Duration::from_secs(15), |n| n.agents[0].connection_state() == IceConnectionState::Disconnected));
+    assert!(
+        net.run_until(Duration::from_secs(15), |n| n.agents[0].connection_state()
+            == IceConnectionState::Disconnected)
+    );
     net.cut = false;
-    assert!(net.run_until(Duration::from_secs(10), |n| n.agents[0].connection_state() == IceConnectionState::Connected));
+    assert!(
+        net.run_until(Duration::from_secs(10), |n| n.agents[0].connection_state()
+            == IceConnectionState::Connected)
+    );
 }
 
 #[test]
@@ -205,26 +282,43 @@ fn bad_integrity_and_unknown_ufrag_are_dropped_not_answered() {
     let ufrag = a.local_credentials().ufrag.clone();
     let mut rng = Rng::from_seed(1);
     let req = |user: String| {
-        Message::new(Class::Request, Method::BINDING, TransactionId::random(&mut Rng::from_seed(2)))
-            .with(Attribute::Username(user))
-            .with(Attribute::Priority(1))
-            .with(Attribute::IceControlling(5))
+        Message::new(
+            Class::Request,
+            Method::BINDING,
+            TransactionId::random(&mut Rng::from_seed(2)),
+        )
+        .with(Attribute::Username(user))
+        .with(Attribute::Priority(1))
+        .with(Attribute::IceControlling(5))
     };
     let wrong_key = req(format!("{ufrag}:rem")).encode_to_vec(Some(b"not-the-password"), true);
     assert!(a.handle_stun(now, local, remote, Protocol::Udp, &wrong_key));
-    let unknown = req("someoneelse:rem".into()).encode_to_vec(Some(a.local_credentials().pwd.clone().as_bytes()), true);
+    let unknown = req("someoneelse:rem".into())
+        .encode_to_vec(Some(a.local_credentials().pwd.clone().as_bytes()), true);
     assert!(a.handle_stun(now, local, remote, Protocol::Udp, &unknown));
-    let no_fp = req(format!("{ufrag}:rem")).encode_to_vec(Some(a.local_credentials().pwd.clone().as_bytes()), false);
+    let no_fp = req(format!("{ufrag}:rem"))
+        .encode_to_vec(Some(a.local_credentials().pwd.clone().as_bytes()), false);
     assert!(a.handle_stun(now, local, remote, Protocol::Udp, &no_fp));
     let mut buf = [0u8; 1500];
     assert!(a.poll_transmit(now, &mut buf).is_none(), "nothing answered");
     let s = a.stats();
-    assert_eq!((s.dropped_bad_integrity, s.dropped_unknown_ufrag, s.dropped_bad_fingerprint), (1, 1, 1));
+    assert_eq!(
+        (
+            s.dropped_bad_integrity,
+            s.dropped_unknown_ufrag,
+            s.dropped_bad_fingerprint
+        ),
+        (1, 1, 1)
+    );
     // A good one is answered, with a response whose integrity uses our password.
-    let good = req(format!("{ufrag}:rem")).encode_to_vec(Some(a.local_credentials().pwd.clone().as_bytes()), true);
+    let good = req(format!("{ufrag}:rem"))
+        .encode_to_vec(Some(a.local_credentials().pwd.clone().as_bytes()), true);
     assert!(a.handle_stun(now, local, remote, Protocol::Udp, &good));
     let t = a.poll_transmit(now, &mut buf).expect("answered");
-    assert!(crate::stun::verify_integrity(&buf[..t.len], a.local_credentials().pwd.as_bytes()));
+    assert!(crate::stun::verify_integrity(
+        &buf[..t.len],
+        a.local_credentials().pwd.as_bytes()
+    ));
     let resp = Message::parse(&buf[..t.len]).expect("response");
     assert_eq!(resp.xor_mapped_address(), Some(remote));
     let _ = rng.next_u64();
@@ -232,7 +326,12 @@ fn bad_integrity_and_unknown_ufrag_are_dropped_not_answered() {
 
 #[test]
 fn restart_gives_new_credentials_and_reconnects() {
-    let mut net = Net::new(agent(12, true), agent(13, false), addr("10.0.0.1:5000"), addr("10.0.0.2:6000"));
+    let mut net = Net::new(
+        agent(12, true),
+        agent(13, false),
+        addr("10.0.0.1:5000"),
+        addr("10.0.0.2:6000"),
+    );
     net.exchange_candidates();
     assert!(net.run_until(Duration::from_secs(5), Net::connected));
     let old = net.agents[0].local_credentials().clone();
@@ -241,7 +340,11 @@ fn restart_gives_new_credentials_and_reconnects() {
     net.agents[1].restart(now);
     assert_ne!(net.agents[0].local_credentials(), &old);
     net.events = vec![Vec::new(), Vec::new()];
-    let creds: Vec<IceCredentials> = net.agents.iter().map(|a| a.local_credentials().clone()).collect();
+    let creds: Vec<IceCredentials> = net
+        .agents
+        .iter()
+        .map(|a| a.local_credentials().clone())
+        .collect();
     for i in 0..2 {
         net.agents[i].set_remote_credentials(now, &creds[1 - i].ufrag, &creds[1 - i].pwd);
     }
@@ -273,14 +376,21 @@ fn lite_agent_connects_with_full_agent() {
     assert!(!net.agents[1].is_controlling());
     assert!(net.run_until(Duration::from_secs(5), Net::connected));
     // The lite agent never sent a request of its own.
-    assert!(net.log.iter().filter(|(who, _)| *who == 1).all(|(_, d)| Message::parse(d).map(|m| m.class != Class::Request).unwrap_or(true)));
+    assert!(net
+        .log
+        .iter()
+        .filter(|(who, _)| *who == 1)
+        .all(|(_, d)| Message::parse(d)
+            .map(|m| m.class != Class::Request)
+            .unwrap_or(true)));
 }
 
 #[test]
 fn mdns_candidates_surface_as_events() {
     let mut a = agent(16, true);
     let now = Instant::now();
-    let c = Candidate::parse("candidate:1 1 udp 2113937151 abc-def.local 5000 typ host").expect("mdns");
+    let c =
+        Candidate::parse("candidate:1 1 udp 2113937151 abc-def.local 5000 typ host").expect("mdns");
     a.add_remote_candidate(now, c.clone());
     assert_eq!(a.poll_event(), Some(IceEvent::MdnsCandidate(c)));
 }
@@ -291,7 +401,10 @@ fn all_pairs_failing_with_end_of_candidates_fails() {
     let now = Instant::now();
     a.add_local_address(now, addr("10.0.0.1:5000"), Protocol::Udp);
     a.set_remote_credentials(now, "rem", "remotepasswordremotepass");
-    a.add_remote_candidate(now, Candidate::parse("candidate:1 1 udp 2122260223 10.0.0.2 6000 typ host").expect("c"));
+    a.add_remote_candidate(
+        now,
+        Candidate::parse("candidate:1 1 udp 2122260223 10.0.0.2 6000 typ host").expect("c"),
+    );
     a.end_of_remote_candidates(now);
     let mut t = now;
     let mut buf = [0u8; 1500];
@@ -313,12 +426,26 @@ fn all_pairs_failing_with_end_of_candidates_fails() {
 #[test]
 fn same_seed_same_bytes() {
     let run = || {
-        let mut net = Net::new(agent(20, true), agent(21, false), addr("10.0.0.1:5000"), addr("[2001:db8::2]:6000"));
+        let mut net = Net::new(
+            agent(20, true),
+            agent(21, false),
+            addr("10.0.0.1:5000"),
+            addr("[2001:db8::2]:6000"),
+        );
         net.agents[0].add_local_address(net.now, addr("[2001:db8::1]:5000"), Protocol::Udp);
         net.agents[1].add_local_address(net.now, addr("10.0.0.2:6000"), Protocol::Udp);
         net.exchange_candidates();
         net.run_until(Duration::from_secs(20), |_| false);
-        net.log.iter().map(|(w, d)| (*w, d.iter().filter(|_| true).count(), d.get(..20).map(<[u8]>::to_vec))).collect::<Vec<_>>()
+        net.log
+            .iter()
+            .map(|(w, d)| {
+                (
+                    *w,
+                    d.iter().filter(|_| true).count(),
+                    d.get(..20).map(<[u8]>::to_vec),
+                )
+            })
+            .collect::<Vec<_>>()
     };
     let a = run();
     assert!(!a.is_empty());

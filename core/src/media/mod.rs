@@ -3,7 +3,9 @@
 
 pub mod transceiver;
 
-pub use transceiver::{NegotiatedCodec, RemoteTrackInfo, Transceiver, TransceiverId, TransceiverInit};
+pub use transceiver::{
+    NegotiatedCodec, RemoteTrackInfo, Transceiver, TransceiverId, TransceiverInit,
+};
 
 use serde::{Deserialize, Serialize};
 

@@ -152,12 +152,14 @@ impl PeerConnection {
 
     /// `currentLocalDescription`.
     pub fn current_local_description(&self) -> Option<SessionDescription> {
-        self.neg.current_local_description(self.local_candidate_view())
+        self.neg
+            .current_local_description(self.local_candidate_view())
     }
 
     /// `pendingLocalDescription`.
     pub fn pending_local_description(&self) -> Option<SessionDescription> {
-        self.neg.pending_local_description(self.local_candidate_view())
+        self.neg
+            .pending_local_description(self.local_candidate_view())
     }
 
     /// `remoteDescription`: the pending one if any, else the current one, with trickled candidates.
@@ -317,9 +319,9 @@ impl PeerConnection {
     ) -> Result<(), NegotiationError> {
         self.advance(now);
         self.check_open()?;
-        let applied = self
-            .neg
-            .set_local(self.signaling, desc, &self.ice.local_credentials().ufrag)?;
+        let applied =
+            self.neg
+                .set_local(self.signaling, desc, &self.ice.local_credentials().ufrag)?;
         self.apply_outcome(now, applied);
         Ok(())
     }
@@ -512,7 +514,8 @@ impl PeerConnection {
     /// Carry out what a successful set_local/set_remote decided.
     fn apply_outcome(&mut self, now: Instant, out: negotiation::Applied) {
         if let Some(restart) = out.local_ice_restart {
-            self.ice.restart_with_credentials(now, &restart.ufrag, &restart.pwd);
+            self.ice
+                .restart_with_credentials(now, &restart.ufrag, &restart.pwd);
             self.local_candidates.clear();
             self.gathering_complete = false;
             self.gathering_started = false;
@@ -523,7 +526,8 @@ impl PeerConnection {
         }
         if let Some(remote) = out.remote_ice {
             self.ice.set_remote_lite(remote.lite);
-            self.ice.set_remote_credentials(now, &remote.ufrag, &remote.pwd);
+            self.ice
+                .set_remote_credentials(now, &remote.ufrag, &remote.pwd);
             for c in remote.candidates {
                 match Candidate::parse(&c) {
                     Ok(cand) if self.remote_candidate_count < MAX_REMOTE_CANDIDATES => {
@@ -578,9 +582,10 @@ impl PeerConnection {
                 IceEvent::GatheringStateChange(state) => {
                     if state == IceGatheringState::Complete && !self.gathering_complete {
                         self.gathering_complete = true;
-                        let end = self
-                            .neg
-                            .local_candidate_init(String::new(), &self.ice.local_credentials().ufrag);
+                        let end = self.neg.local_candidate_init(
+                            String::new(),
+                            &self.ice.local_credentials().ufrag,
+                        );
                         self.push_event(Event::IceCandidate(end));
                     }
                     if state != IceGatheringState::Complete {
@@ -601,9 +606,10 @@ impl PeerConnection {
                 IceEvent::SelectedPairChange(_) => {}
                 IceEvent::MdnsCandidate(c) => {
                     if let CandidateAddress::Mdns { hostname, .. } = &c.address {
-                        let candidate = self
-                            .neg
-                            .remote_candidate_init(c.to_string(), self.ice.remote_credentials().map(|r| r.ufrag.clone()));
+                        let candidate = self.neg.remote_candidate_init(
+                            c.to_string(),
+                            self.ice.remote_credentials().map(|r| r.ufrag.clone()),
+                        );
                         self.push_event(Event::UnresolvedCandidate {
                             hostname: hostname.clone(),
                             candidate,
@@ -654,9 +660,18 @@ mod tests {
 
     #[test]
     fn stun_urls() {
-        assert_eq!(stun_url_address("stun:10.0.0.1:3479"), "10.0.0.1:3479".parse().ok());
-        assert_eq!(stun_url_address("stun:10.0.0.1"), "10.0.0.1:3478".parse().ok());
-        assert_eq!(stun_url_address("stun:[::1]:5000"), "[::1]:5000".parse().ok());
+        assert_eq!(
+            stun_url_address("stun:10.0.0.1:3479"),
+            "10.0.0.1:3479".parse().ok()
+        );
+        assert_eq!(
+            stun_url_address("stun:10.0.0.1"),
+            "10.0.0.1:3478".parse().ok()
+        );
+        assert_eq!(
+            stun_url_address("stun:[::1]:5000"),
+            "[::1]:5000".parse().ok()
+        );
         assert_eq!(stun_url_address("stun:[::1]"), "[::1]:3478".parse().ok());
         assert_eq!(stun_url_address("stun:stun.l.google.com:19302"), None);
         assert_eq!(stun_url_address("turn:10.0.0.1"), None);
@@ -690,7 +705,10 @@ mod state_tests {
                 state: SignalingState::Stable
             }
         );
-        assert!(matches!(pc.create_answer(), Err(NegotiationError::InvalidState { .. })));
+        assert!(matches!(
+            pc.create_answer(),
+            Err(NegotiationError::InvalidState { .. })
+        ));
         assert!(matches!(
             pc.set_local_description(now, SessionDescription::rollback()),
             Err(NegotiationError::InvalidState { .. })
@@ -707,8 +725,10 @@ mod state_tests {
     #[test]
     fn add_track_fires_negotiation_needed_once() {
         let (mut pc, _now) = pc();
-        pc.add_track(MediaKind::Audio, vec!["s".into()]).expect("track");
-        pc.add_track(MediaKind::Video, vec!["s".into()]).expect("track");
+        pc.add_track(MediaKind::Audio, vec!["s".into()])
+            .expect("track");
+        pc.add_track(MediaKind::Video, vec!["s".into()])
+            .expect("track");
         assert_eq!(pc.poll_event(), Some(Event::NegotiationNeeded));
         assert_eq!(pc.poll_event(), None);
     }
@@ -731,7 +751,10 @@ mod state_tests {
         pc.close(now);
         assert_eq!(pc.connection_state(), ConnectionState::Closed);
         assert_eq!(pc.signaling_state(), SignalingState::Closed);
-        assert_eq!(pc.create_offer(OfferOptions::default()), Err(NegotiationError::Closed));
+        assert_eq!(
+            pc.create_offer(OfferOptions::default()),
+            Err(NegotiationError::Closed)
+        );
         assert!(pc.poll_timeout().is_none());
     }
 }

@@ -17,7 +17,10 @@
 
 use crate::config::{CodecConfig, Config};
 use crate::dtls::cert::{Certificate, Fingerprint};
-use crate::media::{Direction, MediaKind, NegotiatedCodec, RemoteTrackInfo, Transceiver, TransceiverId, TransceiverInit};
+use crate::media::{
+    Direction, MediaKind, NegotiatedCodec, RemoteTrackInfo, Transceiver, TransceiverId,
+    TransceiverInit,
+};
 use crate::peer::error::{AddCandidateError, NegotiationError, Operation};
 use crate::peer::event::SignalingState;
 use crate::rng::{secret_ice_chars, Rng};
@@ -96,7 +99,7 @@ enum SlotKind {
     /// An audio/video transceiver.
     Transceiver(TransceiverId),
     /// A section we rejected (data channels until they exist, unknown media).
-    Foreign(Media),
+    Foreign(Box<Media>),
 }
 
 #[derive(Debug, Clone)]
@@ -114,7 +117,16 @@ struct Created {
     plan: Vec<Slot>,
     restart: Option<IceRestart>,
     /// For answers: per transceiver, the codecs, extensions and direction settled.
-    settled: Vec<(TransceiverId, Vec<NegotiatedCodec>, Vec<(u16, String)>, Direction)>,
+    settled: Vec<Settled>,
+}
+
+/// What an answer settles for one transceiver.
+#[derive(Debug, Clone)]
+struct Settled {
+    id: TransceiverId,
+    codecs: Vec<NegotiatedCodec>,
+    extensions: Vec<(u16, String)>,
+    direction: Direction,
 }
 
 /// State to return to on rollback.
@@ -222,11 +234,9 @@ impl Negotiation {
 
     pub(crate) fn add_track(&mut self, kind: MediaKind, stream_ids: Vec<String>) -> TransceiverId {
         // W3C addTrack: reuse a transceiver of this kind that never sent and is not stopped.
-        if let Some(t) = self
-            .transceivers
-            .iter_mut()
-            .find(|t| t.kind == kind && !t.has_track && !t.stopping && !t.stopped && t.created_by_remote_offer)
-        {
+        if let Some(t) = self.transceivers.iter_mut().find(|t| {
+            t.kind == kind && !t.has_track && !t.stopping && !t.stopped && t.created_by_remote_offer
+        }) {
             t.has_track = true;
             t.stream_ids = stream_ids;
             t.direction = Direction::from_parts(true, t.direction.receives());
@@ -270,7 +280,11 @@ impl Negotiation {
 
     // ------------------------------------------------------------ descriptions
 
-    fn described(&self, pair: &Option<(SdpType, Sdp)>, view: Option<CandidateView<'_>>) -> Option<SessionDescription> {
+    fn described(
+        &self,
+        pair: &Option<(SdpType, Sdp)>,
+        view: Option<CandidateView<'_>>,
+    ) -> Option<SessionDescription> {
         let (kind, sdp) = pair.as_ref()?;
         let mut sdp = sdp.clone();
         if let Some(view) = view {
@@ -290,11 +304,17 @@ impl Negotiation {
             .or_else(|| self.current_local_description(view))
     }
 
-    pub(crate) fn current_local_description(&self, view: CandidateView<'_>) -> Option<SessionDescription> {
+    pub(crate) fn current_local_description(
+        &self,
+        view: CandidateView<'_>,
+    ) -> Option<SessionDescription> {
         self.described(&self.current_local, Some(view))
     }
 
-    pub(crate) fn pending_local_description(&self, view: CandidateView<'_>) -> Option<SessionDescription> {
+    pub(crate) fn pending_local_description(
+        &self,
+        view: CandidateView<'_>,
+    ) -> Option<SessionDescription> {
         self.described(&self.pending_local, Some(view))
     }
 
@@ -335,8 +355,13 @@ impl Negotiation {
     // ------------------------------------------------------------ candidates
 
     /// The m-line a remote candidate belongs to, checking its ufrag.
-    pub(crate) fn remote_media_index(&self, init: &IceCandidateInit) -> Result<usize, AddCandidateError> {
-        let sdp = self.remote_sdp().ok_or(AddCandidateError::NoRemoteDescription)?;
+    pub(crate) fn remote_media_index(
+        &self,
+        init: &IceCandidateInit,
+    ) -> Result<usize, AddCandidateError> {
+        let sdp = self
+            .remote_sdp()
+            .ok_or(AddCandidateError::NoRemoteDescription)?;
         let by_mid = init
             .sdp_mid
             .as_deref()
@@ -347,7 +372,10 @@ impl Negotiation {
             (None, None, None) if init.is_end_of_candidates() => 0,
             _ => return Err(AddCandidateError::UnknownMediaSection),
         };
-        if let (Some(u), Some(current)) = (init.username_fragment.as_deref(), self.remote_ufrag.as_deref()) {
+        if let (Some(u), Some(current)) = (
+            init.username_fragment.as_deref(),
+            self.remote_ufrag.as_deref(),
+        ) {
             if !u.is_empty() && u != current {
                 return Err(AddCandidateError::UfragMismatch);
             }
@@ -360,7 +388,10 @@ impl Negotiation {
             .trim()
             .strip_prefix("a=")
             .unwrap_or(candidate.trim());
-        let value = value.strip_prefix("candidate:").unwrap_or(value).to_string();
+        let value = value
+            .strip_prefix("candidate:")
+            .unwrap_or(value)
+            .to_string();
         if let Some(m) = self.remote_sdp_mut().and_then(|s| s.media.get_mut(index)) {
             m.candidates.push(value);
         }
@@ -395,7 +426,11 @@ impl Negotiation {
     }
 
     /// An `RTCIceCandidateInit` for a remote candidate we hand back to the application.
-    pub(crate) fn remote_candidate_init(&self, candidate: String, ufrag: Option<String>) -> IceCandidateInit {
+    pub(crate) fn remote_candidate_init(
+        &self,
+        candidate: String,
+        ufrag: Option<String>,
+    ) -> IceCandidateInit {
         let (mid, index) = Self::first_accepted(self.remote_sdp());
         IceCandidateInit {
             candidate,
@@ -424,7 +459,10 @@ impl Negotiation {
         loop {
             let candidate = n.to_string();
             let in_plan = plan.iter().any(|s| s.mid == candidate);
-            let in_transceivers = self.transceivers.iter().any(|t| t.mid.as_deref() == Some(&candidate));
+            let in_transceivers = self
+                .transceivers
+                .iter()
+                .any(|t| t.mid.as_deref() == Some(&candidate));
             if !in_plan && !in_transceivers {
                 return candidate;
             }
@@ -454,7 +492,12 @@ impl Negotiation {
         }
     }
 
-    pub(crate) fn create_offer(&mut self, config: &Config, ctx: &LocalContext, options: OfferOptions) -> SessionDescription {
+    pub(crate) fn create_offer(
+        &mut self,
+        config: &Config,
+        ctx: &LocalContext,
+        options: OfferOptions,
+    ) -> SessionDescription {
         let restart = if options.ice_restart || self.ice_restart_requested {
             let creds = self.restart_creds.clone().unwrap_or_else(|| IceRestart {
                 ufrag: self.rng.ice_chars(8),
@@ -513,9 +556,21 @@ impl Negotiation {
             .map(|slot| match &slot.kind {
                 SlotKind::Transceiver(id) => match self.transceiver(*id) {
                     Some(t) => {
-                        let codecs = jsep::offer_codecs(Self::codecs_for(config, t.kind), &t.codecs);
-                        let exts = jsep::offer_extensions(&config.header_extensions, t.kind, &t.header_extensions);
-                        jsep::transceiver_media(t, &slot.mid, t.direction, &codecs, &exts, &transport)
+                        let codecs =
+                            jsep::offer_codecs(Self::codecs_for(config, t.kind), &t.codecs);
+                        let exts = jsep::offer_extensions(
+                            &config.header_extensions,
+                            t.kind,
+                            &t.header_extensions,
+                        );
+                        jsep::transceiver_media(
+                            t,
+                            &slot.mid,
+                            t.direction,
+                            &codecs,
+                            &exts,
+                            &transport,
+                        )
                     }
                     None => Media::new(MediaType::Audio, jsep::RTP_PROTOCOL),
                 },
@@ -548,7 +603,11 @@ impl Negotiation {
         }
     }
 
-    pub(crate) fn create_answer(&mut self, config: &Config, ctx: &LocalContext) -> Result<SessionDescription, NegotiationError> {
+    pub(crate) fn create_answer(
+        &mut self,
+        config: &Config,
+        ctx: &LocalContext,
+    ) -> Result<SessionDescription, NegotiationError> {
         let Some((_, offer)) = self.pending_remote.clone() else {
             return Err(NegotiationError::InvalidState {
                 operation: Operation::CreateAnswer,
@@ -569,8 +628,10 @@ impl Negotiation {
                 SlotKind::Transceiver(id) if !remote.is_rejected() => match self.transceiver(*id) {
                     Some(t) => {
                         let codecs = jsep::answer_codecs(Self::codecs_for(config, t.kind), remote);
-                        let exts = jsep::answer_extensions(&config.header_extensions, t.kind, remote);
-                        let dir = jsep::answer_direction(t.direction, remote.direction_or_default());
+                        let exts =
+                            jsep::answer_extensions(&config.header_extensions, t.kind, remote);
+                        let dir =
+                            jsep::answer_direction(t.direction, remote.direction_or_default());
                         let transport = LocalTransport {
                             ufrag: &ctx.ufrag,
                             pwd: &ctx.pwd,
@@ -581,8 +642,14 @@ impl Negotiation {
                             ice_lite: ctx.ice_lite,
                             cname: &cname,
                         };
-                        let m = jsep::transceiver_media(t, &slot.mid, dir, &codecs, &exts, &transport);
-                        settled.push((t.id, codecs, exts, dir));
+                        let m =
+                            jsep::transceiver_media(t, &slot.mid, dir, &codecs, &exts, &transport);
+                        settled.push(Settled {
+                            id: t.id,
+                            codecs,
+                            extensions: exts,
+                            direction: dir,
+                        });
                         m
                     }
                     None => jsep::rejected_media(remote),
@@ -606,7 +673,12 @@ impl Negotiation {
         if let Some(offered) = offer.bundle_mids() {
             let accepted: Vec<String> = offered
                 .iter()
-                .filter(|mid| model.media.iter().any(|m| !m.is_rejected() && m.mid.as_ref() == Some(*mid)))
+                .filter(|mid| {
+                    model
+                        .media
+                        .iter()
+                        .any(|m| !m.is_rejected() && m.mid.as_ref() == Some(*mid))
+                })
                 .cloned()
                 .collect();
             if let Some(g) = model.groups.first_mut() {
@@ -639,13 +711,19 @@ impl Negotiation {
         };
         match desc.kind {
             SdpType::Rollback => {
-                if !matches!(state, SignalingState::HaveLocalOffer | SignalingState::HaveRemoteOffer) {
+                if !matches!(
+                    state,
+                    SignalingState::HaveLocalOffer | SignalingState::HaveRemoteOffer
+                ) {
                     return Err(invalid(SdpType::Rollback));
                 }
                 Ok(self.rollback())
             }
             SdpType::Offer => {
-                if !matches!(state, SignalingState::Stable | SignalingState::HaveLocalOffer) {
+                if !matches!(
+                    state,
+                    SignalingState::Stable | SignalingState::HaveLocalOffer
+                ) {
                     return Err(invalid(SdpType::Offer));
                 }
                 let created = self.matching_created(SdpType::Offer, &desc)?;
@@ -670,7 +748,10 @@ impl Negotiation {
                 Ok(applied)
             }
             SdpType::Answer | SdpType::Pranswer => {
-                if !matches!(state, SignalingState::HaveRemoteOffer | SignalingState::HaveLocalPranswer) {
+                if !matches!(
+                    state,
+                    SignalingState::HaveRemoteOffer | SignalingState::HaveLocalPranswer
+                ) {
                     return Err(invalid(desc.kind));
                 }
                 let created = self.matching_created(SdpType::Answer, &desc)?;
@@ -684,7 +765,13 @@ impl Negotiation {
                     self.pending_local = Some((SdpType::Pranswer, created.model));
                     return Ok(applied);
                 }
-                for (id, codecs, exts, dir) in created.settled {
+                for Settled {
+                    id,
+                    codecs,
+                    extensions: exts,
+                    direction: dir,
+                } in created.settled
+                {
                     if let Some(t) = self.transceiver_mut(id) {
                         t.codecs = codecs;
                         t.header_extensions = exts;
@@ -704,7 +791,11 @@ impl Negotiation {
     }
 
     /// The created description this one is (same text, or the same model up to candidates).
-    fn matching_created(&self, kind: SdpType, desc: &SessionDescription) -> Result<Created, NegotiationError> {
+    fn matching_created(
+        &self,
+        kind: SdpType,
+        desc: &SessionDescription,
+    ) -> Result<Created, NegotiationError> {
         let created = self
             .last_created
             .as_ref()
@@ -789,7 +880,10 @@ impl Negotiation {
         };
         match desc.kind {
             SdpType::Rollback => {
-                if !matches!(state, SignalingState::HaveLocalOffer | SignalingState::HaveRemoteOffer) {
+                if !matches!(
+                    state,
+                    SignalingState::HaveLocalOffer | SignalingState::HaveRemoteOffer
+                ) {
                     return Err(invalid(SdpType::Rollback));
                 }
                 Ok(self.rollback())
@@ -797,7 +891,9 @@ impl Negotiation {
             SdpType::Offer => {
                 if !matches!(
                     state,
-                    SignalingState::Stable | SignalingState::HaveRemoteOffer | SignalingState::HaveLocalOffer
+                    SignalingState::Stable
+                        | SignalingState::HaveRemoteOffer
+                        | SignalingState::HaveLocalOffer
                 ) {
                     return Err(invalid(SdpType::Offer));
                 }
@@ -805,7 +901,9 @@ impl Negotiation {
                 validate_remote(&sdp, SdpType::Offer)?;
                 self.check_offer_against_slots(&sdp)?;
                 if sdp.media.len() > MAX_TRANSCEIVERS {
-                    return Err(NegotiationError::OfferMismatch { index: MAX_TRANSCEIVERS });
+                    return Err(NegotiationError::OfferMismatch {
+                        index: MAX_TRANSCEIVERS,
+                    });
                 }
                 // Glare: a remote offer in have-local-offer rolls our offer back (W3C implicit rollback).
                 if state == SignalingState::HaveLocalOffer {
@@ -845,7 +943,10 @@ impl Negotiation {
                 Ok(applied)
             }
             SdpType::Answer | SdpType::Pranswer => {
-                if !matches!(state, SignalingState::HaveLocalOffer | SignalingState::HaveRemotePranswer) {
+                if !matches!(
+                    state,
+                    SignalingState::HaveLocalOffer | SignalingState::HaveRemotePranswer
+                ) {
                     return Err(invalid(desc.kind));
                 }
                 let sdp = Sdp::parse(&desc.sdp)?;
@@ -890,7 +991,9 @@ impl Negotiation {
     /// rejected on both sides, which it may recycle.
     fn check_offer_against_slots(&self, sdp: &Sdp) -> Result<(), NegotiationError> {
         if sdp.media.len() < self.slots.len() {
-            return Err(NegotiationError::OfferMismatch { index: sdp.media.len() });
+            return Err(NegotiationError::OfferMismatch {
+                index: sdp.media.len(),
+            });
         }
         for (i, slot) in self.slots.iter().enumerate() {
             let Some(m) = sdp.media.get(i) else { continue };
@@ -916,16 +1019,38 @@ impl Negotiation {
         let mut plan = Vec::with_capacity(sdp.media.len());
         for (i, m) in sdp.media.iter().enumerate() {
             let mid = m.mid.clone().unwrap_or_else(|| i.to_string());
-            let existing = self.slots.get(i).filter(|_| !self.slot_recyclable(i)).cloned();
+            let existing = self
+                .slots
+                .get(i)
+                .filter(|_| !self.slot_recyclable(i))
+                .cloned();
             let kind = jsep::media_kind(m).filter(|_| m.protocol.contains("RTP"));
             let slot_kind = match (existing, kind) {
-                (Some(Slot { kind: SlotKind::Transceiver(id), .. }), _) => SlotKind::Transceiver(id),
-                (Some(Slot { kind: SlotKind::Foreign(f), .. }), _) => SlotKind::Foreign(f),
+                (
+                    Some(Slot {
+                        kind: SlotKind::Transceiver(id),
+                        ..
+                    }),
+                    _,
+                ) => SlotKind::Transceiver(id),
+                (
+                    Some(Slot {
+                        kind: SlotKind::Foreign(f),
+                        ..
+                    }),
+                    _,
+                ) => SlotKind::Foreign(f),
                 (None, Some(kind)) if !m.is_rejected() => {
                     let reusable = self
                         .transceivers
                         .iter()
-                        .find(|t| t.kind == kind && t.mid.is_none() && !t.stopping && !t.stopped && !t.created_by_remote_offer)
+                        .find(|t| {
+                            t.kind == kind
+                                && t.mid.is_none()
+                                && !t.stopping
+                                && !t.stopped
+                                && !t.created_by_remote_offer
+                        })
                         .map(|t| t.id);
                     let id = reusable.unwrap_or_else(|| {
                         self.add_transceiver(
@@ -943,14 +1068,17 @@ impl Negotiation {
                     }
                     SlotKind::Transceiver(id)
                 }
-                (None, _) => SlotKind::Foreign(m.clone()),
+                (None, _) => SlotKind::Foreign(Box::new(m.clone())),
             };
             if let SlotKind::Transceiver(id) = slot_kind {
                 if let Some(t) = self.transceiver_mut(id) {
                     t.remote = remote_track_info(m);
                 }
             }
-            plan.push(Slot { mid, kind: slot_kind });
+            plan.push(Slot {
+                mid,
+                kind: slot_kind,
+            });
         }
         plan
     }
@@ -961,15 +1089,22 @@ impl Negotiation {
             let Some(SlotKind::Transceiver(id)) = self.slots.get(i).map(|s| s.kind.clone()) else {
                 continue;
             };
-            let Some(t) = self.transceiver_mut(id) else { continue };
+            let Some(t) = self.transceiver_mut(id) else {
+                continue;
+            };
             if o.is_rejected() || a.is_rejected() {
                 t.current_direction = None;
                 continue;
             }
             let offered: Vec<NegotiatedCodec> = jsep::answer_codecs(&[], o);
-            let offered = if offered.is_empty() { codecs_of(o) } else { offered };
+            let offered = if offered.is_empty() {
+                codecs_of(o)
+            } else {
+                offered
+            };
             t.codecs = jsep::settle_answer_codecs(&offered, a);
-            let offered_exts: Vec<(u16, String)> = o.extmaps.iter().map(|x| (x.id, x.uri.clone())).collect();
+            let offered_exts: Vec<(u16, String)> =
+                o.extmaps.iter().map(|x| (x.id, x.uri.clone())).collect();
             t.header_extensions = jsep::settle_answer_extensions(&offered_exts, a);
             t.current_direction = Some(a.direction_or_default().reverse());
             t.remote = remote_track_info(a);

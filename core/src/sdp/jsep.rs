@@ -205,7 +205,10 @@ pub fn rejected_media(remote: &Media) -> Media {
 
 /// Our codecs for an offer: what was negotiated before (keeping its payload types), then
 /// every other configured codec whose payload type does not collide.
-pub fn offer_codecs(configured: &[CodecConfig], negotiated: &[NegotiatedCodec]) -> Vec<NegotiatedCodec> {
+pub fn offer_codecs(
+    configured: &[CodecConfig],
+    negotiated: &[NegotiatedCodec],
+) -> Vec<NegotiatedCodec> {
     let mut out: Vec<NegotiatedCodec> = negotiated.to_vec();
     for c in configured {
         let known = out.iter().any(|n| same_codec_config(c, n));
@@ -268,7 +271,9 @@ pub fn answer_codecs(ours: &[CodecConfig], remote: &Media) -> Vec<NegotiatedCode
             name: map.encoding.clone(),
             clock_rate: map.clock_rate,
             channels: map.channels,
-            fmtp: remote_fmtp.map(str::to_string).or_else(|| local.fmtp.clone()),
+            fmtp: remote_fmtp
+                .map(str::to_string)
+                .or_else(|| local.fmtp.clone()),
             rtcp_feedback: local
                 .rtcp_feedback
                 .iter()
@@ -296,7 +301,8 @@ pub fn settle_answer_codecs(offered: &[NegotiatedCodec], answer: &Media) -> Vec<
             .filter(|f| f.payload_type.is_none() || f.payload_type == Some(pt))
             .map(|f| f.value.as_str())
             .collect();
-        c.rtcp_feedback.retain(|f| fb.iter().any(|r| r.eq_ignore_ascii_case(f)));
+        c.rtcp_feedback
+            .retain(|f| fb.iter().any(|r| r.eq_ignore_ascii_case(f)));
         out.push(c);
     }
     out
@@ -374,7 +380,8 @@ pub fn fmtp_compatible(name: &str, ours: Option<&str>, theirs: Option<&str>) -> 
     };
     if name.eq_ignore_ascii_case("H264") {
         let profiles = h264_profile(ours).is_some() && h264_profile(ours) == h264_profile(theirs);
-        profiles && param(ours, "packetization-mode", "0") == param(theirs, "packetization-mode", "0")
+        profiles
+            && param(ours, "packetization-mode", "0") == param(theirs, "packetization-mode", "0")
     } else if name.eq_ignore_ascii_case("VP9") {
         param(ours, "profile-id", "0") == param(theirs, "profile-id", "0")
     } else if name.eq_ignore_ascii_case("AV1") {
@@ -392,7 +399,10 @@ pub fn offer_extensions(
     negotiated: &[(u16, String)],
 ) -> Vec<(u16, String)> {
     let mut out = negotiated.to_vec();
-    for e in configured.iter().filter(|e| e.kind.is_none_or(|k| k == kind)) {
+    for e in configured
+        .iter()
+        .filter(|e| e.kind.is_none_or(|k| k == kind))
+    {
         let id = u16::from(e.id);
         if !out.iter().any(|(i, u)| *i == id || *u == e.uri) {
             out.push((id, e.uri.clone()));
@@ -477,7 +487,11 @@ mod tests {
 
     #[test]
     fn answer_keeps_offerer_payload_types_and_order() {
-        let m = remote_video(&[(127, "VP9", Some("profile-id=2")), (100, "VP8", None), (101, "vp9", Some("profile-id=0"))]);
+        let m = remote_video(&[
+            (127, "VP9", Some("profile-id=2")),
+            (100, "VP8", None),
+            (101, "vp9", Some("profile-id=0")),
+        ]);
         let got = answer_codecs(&CodecConfig::default_video(), &m);
         let pts: Vec<u8> = got.iter().map(|c| c.payload_type).collect();
         // VP9 profile 2 is not ours; VP8 and VP9 profile 0 are, with the remote's numbers.
@@ -489,17 +503,45 @@ mod tests {
     #[test]
     fn h264_matches_by_profile_and_packetization_mode() {
         let m = remote_video(&[
-            (102, "H264", Some("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f")),
-            (106, "H264", Some("level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42e01f")),
-            (108, "H264", Some("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e034")),
-            (112, "H264", Some("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=640032")),
+            (
+                102,
+                "H264",
+                Some("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f"),
+            ),
+            (
+                106,
+                "H264",
+                Some("level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42e01f"),
+            ),
+            (
+                108,
+                "H264",
+                Some("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e034"),
+            ),
+            (
+                112,
+                "H264",
+                Some("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=640032"),
+            ),
         ]);
         let got = answer_codecs(&CodecConfig::default_video(), &m);
         // Only constrained baseline (42e0xx, any level) with packetization-mode 1 matches ours.
-        assert_eq!(got.iter().map(|c| c.payload_type).collect::<Vec<_>>(), vec![108]);
-        assert_eq!(h264_profile(Some("profile-level-id=4d801f")), Some(H264Profile::ConstrainedBaseline));
-        assert_eq!(h264_profile(Some("profile-level-id=4d401f")), Some(H264Profile::Main));
-        assert_eq!(h264_profile(Some("profile-level-id=640c1f")), Some(H264Profile::High));
+        assert_eq!(
+            got.iter().map(|c| c.payload_type).collect::<Vec<_>>(),
+            vec![108]
+        );
+        assert_eq!(
+            h264_profile(Some("profile-level-id=4d801f")),
+            Some(H264Profile::ConstrainedBaseline)
+        );
+        assert_eq!(
+            h264_profile(Some("profile-level-id=4d401f")),
+            Some(H264Profile::Main)
+        );
+        assert_eq!(
+            h264_profile(Some("profile-level-id=640c1f")),
+            Some(H264Profile::High)
+        );
         assert_eq!(h264_profile(Some("profile-level-id=zz")), None);
     }
 
@@ -534,12 +576,30 @@ mod tests {
     fn extensions_use_remote_ids() {
         let mut m = Media::new(MediaType::Audio, RTP_PROTOCOL);
         m.extmaps = vec![
-            Extmap { id: 9, direction: None, uri: "urn:ietf:params:rtp-hdrext:sdes:mid".into(), attributes: None },
-            Extmap { id: 5, direction: None, uri: "urn:example:unknown".into(), attributes: None },
-            Extmap { id: 10, direction: None, uri: "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id".into(), attributes: None },
+            Extmap {
+                id: 9,
+                direction: None,
+                uri: "urn:ietf:params:rtp-hdrext:sdes:mid".into(),
+                attributes: None,
+            },
+            Extmap {
+                id: 5,
+                direction: None,
+                uri: "urn:example:unknown".into(),
+                attributes: None,
+            },
+            Extmap {
+                id: 10,
+                direction: None,
+                uri: "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id".into(),
+                attributes: None,
+            },
         ];
         let got = answer_extensions(&HeaderExtensionConfig::defaults(), MediaKind::Audio, &m);
         // rtp-stream-id is configured for video only.
-        assert_eq!(got, vec![(9, "urn:ietf:params:rtp-hdrext:sdes:mid".to_string())]);
+        assert_eq!(
+            got,
+            vec![(9, "urn:ietf:params:rtp-hdrext:sdes:mid".to_string())]
+        );
     }
 }

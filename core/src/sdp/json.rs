@@ -105,7 +105,9 @@ mod tests {
         assert_eq!(serde_json::to_string(&d).expect("json"), js);
         let r: SessionDescription = serde_json::from_str(r#"{"type":"rollback"}"#).expect("parse");
         assert_eq!(r, SessionDescription::rollback());
-        assert!(serde_json::from_str::<SessionDescription>(r#"{"type":"bogus","sdp":""}"#).is_err());
+        assert!(
+            serde_json::from_str::<SessionDescription>(r#"{"type":"bogus","sdp":""}"#).is_err()
+        );
     }
 
     #[test]

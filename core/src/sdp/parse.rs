@@ -146,7 +146,8 @@ impl Sdp {
                     if sdp.media.len() >= MAX_MEDIA_SECTIONS {
                         return Err(err(n, SdpErrorKind::TooLarge));
                     }
-                    sdp.media.push(parse_media_line(value).map_err(|k| err(n, k))?);
+                    sdp.media
+                        .push(parse_media_line(value).map_err(|k| err(n, k))?);
                 }
                 b'a' => {
                     let (name, val) = match value.split_once(':') {
@@ -177,7 +178,9 @@ impl Sdp {
 
 fn number<T: std::str::FromStr>(s: Option<&str>, what: &'static str) -> Result<T, SdpErrorKind> {
     let s = s.ok_or(SdpErrorKind::MissingField(what))?;
-    s.trim().parse().map_err(|_| SdpErrorKind::InvalidNumber(what))
+    s.trim()
+        .parse()
+        .map_err(|_| SdpErrorKind::InvalidNumber(what))
 }
 
 fn token(s: Option<&str>, what: &'static str) -> Result<String, SdpErrorKind> {
@@ -209,7 +212,9 @@ fn parse_connection(v: &str) -> Result<Connection, SdpErrorKind> {
 }
 
 fn parse_bandwidth(v: &str) -> Result<Bandwidth, SdpErrorKind> {
-    let (kind, value) = v.split_once(':').ok_or(SdpErrorKind::MissingField("b= value"))?;
+    let (kind, value) = v
+        .split_once(':')
+        .ok_or(SdpErrorKind::MissingField("b= value"))?;
     if kind.is_empty() {
         return Err(SdpErrorKind::MissingField("b= type"));
     }
@@ -230,7 +235,10 @@ fn parse_media_line(v: &str) -> Result<Media, SdpErrorKind> {
     };
     let port_field = it.next().ok_or(SdpErrorKind::MissingField("m= port"))?;
     let (port, port_count) = match port_field.split_once('/') {
-        Some((p, c)) => (number(Some(p), "m= port")?, Some(number(Some(c), "m= port count")?)),
+        Some((p, c)) => (
+            number(Some(p), "m= port")?,
+            Some(number(Some(c), "m= port count")?),
+        ),
         None => (number(Some(port_field), "m= port")?, None),
     };
     let protocol = token(it.next(), "m= proto")?;
@@ -332,10 +340,14 @@ fn session_attribute(sdp: &mut Sdp, name: &str, v: Option<&str>) -> Result<(), S
                 .collect()
         }
         "ice-lite" => sdp.ice_lite = true,
-        "fingerprint" => sdp.fingerprints.push(parse_fingerprint(required(v, "fingerprint")?)?),
+        "fingerprint" => sdp
+            .fingerprints
+            .push(parse_fingerprint(required(v, "fingerprint")?)?),
         "setup" => sdp.setup = Some(parse_setup(required(v, "setup")?)?),
         "extmap-allow-mixed" => sdp.extmap_allow_mixed = true,
-        "msid-semantic" => sdp.msid_semantic = Some(parse_msid_semantic(required(v, "msid-semantic")?)?),
+        "msid-semantic" => {
+            sdp.msid_semantic = Some(parse_msid_semantic(required(v, "msid-semantic")?)?)
+        }
         "extmap" => sdp.extmaps.push(parse_extmap(required(v, "extmap")?)?),
         _ => match Direction::from_sdp(name).filter(|_| v.is_none()) {
             Some(d) => sdp.direction = Some(d),
@@ -367,7 +379,9 @@ fn media_attribute(m: &mut Media, name: &str, v: Option<&str>) -> Result<(), Sdp
                 .map(str::to_string)
                 .collect()
         }
-        "fingerprint" => m.fingerprints.push(parse_fingerprint(required(v, "fingerprint")?)?),
+        "fingerprint" => m
+            .fingerprints
+            .push(parse_fingerprint(required(v, "fingerprint")?)?),
         "setup" => m.setup = Some(parse_setup(required(v, "setup")?)?),
         "extmap-allow-mixed" => m.extmap_allow_mixed = true,
         "extmap" => m.extmaps.push(parse_extmap(required(v, "extmap")?)?),
@@ -391,7 +405,9 @@ fn media_attribute(m: &mut Media, name: &str, v: Option<&str>) -> Result<(), Sdp
                 Some((p, r)) => (p, Some(r)),
                 None => (v, None),
             };
-            let port = port.parse().map_err(|_| SdpErrorKind::InvalidAttribute("rtcp"))?;
+            let port = port
+                .parse()
+                .map_err(|_| SdpErrorKind::InvalidAttribute("rtcp"))?;
             let connection = rest.map(parse_connection).transpose()?;
             m.rtcp = Some(RtcpAttr { port, connection });
         }
@@ -403,7 +419,10 @@ fn media_attribute(m: &mut Media, name: &str, v: Option<&str>) -> Result<(), Sdp
             let (pt, rest) = required(v, "rtpmap")?.split_once(' ').ok_or(bad.clone())?;
             let mut parts = rest.split('/');
             let encoding = parts.next().filter(|s| !s.is_empty()).ok_or(bad.clone())?;
-            let clock_rate = parts.next().and_then(|c| c.parse().ok()).ok_or(bad.clone())?;
+            let clock_rate = parts
+                .next()
+                .and_then(|c| c.parse().ok())
+                .ok_or(bad.clone())?;
             let channels = match parts.next() {
                 Some(c) => Some(c.parse().map_err(|_| bad.clone())?),
                 None => None,
@@ -420,7 +439,9 @@ fn media_attribute(m: &mut Media, name: &str, v: Option<&str>) -> Result<(), Sdp
         }
         "fmtp" => {
             let v = required(v, "fmtp")?;
-            let (pt, params) = v.split_once(' ').ok_or(SdpErrorKind::InvalidAttribute("fmtp"))?;
+            let (pt, params) = v
+                .split_once(' ')
+                .ok_or(SdpErrorKind::InvalidAttribute("fmtp"))?;
             m.fmtps.push(Fmtp {
                 payload_type: parse_pt(pt, "fmtp")?,
                 parameters: params.to_string(),
@@ -428,8 +449,14 @@ fn media_attribute(m: &mut Media, name: &str, v: Option<&str>) -> Result<(), Sdp
         }
         "rtcp-fb" => {
             let v = required(v, "rtcp-fb")?;
-            let (pt, value) = v.split_once(' ').ok_or(SdpErrorKind::InvalidAttribute("rtcp-fb"))?;
-            let payload_type = if pt == "*" { None } else { Some(parse_pt(pt, "rtcp-fb")?) };
+            let (pt, value) = v
+                .split_once(' ')
+                .ok_or(SdpErrorKind::InvalidAttribute("rtcp-fb"))?;
+            let payload_type = if pt == "*" {
+                None
+            } else {
+                Some(parse_pt(pt, "rtcp-fb")?)
+            };
             if value.is_empty() {
                 return Err(SdpErrorKind::InvalidAttribute("rtcp-fb"));
             }
@@ -459,10 +486,16 @@ fn media_attribute(m: &mut Media, name: &str, v: Option<&str>) -> Result<(), Sdp
         "ssrc-group" => {
             let v = required(v, "ssrc-group")?;
             let mut it = v.split(' ');
-            let semantics = it.next().filter(|s| !s.is_empty()).ok_or(SdpErrorKind::InvalidAttribute("ssrc-group"))?;
+            let semantics = it
+                .next()
+                .filter(|s| !s.is_empty())
+                .ok_or(SdpErrorKind::InvalidAttribute("ssrc-group"))?;
             let ssrcs = it
                 .filter(|s| !s.is_empty())
-                .map(|s| s.parse::<u32>().map_err(|_| SdpErrorKind::InvalidAttribute("ssrc-group")))
+                .map(|s| {
+                    s.parse::<u32>()
+                        .map_err(|_| SdpErrorKind::InvalidAttribute("ssrc-group"))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             m.ssrc_groups.push(SsrcGroup {
                 semantics: semantics.to_string(),
@@ -541,7 +574,9 @@ fn parse_simulcast(v: &str) -> Result<Simulcast, SdpErrorKind> {
     let mut it = v.split(' ').filter(|s| !s.is_empty());
     let mut any = false;
     while let Some(dir) = it.next() {
-        let list = it.next().ok_or(SdpErrorKind::InvalidAttribute("simulcast"))?;
+        let list = it
+            .next()
+            .ok_or(SdpErrorKind::InvalidAttribute("simulcast"))?;
         let parsed = parse_simulcast_list(list)?;
         match dir {
             "send" if out.send.is_empty() => out.send = parsed,
@@ -566,9 +601,15 @@ mod tests {
     fn parses_a_browser_like_offer() {
         let sdp = Sdp::parse(CHROME_OFFER).expect("parse");
         assert_eq!(sdp.origin.session_id, 4611731400430051336);
-        assert_eq!(sdp.bundle_mids(), Some(&["0".to_string(), "1".to_string()][..]));
+        assert_eq!(
+            sdp.bundle_mids(),
+            Some(&["0".to_string(), "1".to_string()][..])
+        );
         assert!(sdp.extmap_allow_mixed);
-        assert_eq!(sdp.msid_semantic.as_ref().map(|m| m.ids.clone()), Some(vec!["stream".to_string()]));
+        assert_eq!(
+            sdp.msid_semantic.as_ref().map(|m| m.ids.clone()),
+            Some(vec!["stream".to_string()])
+        );
         let a = &sdp.media[0];
         assert_eq!(a.media_type, MediaType::Audio);
         assert_eq!(a.formats, vec!["111", "0"]);
@@ -603,7 +644,10 @@ mod tests {
     #[test]
     fn errors_name_the_line() {
         assert_eq!(Sdp::parse("").map_err(|e| e.kind), Err(SdpErrorKind::Empty));
-        assert_eq!(Sdp::parse("v=1\r\n").map_err(|e| (e.line, e.kind)), Err((1, SdpErrorKind::MissingVersion)));
+        assert_eq!(
+            Sdp::parse("v=1\r\n").map_err(|e| (e.line, e.kind)),
+            Err((1, SdpErrorKind::MissingVersion))
+        );
         let bad_rtpmap = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU\r\n";
         assert_eq!(
             Sdp::parse(bad_rtpmap).map_err(|e| (e.line, e.kind)),
@@ -621,7 +665,10 @@ mod tests {
         );
         assert!(Sdp::parse("v=0\r\nxyz\r\n").is_err());
         let big = "v=0\r\n".to_string() + &"a=x\r\n".repeat(MAX_SDP_LINES + 1);
-        assert_eq!(Sdp::parse(&big).map_err(|e| e.kind), Err(SdpErrorKind::TooLarge));
+        assert_eq!(
+            Sdp::parse(&big).map_err(|e| e.kind),
+            Err(SdpErrorKind::TooLarge)
+        );
     }
 
     #[test]

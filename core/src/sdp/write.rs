@@ -163,7 +163,10 @@ fn media(f: &mut fmt::Formatter<'_>, m: &Media) -> fmt::Result {
         for (i, fm) in m.fmtps.iter().enumerate() {
             if fm.payload_type == *pt && !written_fmtps[i] {
                 written_fmtps[i] = true;
-                line(f, format_args!("a=fmtp:{} {}", fm.payload_type, fm.parameters))?;
+                line(
+                    f,
+                    format_args!("a=fmtp:{} {}", fm.payload_type, fm.parameters),
+                )?;
             }
         }
     }
@@ -179,7 +182,10 @@ fn media(f: &mut fmt::Formatter<'_>, m: &Media) -> fmt::Result {
     }
     for (i, fm) in m.fmtps.iter().enumerate() {
         if !written_fmtps[i] {
-            line(f, format_args!("a=fmtp:{} {}", fm.payload_type, fm.parameters))?;
+            line(
+                f,
+                format_args!("a=fmtp:{} {}", fm.payload_type, fm.parameters),
+            )?;
         }
     }
     for g in &m.ssrc_groups {
@@ -187,7 +193,10 @@ fn media(f: &mut fmt::Formatter<'_>, m: &Media) -> fmt::Result {
         if ssrcs.is_empty() {
             line(f, format_args!("a=ssrc-group:{}", g.semantics))?;
         } else {
-            line(f, format_args!("a=ssrc-group:{} {}", g.semantics, ssrcs.join(" ")))?;
+            line(
+                f,
+                format_args!("a=ssrc-group:{} {}", g.semantics, ssrcs.join(" ")),
+            )?;
         }
     }
     for s in &m.ssrcs {
@@ -229,8 +238,20 @@ fn media(f: &mut fmt::Formatter<'_>, m: &Media) -> fmt::Result {
 
 fn rtpmap(f: &mut fmt::Formatter<'_>, r: &super::model::RtpMap) -> fmt::Result {
     match r.channels {
-        Some(c) => line(f, format_args!("a=rtpmap:{} {}/{}/{c}", r.payload_type, r.encoding, r.clock_rate)),
-        None => line(f, format_args!("a=rtpmap:{} {}/{}", r.payload_type, r.encoding, r.clock_rate)),
+        Some(c) => line(
+            f,
+            format_args!(
+                "a=rtpmap:{} {}/{}/{c}",
+                r.payload_type, r.encoding, r.clock_rate
+            ),
+        ),
+        None => line(
+            f,
+            format_args!(
+                "a=rtpmap:{} {}/{}",
+                r.payload_type, r.encoding, r.clock_rate
+            ),
+        ),
     }
 }
 
@@ -264,7 +285,10 @@ impl fmt::Display for Sdp {
             if g.mids.is_empty() {
                 line(f, format_args!("a=group:{}", g.semantics))?;
             } else {
-                line(f, format_args!("a=group:{} {}", g.semantics, g.mids.join(" ")))?;
+                line(
+                    f,
+                    format_args!("a=group:{} {}", g.semantics, g.mids.join(" ")),
+                )?;
             }
         }
         if self.extmap_allow_mixed {
@@ -275,7 +299,10 @@ impl fmt::Display for Sdp {
             if ms.ids.is_empty() {
                 line(f, format_args!("a=msid-semantic: {}", ms.semantic))?;
             } else {
-                line(f, format_args!("a=msid-semantic: {} {}", ms.semantic, ms.ids.join(" ")))?;
+                line(
+                    f,
+                    format_args!("a=msid-semantic: {} {}", ms.semantic, ms.ids.join(" ")),
+                )?;
             }
         }
         if self.ice_lite {
@@ -288,7 +315,10 @@ impl fmt::Display for Sdp {
             line(f, format_args!("a=ice-pwd:{p}"))?;
         }
         if !self.ice_options.is_empty() {
-            line(f, format_args!("a=ice-options:{}", self.ice_options.join(" ")))?;
+            line(
+                f,
+                format_args!("a=ice-options:{}", self.ice_options.join(" ")),
+            )?;
         }
         for fp in &self.fingerprints {
             fingerprint(f, fp)?;

@@ -36,7 +36,11 @@ impl RetransmitTimer {
     pub fn new(now: Instant, initial_rto: Duration, max_rto: Duration, max_requests: u32) -> Self {
         let max_requests = max_requests.max(1);
         let final_wait = (initial_rto * 16).min(max_rto * 2);
-        let first_wait = if max_requests == 1 { final_wait } else { initial_rto };
+        let first_wait = if max_requests == 1 {
+            final_wait
+        } else {
+            initial_rto
+        };
         RetransmitTimer {
             rto: initial_rto,
             max_rto,
@@ -71,7 +75,11 @@ impl RetransmitTimer {
         }
         self.sent += 1;
         self.rto = (self.rto * 2).min(self.max_rto);
-        let wait = if self.sent >= self.max_requests { self.final_wait } else { self.rto };
+        let wait = if self.sent >= self.max_requests {
+            self.final_wait
+        } else {
+            self.rto
+        };
         self.deadline = Some(now + wait);
         TimerAction::Retransmit
     }

@@ -230,7 +230,12 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 }
 
 fn be32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_be_bytes([*b.get(at)?, *b.get(at + 1)?, *b.get(at + 2)?, *b.get(at + 3)?]))
+    Some(u32::from_be_bytes([
+        *b.get(at)?,
+        *b.get(at + 1)?,
+        *b.get(at + 2)?,
+        *b.get(at + 3)?,
+    ]))
 }
 
 fn encode_type(class: Class, method: Method) -> u16 {
@@ -321,7 +326,11 @@ fn crc32(data: &[u8]) -> u32 {
             let mut c = i as u32;
             let mut k = 0;
             while k < 8 {
-                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
                 k += 1;
             }
             table[i] = c;
@@ -346,7 +355,12 @@ fn header_with_length(raw: &[u8], len: usize) -> Option<[u8; HEADER_LEN]> {
     Some(h)
 }
 
-fn hmac_over(key: ring::hmac::Algorithm, secret: &[u8], header: &[u8], body: &[u8]) -> ring::hmac::Tag {
+fn hmac_over(
+    key: ring::hmac::Algorithm,
+    secret: &[u8],
+    header: &[u8],
+    body: &[u8],
+) -> ring::hmac::Tag {
     let k = ring::hmac::Key::new(key, secret);
     let mut ctx = ring::hmac::Context::with_key(&k);
     ctx.update(header);
@@ -360,7 +374,8 @@ pub fn verify_integrity(raw: &[u8], key: &[u8]) -> bool {
     if header(raw).is_err() {
         return false;
     }
-    let Some((_, value, at)) = raw_attributes(raw).find(|(k, _, _)| *k == kind::MESSAGE_INTEGRITY) else {
+    let Some((_, value, at)) = raw_attributes(raw).find(|(k, _, _)| *k == kind::MESSAGE_INTEGRITY)
+    else {
         return false;
     };
     if value.len() != 20 {
@@ -387,7 +402,9 @@ pub fn verify_integrity_sha256(raw: &[u8], key: &[u8]) -> bool {
     if header(raw).is_err() {
         return false;
     }
-    let Some((_, value, at)) = raw_attributes(raw).find(|(k, _, _)| *k == kind::MESSAGE_INTEGRITY_SHA256) else {
+    let Some((_, value, at)) =
+        raw_attributes(raw).find(|(k, _, _)| *k == kind::MESSAGE_INTEGRITY_SHA256)
+    else {
         return false;
     };
     if !(16..=32).contains(&value.len()) || value.len() % 4 != 0 {
@@ -473,7 +490,9 @@ fn utf8(value: &[u8], k: u16, max: usize) -> Result<String, StunError> {
 }
 
 fn fixed<const N: usize>(value: &[u8], k: u16) -> Result<[u8; N], StunError> {
-    value.try_into().map_err(|_| StunError::BadAttribute { kind: k })
+    value
+        .try_into()
+        .map_err(|_| StunError::BadAttribute { kind: k })
 }
 
 fn parse_attribute(k: u16, v: &[u8], tid: &[u8; 12]) -> Result<Attribute, StunError> {
@@ -505,7 +524,11 @@ fn parse_attribute(k: u16, v: &[u8], tid: &[u8; 12]) -> Result<Attribute, StunEr
             if v.len() % 2 != 0 {
                 return Err(bad);
             }
-            Attribute::UnknownAttributes(v.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect())
+            Attribute::UnknownAttributes(
+                v.chunks_exact(2)
+                    .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                    .collect(),
+            )
         }
         kind::PRIORITY => Attribute::Priority(u32_of(v)?),
         kind::USE_CANDIDATE if v.is_empty() => Attribute::UseCandidate,
@@ -687,7 +710,12 @@ impl Message {
     /// (HMAC-SHA1 with `integrity_key`) if given, then FINGERPRINT if asked. Integrity and
     /// fingerprint entries in `attributes` are not written (they are computed). Returns the
     /// number of bytes written.
-    pub fn encode(&self, integrity_key: Option<&[u8]>, fingerprint: bool, out: &mut [u8]) -> Result<usize, StunError> {
+    pub fn encode(
+        &self,
+        integrity_key: Option<&[u8]>,
+        fingerprint: bool,
+        out: &mut [u8],
+    ) -> Result<usize, StunError> {
         let mut w = Writer { out, len: 0 };
         w.put(&encode_type(self.class, self.method).to_be_bytes())?;
         w.put(&[0, 0])?;
@@ -720,7 +748,9 @@ impl Message {
                 Attribute::Realm(s) => w.attribute(kind::REALM, s.as_bytes())?,
                 Attribute::Nonce(s) => w.attribute(kind::NONCE, s.as_bytes())?,
                 Attribute::Software(s) => w.attribute(kind::SOFTWARE, s.as_bytes())?,
-                Attribute::AlternateDomain(s) => w.attribute(kind::ALTERNATE_DOMAIN, s.as_bytes())?,
+                Attribute::AlternateDomain(s) => {
+                    w.attribute(kind::ALTERNATE_DOMAIN, s.as_bytes())?
+                }
                 Attribute::ErrorCode { code, reason } => {
                     let mut v = Vec::with_capacity(4 + reason.len());
                     v.extend_from_slice(&[0, 0, ((code / 100) & 0x07) as u8, (code % 100) as u8]);
@@ -733,19 +763,29 @@ impl Message {
                 }
                 Attribute::Priority(p) => w.attribute(kind::PRIORITY, &p.to_be_bytes())?,
                 Attribute::UseCandidate => w.attribute(kind::USE_CANDIDATE, &[])?,
-                Attribute::IceControlled(t) => w.attribute(kind::ICE_CONTROLLED, &t.to_be_bytes())?,
-                Attribute::IceControlling(t) => w.attribute(kind::ICE_CONTROLLING, &t.to_be_bytes())?,
+                Attribute::IceControlled(t) => {
+                    w.attribute(kind::ICE_CONTROLLED, &t.to_be_bytes())?
+                }
+                Attribute::IceControlling(t) => {
+                    w.attribute(kind::ICE_CONTROLLING, &t.to_be_bytes())?
+                }
                 Attribute::ChannelNumber(c) => {
                     let b = c.to_be_bytes();
                     w.attribute(kind::CHANNEL_NUMBER, &[b[0], b[1], 0, 0])?
                 }
                 Attribute::Lifetime(l) => w.attribute(kind::LIFETIME, &l.to_be_bytes())?,
                 Attribute::Data(d) => w.attribute(kind::DATA, d)?,
-                Attribute::RequestedTransport(p) => w.attribute(kind::REQUESTED_TRANSPORT, &[*p, 0, 0, 0])?,
+                Attribute::RequestedTransport(p) => {
+                    w.attribute(kind::REQUESTED_TRANSPORT, &[*p, 0, 0, 0])?
+                }
                 Attribute::DontFragment => w.attribute(kind::DONT_FRAGMENT, &[])?,
-                Attribute::EvenPort(r) => w.attribute(kind::EVEN_PORT, &[if *r { 0x80 } else { 0 }])?,
+                Attribute::EvenPort(r) => {
+                    w.attribute(kind::EVEN_PORT, &[if *r { 0x80 } else { 0 }])?
+                }
                 Attribute::ReservationToken(t) => w.attribute(kind::RESERVATION_TOKEN, t)?,
-                Attribute::RequestedAddressFamily(f) => w.attribute(kind::REQUESTED_ADDRESS_FAMILY, &[*f, 0, 0, 0])?,
+                Attribute::RequestedAddressFamily(f) => {
+                    w.attribute(kind::REQUESTED_ADDRESS_FAMILY, &[*f, 0, 0, 0])?
+                }
                 Attribute::AdditionalAddressFamily(f) => {
                     w.attribute(kind::ADDITIONAL_ADDRESS_FAMILY, &[*f, 0, 0, 0])?
                 }
@@ -797,7 +837,9 @@ impl Message {
     /// [`Message::encode`] into a new vector.
     pub fn encode_to_vec(&self, integrity_key: Option<&[u8]>, fingerprint: bool) -> Vec<u8> {
         let mut buf = vec![0u8; 65_535 + HEADER_LEN];
-        let n = self.encode(integrity_key, fingerprint, &mut buf).unwrap_or(0);
+        let n = self
+            .encode(integrity_key, fingerprint, &mut buf)
+            .unwrap_or(0);
         buf.truncate(n);
         buf
     }
@@ -824,7 +866,9 @@ impl Message {
 
     /// Whether USE-CANDIDATE is present.
     pub fn use_candidate(&self) -> bool {
-        self.attributes.iter().any(|a| matches!(a, Attribute::UseCandidate))
+        self.attributes
+            .iter()
+            .any(|a| matches!(a, Attribute::UseCandidate))
     }
 
     /// ICE-CONTROLLING tie-breaker.
@@ -970,8 +1014,12 @@ mod tests {
         assert!(verify_integrity(&out, PASSWORD));
         assert!(verify_fingerprint(&out));
         let strip = |mut m: Message| {
-            m.attributes
-                .retain(|a| !matches!(a, Attribute::MessageIntegrity(_) | Attribute::Fingerprint(_)));
+            m.attributes.retain(|a| {
+                !matches!(
+                    a,
+                    Attribute::MessageIntegrity(_) | Attribute::Fingerprint(_)
+                )
+            });
             m
         };
         assert_eq!(strip(Message::parse(&out).expect("reparse")), strip(m));
@@ -984,7 +1032,10 @@ mod tests {
         assert!(verify_integrity(&raw, PASSWORD));
         let m = Message::parse(&raw).expect("parse");
         assert_eq!(m.class, Class::Success);
-        assert_eq!(m.xor_mapped_address(), Some("192.0.2.1:32853".parse().expect("addr")));
+        assert_eq!(
+            m.xor_mapped_address(),
+            Some("192.0.2.1:32853".parse().expect("addr"))
+        );
     }
 
     #[test]
@@ -995,7 +1046,11 @@ mod tests {
         let m = Message::parse(&raw).expect("parse");
         assert_eq!(
             m.xor_mapped_address(),
-            Some("[2001:db8:1234:5678:11:2233:4455:6677]:32853".parse().expect("addr"))
+            Some(
+                "[2001:db8:1234:5678:11:2233:4455:6677]:32853"
+                    .parse()
+                    .expect("addr")
+            )
         );
         // Our encoding of XOR-MAPPED-ADDRESS reproduces the RFC's bytes exactly.
         let out = m.encode_to_vec(Some(PASSWORD), true);
@@ -1010,7 +1065,10 @@ mod tests {
             bad[i] ^= 0x01;
             let integrity = verify_integrity(&bad, PASSWORD);
             let fingerprint = verify_fingerprint(&bad);
-            assert!(!(integrity && fingerprint), "flipped byte {i} went unnoticed");
+            assert!(
+                !(integrity && fingerprint),
+                "flipped byte {i} went unnoticed"
+            );
         }
         let mut bad = raw.clone();
         let last = bad.len() - 1;
@@ -1037,9 +1095,17 @@ mod tests {
 
     #[test]
     fn type_encoding_round_trips() {
-        for class in [Class::Request, Class::Indication, Class::Success, Class::Error] {
+        for class in [
+            Class::Request,
+            Class::Indication,
+            Class::Success,
+            Class::Error,
+        ] {
             for m in [1u16, 3, 4, 6, 7, 8, 9, 0xFFF] {
-                assert_eq!(decode_type(encode_type(class, Method(m))), (class, Method(m)));
+                assert_eq!(
+                    decode_type(encode_type(class, Method(m))),
+                    (class, Method(m))
+                );
             }
         }
         assert_eq!(encode_type(Class::Success, Method::BINDING), 0x0101);
@@ -1052,9 +1118,15 @@ mod tests {
 
     fn any_addr(g: &mut Gen) -> SocketAddr {
         if bool::arbitrary(g) {
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::from(u32::arbitrary(g))), u16::arbitrary(g))
+            SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::from(u32::arbitrary(g))),
+                u16::arbitrary(g),
+            )
         } else {
-            SocketAddr::new(IpAddr::V6(Ipv6Addr::from(u128::arbitrary(g))), u16::arbitrary(g))
+            SocketAddr::new(
+                IpAddr::V6(Ipv6Addr::from(u128::arbitrary(g))),
+                u16::arbitrary(g),
+            )
         }
     }
 
@@ -1066,7 +1138,12 @@ mod tests {
     impl Arbitrary for AnyMessage {
         fn arbitrary(g: &mut Gen) -> Self {
             let class = *g
-                .choose(&[Class::Request, Class::Indication, Class::Success, Class::Error])
+                .choose(&[
+                    Class::Request,
+                    Class::Indication,
+                    Class::Success,
+                    Class::Error,
+                ])
                 .expect("class");
             let method = Method(u16::arbitrary(g) & 0x0FFF);
             let mut tid = [0u8; 12];
@@ -1089,7 +1166,9 @@ mod tests {
                         code: 300 + u16::arbitrary(g) % 400,
                         reason: any_text(g),
                     },
-                    9 => Attribute::UnknownAttributes(Vec::<u16>::arbitrary(g).into_iter().take(8).collect()),
+                    9 => Attribute::UnknownAttributes(
+                        Vec::<u16>::arbitrary(g).into_iter().take(8).collect(),
+                    ),
                     10 => Attribute::AlternateServer(any_addr(g)),
                     11 => Attribute::Priority(u32::arbitrary(g)),
                     12 => Attribute::UseCandidate,
@@ -1105,7 +1184,10 @@ mod tests {
                     22 => Attribute::RequestedAddressFamily(1 + u8::arbitrary(g) % 2),
                     23 => Attribute::AdditionalAddressFamily(2),
                     24 => Attribute::UserHash((0..32).map(|_| u8::arbitrary(g)).collect()),
-                    25 => Attribute::PasswordAlgorithm(u16::arbitrary(g), Vec::<u8>::arbitrary(g).into_iter().take(10).collect()),
+                    25 => Attribute::PasswordAlgorithm(
+                        u16::arbitrary(g),
+                        Vec::<u8>::arbitrary(g).into_iter().take(10).collect(),
+                    ),
                     26 => Attribute::AlternateDomain(any_text(g)),
                     _ => Attribute::Other {
                         kind: 0xC000 | (u16::arbitrary(g) & 0x0FFF),
@@ -1114,7 +1196,9 @@ mod tests {
                 };
                 let a = match a {
                     // the ErrorCode number must be < 100 within its class, always true here
-                    Attribute::ErrorCode { code, reason } if code >= 700 => Attribute::ErrorCode { code: 699, reason },
+                    Attribute::ErrorCode { code, reason } if code >= 700 => {
+                        Attribute::ErrorCode { code: 699, reason }
+                    }
                     a => a,
                 };
                 m.attributes.push(a);
@@ -1128,10 +1212,15 @@ mod tests {
         fn prop(m: AnyMessage, key: Vec<u8>, integrity: bool, fingerprint: bool) -> bool {
             let key = integrity.then_some(key.as_slice());
             let raw = m.0.encode_to_vec(key, fingerprint);
-            let Ok(mut parsed) = Message::parse(&raw) else { return false };
-            parsed
-                .attributes
-                .retain(|a| !matches!(a, Attribute::MessageIntegrity(_) | Attribute::Fingerprint(_)));
+            let Ok(mut parsed) = Message::parse(&raw) else {
+                return false;
+            };
+            parsed.attributes.retain(|a| {
+                !matches!(
+                    a,
+                    Attribute::MessageIntegrity(_) | Attribute::Fingerprint(_)
+                )
+            });
             let integrity_ok = key.is_none_or(|k| verify_integrity(&raw, k));
             let fingerprint_ok = !fingerprint || verify_fingerprint(&raw);
             parsed == m.0 && integrity_ok && fingerprint_ok && is_stun(&raw)
@@ -1158,6 +1247,8 @@ mod tests {
             let _ = peek_username(&data);
             true
         }
-        QuickCheck::new().tests(2000).quickcheck(prop as fn(Vec<u8>, bool) -> bool);
+        QuickCheck::new()
+            .tests(2000)
+            .quickcheck(prop as fn(Vec<u8>, bool) -> bool);
     }
 }
