@@ -96,6 +96,13 @@ fn media(f: &mut fmt::Formatter<'_>, m: &Media) -> fmt::Result {
             None => line(f, format_args!("a=rtcp:{}", r.port))?,
         }
     }
+    // Chromium writes gathered candidates right after a=rtcp.
+    for c in &m.candidates {
+        line(f, format_args!("a=candidate:{c}"))?;
+    }
+    if m.end_of_candidates {
+        f.write_str("a=end-of-candidates\r\n")?;
+    }
     if let Some(u) = &m.ice_ufrag {
         line(f, format_args!("a=ice-ufrag:{u}"))?;
     }
@@ -223,12 +230,6 @@ fn media(f: &mut fmt::Formatter<'_>, m: &Media) -> fmt::Result {
     }
     if let Some(s) = m.max_message_size {
         line(f, format_args!("a=max-message-size:{s}"))?;
-    }
-    for c in &m.candidates {
-        line(f, format_args!("a=candidate:{c}"))?;
-    }
-    if m.end_of_candidates {
-        f.write_str("a=end-of-candidates\r\n")?;
     }
     for a in &m.other {
         attribute(f, &a.name, a.value.as_deref())?;
