@@ -29,7 +29,7 @@ fn corpus() -> Vec<(String, String)> {
     files
 }
 
-fn get<'a>(files: &'a [(String, String)], name: &str) -> Sdp {
+fn get(files: &[(String, String)], name: &str) -> Sdp {
     let text = &files
         .iter()
         .find(|(n, _)| n == name)

@@ -46,8 +46,23 @@ pub struct BrowserPeer {
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl BrowserPeer {
-    /// Start the driver and the browser, and wait until the page is ready.
+    /// Start the driver and the browser, and wait until the page is ready. Refuses to run
+    /// unless loopback is the only network interface (the namespace `scripts/test.sh`
+    /// makes), so a browser test can never send to any other address.
     pub fn spawn(kind: BrowserKind) -> std::io::Result<BrowserPeer> {
+        // /proc/net/dev lists the interfaces of this process's network namespace.
+        let interfaces: Vec<String> = std::fs::read_to_string("/proc/net/dev")?
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split(':').next())
+            .map(|name| name.trim().to_string())
+            .collect();
+        if interfaces.iter().any(|i| i != "lo") {
+            return Err(std::io::Error::other(format!(
+                "browser tests run only in a loopback-only network namespace (interfaces here: {interfaces:?}); \
+                 run them with scripts/test.sh"
+            )));
+        }
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("browser")
             .join("peer.mjs");

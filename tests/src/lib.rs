@@ -47,6 +47,21 @@ impl Node for PeerConnection {
     }
 }
 
+impl Node for sansrtc::ice::IceAgent {
+    fn handle_datagram(&mut self, now: Instant, d: Datagram<'_>) {
+        self.handle_stun(now, d.local, d.remote, d.protocol, d.data);
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        sansrtc::ice::IceAgent::handle_timeout(self, now)
+    }
+    fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        sansrtc::ice::IceAgent::poll_transmit(self, now, buf)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        sansrtc::ice::IceAgent::poll_timeout(self)
+    }
+}
+
 /// A STUN server model: answers Binding requests with the source address.
 #[derive(Debug, Default)]
 pub struct StunServer {
@@ -194,6 +209,10 @@ pub struct Network {
     in_flight: BTreeMap<(Instant, u64), InFlight>,
     seq: u64,
     cut: Vec<(NodeId, NodeId)>,
+    /// One-to-one NAT: inside address -> public address.
+    nat_out: HashMap<SocketAddr, SocketAddr>,
+    /// Public address -> inside address.
+    nat_in: HashMap<SocketAddr, SocketAddr>,
     signaling: BTreeMap<(Instant, u64), (NodeId, String)>,
     trickle: Vec<(NodeId, NodeId, Duration)>,
     log: Vec<LoggedEvent>,
@@ -218,6 +237,8 @@ impl Network {
             in_flight: BTreeMap::new(),
             seq: 0,
             cut: Vec::new(),
+            nat_out: HashMap::new(),
+            nat_in: HashMap::new(),
             signaling: BTreeMap::new(),
             trickle: Vec::new(),
             log: Vec::new(),
@@ -273,6 +294,17 @@ impl Network {
     /// The node's name.
     pub fn name(&self, id: NodeId) -> &str {
         self.nodes.get(id.0).map(|s| s.name.as_str()).unwrap_or("?")
+    }
+
+    /// Put `inside` (an address of a node) behind a one-to-one NAT that maps it to
+    /// `public`: what it sends appears to come from `public`, and what is sent to `public`
+    /// reaches it. Its inside address stops being routable from outside.
+    pub fn add_nat(&mut self, inside: SocketAddr, public: SocketAddr) {
+        if let Some(id) = self.routes.remove(&inside) {
+            self.routes.insert(public, id);
+        }
+        self.nat_out.insert(inside, public);
+        self.nat_in.insert(public, inside);
     }
 
     /// Cut (or restore) the link between two nodes, both directions.
@@ -444,10 +476,11 @@ impl Network {
             let extra = Duration::from_nanos(self.rng.below(jitter_ns.max(1)));
             let at = self.now + self.conditions.latency + extra;
             self.seq += 1;
+            let from = self.nat_out.get(&t.local).copied().unwrap_or(t.local);
             self.in_flight.insert(
                 (at, self.seq),
                 InFlight {
-                    from: t.local,
+                    from,
                     to: t.remote,
                     data: data.clone(),
                 },
@@ -491,11 +524,12 @@ impl Network {
                 continue;
             };
             self.stats.delivered += 1;
+            let local = self.nat_in.get(&f.to).copied().unwrap_or(f.to);
             if let Some(slot) = self.nodes.get_mut(to.0) {
                 slot.body.node().handle_datagram(
                     now,
                     Datagram {
-                        local: f.to,
+                        local,
                         remote: f.from,
                         protocol: Protocol::Udp,
                         data: &f.data,
@@ -547,6 +581,41 @@ impl Network {
     pub fn run_for(&mut self, duration: Duration) {
         let end = self.now + duration;
         while self.now < end && self.step() {}
+    }
+
+    /// Add "alice" (with an audio and a video track) and "bob", seeded from `seed`, owning
+    /// the given addresses. Signaling is left to the caller.
+    pub fn two_peers(
+        &mut self,
+        seed: u64,
+        alice: &[SocketAddr],
+        bob: &[SocketAddr],
+    ) -> (NodeId, NodeId) {
+        self.two_peers_with(
+            seeded_config(seed),
+            seeded_config(seed.wrapping_add(1)),
+            alice,
+            bob,
+        )
+    }
+
+    /// As [`Network::two_peers`] with explicit configurations.
+    pub fn two_peers_with(
+        &mut self,
+        alice_config: sansrtc::Config,
+        bob_config: sansrtc::Config,
+        alice: &[SocketAddr],
+        bob: &[SocketAddr],
+    ) -> (NodeId, NodeId) {
+        let mut pa = PeerConnection::new(alice_config, self.now).expect("alice");
+        pa.add_track(sansrtc::MediaKind::Audio, vec!["stream".into()])
+            .expect("audio");
+        pa.add_track(sansrtc::MediaKind::Video, vec!["stream".into()])
+            .expect("video");
+        let pb = PeerConnection::new(bob_config, self.now).expect("bob");
+        let a = self.add_peer("alice", pa, alice);
+        let b = self.add_peer("bob", pb, bob);
+        (a, b)
     }
 
     /// Whether both peers report ICE and connection state connected.

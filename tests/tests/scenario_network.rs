@@ -1,0 +1,52 @@
+//! Hostile networks: duplication plus reordering (jitter far above packet spacing) and a
+//! small MTU still connect (STUN checks are small); a MTU below the size of a check stops
+//! everything and ICE fails cleanly.
+
+use std::time::Duration;
+
+use sansrtc::peer::IceConnectionState;
+use sansrtc_tests::Network;
+
+#[test]
+fn duplication_reordering_and_small_mtu() {
+    for seed in 0..10 {
+        let mut net = Network::new(seed);
+        net.conditions.duplicate = 0.3;
+        net.conditions.jitter = Duration::from_millis(300);
+        net.conditions.mtu = 576;
+        let (a, b) = net.two_peers(
+            seed,
+            &["10.0.0.1:5000".parse().expect("addr")],
+            &["10.0.0.2:6000".parse().expect("addr")],
+        );
+        net.trickle(a, b, Duration::from_millis(20));
+        net.trickle(b, a, Duration::from_millis(20));
+        net.negotiate(a, b).expect("negotiate");
+        assert!(
+            net.run_until(Duration::from_secs(10), |n| n.connected(a, b)),
+            "seed {seed}"
+        );
+        assert!(net.stats.duplicated > 0);
+        net.run_for(Duration::from_secs(30));
+        assert!(net.connected(a, b));
+    }
+}
+
+#[test]
+fn mtu_below_a_check_fails() {
+    let mut net = Network::new(7);
+    net.conditions.mtu = 60;
+    let (a, b) = net.two_peers(
+        7,
+        &["10.0.0.1:5000".parse().expect("addr")],
+        &["10.0.0.2:6000".parse().expect("addr")],
+    );
+    net.trickle(a, b, Duration::from_millis(20));
+    net.trickle(b, a, Duration::from_millis(20));
+    net.negotiate(a, b).expect("negotiate");
+    assert!(net.run_until(Duration::from_secs(60), |n| n
+        .peer(a)
+        .ice_connection_state()
+        == IceConnectionState::Failed));
+    assert!(net.stats.too_big > 0);
+}
