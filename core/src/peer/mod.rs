@@ -758,3 +758,66 @@ mod state_tests {
         assert!(pc.poll_timeout().is_none());
     }
 }
+
+#[cfg(test)]
+mod candidate_tests {
+    use super::*;
+
+    #[test]
+    fn mdns_candidates_come_back_for_resolution() {
+        let now = Instant::now();
+        let mut offerer = PeerConnection::new(
+            Config {
+                rng_seed: Some(3),
+                ..Default::default()
+            },
+            now,
+        )
+        .expect("pc");
+        offerer.add_track(MediaKind::Audio, vec![]).expect("track");
+        let offer = offerer
+            .create_offer(OfferOptions::default())
+            .expect("offer");
+        let mut pc = PeerConnection::new(
+            Config {
+                rng_seed: Some(4),
+                ..Default::default()
+            },
+            now,
+        )
+        .expect("pc");
+        pc.set_remote_description(now, offer).expect("remote");
+        while pc.poll_event().is_some() {}
+        let c = IceCandidateInit {
+            candidate: "candidate:1 1 udp 2113937151 0f7a4c1e-6b5e-4d3b-9a1e-5c6d7e8f9a0b.local 54321 typ host generation 0".into(),
+            sdp_mid: Some("0".into()),
+            sdp_m_line_index: Some(0),
+            username_fragment: None,
+        };
+        pc.add_ice_candidate(now, c).expect("accepted");
+        let ev = pc.poll_event();
+        assert!(
+            matches!(&ev, Some(Event::UnresolvedCandidate { hostname, .. }) if hostname == "0f7a4c1e-6b5e-4d3b-9a1e-5c6d7e8f9a0b.local"),
+            "{ev:?}"
+        );
+        // Malformed candidates and unknown m-lines are typed errors.
+        let bad = IceCandidateInit {
+            candidate: "candidate:garbage".into(),
+            sdp_mid: Some("0".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            pc.add_ice_candidate(now, bad),
+            Err(AddCandidateError::Malformed(_))
+        ));
+        let unknown = IceCandidateInit {
+            candidate: "candidate:1 1 udp 1 10.0.0.1 9 typ host".into(),
+            sdp_mid: Some("nope".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            pc.add_ice_candidate(now, unknown),
+            Err(AddCandidateError::UnknownMediaSection)
+        );
+    }
+}

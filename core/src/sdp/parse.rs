@@ -678,3 +678,297 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod quickcheck_tests {
+    use super::*;
+    use quickcheck::{Arbitrary, Gen, QuickCheck};
+
+    /// A token without spaces, colons or line breaks (what SDP grammar allows in most fields).
+    fn token(g: &mut Gen) -> String {
+        const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.+/";
+        let len = 1 + usize::arbitrary(g) % 12;
+        (0..len)
+            .map(|_| *g.choose(CHARS).unwrap_or(&b'a') as char)
+            .collect()
+    }
+
+    fn tokens(g: &mut Gen, max: usize) -> Vec<String> {
+        (0..usize::arbitrary(g) % (max + 1))
+            .map(|_| token(g))
+            .collect()
+    }
+
+    fn opt<T>(g: &mut Gen, f: impl FnOnce(&mut Gen) -> T) -> Option<T> {
+        bool::arbitrary(g).then(|| f(g))
+    }
+
+    fn direction(g: &mut Gen) -> Direction {
+        *g.choose(&[
+            Direction::SendRecv,
+            Direction::SendOnly,
+            Direction::RecvOnly,
+            Direction::Inactive,
+        ])
+        .unwrap_or(&Direction::SendRecv)
+    }
+
+    fn connection(g: &mut Gen) -> Connection {
+        Connection {
+            net_type: "IN".into(),
+            addr_type: if bool::arbitrary(g) {
+                "IP4".into()
+            } else {
+                "IP6".into()
+            },
+            address: token(g),
+        }
+    }
+
+    fn fingerprint(g: &mut Gen) -> FingerprintAttr {
+        FingerprintAttr {
+            algorithm: "sha-256".into(),
+            value: (0..32).map(|_| u8::arbitrary(g)).collect(),
+        }
+    }
+
+    fn extmap(g: &mut Gen) -> Extmap {
+        Extmap {
+            id: 1 + u16::arbitrary(g) % 255,
+            direction: opt(g, direction),
+            uri: format!("urn:{}", token(g)),
+            attributes: opt(g, token),
+        }
+    }
+
+    fn other(g: &mut Gen) -> Attribute {
+        Attribute {
+            name: format!("x-{}", token(g)),
+            value: opt(g, token),
+        }
+    }
+
+    fn simulcast_list(g: &mut Gen) -> Vec<Vec<SimulcastStream>> {
+        (0..1 + usize::arbitrary(g) % 3)
+            .map(|_| {
+                (0..1 + usize::arbitrary(g) % 2)
+                    .map(|_| SimulcastStream {
+                        rid: token(g).replace('~', "x"),
+                        paused: bool::arbitrary(g),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn media(g: &mut Gen) -> Media {
+        let media_type = match u8::arbitrary(g) % 4 {
+            0 => MediaType::Audio,
+            1 => MediaType::Video,
+            2 => MediaType::Application,
+            _ => MediaType::Other(format!("x{}", token(g))),
+        };
+        let mut m = Media::new(media_type, "UDP/TLS/RTP/SAVPF");
+        m.port = u16::arbitrary(g);
+        m.port_count = opt(g, u16::arbitrary);
+        let pts: Vec<u8> = (0..usize::arbitrary(g) % 5)
+            .map(|_| u8::arbitrary(g) % 128)
+            .collect();
+        m.formats = pts.iter().map(u8::to_string).collect();
+        m.connection = opt(g, connection);
+        m.bandwidths = (0..usize::arbitrary(g) % 2)
+            .map(|_| Bandwidth {
+                kind: "AS".into(),
+                value: u64::from(u32::arbitrary(g)),
+            })
+            .collect();
+        m.mid = opt(g, token);
+        m.direction = opt(g, direction);
+        m.ice_ufrag = opt(g, token);
+        m.ice_pwd = opt(g, token);
+        m.ice_options = tokens(g, 2);
+        m.fingerprints = (0..usize::arbitrary(g) % 2)
+            .map(|_| fingerprint(g))
+            .collect();
+        m.setup = opt(g, |g| {
+            *g.choose(&[
+                Setup::ActPass,
+                Setup::Active,
+                Setup::Passive,
+                Setup::HoldConn,
+            ])
+            .unwrap_or(&Setup::ActPass)
+        });
+        m.extmap_allow_mixed = bool::arbitrary(g);
+        m.extmaps = (0..usize::arbitrary(g) % 3).map(|_| extmap(g)).collect();
+        m.msids = (0..usize::arbitrary(g) % 2)
+            .map(|_| Msid {
+                stream_id: token(g),
+                track_id: opt(g, token),
+            })
+            .collect();
+        m.rtcp = opt(g, |g| RtcpAttr {
+            port: u16::arbitrary(g),
+            connection: opt(g, connection),
+        });
+        m.rtcp_mux = bool::arbitrary(g);
+        m.rtcp_mux_only = bool::arbitrary(g);
+        m.rtcp_rsize = bool::arbitrary(g);
+        // Per payload type attributes, in format order, as the writer groups them.
+        for pt in &pts {
+            if m.rtpmaps.iter().any(|r| r.payload_type == *pt) {
+                continue;
+            }
+            m.rtpmaps.push(RtpMap {
+                payload_type: *pt,
+                encoding: token(g).replace('/', "x"),
+                clock_rate: u32::arbitrary(g),
+                channels: opt(g, u16::arbitrary),
+            });
+            if bool::arbitrary(g) {
+                m.rtcp_fbs.push(RtcpFb {
+                    payload_type: Some(*pt),
+                    value: format!("{} {}", token(g), token(g)),
+                });
+            }
+            if bool::arbitrary(g) {
+                m.fmtps.push(Fmtp {
+                    payload_type: *pt,
+                    parameters: format!("{}={}", token(g), token(g)),
+                });
+            }
+        }
+        m.ssrc_groups = (0..usize::arbitrary(g) % 2)
+            .map(|_| SsrcGroup {
+                semantics: "FID".into(),
+                ssrcs: vec![u32::arbitrary(g), u32::arbitrary(g)],
+            })
+            .collect();
+        m.ssrcs = (0..usize::arbitrary(g) % 3)
+            .map(|_| SsrcAttr {
+                ssrc: u32::arbitrary(g),
+                attribute: token(g),
+                value: opt(g, |g| format!("{} {}", token(g), token(g))),
+            })
+            .collect();
+        m.rids = (0..usize::arbitrary(g) % 3)
+            .map(|_| Rid {
+                id: token(g),
+                direction: if bool::arbitrary(g) {
+                    RidDirection::Send
+                } else {
+                    RidDirection::Recv
+                },
+                params: opt(g, |g| format!("max-width={}", u16::arbitrary(g))),
+            })
+            .collect();
+        m.simulcast = opt(g, |g| Simulcast {
+            send: simulcast_list(g),
+            recv: if bool::arbitrary(g) {
+                simulcast_list(g)
+            } else {
+                Vec::new()
+            },
+        });
+        m.sctp_port = opt(g, u16::arbitrary);
+        m.max_message_size = opt(g, |g| u64::from(u32::arbitrary(g)));
+        m.candidates = (0..usize::arbitrary(g) % 3)
+            .map(|_| {
+                format!(
+                    "1 1 udp {} 10.0.0.1 {} typ host",
+                    u32::arbitrary(g),
+                    u16::arbitrary(g)
+                )
+            })
+            .collect();
+        m.end_of_candidates = bool::arbitrary(g);
+        m.other = (0..usize::arbitrary(g) % 3).map(|_| other(g)).collect();
+        m
+    }
+
+    #[derive(Debug, Clone)]
+    struct AnySdp(Sdp);
+
+    impl Arbitrary for AnySdp {
+        fn arbitrary(g: &mut Gen) -> Self {
+            let sdp = Sdp {
+                origin: Origin {
+                    username: token(g),
+                    session_id: u64::arbitrary(g),
+                    session_version: u64::arbitrary(g),
+                    net_type: "IN".into(),
+                    addr_type: "IP4".into(),
+                    address: token(g),
+                },
+                session_name: token(g),
+                connection: opt(g, connection),
+                bandwidths: Vec::new(),
+                timing: (u64::from(u32::arbitrary(g)), 0),
+                groups: (0..usize::arbitrary(g) % 2)
+                    .map(|_| Group {
+                        semantics: "BUNDLE".into(),
+                        mids: tokens(g, 4),
+                    })
+                    .collect(),
+                ice_ufrag: opt(g, token),
+                ice_pwd: opt(g, token),
+                ice_options: tokens(g, 2),
+                ice_lite: bool::arbitrary(g),
+                fingerprints: (0..usize::arbitrary(g) % 2)
+                    .map(|_| fingerprint(g))
+                    .collect(),
+                setup: opt(g, |g| {
+                    *g.choose(&[Setup::ActPass, Setup::Active])
+                        .unwrap_or(&Setup::ActPass)
+                }),
+                extmap_allow_mixed: bool::arbitrary(g),
+                msid_semantic: opt(g, |g| MsidSemantic {
+                    semantic: "WMS".into(),
+                    ids: tokens(g, 2),
+                }),
+                extmaps: (0..usize::arbitrary(g) % 2).map(|_| extmap(g)).collect(),
+                direction: opt(g, direction),
+                other: (0..usize::arbitrary(g) % 2).map(|_| other(g)).collect(),
+                media: (0..usize::arbitrary(g) % 4).map(|_| media(g)).collect(),
+            };
+            AnySdp(sdp)
+        }
+    }
+
+    #[test]
+    fn write_then_parse_gives_the_model_back() {
+        fn prop(s: AnySdp) -> bool {
+            let text = s.0.to_string();
+            match Sdp::parse(&text) {
+                Ok(parsed) if parsed == s.0 => true,
+                Ok(parsed) => {
+                    eprintln!("{text}\n{:#?}\n{:#?}", parsed, s.0);
+                    false
+                }
+                Err(e) => {
+                    eprintln!("{text}\n{e}");
+                    false
+                }
+            }
+        }
+        QuickCheck::new()
+            .tests(500)
+            .quickcheck(prop as fn(AnySdp) -> bool);
+    }
+
+    #[test]
+    fn arbitrary_text_never_panics() {
+        fn prop(lines: Vec<String>) -> bool {
+            let text = format!(
+                "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n{}",
+                lines.join("\r\n")
+            );
+            let _ = Sdp::parse(&text);
+            let _ = Sdp::parse(&lines.join("\n"));
+            true
+        }
+        QuickCheck::new()
+            .tests(2000)
+            .quickcheck(prop as fn(Vec<String>) -> bool);
+    }
+}
