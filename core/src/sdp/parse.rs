@@ -88,6 +88,9 @@ impl Sdp {
             if lines > MAX_SDP_LINES {
                 return Err(err(n, SdpErrorKind::TooLarge));
             }
+            if line.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7F) {
+                return Err(err(n, SdpErrorKind::Malformed));
+            }
             let (kind, value) = match line.as_bytes() {
                 [k, b'=', ..] => (*k, line.get(2..).unwrap_or("")),
                 _ => return Err(err(n, SdpErrorKind::Malformed)),
@@ -167,6 +170,9 @@ impl Sdp {
         if !seen_version {
             return Err(err(0, SdpErrorKind::Empty));
         }
+        for m in &mut sdp.media {
+            canonicalize_payload_attributes(m);
+        }
         for (flag, name) in [(seen_origin, "o="), (seen_name, "s="), (seen_timing, "t=")] {
             if !flag {
                 return Err(err(0, SdpErrorKind::MissingLine(name)));
@@ -174,6 +180,37 @@ impl Sdp {
         }
         Ok(sdp)
     }
+}
+
+/// The order in which the writer groups rtpmap, rtcp-fb and fmtp lines: payload types
+/// listed on the m= line first, in that order, then any others by first appearance.
+pub(crate) fn payload_type_order(m: &Media) -> Vec<u8> {
+    let mut order: Vec<u8> = Vec::new();
+    let listed = m.formats.iter().filter_map(|f| f.parse::<u8>().ok());
+    let others = m
+        .rtpmaps
+        .iter()
+        .map(|r| r.payload_type)
+        .chain(m.rtcp_fbs.iter().filter_map(|f| f.payload_type))
+        .chain(m.fmtps.iter().map(|f| f.payload_type));
+    for pt in listed.chain(others) {
+        if !order.contains(&pt) {
+            order.push(pt);
+        }
+    }
+    order
+}
+
+/// Order the per-payload-type attributes as the writer writes them (a stable sort by the
+/// payload type's place in [`payload_type_order`]; `*` feedback first), so that writing a
+/// parsed description and parsing it again gives the same model. The relative order of
+/// attributes of different payload types carries no meaning.
+fn canonicalize_payload_attributes(m: &mut Media) {
+    let order = payload_type_order(m);
+    let key = |pt: u8| order.iter().position(|p| *p == pt).unwrap_or(usize::MAX);
+    m.rtpmaps.sort_by_key(|r| key(r.payload_type));
+    m.rtcp_fbs.sort_by_key(|f| f.payload_type.map_or(0, |pt| key(pt).saturating_add(1)));
+    m.fmtps.sort_by_key(|f| key(f.payload_type));
 }
 
 fn number<T: std::str::FromStr>(s: Option<&str>, what: &'static str) -> Result<T, SdpErrorKind> {
@@ -243,6 +280,9 @@ fn parse_media_line(v: &str) -> Result<Media, SdpErrorKind> {
     };
     let protocol = token(it.next(), "m= proto")?;
     let formats: Vec<String> = it.filter(|f| !f.is_empty()).map(str::to_string).collect();
+    if formats.len() > 512 {
+        return Err(SdpErrorKind::TooLarge);
+    }
     let mut m = Media::new(media_type, &protocol);
     m.port = port;
     m.port_count = port_count;

@@ -145,54 +145,20 @@ fn media(f: &mut fmt::Formatter<'_>, m: &Media) -> fmt::Result {
     if m.rtcp_rsize {
         f.write_str("a=rtcp-rsize\r\n")?;
     }
-    // rtpmap, rtcp-fb and fmtp grouped per payload type in format order, then any
-    // left over (attributes for payload types not in the m= line) in their own order.
+    // rtpmap, rtcp-fb and fmtp grouped per payload type: listed payload types in format
+    // order, then the others by first appearance (the parser canonicalizes to this order).
     for fb in m.rtcp_fbs.iter().filter(|fb| fb.payload_type.is_none()) {
         rtcp_fb(f, fb)?;
     }
-    let mut written_maps = vec![false; m.rtpmaps.len()];
-    let mut written_fbs = vec![false; m.rtcp_fbs.len()];
-    let mut written_fmtps = vec![false; m.fmtps.len()];
-    let listed: Vec<u8> = m.formats.iter().filter_map(|s| s.parse().ok()).collect();
-    for pt in &listed {
-        for (i, r) in m.rtpmaps.iter().enumerate() {
-            if r.payload_type == *pt && !written_maps[i] {
-                written_maps[i] = true;
-                rtpmap(f, r)?;
-            }
-        }
-        for (i, fb) in m.rtcp_fbs.iter().enumerate() {
-            if fb.payload_type == Some(*pt) && !written_fbs[i] {
-                written_fbs[i] = true;
-                rtcp_fb(f, fb)?;
-            }
-        }
-        for (i, fm) in m.fmtps.iter().enumerate() {
-            if fm.payload_type == *pt && !written_fmtps[i] {
-                written_fmtps[i] = true;
-                line(
-                    f,
-                    format_args!("a=fmtp:{} {}", fm.payload_type, fm.parameters),
-                )?;
-            }
-        }
-    }
-    for (i, r) in m.rtpmaps.iter().enumerate() {
-        if !written_maps[i] {
+    for pt in super::parse::payload_type_order(m) {
+        for r in m.rtpmaps.iter().filter(|r| r.payload_type == pt) {
             rtpmap(f, r)?;
         }
-    }
-    for (i, fb) in m.rtcp_fbs.iter().enumerate() {
-        if !written_fbs[i] && fb.payload_type.is_some() {
+        for fb in m.rtcp_fbs.iter().filter(|fb| fb.payload_type == Some(pt)) {
             rtcp_fb(f, fb)?;
         }
-    }
-    for (i, fm) in m.fmtps.iter().enumerate() {
-        if !written_fmtps[i] {
-            line(
-                f,
-                format_args!("a=fmtp:{} {}", fm.payload_type, fm.parameters),
-            )?;
+        for fm in m.fmtps.iter().filter(|fm| fm.payload_type == pt) {
+            line(f, format_args!("a=fmtp:{} {}", fm.payload_type, fm.parameters))?;
         }
     }
     for g in &m.ssrc_groups {
