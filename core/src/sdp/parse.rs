@@ -209,7 +209,8 @@ fn canonicalize_payload_attributes(m: &mut Media) {
     let order = payload_type_order(m);
     let key = |pt: u8| order.iter().position(|p| *p == pt).unwrap_or(usize::MAX);
     m.rtpmaps.sort_by_key(|r| key(r.payload_type));
-    m.rtcp_fbs.sort_by_key(|f| f.payload_type.map_or(0, |pt| key(pt).saturating_add(1)));
+    m.rtcp_fbs
+        .sort_by_key(|f| f.payload_type.map_or(0, |pt| key(pt).saturating_add(1)));
     m.fmtps.sort_by_key(|f| key(f.payload_type));
 }
 

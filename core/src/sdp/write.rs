@@ -158,7 +158,10 @@ fn media(f: &mut fmt::Formatter<'_>, m: &Media) -> fmt::Result {
             rtcp_fb(f, fb)?;
         }
         for fm in m.fmtps.iter().filter(|fm| fm.payload_type == pt) {
-            line(f, format_args!("a=fmtp:{} {}", fm.payload_type, fm.parameters))?;
+            line(
+                f,
+                format_args!("a=fmtp:{} {}", fm.payload_type, fm.parameters),
+            )?;
         }
     }
     for g in &m.ssrc_groups {

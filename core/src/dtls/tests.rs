@@ -1,0 +1,349 @@
+//! Two DTLS endpoints back to back in memory, with virtual time.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::dtls::cert::{Certificate, Fingerprint};
+use crate::rng::Rng;
+use crate::srtp::SrtpProfile;
+
+struct Pair {
+    now: Instant,
+    a: DtlsEndpoint,
+    b: DtlsEndpoint,
+    rng: Rng,
+    loss: f64,
+    drop_first: usize,
+    sent: usize,
+    tamper: Option<Box<dyn FnMut(&mut Vec<u8>) -> bool>>,
+    events: [Vec<DtlsEvent>; 2],
+}
+
+fn certs() -> (Certificate, Certificate) {
+    (
+        Certificate::generate().expect("cert"),
+        Certificate::generate().expect("cert"),
+    )
+}
+
+fn pair_with(
+    client_cfg: DtlsConfig,
+    server_cfg: DtlsConfig,
+    fingerprint_of_client: Option<Fingerprint>,
+) -> Pair {
+    let now = Instant::now();
+    let (ca, cb) = certs();
+    let fa = fingerprint_of_client.unwrap_or_else(|| ca.fingerprint().clone());
+    let a = DtlsEndpoint::new(
+        DtlsRole::Client,
+        &ca,
+        cb.fingerprint().clone(),
+        client_cfg,
+        now,
+    );
+    let b = DtlsEndpoint::new(DtlsRole::Server, &cb, fa, server_cfg, now);
+    Pair {
+        now,
+        a,
+        b,
+        rng: Rng::from_seed(1),
+        loss: 0.0,
+        drop_first: 0,
+        sent: 0,
+        tamper: None,
+        events: [Vec::new(), Vec::new()],
+    }
+}
+
+impl Pair {
+    fn run(&mut self, limit: Duration) {
+        let end = self.now + limit;
+        let mut buf = vec![0u8; 2048];
+        while self.now < end {
+            let mut moved = false;
+            for from in 0..2 {
+                loop {
+                    let n = if from == 0 {
+                        self.a.poll_transmit(&mut buf)
+                    } else {
+                        self.b.poll_transmit(&mut buf)
+                    };
+                    let Some(n) = n else { break };
+                    moved = true;
+                    self.sent += 1;
+                    let mut d = buf[..n].to_vec();
+                    if self.sent <= self.drop_first || self.rng.unit_f64() < self.loss {
+                        continue;
+                    }
+                    if let Some(t) = self.tamper.as_mut() {
+                        if !t(&mut d) {
+                            continue;
+                        }
+                    }
+                    if from == 0 {
+                        self.b.handle_datagram(self.now, &d)
+                    } else {
+                        self.a.handle_datagram(self.now, &d)
+                    }
+                }
+            }
+            while let Some(e) = self.a.poll_event() {
+                self.events[0].push(e);
+            }
+            while let Some(e) = self.b.poll_event() {
+                self.events[1].push(e);
+            }
+            if moved {
+                continue;
+            }
+            let next = [self.a.poll_timeout(), self.b.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            match next {
+                Some(t) => {
+                    self.now = self.now.max(t);
+                    self.a.handle_timeout(self.now);
+                    self.b.handle_timeout(self.now);
+                }
+                None => break,
+            }
+        }
+    }
+
+    fn connected(&self) -> Option<(SrtpProfile, Vec<u8>, Vec<u8>)> {
+        let get = |evs: &[DtlsEvent]| {
+            evs.iter().find_map(|e| match e {
+                DtlsEvent::Connected {
+                    srtp_profile,
+                    keying_material,
+                } => Some((*srtp_profile, keying_material.clone())),
+                _ => None,
+            })
+        };
+        let (pa, ka) = get(&self.events[0])?;
+        let (pb, kb) = get(&self.events[1])?;
+        (pa == pb).then_some((pa, ka, kb))
+    }
+
+    fn failed(&self, side: usize) -> Option<DtlsError> {
+        self.events[side].iter().find_map(|e| match e {
+            DtlsEvent::Failed(err) => Some(*err),
+            _ => None,
+        })
+    }
+}
+
+#[test]
+fn handshake_exports_identical_keys() {
+    let mut p = pair_with(DtlsConfig::default(), DtlsConfig::default(), None);
+    p.run(Duration::from_secs(5));
+    let (profile, ka, kb) = p.connected().expect("connected");
+    assert_eq!(profile, SrtpProfile::AeadAes128Gcm);
+    assert_eq!(ka.len(), profile.keying_material_len());
+    assert_eq!(ka, kb);
+    assert_eq!(p.b.stats().cookies_sent, 1, "cookie exchange happened");
+    // Application data both ways, then close_notify.
+    p.a.send_application_data(b"ping").expect("send");
+    p.b.send_application_data(b"pong").expect("send");
+    p.run(Duration::from_millis(10));
+    assert!(
+        p.events[1].contains(&DtlsEvent::ApplicationData(bytes::Bytes::from_static(
+            b"ping"
+        )))
+    );
+    assert!(
+        p.events[0].contains(&DtlsEvent::ApplicationData(bytes::Bytes::from_static(
+            b"pong"
+        )))
+    );
+    p.a.close();
+    p.run(Duration::from_millis(10));
+    assert!(p.events[1].contains(&DtlsEvent::Closed));
+    assert_eq!(p.b.state(), DtlsState::Closed);
+}
+
+#[test]
+fn server_picks_its_preferred_profile_and_p256_works() {
+    let client = DtlsConfig {
+        srtp_profiles: vec![SrtpProfile::Aes128CmHmacSha1_80, SrtpProfile::AeadAes256Gcm],
+        ..Default::default()
+    };
+    let server = DtlsConfig {
+        srtp_profiles: vec![SrtpProfile::AeadAes256Gcm, SrtpProfile::Aes128CmHmacSha1_80],
+        require_cookie: false,
+        ..Default::default()
+    };
+    let mut p = pair_with(client, server, None);
+    p.run(Duration::from_secs(5));
+    let (profile, ka, kb) = p.connected().expect("connected");
+    assert_eq!(profile, SrtpProfile::AeadAes256Gcm);
+    assert_eq!((ka.len(), ka == kb), (88, true));
+}
+
+#[test]
+fn no_common_srtp_profile_fails() {
+    let client = DtlsConfig {
+        srtp_profiles: vec![SrtpProfile::Aes128CmHmacSha1_32],
+        ..Default::default()
+    };
+    let server = DtlsConfig {
+        srtp_profiles: vec![SrtpProfile::AeadAes128Gcm],
+        ..Default::default()
+    };
+    let mut p = pair_with(client, server, None);
+    p.run(Duration::from_secs(5));
+    assert_eq!(p.failed(1), Some(DtlsError::NoCommonSrtpProfile));
+    assert!(p.connected().is_none());
+}
+
+#[test]
+fn survives_loss_by_retransmission() {
+    for seed in 0..10 {
+        let mut p = pair_with(DtlsConfig::default(), DtlsConfig::default(), None);
+        p.rng = Rng::from_seed(seed);
+        p.loss = 0.3;
+        p.run(Duration::from_secs(60));
+        assert!(
+            p.connected().is_some(),
+            "seed {seed}: {:?} {:?}",
+            p.events,
+            (p.a.state(), p.b.state())
+        );
+    }
+    let mut p = pair_with(DtlsConfig::default(), DtlsConfig::default(), None);
+    p.drop_first = 4;
+    p.run(Duration::from_secs(30));
+    assert!(p.connected().is_some());
+    assert!(p.a.stats().retransmits + p.b.stats().retransmits > 0);
+}
+
+#[test]
+fn small_mtu_fragments_the_certificate() {
+    let cfg = DtlsConfig {
+        mtu: 200,
+        ..Default::default()
+    };
+    let mut p = pair_with(cfg.clone(), cfg, None);
+    let mut largest = 0usize;
+    p.tamper = Some(Box::new(move |d: &mut Vec<u8>| {
+        largest = largest.max(d.len());
+        assert!(largest <= 200, "datagram of {largest} bytes over the MTU");
+        true
+    }));
+    p.run(Duration::from_secs(5));
+    assert!(p.connected().is_some());
+}
+
+#[test]
+fn fingerprint_mismatch_fails_without_keys() {
+    let wrong = Fingerprint::sha256_of(b"not the certificate");
+    let mut p = pair_with(DtlsConfig::default(), DtlsConfig::default(), Some(wrong));
+    p.run(Duration::from_secs(10));
+    assert_eq!(p.failed(1), Some(DtlsError::FingerprintMismatch));
+    assert!(!p.events[1]
+        .iter()
+        .any(|e| matches!(e, DtlsEvent::Connected { .. })));
+    // The client is told by an alert.
+    assert!(matches!(p.failed(0), Some(DtlsError::Alert(42))));
+    assert_eq!(
+        p.b.send_application_data(b"x"),
+        Err(DtlsError::NotConnected)
+    );
+}
+
+/// Find the client's flight with CertificateVerify (epoch 0, type 15) and flip a bit in the signature.
+#[test]
+fn bad_signature_fails() {
+    let mut p = pair_with(DtlsConfig::default(), DtlsConfig::default(), None);
+    p.tamper = Some(Box::new(|d: &mut Vec<u8>| {
+        let mut at = 0;
+        while at + 13 + 12 <= d.len() {
+            let len = u16::from_be_bytes([d[at + 11], d[at + 12]]) as usize;
+            if d[at] == 22 && d[at + 3] == 0 && d[at + 4] == 0 && d[at + 13] == 15 {
+                let last = at + 13 + len - 1;
+                d[last] ^= 0x01;
+            }
+            at += 13 + len;
+        }
+        true
+    }));
+    p.run(Duration::from_secs(10));
+    assert_eq!(p.failed(1), Some(DtlsError::BadSignature));
+}
+
+#[test]
+fn tampered_finished_fails() {
+    let mut p = pair_with(DtlsConfig::default(), DtlsConfig::default(), None);
+    // Flip a bit inside every epoch-1 record: the record fails authentication and is
+    // dropped (counted), so the handshake cannot finish and times out.
+    p.tamper = Some(Box::new(|d: &mut Vec<u8>| {
+        let mut at = 0;
+        while at + 13 <= d.len() {
+            let len = u16::from_be_bytes([d[at + 11], d[at + 12]]) as usize;
+            if d[at + 3] == 0 && d[at + 4] == 1 && len > 0 {
+                d[at + 13 + len / 2] ^= 0x80;
+            }
+            at += 13 + len;
+        }
+        true
+    }));
+    p.run(Duration::from_secs(200));
+    assert!(p.connected().is_none());
+    assert!(p.b.stats().bad_records > 0);
+    assert_eq!(p.failed(0), Some(DtlsError::Timeout));
+}
+
+#[test]
+fn replayed_records_are_dropped() {
+    let mut p = pair_with(DtlsConfig::default(), DtlsConfig::default(), None);
+    p.run(Duration::from_secs(5));
+    assert!(p.connected().is_some());
+    p.a.send_application_data(b"once").expect("send");
+    let mut buf = [0u8; 2048];
+    let n = p.a.poll_transmit(&mut buf).expect("record");
+    let record = buf[..n].to_vec();
+    p.b.handle_datagram(p.now, &record);
+    p.b.handle_datagram(p.now, &record);
+    let got: Vec<_> = std::iter::from_fn(|| p.b.poll_event()).collect();
+    assert_eq!(
+        got,
+        vec![DtlsEvent::ApplicationData(bytes::Bytes::from_static(
+            b"once"
+        ))]
+    );
+    assert_eq!(p.b.stats().replayed_records, 1);
+}
+
+#[test]
+fn garbage_never_panics() {
+    let (ca, cb) = certs();
+    let now = Instant::now();
+    let mut server = DtlsEndpoint::new(
+        DtlsRole::Server,
+        &cb,
+        ca.fingerprint().clone(),
+        DtlsConfig::default(),
+        now,
+    );
+    let mut client = DtlsEndpoint::new(
+        DtlsRole::Client,
+        &ca,
+        cb.fingerprint().clone(),
+        DtlsConfig::default(),
+        now,
+    );
+    let mut rng = Rng::from_seed(9);
+    for len in 0..300 {
+        let mut d = vec![0u8; len];
+        rng.fill(&mut d);
+        if let Some(b) = d.first_mut() {
+            *b = 20 + (*b % 4);
+        }
+        if len > 2 {
+            d[1] = 0xFE;
+        }
+        server.handle_datagram(now, &d);
+        client.handle_datagram(now, &d);
+    }
+}
