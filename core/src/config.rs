@@ -219,6 +219,10 @@ pub struct Config {
     pub ice: IceConfig,
     /// The DTLS certificate; `None` generates a fresh self-signed ECDSA P-256 one.
     pub certificate: Option<Certificate>,
+    /// SRTP protection profiles in our order of preference (DTLS `use_srtp`).
+    pub srtp_profiles: Vec<crate::srtp::SrtpProfile>,
+    /// Largest datagram we send (DTLS fragments its handshake to fit).
+    pub mtu: usize,
 }
 
 impl Default for Config {
@@ -234,6 +238,8 @@ impl Default for Config {
             ice_lite: false,
             ice: IceConfig::default(),
             certificate: None,
+            srtp_profiles: crate::srtp::SrtpProfile::ALL.to_vec(),
+            mtu: 1200,
         }
     }
 }

@@ -25,7 +25,7 @@ fn run(seed: u64) -> (Vec<LoggedEvent>, NetStats, Vec<String>) {
     net.trickle(b, a, Duration::from_millis(25));
     net.negotiate(a, b).expect("negotiate");
     net.run_for(Duration::from_secs(20));
-    assert!(net.connected(a, b));
+    assert!(net.connected(a, b), "{}", net.timeline().join("\n"));
     // Candidate strings and ufrags are seeded too, so whole events compare equal.
     (
         net.events().to_vec(),

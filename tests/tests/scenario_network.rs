@@ -1,5 +1,6 @@
 //! Hostile networks: duplication plus reordering (jitter far above packet spacing) and a
-//! small MTU still connect (STUN checks are small); a MTU below the size of a check stops
+//! small MTU (with the core told the path MTU, so DTLS fragments its flights) still
+//! connect; a MTU below the size of a check stops
 //! everything and ICE fails cleanly.
 
 use std::time::Duration;
@@ -14,8 +15,14 @@ fn duplication_reordering_and_small_mtu() {
         net.conditions.duplicate = 0.3;
         net.conditions.jitter = Duration::from_millis(300);
         net.conditions.mtu = 576;
-        let (a, b) = net.two_peers(
-            seed,
+        // The application tells the core the path MTU; DTLS fragments its flights to fit.
+        let mut ca = sansrtc_tests::seeded_config(seed);
+        ca.mtu = 500;
+        let mut cb = sansrtc_tests::seeded_config(seed + 1);
+        cb.mtu = 500;
+        let (a, b) = net.two_peers_with(
+            ca,
+            cb,
             &["10.0.0.1:5000".parse().expect("addr")],
             &["10.0.0.2:6000".parse().expect("addr")],
         );
@@ -24,7 +31,8 @@ fn duplication_reordering_and_small_mtu() {
         net.negotiate(a, b).expect("negotiate");
         assert!(
             net.run_until(Duration::from_secs(10), |n| n.connected(a, b)),
-            "seed {seed}"
+            "seed {seed}: {}",
+            net.timeline().join("\n")
         );
         assert!(net.stats.duplicated > 0);
         net.run_for(Duration::from_secs(30));

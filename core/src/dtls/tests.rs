@@ -7,6 +7,9 @@ use crate::dtls::cert::{Certificate, Fingerprint};
 use crate::rng::Rng;
 use crate::srtp::SrtpProfile;
 
+/// Rewrites (or drops, by returning false) a datagram in flight.
+type Tamper = Box<dyn FnMut(&mut Vec<u8>) -> bool>;
+
 struct Pair {
     now: Instant,
     a: DtlsEndpoint,
@@ -15,7 +18,7 @@ struct Pair {
     loss: f64,
     drop_first: usize,
     sent: usize,
-    tamper: Option<Box<dyn FnMut(&mut Vec<u8>) -> bool>>,
+    tamper: Option<Tamper>,
     events: [Vec<DtlsEvent>; 2],
 }
 

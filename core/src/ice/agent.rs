@@ -41,6 +41,8 @@ const MAX_QUEUE: usize = 512;
 const MAX_TRANSACTIONS: usize = 64;
 /// How long the controlling agent waits after the first success for a better pair.
 const NOMINATION_WAIT: Duration = Duration::from_millis(100);
+/// Nomination attempts before the controlling agent gives up on a pair.
+const MAX_NOMINATIONS: u32 = 5;
 /// Wait for srflx responses before declaring gathering complete.
 const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -218,6 +220,7 @@ pub struct IceAgent {
     last_consent: Option<Instant>,
     exhausted_since: Option<Instant>,
     remote_end_of_candidates: bool,
+    nomination_attempts: u32,
     stats: IceStats,
     closed: bool,
 }
@@ -257,6 +260,7 @@ impl IceAgent {
             last_consent: None,
             exhausted_since: None,
             remote_end_of_candidates: false,
+            nomination_attempts: 0,
             stats: IceStats::default(),
             closed: false,
         }
@@ -345,6 +349,7 @@ impl IceAgent {
         self.remotes.clear();
         self.pairs.clear();
         self.triggered.clear();
+        self.nomination_attempts = 0;
         self.transactions
             .retain(|t| matches!(t.kind, TxKind::Srflx { .. }));
         self.selected = None;
@@ -717,8 +722,10 @@ impl IceAgent {
         }
         self.stats.checks_sent += 1;
         self.send(local, remote, request.clone());
+        // Consent checks are retransmitted too (a few times, within the consent interval),
+        // so one lost request or response does not read as lost consent.
         let requests = if kind == TxKind::Consent {
-            1
+            self.config.max_retransmits.min(4)
         } else {
             self.config.max_retransmits
         };
@@ -1140,6 +1147,20 @@ impl IceAgent {
                                 p.state = PairState::Failed;
                             }
                         }
+                    }
+                    // Every request of a nomination was lost: nominate again (a bounded
+                    // number of times), or the controlled side waits forever.
+                    let lost_nomination = t.kind
+                        == TxKind::Check {
+                            use_candidate: true,
+                        };
+                    if lost_nomination
+                        && self.controlling
+                        && self.selected.is_none()
+                        && self.nomination_attempts < MAX_NOMINATIONS
+                    {
+                        self.nomination_attempts += 1;
+                        self.nominate_at = Some(now);
                     }
                 }
             }

@@ -65,4 +65,7 @@ pub enum Event {
     SignalingStateChange(SignalingState),
     /// `negotiationneeded`: create and send a new offer.
     NegotiationNeeded,
+    /// DTLS failed (for example the peer's certificate does not match its SDP
+    /// fingerprint); `connectionState` becomes `failed`.
+    DtlsFailed(crate::dtls::DtlsError),
 }

@@ -13,11 +13,13 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::config::Config;
-use crate::dtls::cert::Certificate;
+use crate::dtls::cert::{Certificate, Fingerprint};
+use crate::dtls::{DtlsConfig, DtlsEndpoint, DtlsEvent, DtlsRole, DtlsState, DtlsStats};
 use crate::ice::{Candidate, CandidateAddress, IceAgent, IceEvent, IceStats};
 use crate::media::{Direction, MediaKind, Transceiver, TransceiverId, TransceiverInit};
 use crate::rng::Rng;
 use crate::sdp::{IceCandidateInit, SessionDescription};
+use crate::srtp::SrtpProfile;
 use crate::transmit::{Datagram, DatagramKind, Protocol, Transmit};
 
 pub use error::{AddCandidateError, NegotiationError, Operation, PeerError};
@@ -30,6 +32,9 @@ use negotiation::Negotiation;
 const MAX_QUEUED_EVENTS: usize = 4096;
 /// Most remote candidates accepted per negotiation; the rest are dropped and counted.
 const MAX_REMOTE_CANDIDATES: usize = 256;
+/// DTLS datagrams kept while the DTLS role is not known yet (the peer's ClientHello can
+/// arrive before its answer).
+const MAX_EARLY_DTLS: usize = 8;
 
 /// Counters of what the PeerConnection dropped or handled.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,6 +52,8 @@ pub struct PeerStats {
     pub ice_servers_skipped: u64,
     /// The ICE agent's counters.
     pub ice: IceStats,
+    /// The DTLS association's counters.
+    pub dtls: DtlsStats,
 }
 
 /// A WebRTC peer connection as a deterministic state machine. See the crate docs for the loop.
@@ -69,6 +76,11 @@ pub struct PeerConnection {
     negotiation_needed: bool,
     closed: bool,
     last_now: Instant,
+    dtls: Option<DtlsEndpoint>,
+    dtls_params: Option<(DtlsRole, Fingerprint)>,
+    dtls_state: DtlsState,
+    early_dtls: Vec<Vec<u8>>,
+    srtp: Option<(SrtpProfile, Vec<u8>)>,
 }
 
 impl PeerConnection {
@@ -102,6 +114,11 @@ impl PeerConnection {
             negotiation_needed: false,
             closed: false,
             last_now: now,
+            dtls: None,
+            dtls_params: None,
+            dtls_state: DtlsState::New,
+            early_dtls: Vec::new(),
+            srtp: None,
         };
         pc.add_configured_stun_servers(now);
         Ok(pc)
@@ -192,6 +209,21 @@ impl PeerConnection {
         &self.certificate
     }
 
+    /// Our DTLS role, once an answer settled it.
+    pub fn dtls_role(&self) -> Option<DtlsRole> {
+        self.dtls_params.as_ref().map(|(r, _)| *r)
+    }
+
+    /// The DTLS state.
+    pub fn dtls_state(&self) -> DtlsState {
+        self.dtls_state
+    }
+
+    /// The negotiated SRTP profile and the DTLS-exported keying material, once DTLS is up.
+    pub fn srtp_keying(&self) -> Option<(SrtpProfile, &[u8])> {
+        self.srtp.as_ref().map(|(p, k)| (*p, k.as_slice()))
+    }
+
     /// The selected ICE candidate pair, once there is one.
     pub fn selected_pair(&self) -> Option<crate::ice::SelectedPair> {
         self.ice.selected_pair()
@@ -201,6 +233,11 @@ impl PeerConnection {
     pub fn stats(&self) -> PeerStats {
         let mut s = self.stats.clone();
         s.ice = self.ice.stats();
+        s.dtls = self
+            .dtls
+            .as_ref()
+            .map(DtlsEndpoint::stats)
+            .unwrap_or_default();
         s
     }
 
@@ -398,6 +435,11 @@ impl PeerConnection {
         if self.closed {
             return;
         }
+        // close_notify stays queued in DTLS; poll_transmit still drains it after close.
+        if let Some(d) = self.dtls.as_mut() {
+            d.close();
+        }
+        self.dtls_state = DtlsState::Closed;
         self.closed = true;
         self.ice.close();
         while self.ice.poll_event().is_some() {}
@@ -417,6 +459,17 @@ impl PeerConnection {
             return;
         }
         let consumed = match DatagramKind::classify(datagram.data) {
+            DatagramKind::Dtls => {
+                match self.dtls.as_mut() {
+                    Some(d) => d.handle_datagram(now, datagram.data),
+                    None if self.early_dtls.len() < MAX_EARLY_DTLS => {
+                        self.early_dtls.push(datagram.data.to_vec())
+                    }
+                    None => self.stats.datagrams_dropped += 1,
+                }
+                self.maybe_start_dtls(now);
+                true
+            }
             DatagramKind::Stun => self.ice.handle_stun(
                 now,
                 datagram.local,
@@ -424,11 +477,8 @@ impl PeerConnection {
                 datagram.protocol,
                 datagram.data,
             ),
-            // DTLS, SRTP and TURN channel data arrive with the secure-media and TURN work.
-            DatagramKind::Dtls
-            | DatagramKind::Rtp
-            | DatagramKind::ChannelData
-            | DatagramKind::Unknown => false,
+            // SRTP and TURN channel data arrive with the media and TURN work.
+            DatagramKind::Rtp | DatagramKind::ChannelData | DatagramKind::Unknown => false,
         };
         if !consumed {
             self.stats.datagrams_dropped += 1;
@@ -443,17 +493,28 @@ impl PeerConnection {
             return;
         }
         self.ice.handle_timeout(now);
+        if let Some(d) = self.dtls.as_mut() {
+            d.handle_timeout(now);
+        }
         self.pump(now);
     }
 
     /// The next datagram to send, written into `buf`.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
-        if self.closed {
-            return None;
+        if !self.closed {
+            if let Some(t) = self.ice.poll_transmit(now, buf) {
+                self.pump(now);
+                return Some(t);
+            }
         }
-        let t = self.ice.poll_transmit(now, buf);
-        self.pump(now);
-        t
+        let pair = self.ice.selected_pair()?;
+        let len = self.dtls.as_mut()?.poll_transmit(buf)?;
+        Some(Transmit {
+            local: pair.local,
+            remote: pair.remote,
+            protocol: pair.protocol,
+            len,
+        })
     }
 
     /// When `handle_timeout` should be called next.
@@ -461,7 +522,11 @@ impl PeerConnection {
         if self.closed {
             return None;
         }
-        self.ice.poll_timeout()
+        let dtls = self.dtls.as_ref().and_then(DtlsEndpoint::poll_timeout);
+        match (self.ice.poll_timeout(), dtls) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The next event.
@@ -541,6 +606,11 @@ impl PeerConnection {
                 self.ice.end_of_remote_candidates(now);
             }
         }
+        if let Some(params) = out.dtls {
+            if self.dtls_params.is_none() {
+                self.dtls_params = Some(params);
+            }
+        }
         if out.start_gathering && !self.gathering_started {
             self.gathering_started = true;
             self.ice.start_gathering(now);
@@ -549,8 +619,40 @@ impl PeerConnection {
         if out.signaling == SignalingState::Stable {
             self.negotiation_needed = false;
         }
+        self.maybe_start_dtls(now);
         self.pump(now);
         self.update_negotiation_needed();
+    }
+
+    /// Start DTLS once the role is known and ICE has a pair (or, as server, once the
+    /// peer's ClientHello arrived).
+    fn maybe_start_dtls(&mut self, now: Instant) {
+        if self.dtls.is_some() || self.closed {
+            return;
+        }
+        let Some((role, fingerprint)) = self.dtls_params.clone() else {
+            return;
+        };
+        let ready = self.ice.selected_pair().is_some() || !self.early_dtls.is_empty();
+        if !ready {
+            return;
+        }
+        let config = DtlsConfig {
+            srtp_profiles: self.config.srtp_profiles.clone(),
+            mtu: self.config.mtu,
+            // We run ICE first, so the peer's address is already verified: no cookie needed.
+            require_cookie: false,
+            // ICE already measured that the path works: retransmit sooner than RFC 6347's 1 s.
+            initial_retransmit: std::time::Duration::from_millis(400),
+            max_retransmits: 10,
+        };
+        let mut dtls = DtlsEndpoint::new(role, &self.certificate, fingerprint, config, now);
+        for d in std::mem::take(&mut self.early_dtls) {
+            dtls.handle_datagram(now, &d);
+        }
+        self.dtls = Some(dtls);
+        self.dtls_state = DtlsState::Connecting;
+        self.pump(now);
     }
 
     /// W3C "update the negotiation-needed flag": fire once per change while stable.
@@ -566,7 +668,7 @@ impl PeerConnection {
     }
 
     /// Move the ICE agent's events into ours, translating them.
-    fn pump(&mut self, _now: Instant) {
+    fn pump(&mut self, now: Instant) {
         while let Some(ev) = self.ice.poll_event() {
             match ev {
                 IceEvent::LocalCandidate(c) => {
@@ -603,7 +705,7 @@ impl PeerConnection {
                     }
                     self.update_connection_state();
                 }
-                IceEvent::SelectedPairChange(_) => {}
+                IceEvent::SelectedPairChange(_) => self.maybe_start_dtls(now),
                 IceEvent::MdnsCandidate(c) => {
                     if let CandidateAddress::Mdns { hostname, .. } = &c.address {
                         let candidate = self.neg.remote_candidate_init(
@@ -618,20 +720,47 @@ impl PeerConnection {
                 }
             }
         }
+        while let Some(ev) = self.dtls.as_mut().and_then(DtlsEndpoint::poll_event) {
+            match ev {
+                DtlsEvent::Connected {
+                    srtp_profile,
+                    keying_material,
+                } => {
+                    self.srtp = Some((srtp_profile, keying_material));
+                    self.dtls_state = DtlsState::Connected;
+                }
+                DtlsEvent::Failed(e) => {
+                    self.dtls_state = DtlsState::Failed;
+                    self.push_event(Event::DtlsFailed(e));
+                }
+                DtlsEvent::Closed => self.dtls_state = DtlsState::Closed,
+                // SCTP over DTLS arrives with the data-channel work.
+                DtlsEvent::ApplicationData(_) => {}
+            }
+            self.update_connection_state();
+        }
     }
 
-    /// `connectionState` from the transports' states (W3C 4.4.3). Until DTLS exists it
-    /// follows ICE alone.
+    /// `connectionState` from the ICE and DTLS transports' states (W3C 4.4.3).
     fn update_connection_state(&mut self) {
-        let state = match self.ice_connection {
-            IceConnectionState::New => ConnectionState::New,
-            IceConnectionState::Checking => ConnectionState::Connecting,
-            IceConnectionState::Connected | IceConnectionState::Completed => {
-                ConnectionState::Connected
-            }
-            IceConnectionState::Disconnected => ConnectionState::Disconnected,
-            IceConnectionState::Failed => ConnectionState::Failed,
-            IceConnectionState::Closed => ConnectionState::Closed,
+        let ice = self.ice_connection;
+        let dtls = self.dtls_state;
+        let state = if ice == IceConnectionState::Closed {
+            ConnectionState::Closed
+        } else if ice == IceConnectionState::Failed || dtls == DtlsState::Failed {
+            ConnectionState::Failed
+        } else if ice == IceConnectionState::Disconnected {
+            ConnectionState::Disconnected
+        } else if ice == IceConnectionState::New && dtls == DtlsState::New {
+            ConnectionState::New
+        } else if matches!(
+            ice,
+            IceConnectionState::Connected | IceConnectionState::Completed
+        ) && dtls == DtlsState::Connected
+        {
+            ConnectionState::Connected
+        } else {
+            ConnectionState::Connecting
         };
         if state != self.connection {
             self.connection = state;

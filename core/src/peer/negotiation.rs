@@ -17,6 +17,7 @@
 
 use crate::config::{CodecConfig, Config};
 use crate::dtls::cert::{Certificate, Fingerprint};
+use crate::dtls::DtlsRole;
 use crate::media::{
     Direction, MediaKind, NegotiatedCodec, RemoteTrackInfo, Transceiver, TransceiverId,
     TransceiverInit,
@@ -79,6 +80,8 @@ pub(crate) struct Applied {
     pub remote_ice: Option<RemoteIce>,
     pub local_ice_restart: Option<IceRestart>,
     pub start_gathering: bool,
+    /// Once an answer settled the transport: our DTLS role and the peer's fingerprint.
+    pub dtls: Option<(DtlsRole, Fingerprint)>,
 }
 
 impl Applied {
@@ -89,6 +92,7 @@ impl Applied {
             remote_ice: None,
             local_ice_restart: None,
             start_gathering: false,
+            dtls: None,
         }
     }
 }
@@ -780,6 +784,10 @@ impl Negotiation {
                 }
                 self.commit_plan(&created.plan);
                 self.finish_stopping(&created.model);
+                applied.dtls = self
+                    .pending_remote
+                    .as_ref()
+                    .and_then(|(_, offer)| dtls_params(&created.model, offer, true));
                 self.current_local = Some((SdpType::Answer, created.model));
                 self.pending_local = None;
                 self.current_remote = self.pending_remote.take();
@@ -977,6 +985,7 @@ impl Negotiation {
                 }
                 self.settle_answer(&offer, &sdp);
                 self.finish_stopping(&sdp);
+                applied.dtls = dtls_params(&sdp, &sdp, false);
                 self.current_local = Some((SdpType::Offer, offer));
                 self.pending_local = None;
                 self.current_remote = Some((SdpType::Answer, sdp));
@@ -1156,6 +1165,32 @@ impl Negotiation {
         }
         false
     }
+}
+
+/// Our DTLS role and the peer's fingerprint from a settled answer. `answer` is the answer
+/// (ours when `we_answered`), `remote` the description carrying the peer's fingerprint.
+/// The answer's `a=setup:active` side is the DTLS client (RFC 8842).
+fn dtls_params(answer: &Sdp, remote: &Sdp, we_answered: bool) -> Option<(DtlsRole, Fingerprint)> {
+    let answer_media = answer.media.iter().find(|m| !m.is_rejected())?;
+    let answerer_active = answer.setup_of(answer_media)? == Setup::Active;
+    let role = if answerer_active == we_answered {
+        DtlsRole::Client
+    } else {
+        DtlsRole::Server
+    };
+    let remote_media = remote.media.iter().find(|m| !m.is_rejected())?;
+    let fp = remote
+        .fingerprints_of(remote_media)
+        .iter()
+        .find(|f| f.algorithm.eq_ignore_ascii_case("sha-256"))
+        .or_else(|| remote.fingerprints_of(remote_media).first())?;
+    Some((
+        role,
+        Fingerprint {
+            algorithm: fp.algorithm.to_ascii_lowercase(),
+            value: fp.value.clone(),
+        },
+    ))
 }
 
 /// The codecs listed in one of our own offered m-lines.
