@@ -1,0 +1,805 @@
+//! SRTP and SRTCP protection contexts (RFC 3711, RFC 7714): key derivation, rollover
+//! counters, replay windows and the four profiles. One context protects one direction for
+//! every SSRC of a session. Packets are transformed in place in the caller's buffer; the
+//! cipher and HMAC key schedules are computed once, so the per-packet path does not allocate.
+
+use std::collections::HashMap;
+
+use aes::cipher::{KeyIvInit, StreamCipher};
+use hmac::{Hmac, Mac};
+use ring::aead;
+use sha1::Sha1;
+
+use super::profile::SrtpProfile;
+
+type Aes128Ctr = ctr::Ctr128BE<aes::Aes128>;
+type Aes256Ctr = ctr::Ctr128BE<aes::Aes256>;
+type HmacSha1 = Hmac<Sha1>;
+
+/// Most SSRCs tracked by one context; packets of further SSRCs are refused.
+pub const MAX_STREAMS: usize = 1024;
+/// Replay window size in packets (RFC 3711 asks for at least 64).
+const WINDOW: u64 = 128;
+
+/// Why a packet was not protected or unprotected. The caller drops the packet and counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SrtpError {
+    /// Shorter than a header plus tag, or a header that does not parse.
+    #[error("SRTP packet too short or malformed")]
+    Malformed,
+    /// The authentication tag does not verify.
+    #[error("SRTP authentication failed")]
+    AuthenticationFailed,
+    /// Already received (or older than the replay window).
+    #[error("SRTP replay")]
+    Replay,
+    /// The caller's buffer has no room for the tag.
+    #[error("no room in the buffer for the SRTP tag")]
+    BufferTooSmall,
+    /// Too many SSRCs in this context.
+    #[error("too many SSRCs")]
+    TooManyStreams,
+    /// A key or salt of the wrong length.
+    #[error("bad SRTP key material")]
+    BadKey,
+}
+
+/// Counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SrtpStats {
+    /// Packets protected.
+    pub protected: u64,
+    /// Packets unprotected.
+    pub unprotected: u64,
+    /// Authentication failures.
+    pub auth_failures: u64,
+    /// Replays.
+    pub replays: u64,
+    /// Malformed packets.
+    pub malformed: u64,
+}
+
+#[derive(Clone)]
+enum Cipher {
+    Cm {
+        key: [u8; 32],
+        key_len: usize,
+        auth: HmacSha1,
+    },
+    Gcm(aead::LessSafeKey),
+}
+
+#[derive(Clone)]
+struct SessionKeys {
+    cipher: Cipher,
+    salt: [u8; 14],
+}
+
+#[derive(Debug, Clone, Default)]
+struct Stream {
+    roc: u32,
+    highest_seq: u16,
+    started: bool,
+    /// Replay window over the 48-bit index: `max` and a bitmap of the WINDOW below it.
+    max_index: u64,
+    window: u128,
+    /// SRTCP: next index to send / replay state for receive.
+    rtcp_send_index: u32,
+    rtcp_max: u32,
+    rtcp_window: u128,
+    rtcp_started: bool,
+}
+
+/// One direction of SRTP and SRTCP.
+pub struct SrtpContext {
+    profile: SrtpProfile,
+    rtp: SessionKeys,
+    rtcp: SessionKeys,
+    streams: HashMap<u32, Stream>,
+    stats: SrtpStats,
+}
+
+impl std::fmt::Debug for SrtpContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SrtpContext")
+            .field("profile", &self.profile)
+            .field("streams", &self.streams.len())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+/// AES in counter mode over `data` with the 16-byte IV.
+fn aes_ctr(key: &[u8], iv: &[u8; 16], data: &mut [u8]) {
+    match key.len() {
+        16 => {
+            if let Ok(mut c) = Aes128Ctr::new_from_slices(key, iv) {
+                c.apply_keystream(data);
+            }
+        }
+        _ => {
+            if let Ok(mut c) = Aes256Ctr::new_from_slices(key, iv) {
+                c.apply_keystream(data);
+            }
+        }
+    }
+}
+
+/// RFC 3711 4.3.1 key derivation with kdr = 0: AES-CM keystream of the master key with
+/// IV = (master salt XOR label at byte 7) || 0x0000.
+pub fn derive(master_key: &[u8], master_salt: &[u8], label: u8, out: &mut [u8]) {
+    let mut iv = [0u8; 16];
+    let n = master_salt.len().min(14);
+    iv[..n].copy_from_slice(&master_salt[..n]);
+    iv[7] ^= label;
+    out.iter_mut().for_each(|b| *b = 0);
+    aes_ctr(master_key, &iv, out);
+}
+
+fn session_keys(
+    profile: SrtpProfile,
+    key: &[u8],
+    salt: &[u8],
+    rtcp: bool,
+) -> Result<SessionKeys, SrtpError> {
+    let base = if rtcp { 3 } else { 0 };
+    let key_len = profile.master_key_len();
+    let salt_len = profile.master_salt_len();
+    let mut enc = [0u8; 32];
+    derive(key, salt, base, &mut enc[..key_len]);
+    let mut s = [0u8; 14];
+    derive(key, salt, base + 2, &mut s[..salt_len]);
+    let cipher = match profile {
+        SrtpProfile::Aes128CmHmacSha1_80 | SrtpProfile::Aes128CmHmacSha1_32 => {
+            let mut auth_key = [0u8; 20];
+            derive(key, salt, base + 1, &mut auth_key);
+            let auth =
+                <HmacSha1 as Mac>::new_from_slice(&auth_key).map_err(|_| SrtpError::BadKey)?;
+            Cipher::Cm {
+                key: enc,
+                key_len,
+                auth,
+            }
+        }
+        SrtpProfile::AeadAes128Gcm | SrtpProfile::AeadAes256Gcm => {
+            let alg = if key_len == 16 {
+                &aead::AES_128_GCM
+            } else {
+                &aead::AES_256_GCM
+            };
+            let unbound =
+                aead::UnboundKey::new(alg, &enc[..key_len]).map_err(|_| SrtpError::BadKey)?;
+            Cipher::Gcm(aead::LessSafeKey::new(unbound))
+        }
+    };
+    Ok(SessionKeys { cipher, salt: s })
+}
+
+/// The RTP header length (with CSRCs and extension), checked against the packet.
+pub fn rtp_header_len(packet: &[u8]) -> Option<usize> {
+    let first = *packet.first()?;
+    if first >> 6 != 2 || packet.len() < 12 {
+        return None;
+    }
+    let mut len = 12 + 4 * usize::from(first & 0x0F);
+    if first & 0x10 != 0 {
+        let words = u16::from_be_bytes([*packet.get(len + 2)?, *packet.get(len + 3)?]);
+        len += 4 + 4 * usize::from(words);
+    }
+    (len <= packet.len()).then_some(len)
+}
+
+fn be32(b: &[u8], at: usize) -> u32 {
+    let mut v = [0u8; 4];
+    if let Some(s) = b.get(at..at + 4) {
+        v.copy_from_slice(s);
+    }
+    u32::from_be_bytes(v)
+}
+
+fn window_check(max: u64, window: u128, started: bool, index: u64) -> bool {
+    if !started || index > max {
+        return true;
+    }
+    let back = max - index;
+    back < WINDOW && window & (1u128 << back) == 0
+}
+
+fn window_mark(max: &mut u64, window: &mut u128, started: &mut bool, index: u64) {
+    if !*started {
+        *started = true;
+        *max = index;
+        *window = 1;
+    } else if index > *max {
+        let shift = index - *max;
+        *window = if shift >= WINDOW {
+            1
+        } else {
+            (*window << shift) | 1
+        };
+        *max = index;
+    } else {
+        let back = *max - index;
+        if back < WINDOW {
+            *window |= 1u128 << back;
+        }
+    }
+}
+
+impl SrtpContext {
+    /// A context from a master key and salt.
+    pub fn new(profile: SrtpProfile, key: &[u8], salt: &[u8]) -> Result<SrtpContext, SrtpError> {
+        if key.len() != profile.master_key_len() || salt.len() != profile.master_salt_len() {
+            return Err(SrtpError::BadKey);
+        }
+        Ok(SrtpContext {
+            profile,
+            rtp: session_keys(profile, key, salt, false)?,
+            rtcp: session_keys(profile, key, salt, true)?,
+            streams: HashMap::new(),
+            stats: SrtpStats::default(),
+        })
+    }
+
+    /// The outbound and inbound contexts from DTLS keying material (RFC 5764 4.2:
+    /// client key, server key, client salt, server salt). `is_client` is our DTLS role.
+    pub fn pair_from_keying_material(
+        profile: SrtpProfile,
+        material: &[u8],
+        is_client: bool,
+    ) -> Result<(SrtpContext, SrtpContext), SrtpError> {
+        let k = profile.master_key_len();
+        let s = profile.master_salt_len();
+        if material.len() < 2 * (k + s) {
+            return Err(SrtpError::BadKey);
+        }
+        let client_key = &material[..k];
+        let server_key = &material[k..2 * k];
+        let client_salt = &material[2 * k..2 * k + s];
+        let server_salt = &material[2 * k + s..2 * (k + s)];
+        let client = SrtpContext::new(profile, client_key, client_salt)?;
+        let server = SrtpContext::new(profile, server_key, server_salt)?;
+        Ok(if is_client {
+            (client, server)
+        } else {
+            (server, client)
+        })
+    }
+
+    /// The profile.
+    pub fn profile(&self) -> SrtpProfile {
+        self.profile
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> SrtpStats {
+        self.stats
+    }
+
+    fn rtp_tag_len(&self) -> usize {
+        match self.profile {
+            SrtpProfile::Aes128CmHmacSha1_80 => 10,
+            SrtpProfile::Aes128CmHmacSha1_32 => 4,
+            SrtpProfile::AeadAes128Gcm | SrtpProfile::AeadAes256Gcm => 16,
+        }
+    }
+
+    /// Bytes `protect_rtp` adds.
+    pub fn rtp_overhead(&self) -> usize {
+        self.rtp_tag_len()
+    }
+
+    /// Bytes `protect_rtcp` adds.
+    pub fn rtcp_overhead(&self) -> usize {
+        4 + match self.profile {
+            SrtpProfile::AeadAes128Gcm | SrtpProfile::AeadAes256Gcm => 16,
+            _ => 10,
+        }
+    }
+
+    fn stream(&mut self, ssrc: u32) -> Result<&mut Stream, SrtpError> {
+        if !self.streams.contains_key(&ssrc) && self.streams.len() >= MAX_STREAMS {
+            return Err(SrtpError::TooManyStreams);
+        }
+        Ok(self.streams.entry(ssrc).or_default())
+    }
+
+    fn cm_iv(salt: &[u8; 14], ssrc: u32, index: u64) -> [u8; 16] {
+        let mut iv = [0u8; 16];
+        iv[..14].copy_from_slice(salt);
+        for (i, b) in ssrc.to_be_bytes().iter().enumerate() {
+            iv[4 + i] ^= b;
+        }
+        for (i, b) in index.to_be_bytes()[2..].iter().enumerate() {
+            iv[8 + i] ^= b;
+        }
+        iv
+    }
+
+    fn gcm_nonce(salt: &[u8; 14], ssrc: u32, high: u32, low: u16) -> aead::Nonce {
+        let mut n = [0u8; 12];
+        n[2..6].copy_from_slice(&ssrc.to_be_bytes());
+        n[6..10].copy_from_slice(&high.to_be_bytes());
+        n[10..12].copy_from_slice(&low.to_be_bytes());
+        for (b, s) in n.iter_mut().zip(salt.iter()) {
+            *b ^= s;
+        }
+        aead::Nonce::assume_unique_for_key(n)
+    }
+
+    /// Encrypt and authenticate the RTP packet in `buf[..len]` in place; returns the new length.
+    pub fn protect_rtp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
+        let tag_len = self.rtp_tag_len();
+        let packet = buf.get(..len).ok_or(SrtpError::Malformed)?;
+        let header_len = rtp_header_len(packet).ok_or(SrtpError::Malformed)?;
+        if buf.len() < len + tag_len {
+            return Err(SrtpError::BufferTooSmall);
+        }
+        let seq = u16::from_be_bytes([buf[2], buf[3]]);
+        let ssrc = be32(buf, 8);
+        let stream = self.stream(ssrc)?;
+        // Sender ROC: increments when the sequence number wraps.
+        if stream.started
+            && seq < stream.highest_seq
+            && stream.highest_seq.wrapping_sub(seq) > 0x8000
+        {
+            stream.roc = stream.roc.wrapping_add(1);
+        }
+        if !stream.started || seq.wrapping_sub(stream.highest_seq) < 0x8000 {
+            stream.highest_seq = seq;
+        }
+        stream.started = true;
+        let roc = stream.roc;
+        let index = (u64::from(roc) << 16) | u64::from(seq);
+        match &self.rtp.cipher {
+            Cipher::Cm { key, key_len, auth } => {
+                let iv = Self::cm_iv(&self.rtp.salt, ssrc, index);
+                aes_ctr(&key[..*key_len], &iv, &mut buf[header_len..len]);
+                let mut mac = auth.clone();
+                mac.update(&buf[..len]);
+                mac.update(&roc.to_be_bytes());
+                let tag = mac.finalize().into_bytes();
+                buf[len..len + tag_len].copy_from_slice(&tag[..tag_len]);
+            }
+            Cipher::Gcm(key) => {
+                let nonce = Self::gcm_nonce(&self.rtp.salt, ssrc, roc, seq);
+                let (head, rest) = buf.split_at_mut(header_len);
+                let tag = key
+                    .seal_in_place_separate_tag(
+                        nonce,
+                        aead::Aad::from(&head[..]),
+                        &mut rest[..len - header_len],
+                    )
+                    .map_err(|_| SrtpError::Malformed)?;
+                buf[len..len + tag_len].copy_from_slice(tag.as_ref());
+            }
+        }
+        self.stats.protected += 1;
+        Ok(len + tag_len)
+    }
+
+    /// Authenticate and decrypt the SRTP packet in `buf[..len]` in place; returns the plain
+    /// length. On error nothing changes (ROC and replay state advance only on success).
+    pub fn unprotect_rtp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
+        let tag_len = self.rtp_tag_len();
+        let result = self.unprotect_rtp_inner(buf, len, tag_len);
+        match result {
+            Ok(_) => self.stats.unprotected += 1,
+            Err(SrtpError::AuthenticationFailed) => self.stats.auth_failures += 1,
+            Err(SrtpError::Replay) => self.stats.replays += 1,
+            Err(_) => self.stats.malformed += 1,
+        }
+        result
+    }
+
+    fn unprotect_rtp_inner(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        tag_len: usize,
+    ) -> Result<usize, SrtpError> {
+        let packet = buf.get(..len).ok_or(SrtpError::Malformed)?;
+        if len < 12 + tag_len {
+            return Err(SrtpError::Malformed);
+        }
+        let body_len = len - tag_len;
+        let header_len = rtp_header_len(&packet[..body_len]).ok_or(SrtpError::Malformed)?;
+        let seq = u16::from_be_bytes([buf[2], buf[3]]);
+        let ssrc = be32(buf, 8);
+        if !self.streams.contains_key(&ssrc) && self.streams.len() >= MAX_STREAMS {
+            return Err(SrtpError::TooManyStreams);
+        }
+        let state = self.streams.get(&ssrc).cloned().unwrap_or_default();
+        // RFC 3711 appendix A: guess the ROC from the highest sequence seen.
+        let roc = if !state.started {
+            0
+        } else {
+            let s_l = state.highest_seq;
+            if s_l < 0x8000 {
+                if seq > s_l && seq - s_l > 0x8000 {
+                    state.roc.wrapping_sub(1)
+                } else {
+                    state.roc
+                }
+            } else if s_l - 0x8000 > seq {
+                state.roc.wrapping_add(1)
+            } else {
+                state.roc
+            }
+        };
+        let index = (u64::from(roc) << 16) | u64::from(seq);
+        if !window_check(state.max_index, state.window, state.started, index) {
+            return Err(SrtpError::Replay);
+        }
+        match &self.rtp.cipher {
+            Cipher::Cm { key, key_len, auth } => {
+                let mut mac = auth.clone();
+                mac.update(&buf[..body_len]);
+                mac.update(&roc.to_be_bytes());
+                let tag = mac.finalize().into_bytes();
+                let ok = tag[..tag_len]
+                    .iter()
+                    .zip(&buf[body_len..len])
+                    .fold(0u8, |a, (x, y)| a | (x ^ y))
+                    == 0;
+                if !ok {
+                    return Err(SrtpError::AuthenticationFailed);
+                }
+                let iv = Self::cm_iv(&self.rtp.salt, ssrc, index);
+                aes_ctr(&key[..*key_len], &iv, &mut buf[header_len..body_len]);
+            }
+            Cipher::Gcm(key) => {
+                let nonce = Self::gcm_nonce(&self.rtp.salt, ssrc, roc, seq);
+                // Decrypt a copy-free view: ring needs ciphertext||tag contiguous, which it is.
+                let (head, rest) = buf.split_at_mut(header_len);
+                let sealed = &mut rest[..len - header_len];
+                key.open_in_place(nonce, aead::Aad::from(&head[..]), sealed)
+                    .map_err(|_| SrtpError::AuthenticationFailed)?;
+            }
+        }
+        let stream = self.stream(ssrc)?;
+        window_mark(
+            &mut stream.max_index,
+            &mut stream.window,
+            &mut stream.started,
+            index,
+        );
+        // The highest index seen defines s_l and the ROC for the next guess.
+        stream.roc = (stream.max_index >> 16) as u32;
+        stream.highest_seq = (stream.max_index & 0xFFFF) as u16;
+        Ok(body_len)
+    }
+
+    /// Protect the RTCP compound packet in `buf[..len]` in place; returns the new length.
+    pub fn protect_rtcp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
+        if len < 8 {
+            return Err(SrtpError::Malformed);
+        }
+        let overhead = self.rtcp_overhead();
+        if buf.len() < len + overhead {
+            return Err(SrtpError::BufferTooSmall);
+        }
+        let ssrc = be32(buf, 4);
+        let stream = self.stream(ssrc)?;
+        let index = stream.rtcp_send_index & 0x7FFF_FFFF;
+        stream.rtcp_send_index = stream.rtcp_send_index.wrapping_add(1) & 0x7FFF_FFFF;
+        let e_index = 0x8000_0000 | index;
+        match &self.rtcp.cipher {
+            Cipher::Cm { key, key_len, auth } => {
+                let iv = Self::cm_iv(&self.rtcp.salt, ssrc, u64::from(index));
+                aes_ctr(&key[..*key_len], &iv, &mut buf[8..len]);
+                buf[len..len + 4].copy_from_slice(&e_index.to_be_bytes());
+                let mut mac = auth.clone();
+                mac.update(&buf[..len + 4]);
+                let tag = mac.finalize().into_bytes();
+                buf[len + 4..len + 14].copy_from_slice(&tag[..10]);
+                self.stats.protected += 1;
+                Ok(len + 14)
+            }
+            Cipher::Gcm(key) => {
+                let nonce = Self::rtcp_gcm_nonce(&self.rtcp.salt, ssrc, index);
+                let mut aad = [0u8; 12];
+                aad[..8].copy_from_slice(&buf[..8]);
+                aad[8..].copy_from_slice(&e_index.to_be_bytes());
+                let tag = key
+                    .seal_in_place_separate_tag(nonce, aead::Aad::from(aad), &mut buf[8..len])
+                    .map_err(|_| SrtpError::Malformed)?;
+                buf[len..len + 16].copy_from_slice(tag.as_ref());
+                buf[len + 16..len + 20].copy_from_slice(&e_index.to_be_bytes());
+                self.stats.protected += 1;
+                Ok(len + 20)
+            }
+        }
+    }
+
+    fn rtcp_gcm_nonce(salt: &[u8; 14], ssrc: u32, index: u32) -> aead::Nonce {
+        // RFC 7714 9.1: 00 00 || SSRC || 00 00 || 0 || SRTCP index, XOR the salt.
+        let mut n = [0u8; 12];
+        n[2..6].copy_from_slice(&ssrc.to_be_bytes());
+        n[8..12].copy_from_slice(&(index & 0x7FFF_FFFF).to_be_bytes());
+        for (b, s) in n.iter_mut().zip(salt.iter()) {
+            *b ^= s;
+        }
+        aead::Nonce::assume_unique_for_key(n)
+    }
+
+    /// Authenticate and decrypt the SRTCP packet in `buf[..len]`; returns the plain length.
+    pub fn unprotect_rtcp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
+        let result = self.unprotect_rtcp_inner(buf, len);
+        match result {
+            Ok(_) => self.stats.unprotected += 1,
+            Err(SrtpError::AuthenticationFailed) => self.stats.auth_failures += 1,
+            Err(SrtpError::Replay) => self.stats.replays += 1,
+            Err(_) => self.stats.malformed += 1,
+        }
+        result
+    }
+
+    fn unprotect_rtcp_inner(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
+        let overhead = self.rtcp_overhead();
+        if len < 8 + overhead || buf.len() < len {
+            return Err(SrtpError::Malformed);
+        }
+        let ssrc = be32(buf, 4);
+        if !self.streams.contains_key(&ssrc) && self.streams.len() >= MAX_STREAMS {
+            return Err(SrtpError::TooManyStreams);
+        }
+        let (e_index, plain_len) = match &self.rtcp.cipher {
+            Cipher::Cm { .. } => (be32(buf, len - 14), len - 14),
+            Cipher::Gcm(_) => (be32(buf, len - 4), len - 20),
+        };
+        let index = e_index & 0x7FFF_FFFF;
+        let state = self.streams.get(&ssrc).cloned().unwrap_or_default();
+        if !window_check(
+            u64::from(state.rtcp_max),
+            state.rtcp_window,
+            state.rtcp_started,
+            u64::from(index),
+        ) {
+            return Err(SrtpError::Replay);
+        }
+        let encrypted = e_index & 0x8000_0000 != 0;
+        match &self.rtcp.cipher {
+            Cipher::Cm { key, key_len, auth } => {
+                let mut mac = auth.clone();
+                mac.update(&buf[..len - 10]);
+                let tag = mac.finalize().into_bytes();
+                let ok = tag[..10]
+                    .iter()
+                    .zip(&buf[len - 10..len])
+                    .fold(0u8, |a, (x, y)| a | (x ^ y))
+                    == 0;
+                if !ok {
+                    return Err(SrtpError::AuthenticationFailed);
+                }
+                if encrypted {
+                    let iv = Self::cm_iv(&self.rtcp.salt, ssrc, u64::from(index));
+                    aes_ctr(&key[..*key_len], &iv, &mut buf[8..plain_len]);
+                }
+            }
+            Cipher::Gcm(key) => {
+                let nonce = Self::rtcp_gcm_nonce(&self.rtcp.salt, ssrc, index);
+                let mut aad = [0u8; 12];
+                aad[..8].copy_from_slice(&buf[..8]);
+                aad[8..].copy_from_slice(&e_index.to_be_bytes());
+                key.open_in_place(nonce, aead::Aad::from(aad), &mut buf[8..len - 4])
+                    .map_err(|_| SrtpError::AuthenticationFailed)?;
+            }
+        }
+        let stream = self.stream(ssrc)?;
+        let mut max = u64::from(stream.rtcp_max);
+        window_mark(
+            &mut max,
+            &mut stream.rtcp_window,
+            &mut stream.rtcp_started,
+            u64::from(index),
+        );
+        stream.rtcp_max = max as u32;
+        Ok(plain_len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quickcheck::{QuickCheck, TestResult};
+
+    fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    #[test]
+    fn rfc3711_b2_aes_cm_keystream() {
+        let key = hex("2B7E151628AED2A6ABF7158809CF4F3C");
+        let iv: [u8; 16] = hex("F0F1F2F3F4F5F6F7F8F9FAFBFCFD0000")
+            .try_into()
+            .expect("iv");
+        let mut out = [0u8; 48];
+        aes_ctr(&key, &iv, &mut out);
+        assert_eq!(out[..16], hex("E03EAD0935C95E80E166B16DD92B4EB4")[..]);
+        assert_eq!(out[16..32], hex("D23513162B02D0F72A43A2FE4A5F97AB")[..]);
+        assert_eq!(out[32..48], hex("41E95B3BB0A2E8DD477901E4FCA894C0")[..]);
+    }
+
+    #[test]
+    fn rfc3711_b3_key_derivation() {
+        let key = hex("E1F97A0D3E018BE0D64FA32C06DE4139");
+        let salt = hex("0EC675AD498AFEEBB6960B3AABE6");
+        let mut enc = [0u8; 16];
+        derive(&key, &salt, 0, &mut enc);
+        assert_eq!(enc[..], hex("C61E7A93744F39EE10734AFE3FF7A087")[..]);
+        let mut s = [0u8; 14];
+        derive(&key, &salt, 2, &mut s);
+        assert_eq!(s[..], hex("30CBBC08863D8C85D49DB34A9AE1")[..]);
+        let mut auth = [0u8; 20];
+        derive(&key, &salt, 1, &mut auth);
+        assert_eq!(
+            auth[..],
+            hex("CEBE321F6FF7716B6FD4AB49AF256A156D38BAA4")[..]
+        );
+    }
+
+    fn rtp(seq: u16, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![
+            0x90, 96, 0, 0, 0, 0, 0x12, 0x34, 0, 0, 0, 0, 0xBE, 0xDE, 0, 1, 0x10, 0xAA, 0, 0,
+        ];
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p[8..12].copy_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(payload);
+        p
+    }
+
+    fn pair(profile: SrtpProfile) -> (SrtpContext, SrtpContext) {
+        let material: Vec<u8> = (0..profile.keying_material_len())
+            .map(|i| i as u8)
+            .collect();
+        let (tx, _) =
+            SrtpContext::pair_from_keying_material(profile, &material, true).expect("client");
+        let (_, rx) =
+            SrtpContext::pair_from_keying_material(profile, &material, false).expect("server");
+        (tx, rx)
+    }
+
+    #[test]
+    fn every_profile_round_trips_rtp_and_rtcp() {
+        for profile in SrtpProfile::ALL {
+            let (mut tx, mut rx) = pair(profile);
+            let plain = rtp(1, 0x1234_5678, b"hello srtp payload");
+            let mut buf = plain.clone();
+            buf.resize(plain.len() + 32, 0);
+            let n = tx.protect_rtp(&mut buf, plain.len()).expect("protect");
+            assert_eq!(n, plain.len() + tx.rtp_overhead());
+            assert_ne!(&buf[20..plain.len()], &plain[20..], "{profile:?} encrypts");
+            let m = rx.unprotect_rtp(&mut buf, n).expect("unprotect");
+            assert_eq!(&buf[..m], &plain[..], "{profile:?}");
+            let rtcp_plain = vec![
+                0x80, 200, 0, 6, 0x12, 0x34, 0x56, 0x78, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
+                14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24,
+            ];
+            let mut b = rtcp_plain.clone();
+            b.resize(rtcp_plain.len() + 32, 0);
+            let n = tx
+                .protect_rtcp(&mut b, rtcp_plain.len())
+                .expect("protect rtcp");
+            let m = rx.unprotect_rtcp(&mut b, n).expect("unprotect rtcp");
+            assert_eq!(&b[..m], &rtcp_plain[..], "{profile:?} rtcp");
+        }
+    }
+
+    #[test]
+    fn rejections_change_nothing() {
+        for profile in SrtpProfile::ALL {
+            let (mut tx, mut rx) = pair(profile);
+            let plain = rtp(7, 42, &[1; 100]);
+            let mut good = plain.clone();
+            good.resize(plain.len() + 16, 0);
+            let n = tx.protect_rtp(&mut good, plain.len()).expect("protect");
+            for at in [0usize, 5, 30, n - 1] {
+                let mut bad = good.clone();
+                bad[at] ^= 0x01;
+                if at == 0 {
+                    // Version bits broken: malformed, not even authenticated.
+                    assert!(rx.unprotect_rtp(&mut bad, n).is_err());
+                } else {
+                    assert_eq!(
+                        rx.unprotect_rtp(&mut bad, n),
+                        Err(SrtpError::AuthenticationFailed),
+                        "{profile:?} byte {at}"
+                    );
+                }
+            }
+            assert!(
+                rx.unprotect_rtp(&mut good.clone(), n - 1).is_err(),
+                "truncated"
+            );
+            let mut copy = good.clone();
+            assert!(
+                rx.unprotect_rtp(&mut copy, n).is_ok(),
+                "genuine packet still accepted after rejections"
+            );
+            let mut replay = good.clone();
+            assert_eq!(rx.unprotect_rtp(&mut replay, n), Err(SrtpError::Replay));
+            let s = rx.stats();
+            assert_eq!((s.replays, s.unprotected), (1, 1));
+            assert!(s.auth_failures >= 3);
+        }
+    }
+
+    #[test]
+    fn rollover_and_reordering() {
+        for profile in [SrtpProfile::Aes128CmHmacSha1_80, SrtpProfile::AeadAes128Gcm] {
+            let (mut tx, mut rx) = pair(profile);
+            let mut packets = Vec::new();
+            for i in 0..200u32 {
+                let seq = (65_500u32 + i) as u16;
+                let plain = rtp(seq, 9, &i.to_be_bytes());
+                let mut b = plain.clone();
+                b.resize(plain.len() + 16, 0);
+                let n = tx.protect_rtp(&mut b, plain.len()).expect("protect");
+                b.truncate(n);
+                packets.push((plain, b));
+            }
+            // Deliver with local reordering (swap neighbours).
+            for pair in packets
+                .chunks(2)
+                .rev()
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+            {
+                for (plain, sealed) in pair.iter().rev() {
+                    let mut b = sealed.clone();
+                    let n = b.len();
+                    let m = rx
+                        .unprotect_rtp(&mut b, n)
+                        .expect("unprotect across rollover");
+                    assert_eq!(&b[..m], &plain[..]);
+                }
+            }
+            assert_eq!(rx.stats().unprotected, 200);
+        }
+    }
+
+    #[test]
+    fn quickcheck_protect_then_unprotect() {
+        fn prop(payload: Vec<u8>, seq: u16, ssrc: u32, which: u8) -> TestResult {
+            let profile = SrtpProfile::ALL[usize::from(which) % 4];
+            let (mut tx, mut rx) = pair(profile);
+            let plain = rtp(seq, ssrc, &payload);
+            let mut b = plain.clone();
+            b.resize(plain.len() + 16, 0);
+            let Ok(n) = tx.protect_rtp(&mut b, plain.len()) else {
+                return TestResult::failed();
+            };
+            let Ok(m) = rx.unprotect_rtp(&mut b, n) else {
+                return TestResult::failed();
+            };
+            TestResult::from_bool(b[..m] == plain[..])
+        }
+        QuickCheck::new()
+            .tests(300)
+            .quickcheck(prop as fn(Vec<u8>, u16, u32, u8) -> TestResult);
+    }
+
+    #[test]
+    fn quickcheck_garbage_never_panics() {
+        fn prop(data: Vec<u8>, which: u8) -> bool {
+            let profile = SrtpProfile::ALL[usize::from(which) % 4];
+            let (_, mut rx) = pair(profile);
+            let mut b = data.clone();
+            let n = b.len();
+            let _ = rx.unprotect_rtp(&mut b, n);
+            let mut b = data;
+            let _ = rx.unprotect_rtcp(&mut b, n);
+            true
+        }
+        QuickCheck::new()
+            .tests(2000)
+            .quickcheck(prop as fn(Vec<u8>, u8) -> bool);
+    }
+}
