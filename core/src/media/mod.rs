@@ -7,7 +7,41 @@ pub use transceiver::{
     NegotiatedCodec, RemoteTrackInfo, Transceiver, TransceiverId, TransceiverInit,
 };
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+
+/// A received (decrypted) or to-be-sent RTP packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtpPacket {
+    /// Payload type (as negotiated; `send_rtp` uses the first negotiated codec when it is
+    /// not one of the transceiver's).
+    pub payload_type: u8,
+    /// Sequence number.
+    pub sequence_number: u16,
+    /// Timestamp.
+    pub timestamp: u32,
+    /// Marker bit.
+    pub marker: bool,
+    /// SSRC (set by the core when sending).
+    pub ssrc: u32,
+    /// Payload (padding removed).
+    pub payload: Bytes,
+    /// The rid (simulcast layer) of a received packet, if it carried one.
+    pub rid: Option<String>,
+}
+
+/// A remote track announced by negotiation (the W3C `track` event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackInfo {
+    /// The transceiver that receives it.
+    pub transceiver: TransceiverId,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// The transceiver's mid.
+    pub mid: Option<String>,
+    /// The remote MediaStream ids.
+    pub stream_ids: Vec<String>,
+}
 
 /// The kind of a media track.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -140,3 +140,24 @@ pub enum AddCandidateError {
     #[error("the PeerConnection is closed")]
     Closed,
 }
+
+/// `send_rtp` / `request_keyframe` failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// DTLS (and so SRTP) is not connected yet.
+    #[error("media transport not connected")]
+    NotConnected,
+    /// No such transceiver.
+    #[error("unknown transceiver")]
+    UnknownTransceiver,
+    /// The transceiver does not send (by negotiation) or has no codec.
+    #[error("the transceiver does not send")]
+    NotSending,
+    /// The packet does not fit the MTU.
+    #[error("packet too large")]
+    TooLarge,
+    /// The outgoing queue is full (the application sends faster than it polls).
+    #[error("outgoing queue full")]
+    QueueFull,
+}

@@ -65,6 +65,19 @@ pub enum Event {
     SignalingStateChange(SignalingState),
     /// `negotiationneeded`: create and send a new offer.
     NegotiationNeeded,
+    /// A remote track: the remote side sends on this transceiver (after negotiation).
+    Track(crate::media::TrackInfo),
+    /// A received RTP packet, decrypted.
+    Rtp {
+        /// The transceiver it belongs to.
+        transceiver: crate::media::TransceiverId,
+        /// The packet.
+        packet: crate::media::RtpPacket,
+    },
+    /// A received RTCP compound packet, decrypted.
+    Rtcp(bytes::Bytes),
+    /// The remote asked for a keyframe (PLI or FIR) on this transceiver's sender.
+    KeyframeRequest(crate::media::TransceiverId),
     /// DTLS failed (for example the peer's certificate does not match its SDP
     /// fingerprint); `connectionState` becomes `failed`.
     DtlsFailed(crate::dtls::DtlsError),

@@ -17,12 +17,14 @@ use crate::dtls::cert::{Certificate, Fingerprint};
 use crate::dtls::{DtlsConfig, DtlsEndpoint, DtlsEvent, DtlsRole, DtlsState, DtlsStats};
 use crate::ice::{Candidate, CandidateAddress, IceAgent, IceEvent, IceStats};
 use crate::media::{Direction, MediaKind, Transceiver, TransceiverId, TransceiverInit};
+use crate::media::{RtpPacket, TrackInfo};
 use crate::rng::Rng;
+use crate::rtp::{self, RtpHeader, RtpWrite};
 use crate::sdp::{IceCandidateInit, SessionDescription};
-use crate::srtp::SrtpProfile;
+use crate::srtp::{SrtpContext, SrtpProfile, SrtpStats};
 use crate::transmit::{Datagram, DatagramKind, Protocol, Transmit};
 
-pub use error::{AddCandidateError, NegotiationError, Operation, PeerError};
+pub use error::{AddCandidateError, NegotiationError, Operation, PeerError, SendError};
 pub use event::{ConnectionState, Event, IceConnectionState, IceGatheringState, SignalingState};
 pub use negotiation::OfferOptions;
 
@@ -35,6 +37,14 @@ const MAX_REMOTE_CANDIDATES: usize = 256;
 /// DTLS datagrams kept while the DTLS role is not known yet (the peer's ClientHello can
 /// arrive before its answer).
 const MAX_EARLY_DTLS: usize = 8;
+/// Most protected media packets waiting for `poll_transmit`.
+const MAX_MEDIA_QUEUE: usize = 4096;
+/// Most remote SSRCs remembered for demultiplexing.
+const MAX_SSRCS: usize = 1024;
+/// The mid header extension.
+const MID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
+/// The rid header extension.
+const RID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
 
 /// Counters of what the PeerConnection dropped or handled.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,6 +64,16 @@ pub struct PeerStats {
     pub ice: IceStats,
     /// The DTLS association's counters.
     pub dtls: DtlsStats,
+    /// Inbound SRTP counters (authentication failures, replays...).
+    pub srtp_in: SrtpStats,
+    /// Outbound SRTP counters.
+    pub srtp_out: SrtpStats,
+    /// RTP packets delivered as events.
+    pub rtp_received: u64,
+    /// RTP packets that matched no transceiver.
+    pub rtp_unmatched: u64,
+    /// RTP packets sent.
+    pub rtp_sent: u64,
 }
 
 /// A WebRTC peer connection as a deterministic state machine. See the crate docs for the loop.
@@ -81,6 +101,12 @@ pub struct PeerConnection {
     dtls_state: DtlsState,
     early_dtls: Vec<Vec<u8>>,
     srtp: Option<(SrtpProfile, Vec<u8>)>,
+    srtp_in: Option<SrtpContext>,
+    srtp_out: Option<SrtpContext>,
+    media_out: VecDeque<Vec<u8>>,
+    ssrc_map: std::collections::HashMap<u32, TransceiverId>,
+    announced_tracks: Vec<TransceiverId>,
+    scratch: Vec<u8>,
 }
 
 impl PeerConnection {
@@ -119,6 +145,12 @@ impl PeerConnection {
             dtls_state: DtlsState::New,
             early_dtls: Vec::new(),
             srtp: None,
+            srtp_in: None,
+            srtp_out: None,
+            media_out: VecDeque::new(),
+            ssrc_map: std::collections::HashMap::new(),
+            announced_tracks: Vec::new(),
+            scratch: vec![0u8; 2048],
         };
         pc.add_configured_stun_servers(now);
         Ok(pc)
@@ -477,8 +509,9 @@ impl PeerConnection {
                 datagram.protocol,
                 datagram.data,
             ),
-            // SRTP and TURN channel data arrive with the media and TURN work.
-            DatagramKind::Rtp | DatagramKind::ChannelData | DatagramKind::Unknown => false,
+            DatagramKind::Rtp => self.handle_srtp(datagram.data),
+            // TURN channel data arrives with the TURN work.
+            DatagramKind::ChannelData | DatagramKind::Unknown => false,
         };
         if !consumed {
             self.stats.datagrams_dropped += 1;
@@ -508,7 +541,16 @@ impl PeerConnection {
             }
         }
         let pair = self.ice.selected_pair()?;
-        let len = self.dtls.as_mut()?.poll_transmit(buf)?;
+        let dtls = self.dtls.as_mut().and_then(|d| d.poll_transmit(buf));
+        let len = match dtls {
+            Some(len) => len,
+            None => {
+                let packet = self.media_out.pop_front()?;
+                let dst = buf.get_mut(..packet.len())?;
+                dst.copy_from_slice(&packet);
+                packet.len()
+            }
+        };
         Some(Transmit {
             local: pair.local,
             remote: pair.remote,
@@ -618,6 +660,7 @@ impl PeerConnection {
         self.set_signaling(out.signaling);
         if out.signaling == SignalingState::Stable {
             self.negotiation_needed = false;
+            self.announce_tracks();
         }
         self.maybe_start_dtls(now);
         self.pump(now);
@@ -653,6 +696,238 @@ impl PeerConnection {
         self.dtls = Some(dtls);
         self.dtls_state = DtlsState::Connecting;
         self.pump(now);
+    }
+
+    /// Fire `Track` for every transceiver the remote now sends on (W3C: when the
+    /// description that makes it receive is applied).
+    fn announce_tracks(&mut self) {
+        let new: Vec<TrackInfo> = self
+            .neg
+            .transceivers()
+            .iter()
+            .filter(|t| t.current_direction.is_some_and(Direction::receives))
+            .filter(|t| !self.announced_tracks.contains(&t.id))
+            .map(|t| TrackInfo {
+                transceiver: t.id,
+                kind: t.kind,
+                mid: t.mid.clone(),
+                stream_ids: t.remote.stream_ids.clone(),
+            })
+            .collect();
+        for info in new {
+            self.announced_tracks.push(info.transceiver);
+            self.push_event(Event::Track(info));
+        }
+    }
+
+    /// An SRTP or SRTCP datagram: decrypt, demultiplex, report.
+    fn handle_srtp(&mut self, data: &[u8]) -> bool {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let handled = self.handle_srtp_in(data, &mut scratch);
+        self.scratch = scratch;
+        handled
+    }
+
+    fn handle_srtp_in(&mut self, data: &[u8], scratch: &mut [u8]) -> bool {
+        let Some(srtp) = self.srtp_in.as_mut() else {
+            return false;
+        };
+        let Some(buf) = scratch.get_mut(..data.len()) else {
+            return false;
+        };
+        buf.copy_from_slice(data);
+        if rtp::is_rtcp(data) {
+            let Ok(n) = srtp.unprotect_rtcp(scratch, data.len()) else {
+                return true;
+            };
+            let plain = bytes::Bytes::copy_from_slice(scratch.get(..n).unwrap_or_default());
+            let asked: Vec<u32> = rtp::keyframe_requests(&plain).collect();
+            for media_ssrc in asked {
+                let t = self
+                    .neg
+                    .transceivers()
+                    .iter()
+                    .find(|t| t.sender_ssrc == media_ssrc)
+                    .map(|t| t.id);
+                if let Some(id) = t {
+                    self.push_event(Event::KeyframeRequest(id));
+                }
+            }
+            self.push_event(Event::Rtcp(plain));
+            return true;
+        }
+        let Ok(n) = srtp.unprotect_rtp(scratch, data.len()) else {
+            return true;
+        };
+        let Some(plain) = scratch.get(..n) else {
+            return true;
+        };
+        let Ok(header) = RtpHeader::parse(plain) else {
+            return true;
+        };
+        let ssrc = header.ssrc();
+        let transceiver = self.demux(&header);
+        let Some(id) = transceiver else {
+            self.stats.rtp_unmatched += 1;
+            return true;
+        };
+        let rid = self
+            .neg
+            .transceiver(id)
+            .and_then(|t| {
+                t.header_extensions
+                    .iter()
+                    .find(|(_, u)| u == RID_URI)
+                    .map(|(i, _)| *i)
+            })
+            .and_then(|i| u8::try_from(i).ok())
+            .and_then(|i| header.extension(i))
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(str::to_string);
+        let packet = RtpPacket {
+            payload_type: header.payload_type(),
+            sequence_number: header.sequence_number(),
+            timestamp: header.timestamp(),
+            marker: header.marker(),
+            ssrc,
+            payload: bytes::Bytes::copy_from_slice(header.payload()),
+            rid,
+        };
+        self.stats.rtp_received += 1;
+        self.push_event(Event::Rtp {
+            transceiver: id,
+            packet,
+        });
+        true
+    }
+
+    /// Which transceiver an RTP packet belongs to: known SSRC, then the mid header
+    /// extension, then a signalled `a=ssrc`, then the payload type of a receiving
+    /// transceiver (an SSRC first seen without a signalled ssrc line).
+    fn demux(&mut self, header: &RtpHeader<'_>) -> Option<TransceiverId> {
+        let ssrc = header.ssrc();
+        if let Some(id) = self.ssrc_map.get(&ssrc) {
+            return Some(*id);
+        }
+        let receiving = || {
+            self.neg
+                .transceivers()
+                .iter()
+                .filter(|t| !t.stopped && t.current_direction.is_some_and(Direction::receives))
+        };
+        let by_mid = receiving().find(|t| {
+            let id = t
+                .header_extensions
+                .iter()
+                .find(|(_, u)| u == MID_URI)
+                .and_then(|(i, _)| u8::try_from(*i).ok());
+            let mid = id.and_then(|i| header.extension(i));
+            matches!((mid, t.mid.as_deref()), (Some(m), Some(ours)) if m == ours.as_bytes())
+        });
+        let found = by_mid
+            .or_else(|| receiving().find(|t| t.remote.ssrcs.contains(&ssrc)))
+            .or_else(|| {
+                receiving().find(|t| {
+                    t.codecs
+                        .iter()
+                        .any(|c| c.payload_type == header.payload_type())
+                })
+            })
+            .map(|t| t.id)?;
+        if self.ssrc_map.len() < MAX_SSRCS {
+            self.ssrc_map.insert(ssrc, found);
+        }
+        Some(found)
+    }
+
+    /// Send an RTP packet on a transceiver: the core sets the SSRC, the payload type (when
+    /// the given one is not negotiated, the first negotiated codec's) and the mid header
+    /// extension, protects it with SRTP and queues it for `poll_transmit`.
+    pub fn send_rtp(
+        &mut self,
+        transceiver: TransceiverId,
+        packet: &RtpPacket,
+    ) -> Result<(), SendError> {
+        let t = self
+            .neg
+            .transceiver(transceiver)
+            .ok_or(SendError::UnknownTransceiver)?;
+        if !t.current_direction.is_some_and(Direction::sends) || t.stopped {
+            return Err(SendError::NotSending);
+        }
+        let pt = if t
+            .codecs
+            .iter()
+            .any(|c| c.payload_type == packet.payload_type)
+        {
+            packet.payload_type
+        } else {
+            t.codecs.first().ok_or(SendError::NotSending)?.payload_type
+        };
+        let mid_ext = t
+            .header_extensions
+            .iter()
+            .find(|(_, u)| u == MID_URI)
+            .and_then(|(i, _)| u8::try_from(*i).ok())
+            .filter(|i| (1..=14).contains(i));
+        let mid = t.mid.clone().unwrap_or_default();
+        let ssrc = t.sender_ssrc;
+        let srtp = self.srtp_out.as_mut().ok_or(SendError::NotConnected)?;
+        if self.media_out.len() >= MAX_MEDIA_QUEUE {
+            return Err(SendError::QueueFull);
+        }
+        let exts: Vec<(u8, &[u8])> = match mid_ext {
+            Some(id) if !mid.is_empty() && mid.len() <= 16 => vec![(id, mid.as_bytes())],
+            _ => Vec::new(),
+        };
+        let n = rtp::write_rtp(
+            &RtpWrite {
+                marker: packet.marker,
+                payload_type: pt,
+                sequence_number: packet.sequence_number,
+                timestamp: packet.timestamp,
+                ssrc,
+                extensions: &exts,
+                payload: &packet.payload,
+            },
+            &mut self.scratch,
+        )
+        .map_err(|_| SendError::TooLarge)?;
+        let n = srtp
+            .protect_rtp(&mut self.scratch, n)
+            .map_err(|_| SendError::TooLarge)?;
+        self.media_out
+            .push_back(self.scratch.get(..n).unwrap_or_default().to_vec());
+        self.stats.rtp_sent += 1;
+        Ok(())
+    }
+
+    /// Ask the remote sender of this transceiver's track for a keyframe (RTCP PLI).
+    pub fn request_keyframe(&mut self, transceiver: TransceiverId) -> Result<(), SendError> {
+        let t = self
+            .neg
+            .transceiver(transceiver)
+            .ok_or(SendError::UnknownTransceiver)?;
+        let sender = t.sender_ssrc;
+        let media = self
+            .ssrc_map
+            .iter()
+            .filter(|(_, id)| **id == transceiver)
+            .map(|(s, _)| *s)
+            .min()
+            .or_else(|| t.remote.ssrcs.first().copied())
+            .ok_or(SendError::NotSending)?;
+        let srtp = self.srtp_out.as_mut().ok_or(SendError::NotConnected)?;
+        let n = rtp::write_pli(sender, media, &mut self.scratch).ok_or(SendError::TooLarge)?;
+        let n = srtp
+            .protect_rtcp(&mut self.scratch, n)
+            .map_err(|_| SendError::TooLarge)?;
+        if self.media_out.len() >= MAX_MEDIA_QUEUE {
+            return Err(SendError::QueueFull);
+        }
+        self.media_out
+            .push_back(self.scratch.get(..n).unwrap_or_default().to_vec());
+        Ok(())
     }
 
     /// W3C "update the negotiation-needed flag": fire once per change while stable.
@@ -726,6 +1001,15 @@ impl PeerConnection {
                     srtp_profile,
                     keying_material,
                 } => {
+                    let is_client = self.dtls_role() == Some(DtlsRole::Client);
+                    if let Ok((out, inb)) = SrtpContext::pair_from_keying_material(
+                        srtp_profile,
+                        &keying_material,
+                        is_client,
+                    ) {
+                        self.srtp_out = Some(out);
+                        self.srtp_in = Some(inb);
+                    }
                     self.srtp = Some((srtp_profile, keying_material));
                     self.dtls_state = DtlsState::Connected;
                 }
