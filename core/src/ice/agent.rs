@@ -557,12 +557,19 @@ impl IceAgent {
     pub fn restart(&mut self, now: Instant) {
         let ufrag = self.rng.ice_chars(8);
         let pwd = secret_ice_chars(24);
+        let was_gathering = self.gathering != IceGatheringState::New;
         self.restart_with_credentials(now, &ufrag, &pwd);
+        if was_gathering {
+            self.start_gathering(now);
+        }
     }
 
-    /// Restart ICE with the given local credentials: remote state is dropped, local
-    /// candidates are announced again, and checks resume once new remote credentials come.
-    pub fn restart_with_credentials(&mut self, now: Instant, ufrag: &str, pwd: &str) {
+    /// Restart ICE with the given local credentials: remote state is dropped and checks
+    /// resume once new remote credentials come. Candidates of the new generation are
+    /// announced by the next `start_gathering` (the PeerConnection calls it when the
+    /// description carrying the new credentials is set), so none leaks out before the
+    /// peer can know the new ufrag.
+    pub fn restart_with_credentials(&mut self, _now: Instant, ufrag: &str, pwd: &str) {
         if self.closed {
             return;
         }
@@ -577,10 +584,8 @@ impl IceAgent {
         }
         self.locals
             .retain(|l| l.candidate.kind == CandidateKind::Host);
-        if self.gathering != IceGatheringState::New {
-            self.gathering = IceGatheringState::New;
-            self.start_gathering(now);
-        }
+        self.gathering = IceGatheringState::New;
+        self.gather_deadline = None;
         self.set_state(IceConnectionState::Checking);
     }
 
