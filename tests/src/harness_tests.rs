@@ -231,8 +231,7 @@ fn stun_server_reflects_the_public_address() {
     assert_eq!(response.transaction_id, tid);
     assert!(response
         .attributes
-        .iter()
-        .any(|a| *a == Attribute::XorMappedAddress(public)));
+        .contains(&Attribute::XorMappedAddress(public)));
 }
 
 #[test]
