@@ -36,6 +36,7 @@ mod harness_tests;
 pub use link::{LinkConditions, NetStats};
 pub use network::{LoggedEvent, Network, NodeId};
 pub use node::{Node, Probe, Received, StunServer};
+pub use signaling::SentDescription;
 pub use timeline::{describe, describe_datagram};
 
 /// A PeerConnection configuration with a fixed seed, for deterministic tests.

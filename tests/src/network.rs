@@ -111,6 +111,7 @@ pub struct Network {
     pub(crate) pending_descriptions: usize,
     pub(crate) signaling_errors: Vec<String>,
     pub(crate) description_errors: Vec<String>,
+    pub(crate) sent_descriptions: Vec<crate::signaling::SentDescription>,
     log: Vec<LoggedEvent>,
     timeline: Vec<String>,
     /// Also write every STUN datagram (gathering, checks, responses, consent) into the timeline.
@@ -148,6 +149,7 @@ impl Network {
             pending_descriptions: 0,
             signaling_errors: Vec::new(),
             description_errors: Vec::new(),
+            sent_descriptions: Vec::new(),
             log: Vec::new(),
             timeline: Vec::new(),
             log_stun: false,

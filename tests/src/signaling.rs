@@ -37,6 +37,26 @@ pub(crate) enum SignalBody {
     Candidate(String),
 }
 
+/// A description that went over signaling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentDescription {
+    /// When it was sent (virtual time since the start).
+    pub at: Duration,
+    /// The sender.
+    pub from: NodeId,
+    /// The receiver.
+    pub to: NodeId,
+    /// What was sent.
+    pub description: SessionDescription,
+}
+
+impl SentDescription {
+    /// How many `a=candidate` lines it carries.
+    pub fn candidate_count(&self) -> usize {
+        count_candidates(&self.description.sdp)
+    }
+}
+
 /// A signaling message on its way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Signal {
@@ -174,8 +194,20 @@ impl Network {
         }
     }
 
+    /// Every description sent so far: `(virtual time, from, to, description)`.
+    pub fn sent_descriptions(&self) -> &[SentDescription] {
+        &self.sent_descriptions
+    }
+
     fn post_description(&mut self, from: NodeId, to: NodeId, desc: &SessionDescription) {
         let json = serde_json::to_string(desc).expect("description JSON");
+        let at = self.elapsed();
+        self.sent_descriptions.push(SentDescription {
+            at,
+            from,
+            to,
+            description: desc.clone(),
+        });
         let text = format!(
             "sends {} ({} SDP lines, {} candidates) to {}",
             desc.kind.as_str(),
