@@ -153,8 +153,11 @@ impl Network {
         created: SessionDescription,
     ) -> Result<(), String> {
         if self.channel(from, to).trickle {
-            // Posted before the candidate events are collected, so it precedes them.
+            // Log the events setting it raised, but forward its candidates only after the
+            // description, as an application does (the channel is ordered).
+            let forwards = self.collect_deferred();
             self.post_description(from, to, &created);
+            self.forward(forwards);
             return self.wait_for_descriptions();
         }
         let gathered = self.run_until(SIGNALING_WAIT, |n| {
@@ -314,23 +317,33 @@ impl Network {
     /// Drain every peer's events into the log (with the virtual time and a timeline line),
     /// forwarding candidates over trickle channels.
     pub(crate) fn collect(&mut self) {
+        let forwards = self.collect_deferred();
+        self.forward(forwards);
+    }
+
+    /// Drain every peer's events into the log; return the candidates to forward.
+    fn collect_deferred(&mut self) -> Vec<(NodeId, NodeId, IceCandidateInit)> {
+        let mut forwards = Vec::new();
         for i in 0..self.nodes.len() {
             let id = NodeId(i);
             while let Some(ev) = self.try_peer(id).and_then(|p| p.poll_event()) {
                 self.note(Some(id), crate::timeline::describe(&ev));
                 if let Event::IceCandidate(c) = &ev {
-                    let routes: Vec<NodeId> = self
-                        .channels
-                        .iter()
-                        .filter(|(&(from, _), ch)| from == id && ch.trickle)
-                        .map(|(&(_, to), _)| to)
-                        .collect();
-                    for to in routes {
-                        self.send_candidate(id, to, c);
+                    for (&(from, to), ch) in &self.channels {
+                        if from == id && ch.trickle {
+                            forwards.push((from, to, c.clone()));
+                        }
                     }
                 }
                 self.push_event(id, ev);
             }
+        }
+        forwards
+    }
+
+    fn forward(&mut self, forwards: Vec<(NodeId, NodeId, IceCandidateInit)>) {
+        for (from, to, c) in forwards {
+            self.send_candidate(from, to, &c);
         }
     }
 }
