@@ -475,7 +475,12 @@ impl Network {
         if is_stun {
             self.stats.stun += 1;
         }
-        let to_node = self.routes.get(&t.remote).copied();
+        // A socket of one family cannot send to an address of the other.
+        let to_node = self
+            .routes
+            .get(&t.remote)
+            .copied()
+            .filter(|_| t.local.is_ipv4() == t.remote.is_ipv4());
         let fate = self.fate(from_node, to_node, &data);
         if (is_stun && self.log_stun) || (!is_stun && self.log_datagrams) {
             let to_server = to_node.is_some_and(|n| {

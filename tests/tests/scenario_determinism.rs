@@ -10,6 +10,7 @@ fn run(seed: u64) -> (Vec<LoggedEvent>, NetStats, Vec<String>) {
     net.conditions.loss = 0.2;
     net.conditions.jitter = Duration::from_millis(30);
     net.conditions.duplicate = 0.05;
+    net.conditions.reorder = 0.1;
     let (a, b) = net.two_peers(
         seed,
         &[
