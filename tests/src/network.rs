@@ -486,10 +486,11 @@ impl Network {
             let to_server = to_node.is_some_and(|n| {
                 matches!(self.nodes.get(n.0).map(|s| &s.body), Some(Body::Other(_)))
             });
-            let after_connect = self
+            let on_selected_pair = self
                 .try_peer(from_node)
-                .is_some_and(|p| p.selected_pair().is_some());
-            let what = describe_datagram(&data, to_server, after_connect);
+                .and_then(|p| p.selected_pair())
+                .is_some_and(|p| p.local == t.local && p.remote == t.remote);
+            let what = describe_datagram(&data, to_server, on_selected_pair);
             let suffix = match fate {
                 Fate::Deliver(_) => "",
                 Fate::Unroutable => " (unroutable)",

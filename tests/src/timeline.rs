@@ -40,9 +40,9 @@ pub fn describe(ev: &Event) -> String {
 }
 
 /// What a datagram is, for the timeline. `to_server` says whether it goes to a node that
-/// is not a PeerConnection (a STUN or TURN server model); `after_connect` whether its
-/// sender already had a selected pair (so a plain request is a consent check).
-pub fn describe_datagram(data: &[u8], to_server: bool, after_connect: bool) -> String {
+/// is not a PeerConnection (a STUN or TURN server model); `on_selected_pair` whether it
+/// travels over its sender's selected pair (so a plain request is a consent check).
+pub fn describe_datagram(data: &[u8], to_server: bool, on_selected_pair: bool) -> String {
     match DatagramKind::classify(data) {
         DatagramKind::Stun => match Message::parse(data) {
             Ok(m) if m.method != Method::BINDING => format!("STUN {:?} {:?}", m.class, m.method),
@@ -50,7 +50,7 @@ pub fn describe_datagram(data: &[u8], to_server: bool, after_connect: bool) -> S
             Ok(m) if m.class == Class::Request && m.use_candidate() => {
                 "check (USE-CANDIDATE)".into()
             }
-            Ok(m) if m.class == Class::Request && after_connect => "consent check".into(),
+            Ok(m) if m.class == Class::Request && on_selected_pair => "consent check".into(),
             Ok(m) if m.class == Class::Request => "check".into(),
             Ok(m) if m.class == Class::Success => "response".into(),
             Ok(m) if m.class == Class::Error => "error response".into(),
