@@ -41,7 +41,7 @@ fn main() -> ExitCode {
     net.log_stun = true;
 
     let stun_addr = addr("198.51.100.1:3478");
-    net.add_node("stun", Box::new(StunServer::default()), &[stun_addr]);
+    net.add_node("stun", StunServer::default(), &[stun_addr]);
 
     let mut alice_config = seeded_config(seed);
     alice_config.ice_servers = vec![IceServer::url(format!("stun:{stun_addr}"))];

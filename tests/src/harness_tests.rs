@@ -37,8 +37,8 @@ fn blast(
         data[..4].copy_from_slice(&i.to_be_bytes());
         pa.send_at(net.at(spacing * i), addr(A), addr(B), data);
     }
-    let a = net.add_node("a", Box::new(pa), &[addr(A)]);
-    let b = net.add_node("b", Box::new(pb), &[addr(B)]);
+    let a = net.add_node("a", pa, &[addr(A)]);
+    let b = net.add_node("b", pb, &[addr(B)]);
     configure(&mut net, a, b);
     // Until the last datagram is sent and every one has arrived.
     net.run_for(spacing * count + Duration::from_secs(10));
@@ -156,8 +156,8 @@ fn per_direction_conditions_and_one_way_cut() {
         pa.send_at(t, addr(A), addr(B), i.to_be_bytes().to_vec());
         pb.send_at(t, addr(B), addr(A), i.to_be_bytes().to_vec());
     }
-    let a = net.add_node("a", Box::new(pa), &[addr(A)]);
-    let b = net.add_node("b", Box::new(pb), &[addr(B)]);
+    let a = net.add_node("a", pa, &[addr(A)]);
+    let b = net.add_node("b", pb, &[addr(B)]);
     net.set_link(
         a,
         b,
@@ -185,8 +185,8 @@ fn one_to_one_nat_translates_both_ways() {
     let public = addr("203.0.113.7:40000");
     let server = addr("198.51.100.1:7000");
     inside.send_at(net.now(), private, server, b"hello".to_vec());
-    net.add_node("inside", Box::new(inside), &[private]);
-    net.add_node("outside", Box::new(outside), &[server]);
+    net.add_node("inside", inside, &[private]);
+    net.add_node("outside", outside, &[server]);
     net.add_nat(private, public);
     assert!(net.run_until_quiet(Duration::from_secs(1)));
     let got = log_outside.borrow().clone();
@@ -198,7 +198,7 @@ fn one_to_one_nat_translates_both_ways() {
     let other = addr("198.51.100.2:7000");
     replier.send_at(net.now(), other, public, b"to public".to_vec());
     replier.send_at(net.now(), other, private, b"to private".to_vec());
-    net.add_node("replier", Box::new(replier), &[other]);
+    net.add_node("replier", replier, &[other]);
     assert!(net.run_until_quiet(Duration::from_secs(1)));
     let got = log_inside.borrow().clone();
     assert_eq!(got.len(), 1);
@@ -220,10 +220,13 @@ fn stun_server_reflects_the_public_address() {
     let request = Message::new(Class::Request, Method::BINDING, tid).encode_to_vec(None, true);
     client.send_at(net.now(), private, stun, request);
     client.send_at(net.now(), private, stun, b"not stun".to_vec());
-    net.add_node("client", Box::new(client), &[private]);
-    net.add_node("stun", Box::new(StunServer::default()), &[stun]);
+    net.add_node("client", client, &[private]);
+    let server = net.add_node("stun", StunServer::default(), &[stun]);
     net.add_nat(private, public);
     assert!(net.run_until_quiet(Duration::from_secs(1)));
+    let model = net.node_mut::<StunServer>(server).expect("a StunServer");
+    assert_eq!((model.answered, model.ignored), (1, 1));
+    assert!(net.node_mut::<Probe>(server).is_none(), "not a Probe");
     let log = log.borrow();
     assert_eq!(log.len(), 1, "one response, the junk ignored");
     let response = Message::parse(&log[0].data).expect("STUN response");
@@ -271,6 +274,6 @@ fn a_deadline_stuck_in_the_past_is_reported() {
     let mut net = Network::new(13);
     let (mut stuck, _) = Probe::new();
     stuck.stuck_at(net.now());
-    net.add_node("stuck", Box::new(stuck), &[addr(A)]);
+    net.add_node("stuck", stuck, &[addr(A)]);
     net.run_for(Duration::from_secs(1));
 }

@@ -12,6 +12,7 @@
 //! Everything is ordered by `(time, sequence number)` and all randomness comes from one
 //! seeded generator, so the same seed and script give the same timeline.
 
+use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -40,16 +41,31 @@ pub struct LoggedEvent {
     pub event: Event,
 }
 
+/// A node that can also be looked at as its concrete type.
+pub(crate) trait AnyNode: Node {
+    fn as_node(&mut self) -> &mut dyn Node;
+    fn as_any(&mut self) -> &mut dyn Any;
+}
+
+impl<T: Node + 'static> AnyNode for T {
+    fn as_node(&mut self) -> &mut dyn Node {
+        self
+    }
+    fn as_any(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
 pub(crate) enum Body {
     Peer(Box<PeerConnection>),
-    Other(Box<dyn Node>),
+    Other(Box<dyn AnyNode>),
 }
 
 impl Body {
     fn node(&mut self) -> &mut dyn Node {
         match self {
             Body::Peer(p) => p.as_mut(),
-            Body::Other(n) => n.as_mut(),
+            Body::Other(n) => n.as_node(),
         }
     }
     fn timeout(&self) -> Option<Instant> {
@@ -197,8 +213,21 @@ impl Network {
     }
 
     /// Add any other node (a STUN server model, a raw ICE agent, a probe).
-    pub fn add_node(&mut self, name: &str, node: Box<dyn Node>, addrs: &[SocketAddr]) -> NodeId {
-        self.add(name, Body::Other(node), addrs)
+    pub fn add_node<N: Node + 'static>(
+        &mut self,
+        name: &str,
+        node: N,
+        addrs: &[SocketAddr],
+    ) -> NodeId {
+        self.add(name, Body::Other(Box::new(node)), addrs)
+    }
+
+    /// A node added with [`Network::add_node`], as its own type (`None` if it is another).
+    pub fn node_mut<N: Node + 'static>(&mut self, id: NodeId) -> Option<&mut N> {
+        match self.nodes.get_mut(id.0).map(|s| &mut s.body) {
+            Some(Body::Other(n)) => n.as_any().downcast_mut::<N>(),
+            _ => None,
+        }
     }
 
     fn add(&mut self, name: &str, body: Body, addrs: &[SocketAddr]) -> NodeId {
@@ -483,14 +512,11 @@ impl Network {
             .filter(|_| t.local.is_ipv4() == t.remote.is_ipv4());
         let fate = self.fate(from_node, to_node, &data);
         if (is_stun && self.log_stun) || (!is_stun && self.log_datagrams) {
-            let to_server = to_node.is_some_and(|n| {
-                matches!(self.nodes.get(n.0).map(|s| &s.body), Some(Body::Other(_)))
-            });
             let on_selected_pair = self
                 .try_peer(from_node)
                 .and_then(|p| p.selected_pair())
                 .is_some_and(|p| p.local == t.local && p.remote == t.remote);
-            let what = describe_datagram(&data, to_server, on_selected_pair);
+            let what = describe_datagram(&data, on_selected_pair);
             let suffix = match fate {
                 Fate::Deliver(_) => "",
                 Fate::Unroutable => " (unroutable)",

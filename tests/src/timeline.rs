@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use sansrtc::peer::Event;
-use sansrtc::stun::{Class, Message, Method};
+use sansrtc::stun::{Attribute, Class, Message, Method};
 use sansrtc::transmit::DatagramKind;
 
 /// One line describing an event.
@@ -39,14 +39,22 @@ pub fn describe(ev: &Event) -> String {
     }
 }
 
-/// What a datagram is, for the timeline. `to_server` says whether it goes to a node that
-/// is not a PeerConnection (a STUN or TURN server model); `on_selected_pair` whether it
-/// travels over its sender's selected pair (so a plain request is a consent check).
-pub fn describe_datagram(data: &[u8], to_server: bool, on_selected_pair: bool) -> String {
+/// What a datagram is, for the timeline. A Binding request without USERNAME is a
+/// gathering request to a STUN server; with one it is a connectivity check, or a consent
+/// check when `on_selected_pair` (it travels over its sender's selected pair).
+pub fn describe_datagram(data: &[u8], on_selected_pair: bool) -> String {
     match DatagramKind::classify(data) {
         DatagramKind::Stun => match Message::parse(data) {
             Ok(m) if m.method != Method::BINDING => format!("STUN {:?} {:?}", m.class, m.method),
-            Ok(m) if to_server && m.class == Class::Request => "binding request".into(),
+            Ok(m)
+                if m.class == Class::Request
+                    && !m
+                        .attributes
+                        .iter()
+                        .any(|a| matches!(a, Attribute::Username(_))) =>
+            {
+                "binding request".into()
+            }
             Ok(m) if m.class == Class::Request && m.use_candidate() => {
                 "check (USE-CANDIDATE)".into()
             }

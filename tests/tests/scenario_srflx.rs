@@ -12,7 +12,7 @@ fn srflx_candidate_is_gathered_and_used() {
     let mut net = Network::new(5);
     net.log_stun = true;
     let stun = "198.51.100.1:3478".parse().expect("addr");
-    net.add_node("stun", Box::new(StunServer::default()), &[stun]);
+    let server = net.add_node("stun", StunServer::default(), &[stun]);
     let mut alice = seeded_config(5);
     alice.ice_servers = vec![IceServer::url(format!("stun:{stun}"))];
     let inside = "10.0.0.1:5000".parse().expect("addr");
@@ -56,4 +56,6 @@ fn srflx_candidate_is_gathered_and_used() {
         .iter()
         .any(|l| l.contains("alice  binding request 10.0.0.1:5000 -> 198.51.100.1:3478")));
     assert!(net.timeline().iter().any(|l| l.contains("stun   response")));
+    let answered = net.node_mut::<StunServer>(server).expect("server").answered;
+    assert!(answered >= 1);
 }
