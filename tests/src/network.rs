@@ -415,7 +415,7 @@ impl Network {
 
     /// Advance to the next thing that happens and do it. False when nothing is left.
     ///
-    /// Panics when the clock stops moving for [`MAX_STEPS_WITHOUT_PROGRESS`] steps in a
+    /// Panics when the clock stops moving for 100,000 steps in a
     /// row (a node whose deadline stays in the past: a livelock in the code under test).
     pub fn step(&mut self) -> bool {
         self.flush();
