@@ -1,6 +1,10 @@
 //! Two sansrtc cores negotiate exactly as the seed tutorial describes (offer and answer as
-//! JSON `RTCSessionDescriptionInit`, candidates trickled as JSON `RTCIceCandidateInit`) and
-//! connect over a lossy virtual network, with no sockets and no real time passing.
+//! JSON `RTCSessionDescriptionInit`, candidates trickled as JSON `RTCIceCandidateInit`
+//! over a 50 ms signaling channel) and connect over a lossy virtual network, with no
+//! sockets and no real time passing. Alice (audio + video) sits behind a one-to-one NAT
+//! and learns her public address from a STUN server model; bob answers from a public
+//! address. The timeline shows candidates, STUN gathering, checks, consent and state
+//! changes; the program exits non-zero if the two do not connect.
 //!
 //! `cargo run --release --example simulation [-- --loss 0.1 --seed 7]`
 // Examples talk to the user on stdout; the print_stdout lint is for the libraries.
@@ -22,6 +26,10 @@ fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("a literal socket address")
+}
+
 fn main() -> ExitCode {
     let loss: f64 = arg("--loss", 0.10);
     let seed: u64 = arg("--seed", 7);
@@ -32,8 +40,8 @@ fn main() -> ExitCode {
     net.conditions.jitter = Duration::from_millis(20);
     net.log_stun = true;
 
-    let stun_addr: SocketAddr = "192.0.2.1:3478".parse().expect("addr");
-    net.add_node("stun", Box::new(StunServer::default()), &[stun_addr]);
+    let stun_addr = addr("198.51.100.1:3478");
+    net.add_node("stun", StunServer::default(), &[stun_addr]);
 
     let mut alice_config = seeded_config(seed);
     alice_config.ice_servers = vec![IceServer::url(format!("stun:{stun_addr}"))];
@@ -46,24 +54,22 @@ fn main() -> ExitCode {
         .expect("video");
     let bob = PeerConnection::new(seeded_config(seed + 1), net.now()).expect("bob");
 
-    let a = net.add_peer(
-        "alice",
-        alice,
-        &[
-            "10.0.0.1:5000".parse().expect("addr"),
-            "[2001:db8::1]:5000".parse().expect("addr"),
-        ],
-    );
-    let b = net.add_peer("bob", bob, &["10.0.0.2:6000".parse().expect("addr")]);
+    let alice_private = addr("192.168.1.10:5000");
+    let alice_public = addr("203.0.113.1:40000");
+    let a = net.add_peer("alice", alice, &[alice_private]);
+    let b = net.add_peer("bob", bob, &[addr("198.51.100.2:6000")]);
+    net.add_nat(alice_private, alice_public);
     net.trickle(a, b, Duration::from_millis(50));
     net.trickle(b, a, Duration::from_millis(50));
 
     println!(
-        "sansrtc simulation: seed {seed}, {:.0} % loss, 20-40 ms one-way latency\n",
+        "sansrtc simulation: seed {seed}, {:.0} % loss, 20-40 ms one-way latency, \
+         alice {alice_private} behind NAT {alice_public}\n",
         loss * 100.0
     );
     if let Err(e) = net.negotiate(a, b) {
-        eprintln!("negotiation failed: {e}");
+        println!("{}", net.timeline_text());
+        println!("negotiation failed: {e}");
         return ExitCode::FAILURE;
     }
     let connected = net.run_until(Duration::from_secs(30), |n| n.connected(a, b));
@@ -71,18 +77,16 @@ fn main() -> ExitCode {
     if connected {
         net.run_for(Duration::from_secs(10));
     }
-    for line in net.timeline() {
-        println!("{line}");
-    }
+    println!("{}", net.timeline_text());
     let s = &net.stats;
     println!(
-        "\nnetwork: {} datagrams sent ({} STUN), {} delivered, {} lost, {} duplicated",
-        s.sent, s.stun, s.delivered, s.lost, s.duplicated
+        "\nnetwork: {} datagrams sent ({} STUN), {} delivered, {} lost, {} unroutable, {} signaling messages",
+        s.sent, s.stun, s.delivered, s.lost, s.unroutable, s.signaling_messages
     );
     for (id, name) in [(a, "alice"), (b, "bob")] {
         let st = net.peer(id).stats();
         println!(
-            "{name}: {} checks sent, {} retransmits, {} requests answered, {} responses",
+            "{name}: {} checks sent, {} retransmits, {} requests answered, {} responses received",
             st.ice.checks_sent,
             st.ice.retransmits,
             st.ice.requests_answered,
@@ -94,11 +98,31 @@ fn main() -> ExitCode {
         net.elapsed().as_secs_f64(),
         wall.elapsed().as_secs_f64() * 1000.0
     );
-    if !net.connected(a, b) {
-        println!("NOT CONNECTED");
+    if !connected {
+        println!("NOT CONNECTED within 30 s");
         return ExitCode::FAILURE;
     }
-    let pair = net.peer(a).selected_pair().expect("pair");
-    println!("connected: alice {} <-> bob {}", pair.local, pair.remote);
-    ExitCode::SUCCESS
+    let (Some(pa), Some(pb)) = (net.peer(a).selected_pair(), net.peer(b).selected_pair()) else {
+        println!("connected without a selected pair");
+        return ExitCode::FAILURE;
+    };
+    println!(
+        "selected pair: alice {} (seen by bob as {}) <-> bob {}",
+        pa.local, pb.remote, pa.remote
+    );
+    let states = [a, b].map(|n| {
+        let p = net.peer(n);
+        (p.ice_connection_state(), p.connection_state())
+    });
+    println!(
+        "final states: alice {:?}/{:?}, bob {:?}/{:?}",
+        states[0].0, states[0].1, states[1].0, states[1].1
+    );
+    if net.connected(a, b) {
+        ExitCode::SUCCESS
+    } else {
+        // Connected, then lost consent responses to loss at the very end.
+        println!("connected, but not connected at the end");
+        ExitCode::FAILURE
+    }
 }

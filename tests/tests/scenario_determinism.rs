@@ -1,5 +1,6 @@
 //! Determinism: the same seed and script give the identical event sequence with identical
-//! virtual timestamps (and the same network counters); another seed gives another one.
+//! virtual timestamps, the same timeline (every STUN datagram included) and the same
+//! network counters; another seed gives another one.
 
 use std::time::Duration;
 
@@ -7,9 +8,11 @@ use sansrtc_tests::{LoggedEvent, NetStats, Network};
 
 fn run(seed: u64) -> (Vec<LoggedEvent>, NetStats, Vec<String>) {
     let mut net = Network::new(seed);
+    net.log_stun = true;
     net.conditions.loss = 0.2;
     net.conditions.jitter = Duration::from_millis(30);
     net.conditions.duplicate = 0.05;
+    net.conditions.reorder = 0.1;
     let (a, b) = net.two_peers(
         seed,
         &[

@@ -1,10 +1,12 @@
 //! Renegotiation, as the seed's "modifying the session": after connecting, bob adds a track
 //! and gets negotiation-needed, offers, alice answers; the m-line count grows, the old
 //! m-lines keep their mids, the connection stays up throughout. Then a transceiver is
-//! stopped (its m-line goes to port 0) and a new one recycles the slot.
+//! stopped (its m-line goes to port 0) and a new one recycles the slot. Neither side ever
+//! leaves `connected` and no signaling message is rejected.
 
 use std::time::Duration;
 
+use sansrtc::peer::ConnectionState;
 use sansrtc::sdp::Sdp;
 use sansrtc::{Event, MediaKind, SignalingState};
 use sansrtc_tests::Network;
@@ -97,4 +99,18 @@ fn add_then_stop_and_recycle() {
     assert_ne!(m[2].1, 0);
     net.run_for(Duration::from_secs(5));
     assert!(net.connected(a, b));
+    for n in [a, b] {
+        let states = net.connection_states(n);
+        let after_connect: Vec<_> = states
+            .iter()
+            .skip_while(|(_, s)| *s != ConnectionState::Connected)
+            .map(|(_, s)| *s)
+            .collect();
+        assert_eq!(after_connect, [ConnectionState::Connected], "{states:?}");
+    }
+    assert!(
+        net.signaling_errors().is_empty(),
+        "{:?}",
+        net.signaling_errors()
+    );
 }

@@ -10,8 +10,9 @@ use sansrtc_tests::{seeded_config, Network, StunServer};
 #[test]
 fn srflx_candidate_is_gathered_and_used() {
     let mut net = Network::new(5);
+    net.log_stun = true;
     let stun = "198.51.100.1:3478".parse().expect("addr");
-    net.add_node("stun", Box::new(StunServer::default()), &[stun]);
+    let server = net.add_node("stun", StunServer::default(), &[stun]);
     let mut alice = seeded_config(5);
     alice.ice_servers = vec![IceServer::url(format!("stun:{stun}"))];
     let inside = "10.0.0.1:5000".parse().expect("addr");
@@ -48,4 +49,13 @@ fn srflx_candidate_is_gathered_and_used() {
     );
     let pair = net.peer(b).selected_pair().expect("pair");
     assert_eq!(pair.remote, public);
+    let pair = net.peer(a).selected_pair().expect("pair");
+    assert_eq!(pair.local, inside, "alice sends from her own socket");
+    assert!(net
+        .timeline()
+        .iter()
+        .any(|l| l.contains("alice  binding request 10.0.0.1:5000 -> 198.51.100.1:3478")));
+    assert!(net.timeline().iter().any(|l| l.contains("stun   response")));
+    let answered = net.node_mut::<StunServer>(server).expect("server").answered;
+    assert!(answered >= 1);
 }

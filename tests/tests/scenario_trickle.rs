@@ -1,13 +1,13 @@
-//! Trickled candidates versus all-at-once: with trickle the descriptions carry no
-//! candidates and they arrive later as JSON `RTCIceCandidateInit`s (with a signaling
-//! delay); all-at-once waits for gathering to complete and sends descriptions that contain
-//! every candidate and `a=end-of-candidates`. Both connect.
+//! Trickled candidates versus all-at-once. With trickle the offer and answer travel as
+//! created, with no candidates, and every candidate follows as its own JSON
+//! `RTCIceCandidateInit` over a 200 ms signaling channel (the remote description then
+//! grows them). All-at-once waits until gathering is complete and sends
+//! `local_description()`, which lists every candidate and `a=end-of-candidates`, and no
+//! candidate message is sent. Both connect.
 
 use std::time::Duration;
 
-use sansrtc::peer::IceGatheringState;
 use sansrtc::sdp::Sdp;
-use sansrtc::OfferOptions;
 use sansrtc_tests::Network;
 
 #[test]
@@ -24,15 +24,21 @@ fn trickle_connects() {
     assert!(
         net.run_until(Duration::from_secs(5), |n| n.connected(a, b)),
         "{}",
-        net.timeline().join("\n")
+        net.timeline_text()
     );
+    let sent = net.sent_descriptions();
+    assert_eq!(sent.len(), 2);
+    assert!(sent.iter().all(|d| d.candidate_count() == 0), "{sent:?}");
+    // Two descriptions plus, each way, one host candidate and end-of-candidates.
+    assert!(net.stats.signaling_messages >= 6, "{:?}", net.stats);
     // The candidates went through signaling: bob's remote description grew them.
     let remote = net.peer(b).remote_description().expect("remote");
+    let remote = Sdp::parse(&remote.sdp).expect("sdp");
+    assert_eq!(remote.media[0].candidates.len(), 1);
     assert!(
-        Sdp::parse(&remote.sdp).expect("sdp").media[0]
-            .candidates
-            .len()
-            == 1
+        net.signaling_errors().is_empty(),
+        "{:?}",
+        net.signaling_errors()
     );
 }
 
@@ -44,35 +50,26 @@ fn all_at_once_connects() {
         &["10.0.0.1:5000".parse().expect("addr")],
         &["10.0.0.2:6000".parse().expect("addr")],
     );
-    let now = net.now();
-    let offer = net
-        .peer(a)
-        .create_offer(OfferOptions::default())
-        .expect("offer");
-    net.peer(a)
-        .set_local_description(now, offer)
-        .expect("local");
-    assert!(
-        net.run_until(Duration::from_secs(10), |n| n.peer(a).ice_gathering_state()
-            == IceGatheringState::Complete)
-    );
-    let full = net.peer(a).local_description().expect("local");
-    let parsed = Sdp::parse(&full.sdp).expect("sdp");
-    assert!(parsed.media[0].end_of_candidates && !parsed.media[0].candidates.is_empty());
-    net.send_description(a, b).expect("offer to bob");
-    let answer = net.peer(b).create_answer().expect("answer");
-    let now = net.now();
-    net.peer(b)
-        .set_local_description(now, answer)
-        .expect("local");
-    assert!(
-        net.run_until(Duration::from_secs(10), |n| n.peer(b).ice_gathering_state()
-            == IceGatheringState::Complete)
-    );
-    net.send_description(b, a).expect("answer to alice");
+    net.signaling_delay(a, b, Duration::from_millis(200));
+    net.signaling_delay(b, a, Duration::from_millis(200));
+    net.negotiate(a, b).expect("negotiate");
     assert!(
         net.run_until(Duration::from_secs(5), |n| n.connected(a, b)),
         "{}",
-        net.timeline().join("\n")
+        net.timeline_text()
+    );
+    assert_eq!(net.stats.signaling_messages, 2, "only the two descriptions");
+    for sent in net.sent_descriptions() {
+        let sdp = Sdp::parse(&sent.description.sdp).expect("sdp");
+        assert!(
+            sdp.media[0].end_of_candidates && sdp.media[0].candidates.len() == 1,
+            "{}",
+            sent.description.sdp
+        );
+    }
+    assert!(
+        net.signaling_errors().is_empty(),
+        "{:?}",
+        net.signaling_errors()
     );
 }

@@ -68,6 +68,8 @@ pub struct DtlsConfig {
     pub initial_retransmit: Duration,
     /// Flights sent before giving up.
     pub max_retransmits: u32,
+    /// Ceiling of the doubling retransmission timeout (RFC 6347 suggests 60 s).
+    pub max_retransmit_timeout: Duration,
     /// Server: demand a HelloVerifyRequest cookie round trip first.
     pub require_cookie: bool,
 }
@@ -79,6 +81,7 @@ impl Default for DtlsConfig {
             mtu: 1200,
             initial_retransmit: Duration::from_secs(1),
             max_retransmits: 7,
+            max_retransmit_timeout: Duration::from_secs(60),
             require_cookie: true,
         }
     }
@@ -615,7 +618,8 @@ impl DtlsEndpoint {
         }
         self.retransmits += 1;
         self.stats.retransmits += 1;
-        self.retransmit_timeout = (self.retransmit_timeout * 2).min(Duration::from_secs(60));
+        self.retransmit_timeout =
+            (self.retransmit_timeout * 2).min(self.config.max_retransmit_timeout);
         self.transmit_flight();
         self.last_flight_sent = Some(now);
         self.retransmit_at = Some(now + self.retransmit_timeout);

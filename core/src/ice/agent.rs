@@ -834,6 +834,7 @@ impl IceAgent {
             Class::Success | Class::Error => self.handle_response(now, local, remote, raw),
             Class::Indication => {} // keepalive indications need no answer
         }
+        self.schedule_nomination(now);
         self.update_state(now);
         true
     }
@@ -1205,6 +1206,7 @@ impl IceAgent {
                 }
             }
         }
+        self.schedule_nomination(now);
         // Consent freshness.
         if self.next_consent.is_some_and(|d| now >= d) {
             if let Some(sel) = self.selected {
@@ -1215,6 +1217,24 @@ impl IceAgent {
             self.schedule_consent(now);
         }
         self.update_state(now);
+    }
+
+    /// A controlling agent with a succeeded pair and nothing selected nominates soon, also
+    /// when it became controlling only after the pair succeeded (role conflict).
+    fn schedule_nomination(&mut self, now: Instant) {
+        let waiting = self.controlling
+            && self.selected.is_none()
+            && self.nominate_at.is_none()
+            && self.pairs.iter().any(|p| p.state == PairState::Succeeded)
+            && !self.transactions.iter().any(|t| {
+                t.kind
+                    == TxKind::Check {
+                        use_candidate: true,
+                    }
+            });
+        if waiting && self.nomination_attempts < MAX_NOMINATIONS {
+            self.nominate_at = Some(now + NOMINATION_WAIT);
+        }
     }
 
     /// Recompute the connection state from pairs and consent.

@@ -687,7 +687,8 @@ impl PeerConnection {
             require_cookie: false,
             // ICE already measured that the path works: retransmit sooner than RFC 6347's 1 s.
             initial_retransmit: std::time::Duration::from_millis(400),
-            max_retransmits: 10,
+            max_retransmits: 12,
+            max_retransmit_timeout: std::time::Duration::from_secs(3),
         };
         let mut dtls = DtlsEndpoint::new(role, &self.certificate, fingerprint, config, now);
         for d in std::mem::take(&mut self.early_dtls) {
