@@ -163,6 +163,11 @@ impl Candidate {
             return Err(CandidateError::TooLong);
         }
         let t = text.trim();
+        // Only visible ASCII and spaces: no control characters that would not survive a
+        // write and re-parse (found by fuzzing).
+        if !t.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
+            return Err(CandidateError::Invalid("characters"));
+        }
         let t = t.strip_prefix("a=").unwrap_or(t);
         let t = t.strip_prefix("candidate:").unwrap_or(t);
         let mut it = t.split(' ').filter(|s| !s.is_empty());
