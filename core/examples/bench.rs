@@ -26,49 +26,86 @@ fn packet(seq: u16) -> Vec<u8> {
 fn report(name: &str, n: u32, elapsed: Duration) {
     let pps = f64::from(n) / elapsed.as_secs_f64();
     let gbps = pps * (PACKET as f64) * 8.0 / 1e9;
-    println!("{name:<44} {:>10.0} packets/s {:>7.2} Gbit/s {:>8.0} ns/packet", pps, gbps, 1e9 / pps);
+    println!(
+        "{name:<44} {:>10.0} packets/s {:>7.2} Gbit/s {:>8.0} ns/packet",
+        pps,
+        gbps,
+        1e9 / pps
+    );
 }
 
 fn bench_srtp(profile: SrtpProfile) {
-    let material: Vec<u8> = (0..profile.keying_material_len()).map(|i| i as u8).collect();
-    let (mut tx, _) = SrtpContext::pair_from_keying_material(profile, &material, true).expect("keys");
-    let (_, mut rx) = SrtpContext::pair_from_keying_material(profile, &material, false).expect("keys");
+    let material: Vec<u8> = (0..profile.keying_material_len())
+        .map(|i| i as u8)
+        .collect();
+    let (mut tx, _) =
+        SrtpContext::pair_from_keying_material(profile, &material, true).expect("keys");
+    let (_, mut rx) =
+        SrtpContext::pair_from_keying_material(profile, &material, false).expect("keys");
     // Pre-protect a window of packets so unprotect measures only unprotect.
     let mut sealed: Vec<(Vec<u8>, usize)> = (0..ROUNDS).map(|i| (packet(i as u16), 0)).collect();
     let start = Instant::now();
     for (p, n) in &mut sealed {
         *n = tx.protect_rtp(p, PACKET).expect("protect");
     }
-    report(&format!("SRTP protect   {profile:?}"), ROUNDS, start.elapsed());
+    report(
+        &format!("SRTP protect   {profile:?}"),
+        ROUNDS,
+        start.elapsed(),
+    );
     let start = Instant::now();
     for (p, n) in &mut sealed {
         rx.unprotect_rtp(p, *n).expect("unprotect");
     }
-    report(&format!("SRTP unprotect {profile:?}"), ROUNDS, start.elapsed());
+    report(
+        &format!("SRTP unprotect {profile:?}"),
+        ROUNDS,
+        start.elapsed(),
+    );
 }
 
 fn bench_raw_gcm() {
     use ring::aead;
-    let key = aead::LessSafeKey::new(aead::UnboundKey::new(&aead::AES_128_GCM, &[7u8; 16]).expect("key"));
+    let key =
+        aead::LessSafeKey::new(aead::UnboundKey::new(&aead::AES_128_GCM, &[7u8; 16]).expect("key"));
     let mut buf = vec![0u8; PACKET - 12];
     let start = Instant::now();
     for i in 0..ROUNDS {
         let mut nonce = [0u8; 12];
         nonce[8..].copy_from_slice(&i.to_be_bytes());
-        let _ = key.seal_in_place_separate_tag(aead::Nonce::assume_unique_for_key(nonce), aead::Aad::from(&[0u8; 12]), &mut buf);
+        let _ = key.seal_in_place_separate_tag(
+            aead::Nonce::assume_unique_for_key(nonce),
+            aead::Aad::from(&[0u8; 12]),
+            &mut buf,
+        );
     }
     report("ring AES-128-GCM seal (the floor)", ROUNDS, start.elapsed());
 }
 
 fn bench_dtls() {
     let runs = 50u32;
-    let (ca, cb) = (Certificate::generate().expect("cert"), Certificate::generate().expect("cert"));
+    let (ca, cb) = (
+        Certificate::generate().expect("cert"),
+        Certificate::generate().expect("cert"),
+    );
     let mut total = Duration::ZERO;
     for _ in 0..runs {
         let now = Instant::now();
         let start = Instant::now();
-        let mut a = DtlsEndpoint::new(DtlsRole::Client, &ca, cb.fingerprint().clone(), DtlsConfig::default(), now);
-        let mut b = DtlsEndpoint::new(DtlsRole::Server, &cb, ca.fingerprint().clone(), DtlsConfig::default(), now);
+        let mut a = DtlsEndpoint::new(
+            DtlsRole::Client,
+            &ca,
+            cb.fingerprint().clone(),
+            DtlsConfig::default(),
+            now,
+        );
+        let mut b = DtlsEndpoint::new(
+            DtlsRole::Server,
+            &cb,
+            ca.fingerprint().clone(),
+            DtlsConfig::default(),
+            now,
+        );
         let mut buf = [0u8; 2048];
         let mut done = 0;
         while done < 2 {

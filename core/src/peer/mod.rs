@@ -270,6 +270,16 @@ impl PeerConnection {
             .as_ref()
             .map(DtlsEndpoint::stats)
             .unwrap_or_default();
+        s.srtp_in = self
+            .srtp_in
+            .as_ref()
+            .map(SrtpContext::stats)
+            .unwrap_or_default();
+        s.srtp_out = self
+            .srtp_out
+            .as_ref()
+            .map(SrtpContext::stats)
+            .unwrap_or_default();
         s
     }
 
