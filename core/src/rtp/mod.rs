@@ -5,6 +5,10 @@
 //! extensions into a caller's buffer. RTCP is classified and the feedback the media layer
 //! acts on (PLI, FIR) is recognized; the full RTCP packet set is future work.
 
+pub mod rtcp;
+
+pub use rtcp::{ReportBlock, RtcpError, RtcpPacket, SdesChunk};
+
 /// An RTP header view over a packet.
 #[derive(Debug, Clone, Copy)]
 pub struct RtpHeader<'a> {
