@@ -264,10 +264,16 @@ impl RtcpPacket {
                 RtcpPacket::Sdes(chunks)
             }
             (203, _) => {
-                let ssrcs = (0..n).map(|i| u32_at(body, 4 * i)).collect::<Result<Vec<_>, _>>()?;
+                let ssrcs = (0..n)
+                    .map(|i| u32_at(body, 4 * i))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let rest = body.get(4 * n..).unwrap_or_default();
                 let reason = match rest.first() {
-                    Some(&l) if l > 0 => Some(rest.get(1..1 + usize::from(l)).ok_or(RtcpError::Malformed)?.to_vec()),
+                    Some(&l) if l > 0 => Some(
+                        rest.get(1..1 + usize::from(l))
+                            .ok_or(RtcpError::Malformed)?
+                            .to_vec(),
+                    ),
                     _ => None,
                 };
                 RtcpPacket::Bye { ssrcs, reason }
@@ -287,7 +293,15 @@ impl RtcpPacket {
                 RtcpPacket::Nack {
                     sender: u32_at(body, 0)?,
                     media: u32_at(body, 4)?,
-                    pairs: fci.chunks_exact(4).map(|c| (u16::from_be_bytes([c[0], c[1]]), u16::from_be_bytes([c[2], c[3]]))).collect(),
+                    pairs: fci
+                        .chunks_exact(4)
+                        .map(|c| {
+                            (
+                                u16::from_be_bytes([c[0], c[1]]),
+                                u16::from_be_bytes([c[2], c[3]]),
+                            )
+                        })
+                        .collect(),
                 }
             }
             (205, 15) => RtcpPacket::TransportCc {
@@ -303,14 +317,21 @@ impl RtcpPacket {
                 let fci = body.get(8..).ok_or(RtcpError::Malformed)?;
                 RtcpPacket::Fir {
                     sender: u32_at(body, 0)?,
-                    entries: fci.chunks_exact(8).map(|c| (u32::from_be_bytes([c[0], c[1], c[2], c[3]]), c[4])).collect(),
+                    entries: fci
+                        .chunks_exact(8)
+                        .map(|c| (u32::from_be_bytes([c[0], c[1], c[2], c[3]]), c[4]))
+                        .collect(),
                 }
             }
             (206, 15) if body.get(8..12) == Some(b"REMB") => {
                 let num = usize::from(*body.get(12).ok_or(RtcpError::Malformed)?);
                 let exp = body.get(13).ok_or(RtcpError::Malformed)? >> 2;
-                let mantissa = (u64::from(body[13] & 3) << 16) | (u64::from(*body.get(14).ok_or(RtcpError::Malformed)?) << 8) | u64::from(*body.get(15).ok_or(RtcpError::Malformed)?);
-                let ssrcs = (0..num).map(|i| u32_at(body, 16 + 4 * i)).collect::<Result<Vec<_>, _>>()?;
+                let mantissa = (u64::from(body[13] & 3) << 16)
+                    | (u64::from(*body.get(14).ok_or(RtcpError::Malformed)?) << 8)
+                    | u64::from(*body.get(15).ok_or(RtcpError::Malformed)?);
+                let ssrcs = (0..num)
+                    .map(|i| u32_at(body, 16 + 4 * i))
+                    .collect::<Result<Vec<_>, _>>()?;
                 RtcpPacket::Remb {
                     sender: u32_at(body, 0)?,
                     bitrate: mantissa << exp,
@@ -337,15 +358,28 @@ impl RtcpPacket {
         let reports = |b: &mut Vec<u8>, rs: &[ReportBlock]| {
             for r in rs {
                 b.extend_from_slice(&r.ssrc.to_be_bytes());
-                let lost = (u32::from(r.fraction_lost) << 24) | (r.cumulative_lost as u32 & 0x00FF_FFFF);
+                let lost =
+                    (u32::from(r.fraction_lost) << 24) | (r.cumulative_lost as u32 & 0x00FF_FFFF);
                 b.extend_from_slice(&lost.to_be_bytes());
-                for v in [r.highest_sequence, r.jitter, r.last_sr, r.delay_since_last_sr] {
+                for v in [
+                    r.highest_sequence,
+                    r.jitter,
+                    r.last_sr,
+                    r.delay_since_last_sr,
+                ] {
                     b.extend_from_slice(&v.to_be_bytes());
                 }
             }
         };
         let (count, pt): (usize, u8) = match self {
-            RtcpPacket::SenderReport { ssrc, ntp, rtp_timestamp, packets, octets, reports: rs } => {
+            RtcpPacket::SenderReport {
+                ssrc,
+                ntp,
+                rtp_timestamp,
+                packets,
+                octets,
+                reports: rs,
+            } => {
                 put(&mut body, *ssrc);
                 put(&mut body, (*ntp >> 32) as u32);
                 put(&mut body, *ntp as u32);
@@ -394,7 +428,12 @@ impl RtcpPacket {
                 }
                 (ssrcs.len(), 203)
             }
-            RtcpPacket::App { subtype, ssrc, name, data } => {
+            RtcpPacket::App {
+                subtype,
+                ssrc,
+                name,
+                data,
+            } => {
                 if data.len() % 4 != 0 {
                     return Err(RtcpError::Malformed);
                 }
@@ -403,7 +442,11 @@ impl RtcpPacket {
                 body.extend_from_slice(data);
                 (usize::from(*subtype), 204)
             }
-            RtcpPacket::Nack { sender, media, pairs } => {
+            RtcpPacket::Nack {
+                sender,
+                media,
+                pairs,
+            } => {
                 put(&mut body, *sender);
                 put(&mut body, *media);
                 for (pid, blp) in pairs {
@@ -435,7 +478,11 @@ impl RtcpPacket {
                 }
                 (4, 206)
             }
-            RtcpPacket::Remb { sender, bitrate, ssrcs } => {
+            RtcpPacket::Remb {
+                sender,
+                bitrate,
+                ssrcs,
+            } => {
                 put(&mut body, *sender);
                 put(&mut body, 0);
                 body.extend_from_slice(b"REMB");
@@ -464,7 +511,11 @@ impl RtcpPacket {
                 body.extend_from_slice(blocks);
                 (0, 207)
             }
-            RtcpPacket::Unknown { count, packet_type, body: b } => {
+            RtcpPacket::Unknown {
+                count,
+                packet_type,
+                body: b,
+            } => {
                 if b.len() % 4 != 0 {
                     return Err(RtcpError::Malformed);
                 }
@@ -523,12 +574,22 @@ mod tests {
                     octets: u32::arbitrary(g),
                     reports: (0..small(g)).map(|_| block(g)).collect(),
                 },
-                1 => RtcpPacket::ReceiverReport { ssrc: u32::arbitrary(g), reports: (0..small(g)).map(|_| block(g)).collect() },
+                1 => RtcpPacket::ReceiverReport {
+                    ssrc: u32::arbitrary(g),
+                    reports: (0..small(g)).map(|_| block(g)).collect(),
+                },
                 2 => RtcpPacket::Sdes(
                     (0..small(g))
                         .map(|_| SdesChunk {
                             ssrc: u32::arbitrary(g),
-                            items: (0..small(g)).map(|_| (1 + u8::arbitrary(g) % 8, Vec::<u8>::arbitrary(g).into_iter().take(40).collect())).collect(),
+                            items: (0..small(g))
+                                .map(|_| {
+                                    (
+                                        1 + u8::arbitrary(g) % 8,
+                                        Vec::<u8>::arbitrary(g).into_iter().take(40).collect(),
+                                    )
+                                })
+                                .collect(),
                         })
                         .collect(),
                 ),
@@ -536,17 +597,51 @@ mod tests {
                     ssrcs: (0..small(g)).map(|_| u32::arbitrary(g)).collect(),
                     reason: bool::arbitrary(g).then(|| b"bye".to_vec()),
                 },
-                4 => RtcpPacket::Nack { sender: u32::arbitrary(g), media: u32::arbitrary(g), pairs: (0..small(g)).map(|_| (u16::arbitrary(g), u16::arbitrary(g))).collect() },
-                5 => RtcpPacket::Pli { sender: u32::arbitrary(g), media: u32::arbitrary(g) },
-                6 => RtcpPacket::Fir { sender: u32::arbitrary(g), entries: (0..small(g)).map(|_| (u32::arbitrary(g), u8::arbitrary(g))).collect() },
+                4 => RtcpPacket::Nack {
+                    sender: u32::arbitrary(g),
+                    media: u32::arbitrary(g),
+                    pairs: (0..small(g))
+                        .map(|_| (u16::arbitrary(g), u16::arbitrary(g)))
+                        .collect(),
+                },
+                5 => RtcpPacket::Pli {
+                    sender: u32::arbitrary(g),
+                    media: u32::arbitrary(g),
+                },
+                6 => RtcpPacket::Fir {
+                    sender: u32::arbitrary(g),
+                    entries: (0..small(g))
+                        .map(|_| (u32::arbitrary(g), u8::arbitrary(g)))
+                        .collect(),
+                },
                 7 => {
                     let m = u64::from(u32::arbitrary(g) & 0x3_FFFF);
-                    RtcpPacket::Remb { sender: u32::arbitrary(g), bitrate: m << (u8::arbitrary(g) % 20), ssrcs: (0..small(g)).map(|_| u32::arbitrary(g)).collect() }
+                    RtcpPacket::Remb {
+                        sender: u32::arbitrary(g),
+                        bitrate: m << (u8::arbitrary(g) % 20),
+                        ssrcs: (0..small(g)).map(|_| u32::arbitrary(g)).collect(),
+                    }
                 }
-                8 => RtcpPacket::TransportCc { sender: u32::arbitrary(g), media: u32::arbitrary(g), fci: words(g) },
-                9 => RtcpPacket::Xr { ssrc: u32::arbitrary(g), blocks: words(g) },
-                10 => RtcpPacket::App { subtype: u8::arbitrary(g) % 32, ssrc: u32::arbitrary(g), name: *b"test", data: words(g) },
-                _ => RtcpPacket::Unknown { count: u8::arbitrary(g) % 32, packet_type: 210 + u8::arbitrary(g) % 10, body: words(g) },
+                8 => RtcpPacket::TransportCc {
+                    sender: u32::arbitrary(g),
+                    media: u32::arbitrary(g),
+                    fci: words(g),
+                },
+                9 => RtcpPacket::Xr {
+                    ssrc: u32::arbitrary(g),
+                    blocks: words(g),
+                },
+                10 => RtcpPacket::App {
+                    subtype: u8::arbitrary(g) % 32,
+                    ssrc: u32::arbitrary(g),
+                    name: *b"test",
+                    data: words(g),
+                },
+                _ => RtcpPacket::Unknown {
+                    count: u8::arbitrary(g) % 32,
+                    packet_type: 210 + u8::arbitrary(g) % 10,
+                    body: words(g),
+                },
             };
             AnyRtcp(p)
         }
@@ -555,13 +650,21 @@ mod tests {
     /// REMB keeps 18 mantissa bits: normalize the expected bitrate the same way.
     fn normalized(p: &RtcpPacket) -> RtcpPacket {
         match p {
-            RtcpPacket::Remb { sender, bitrate, ssrcs } => {
+            RtcpPacket::Remb {
+                sender,
+                bitrate,
+                ssrcs,
+            } => {
                 let (mut m, mut e) = (*bitrate, 0);
                 while m > 0x3_FFFF {
                     m >>= 1;
                     e += 1;
                 }
-                RtcpPacket::Remb { sender: *sender, bitrate: m << e, ssrcs: ssrcs.clone() }
+                RtcpPacket::Remb {
+                    sender: *sender,
+                    bitrate: m << e,
+                    ssrcs: ssrcs.clone(),
+                }
             }
             other => other.clone(),
         }
@@ -578,11 +681,15 @@ mod tests {
                     Err(_) => return false,
                 }
             }
-            let parsed: Result<Vec<RtcpPacket>, _> = RtcpPacket::parse_compound(&buf[..len]).collect();
-            let expected: Vec<RtcpPacket> = packets.iter().take(8).map(|p| normalized(&p.0)).collect();
+            let parsed: Result<Vec<RtcpPacket>, _> =
+                RtcpPacket::parse_compound(&buf[..len]).collect();
+            let expected: Vec<RtcpPacket> =
+                packets.iter().take(8).map(|p| normalized(&p.0)).collect();
             parsed.as_ref() == Ok(&expected)
         }
-        QuickCheck::new().tests(500).quickcheck(prop as fn(Vec<AnyRtcp>) -> bool);
+        QuickCheck::new()
+            .tests(500)
+            .quickcheck(prop as fn(Vec<AnyRtcp>) -> bool);
     }
 
     #[test]
@@ -591,23 +698,46 @@ mod tests {
             let _ = RtcpPacket::parse_compound(&data).count();
             true
         }
-        QuickCheck::new().tests(3000).quickcheck(prop as fn(Vec<u8>) -> bool);
+        QuickCheck::new()
+            .tests(3000)
+            .quickcheck(prop as fn(Vec<u8>) -> bool);
     }
 
     #[test]
     fn byte_fixture_receiver_report_and_pli() {
         // RR from 0x01020304 about 0x0A0B0C0D: 1 lost (fraction 0x10), highest 0x1234.
         let rr = [
-            0x81, 201, 0, 7, 1, 2, 3, 4, 0x0A, 0x0B, 0x0C, 0x0D, 0x10, 0, 0, 1, 0, 0, 0x12, 0x34, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0,
+            0x81, 201, 0, 7, 1, 2, 3, 4, 0x0A, 0x0B, 0x0C, 0x0D, 0x10, 0, 0, 1, 0, 0, 0x12, 0x34,
+            0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0,
         ];
         let (p, used) = RtcpPacket::parse_one(&rr).expect("rr");
         assert_eq!(used, 32);
-        let RtcpPacket::ReceiverReport { ssrc, reports } = p else { panic!("not RR") };
+        let RtcpPacket::ReceiverReport { ssrc, reports } = p else {
+            panic!("not RR")
+        };
         assert_eq!(ssrc, 0x0102_0304);
-        assert_eq!((reports[0].fraction_lost, reports[0].cumulative_lost, reports[0].highest_sequence, reports[0].jitter), (0x10, 1, 0x1234, 5));
+        assert_eq!(
+            (
+                reports[0].fraction_lost,
+                reports[0].cumulative_lost,
+                reports[0].highest_sequence,
+                reports[0].jitter
+            ),
+            (0x10, 1, 0x1234, 5)
+        );
         assert!(RtcpPacket::parse_one(&rr[..31]).is_err(), "truncated");
-        let remb = [0x8F, 206, 0, 5, 0, 0, 0, 1, 0, 0, 0, 0, b'R', b'E', b'M', b'B', 1, 0x0A, 0x12, 0x34, 0, 0, 0, 7];
+        let remb = [
+            0x8F, 206, 0, 5, 0, 0, 0, 1, 0, 0, 0, 0, b'R', b'E', b'M', b'B', 1, 0x0A, 0x12, 0x34,
+            0, 0, 0, 7,
+        ];
         let (p, _) = RtcpPacket::parse_one(&remb).expect("remb");
-        assert_eq!(p, RtcpPacket::Remb { sender: 1, bitrate: 0x21234 << 2, ssrcs: vec![7] });
+        assert_eq!(
+            p,
+            RtcpPacket::Remb {
+                sender: 1,
+                bitrate: 0x21234 << 2,
+                ssrcs: vec![7]
+            }
+        );
     }
 }
