@@ -2,13 +2,15 @@
 //! video packets (SRTP, AES-GCM by default) reach bob under 5 % loss with payloads intact
 //! and bob gets a `Track` per transceiver; then alice adds a track after the connection is
 //! up, renegotiates, and the new track's packets arrive on bob's new transceiver. A keyframe
-//! request from bob reaches alice as `KeyframeRequest`.
+//! request from bob reaches alice as `KeyframeRequest`; sender and receiver reports flow
+//! and give alice the RTT; `close()` sends RTCP BYE.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
 use sansrtc::media::RtpPacket;
+use sansrtc::rtp::RtcpPacket;
 use sansrtc::{Event, MediaKind, TransceiverId};
 use sansrtc_tests::{Network, NodeId};
 
@@ -85,6 +87,23 @@ fn media_under_loss_and_after_renegotiation() {
     }
     let s = net.peer(b).stats();
     assert_eq!(s.srtp_in.auth_failures, 0);
+    // Sender reports went out on the RFC 3550 schedule, bob answered with receiver
+    // reports, and alice measured the round trip from LSR/DLSR (2 x 10 ms latency).
+    let srs = net
+        .events_of(b)
+        .filter_map(|e| match e {
+            Event::Rtcp(p) => Some(p.clone()),
+            _ => None,
+        })
+        .flat_map(|p| RtcpPacket::parse_compound(&p).flatten().collect::<Vec<_>>())
+        .filter(|p| matches!(p, RtcpPacket::SenderReport { packets, .. } if *packets > 0))
+        .count();
+    assert!(srs >= 3, "bob got {srs} sender reports in 6 s");
+    let rtt = net.peer(a).rtt().expect("rtt measured");
+    assert!(
+        rtt >= Duration::from_millis(19) && rtt <= Duration::from_millis(25),
+        "rtt {rtt:?}"
+    );
 
     // Keyframe request from bob reaches alice.
     let video_b = net

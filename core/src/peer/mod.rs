@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::dtls::cert::{Certificate, Fingerprint};
 use crate::dtls::{DtlsConfig, DtlsEndpoint, DtlsEvent, DtlsRole, DtlsState, DtlsStats};
 use crate::ice::{Candidate, CandidateAddress, IceAgent, IceEvent, IceStats};
+use crate::media::reports::{ntp_time, ReceiveCounters, RttEstimator, SendCounters};
 use crate::media::{Direction, MediaKind, Transceiver, TransceiverId, TransceiverInit};
 use crate::media::{RtpPacket, TrackInfo};
 use crate::rng::Rng;
@@ -107,6 +108,12 @@ pub struct PeerConnection {
     ssrc_map: std::collections::HashMap<u32, TransceiverId>,
     announced_tracks: Vec<TransceiverId>,
     scratch: Vec<u8>,
+    rng: Rng,
+    clock_origin: (Instant, std::time::SystemTime),
+    send_counters: std::collections::HashMap<u32, SendCounters>,
+    recv_counters: std::collections::HashMap<u32, ReceiveCounters>,
+    rtt: RttEstimator,
+    next_report: Option<Instant>,
 }
 
 impl PeerConnection {
@@ -151,7 +158,16 @@ impl PeerConnection {
             ssrc_map: std::collections::HashMap::new(),
             announced_tracks: Vec::new(),
             scratch: vec![0u8; 2048],
+            rng: rng.fork(),
+            clock_origin: (now, std::time::UNIX_EPOCH),
+            send_counters: std::collections::HashMap::new(),
+            recv_counters: std::collections::HashMap::new(),
+            rtt: RttEstimator::default(),
+            next_report: None,
         };
+        if let Some(origin) = pc.config.clock_origin {
+            pc.clock_origin = origin;
+        }
         pc.add_configured_stun_servers(now);
         Ok(pc)
     }
@@ -239,6 +255,11 @@ impl PeerConnection {
     /// The DTLS certificate (its fingerprint is in every local description).
     pub fn certificate(&self) -> &Certificate {
         &self.certificate
+    }
+
+    /// Round-trip time measured from RTCP reports (LSR/DLSR), once known.
+    pub fn rtt(&self) -> Option<std::time::Duration> {
+        self.rtt.rtt()
     }
 
     /// Our DTLS role, once an answer settled it.
@@ -477,7 +498,8 @@ impl PeerConnection {
         if self.closed {
             return;
         }
-        // close_notify stays queued in DTLS; poll_transmit still drains it after close.
+        // RTCP BYE for our senders, then close_notify; poll_transmit still drains both.
+        self.send_bye();
         if let Some(d) = self.dtls.as_mut() {
             d.close();
         }
@@ -519,7 +541,7 @@ impl PeerConnection {
                 datagram.protocol,
                 datagram.data,
             ),
-            DatagramKind::Rtp => self.handle_srtp(datagram.data),
+            DatagramKind::Rtp => self.handle_srtp(now, datagram.data),
             // TURN channel data arrives with the TURN work.
             DatagramKind::ChannelData | DatagramKind::Unknown => false,
         };
@@ -538,6 +560,9 @@ impl PeerConnection {
         self.ice.handle_timeout(now);
         if let Some(d) = self.dtls.as_mut() {
             d.handle_timeout(now);
+        }
+        if self.next_report.is_some_and(|t| now >= t) {
+            self.send_reports(now);
         }
         self.pump(now);
     }
@@ -575,6 +600,10 @@ impl PeerConnection {
             return None;
         }
         let dtls = self.dtls.as_ref().and_then(DtlsEndpoint::poll_timeout);
+        let dtls = match (dtls, self.next_report) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         match (self.ice.poll_timeout(), dtls) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -732,14 +761,14 @@ impl PeerConnection {
     }
 
     /// An SRTP or SRTCP datagram: decrypt, demultiplex, report.
-    fn handle_srtp(&mut self, data: &[u8]) -> bool {
+    fn handle_srtp(&mut self, now: Instant, data: &[u8]) -> bool {
         let mut scratch = std::mem::take(&mut self.scratch);
-        let handled = self.handle_srtp_in(data, &mut scratch);
+        let handled = self.handle_srtp_in(now, data, &mut scratch);
         self.scratch = scratch;
         handled
     }
 
-    fn handle_srtp_in(&mut self, data: &[u8], scratch: &mut [u8]) -> bool {
+    fn handle_srtp_in(&mut self, now: Instant, data: &[u8], scratch: &mut [u8]) -> bool {
         let Some(srtp) = self.srtp_in.as_mut() else {
             return false;
         };
@@ -752,6 +781,7 @@ impl PeerConnection {
                 return true;
             };
             let plain = bytes::Bytes::copy_from_slice(scratch.get(..n).unwrap_or_default());
+            self.on_rtcp(now, &plain);
             let asked: Vec<u32> = rtp::keyframe_requests(&plain).collect();
             for media_ssrc in asked {
                 let t = self
@@ -778,6 +808,14 @@ impl PeerConnection {
         };
         let ssrc = header.ssrc();
         let transceiver = self.demux(&header);
+        if transceiver.is_some()
+            && (self.recv_counters.len() < MAX_SSRCS || self.recv_counters.contains_key(&ssrc))
+        {
+            self.recv_counters
+                .entry(ssrc)
+                .or_default()
+                .on_packet(header.sequence_number());
+        }
         let Some(id) = transceiver else {
             self.stats.rtp_unmatched += 1;
             return true;
@@ -910,7 +948,136 @@ impl PeerConnection {
         self.media_out
             .push_back(self.scratch.get(..n).unwrap_or_default().to_vec());
         self.stats.rtp_sent += 1;
+        let clock_rate = self
+            .neg
+            .transceiver(transceiver)
+            .and_then(|t| t.codecs.iter().find(|c| c.payload_type == pt))
+            .map_or(90_000, |c| c.clock_rate);
+        let counters = self.send_counters.entry(ssrc).or_default();
+        counters.packets = counters.packets.wrapping_add(1);
+        counters.octets = counters.octets.wrapping_add(packet.payload.len() as u32);
+        counters.last = Some((packet.timestamp, self.last_now));
+        counters.clock_rate = clock_rate;
         Ok(())
+    }
+
+    /// The wall-clock time of `now`, from the configured (Instant, SystemTime) origin.
+    fn wall_clock(&self, now: Instant) -> std::time::SystemTime {
+        let (origin, wall) = self.clock_origin;
+        wall + now.saturating_duration_since(origin)
+    }
+
+    fn schedule_report(&mut self, now: Instant) {
+        // RFC 3550 6.3: randomize the interval in [0.5, 1.5] times the 1 s minimum we use.
+        let factor = 0.5 + self.rng.unit_f64();
+        self.next_report = Some(now + std::time::Duration::from_secs_f64(factor));
+    }
+
+    /// Learn from the peer's reports: SR times for our receiver reports, RTT from blocks
+    /// about our SSRCs.
+    fn on_rtcp(&mut self, now: Instant, compound: &[u8]) {
+        for packet in rtp::RtcpPacket::parse_compound(compound).flatten() {
+            let blocks = match &packet {
+                rtp::RtcpPacket::SenderReport {
+                    ssrc, ntp, reports, ..
+                } => {
+                    if let Some(c) = self.recv_counters.get_mut(ssrc) {
+                        c.on_sender_report(*ntp, now);
+                    }
+                    reports.clone()
+                }
+                rtp::RtcpPacket::ReceiverReport { reports, .. } => reports.clone(),
+                _ => continue,
+            };
+            for b in &blocks {
+                if self.send_counters.contains_key(&b.ssrc) {
+                    self.rtt.on_report_block(b, now);
+                }
+            }
+        }
+    }
+
+    /// Queue one protected RTCP compound.
+    fn queue_rtcp(&mut self, packets: &[rtp::RtcpPacket]) {
+        let Some(srtp) = self.srtp_out.as_mut() else {
+            return;
+        };
+        let mut len = 0;
+        for p in packets {
+            match p.write(self.scratch.get_mut(len..).unwrap_or_default()) {
+                Ok(n) => len += n,
+                Err(_) => return,
+            }
+        }
+        if len == 0 || self.media_out.len() >= MAX_MEDIA_QUEUE {
+            return;
+        }
+        if let Ok(n) = srtp.protect_rtcp(&mut self.scratch, len) {
+            self.media_out
+                .push_back(self.scratch.get(..n).unwrap_or_default().to_vec());
+        }
+    }
+
+    /// Sender reports for every SSRC we sent on (the first carrying the receiver report
+    /// blocks), or one receiver report when we only receive.
+    fn send_reports(&mut self, now: Instant) {
+        self.schedule_report(now);
+        let mut blocks: Vec<rtp::ReportBlock> = Vec::new();
+        let mut ssrcs: Vec<u32> = self.recv_counters.keys().copied().collect();
+        ssrcs.sort_unstable();
+        for ssrc in ssrcs.into_iter().take(31) {
+            if let Some(c) = self.recv_counters.get_mut(&ssrc) {
+                blocks.push(c.report_block(ssrc, now));
+            }
+        }
+        let ntp = ntp_time(self.wall_clock(now));
+        let mut senders: Vec<(u32, SendCounters)> = self
+            .send_counters
+            .iter()
+            .map(|(s, c)| (*s, c.clone()))
+            .collect();
+        senders.sort_unstable_by_key(|(s, _)| *s);
+        let mut packets = Vec::new();
+        for (i, (ssrc, c)) in senders.iter().enumerate() {
+            packets.push(rtp::RtcpPacket::SenderReport {
+                ssrc: *ssrc,
+                ntp,
+                rtp_timestamp: c.rtp_timestamp_at(now),
+                packets: c.packets,
+                octets: c.octets,
+                reports: if i == 0 {
+                    std::mem::take(&mut blocks)
+                } else {
+                    Vec::new()
+                },
+            });
+        }
+        if !packets.is_empty() {
+            self.rtt.on_sr_sent(ntp, now);
+        }
+        if packets.is_empty() && !blocks.is_empty() {
+            let reporter = self.neg.transceivers().first().map_or(1, |t| t.sender_ssrc);
+            packets.push(rtp::RtcpPacket::ReceiverReport {
+                ssrc: reporter,
+                reports: blocks,
+            });
+        }
+        if !packets.is_empty() {
+            self.queue_rtcp(&packets);
+        }
+    }
+
+    /// RTCP BYE for every SSRC we sent on.
+    fn send_bye(&mut self) {
+        let mut ssrcs: Vec<u32> = self.send_counters.keys().copied().collect();
+        ssrcs.sort_unstable();
+        if !ssrcs.is_empty() {
+            ssrcs.truncate(31);
+            self.queue_rtcp(&[rtp::RtcpPacket::Bye {
+                ssrcs,
+                reason: None,
+            }]);
+        }
     }
 
     /// Ask the remote sender of this transceiver's track for a keyframe (RTCP PLI).
@@ -1020,6 +1187,7 @@ impl PeerConnection {
                     ) {
                         self.srtp_out = Some(out);
                         self.srtp_in = Some(inb);
+                        self.schedule_report(self.last_now);
                     }
                     self.srtp = Some((srtp_profile, keying_material));
                     self.dtls_state = DtlsState::Connected;
