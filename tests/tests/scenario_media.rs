@@ -3,7 +3,7 @@
 //! and bob gets a `Track` per transceiver; then alice adds a track after the connection is
 //! up, renegotiates, and the new track's packets arrive on bob's new transceiver. A keyframe
 //! request from bob reaches alice as `KeyframeRequest`; sender and receiver reports flow
-//! and give alice the RTT; `close()` sends RTCP BYE.
+//! and give alice the RTT; `close()` sends RTCP BYE and bob reports `TrackEnded`.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -143,4 +143,48 @@ fn media_under_loss_and_after_renegotiation() {
             .count(),
         3
     );
+
+    // Sender reports went out on the RFC 3550 schedule, bob answered with receiver
+    // reports, and alice measured the round trip from LSR/DLSR (2 x 10 ms latency).
+    let rtcp: Vec<RtcpPacket> = net
+        .events_of(b)
+        .filter_map(|e| match e {
+            Event::Rtcp(p) => Some(p.clone()),
+            _ => None,
+        })
+        .flat_map(|p| RtcpPacket::parse_compound(&p).flatten().collect::<Vec<_>>())
+        .collect();
+    let srs = rtcp
+        .iter()
+        .filter(|p| matches!(p, RtcpPacket::SenderReport { packets, .. } if *packets > 0))
+        .count();
+    assert!(srs >= 3, "bob got {srs} sender reports");
+    let rtt = net.peer(a).rtt().expect("rtt measured");
+    assert!(
+        rtt >= Duration::from_millis(19) && rtt <= Duration::from_millis(25),
+        "rtt {rtt:?}"
+    );
+
+    // close() sends RTCP BYE for every SSRC alice sent on; bob ends those tracks.
+    let now = net.now();
+    net.peer(a).close(now);
+    net.run_for(Duration::from_millis(100));
+    let byes: Vec<RtcpPacket> = net
+        .events_of(b)
+        .filter_map(|e| match e {
+            Event::Rtcp(p) => Some(p.clone()),
+            _ => None,
+        })
+        .flat_map(|p| RtcpPacket::parse_compound(&p).flatten().collect::<Vec<_>>())
+        .filter(|p| matches!(p, RtcpPacket::Bye { .. }))
+        .collect();
+    assert!(
+        matches!(byes.first(), Some(RtcpPacket::Bye { ssrcs, .. }) if ssrcs.len() == 3),
+        "{byes:?}"
+    );
+    let ended = net
+        .events_of(b)
+        .filter(|e| matches!(e, Event::TrackEnded(_)))
+        .count();
+    assert_eq!(ended, 3, "bob ended the three remote tracks on BYE");
 }

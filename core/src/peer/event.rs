@@ -67,6 +67,9 @@ pub enum Event {
     NegotiationNeeded,
     /// A remote track: the remote side sends on this transceiver (after negotiation).
     Track(crate::media::TrackInfo),
+    /// A remote track ended: the remote sent RTCP BYE for it, or a renegotiation stopped
+    /// it or made it stop sending.
+    TrackEnded(crate::media::TransceiverId),
     /// A received RTP packet, decrypted.
     Rtp {
         /// The transceiver it belongs to.

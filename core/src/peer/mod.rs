@@ -20,6 +20,7 @@ use crate::media::reports::{ntp_time, ReceiveCounters, RttEstimator, SendCounter
 use crate::media::{Direction, MediaKind, Transceiver, TransceiverId, TransceiverInit};
 use crate::media::{RtpPacket, TrackInfo};
 use crate::rng::Rng;
+use crate::rtp::extensions::ExtensionKind;
 use crate::rtp::{self, RtpHeader, RtpWrite};
 use crate::sdp::{IceCandidateInit, SessionDescription};
 use crate::srtp::{SrtpContext, SrtpProfile, SrtpStats};
@@ -114,6 +115,7 @@ pub struct PeerConnection {
     recv_counters: std::collections::HashMap<u32, ReceiveCounters>,
     rtt: RttEstimator,
     next_report: Option<Instant>,
+    transport_seq: u16,
 }
 
 impl PeerConnection {
@@ -164,6 +166,7 @@ impl PeerConnection {
             recv_counters: std::collections::HashMap::new(),
             rtt: RttEstimator::default(),
             next_report: None,
+            transport_seq: 0,
         };
         if let Some(origin) = pc.config.clock_origin {
             pc.clock_origin = origin;
@@ -758,6 +761,27 @@ impl PeerConnection {
             self.announced_tracks.push(info.transceiver);
             self.push_event(Event::Track(info));
         }
+        let gone: Vec<TransceiverId> = self
+            .announced_tracks
+            .iter()
+            .copied()
+            .filter(|id| {
+                self.neg.transceiver(*id).is_none_or(|t| {
+                    t.stopped || !t.current_direction.is_some_and(Direction::receives)
+                })
+            })
+            .collect();
+        for id in gone {
+            self.end_track(id);
+        }
+    }
+
+    /// The remote track of a transceiver ended (BYE, or renegotiated to not send).
+    fn end_track(&mut self, transceiver: TransceiverId) {
+        if let Some(i) = self.announced_tracks.iter().position(|t| *t == transceiver) {
+            self.announced_tracks.remove(i);
+            self.push_event(Event::TrackEnded(transceiver));
+        }
     }
 
     /// An SRTP or SRTCP datagram: decrypt, demultiplex, report.
@@ -919,16 +943,26 @@ impl PeerConnection {
             .find(|(_, u)| u == MID_URI)
             .and_then(|(i, _)| u8::try_from(*i).ok())
             .filter(|i| (1..=14).contains(i));
+        let twcc_ext = t
+            .header_extensions
+            .iter()
+            .find(|(_, u)| u == ExtensionKind::TransportCc.uri())
+            .and_then(|(i, _)| u8::try_from(*i).ok())
+            .filter(|i| (1..=14).contains(i));
         let mid = t.mid.clone().unwrap_or_default();
         let ssrc = t.sender_ssrc;
         let srtp = self.srtp_out.as_mut().ok_or(SendError::NotConnected)?;
         if self.media_out.len() >= MAX_MEDIA_QUEUE {
             return Err(SendError::QueueFull);
         }
-        let exts: Vec<(u8, &[u8])> = match mid_ext {
-            Some(id) if !mid.is_empty() && mid.len() <= 16 => vec![(id, mid.as_bytes())],
-            _ => Vec::new(),
-        };
+        let twcc = self.transport_seq.to_be_bytes();
+        let mut exts: Vec<(u8, &[u8])> = Vec::with_capacity(2);
+        if let Some(id) = mid_ext.filter(|_| !mid.is_empty() && mid.len() <= 16) {
+            exts.push((id, mid.as_bytes()));
+        }
+        if let Some(id) = twcc_ext {
+            exts.push((id, &twcc));
+        }
         let n = rtp::write_rtp(
             &RtpWrite {
                 marker: packet.marker,
@@ -948,6 +982,9 @@ impl PeerConnection {
         self.media_out
             .push_back(self.scratch.get(..n).unwrap_or_default().to_vec());
         self.stats.rtp_sent += 1;
+        if twcc_ext.is_some() {
+            self.transport_seq = self.transport_seq.wrapping_add(1);
+        }
         let clock_rate = self
             .neg
             .transceiver(transceiver)
@@ -987,6 +1024,14 @@ impl PeerConnection {
                     reports.clone()
                 }
                 rtp::RtcpPacket::ReceiverReport { reports, .. } => reports.clone(),
+                rtp::RtcpPacket::Bye { ssrcs, .. } => {
+                    for ssrc in ssrcs {
+                        if let Some(t) = self.ssrc_map.remove(ssrc) {
+                            self.end_track(t);
+                        }
+                    }
+                    continue;
+                }
                 _ => continue,
             };
             for b in &blocks {
