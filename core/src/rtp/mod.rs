@@ -292,6 +292,57 @@ mod tests {
     }
 
     #[test]
+    fn quickcheck_write_then_parse() {
+        fn prop(
+            marker: bool,
+            pt: u8,
+            seq: u16,
+            ts: u32,
+            ssrc: u32,
+            ids: Vec<u8>,
+            payload: Vec<u8>,
+        ) -> bool {
+            let values: Vec<Vec<u8>> = ids
+                .iter()
+                .map(|i| vec![*i; 1 + usize::from(*i % 16)])
+                .collect();
+            let exts: Vec<(u8, &[u8])> = ids
+                .iter()
+                .zip(&values)
+                .take(6)
+                .map(|(i, v)| (1 + i % 14, v.as_slice()))
+                .collect();
+            let mut buf = vec![0u8; 2000];
+            let p = RtpWrite {
+                marker,
+                payload_type: pt & 0x7F,
+                sequence_number: seq,
+                timestamp: ts,
+                ssrc,
+                extensions: &exts,
+                payload: &payload,
+            };
+            let Ok(n) = write_rtp(&p, &mut buf) else {
+                return false;
+            };
+            let Ok(h) = RtpHeader::parse(&buf[..n]) else {
+                return false;
+            };
+            let got: Vec<(u8, &[u8])> = h.extensions().collect();
+            h.marker() == marker
+                && h.payload_type() == pt & 0x7F
+                && h.sequence_number() == seq
+                && h.timestamp() == ts
+                && h.ssrc() == ssrc
+                && h.payload() == payload.as_slice()
+                && got == exts
+        }
+        QuickCheck::new()
+            .tests(1000)
+            .quickcheck(prop as fn(bool, u8, u16, u32, u32, Vec<u8>, Vec<u8>) -> bool);
+    }
+
+    #[test]
     fn garbage_never_panics() {
         fn prop(data: Vec<u8>) -> bool {
             if let Ok(h) = RtpHeader::parse(&data) {
