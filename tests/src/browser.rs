@@ -170,3 +170,53 @@ impl Drop for BrowserPeer {
         let _ = self.child.wait();
     }
 }
+
+/// Drive a PeerConnection over a real UDP socket for `slice` of wall time: send what it
+/// polls, feed what arrives, fire its timers. The small loop the browser tests run.
+pub fn drive(
+    pc: &mut sansrtc::PeerConnection,
+    socket: &std::net::UdpSocket,
+    buf: &mut [u8],
+    slice: Duration,
+) {
+    let Ok(local) = socket.local_addr() else {
+        return;
+    };
+    let end = Instant::now() + slice;
+    let mut out = vec![0u8; 2048];
+    loop {
+        let now = Instant::now();
+        while let Some(t) = pc.poll_transmit(now, &mut out) {
+            let _ = socket.send_to(out.get(..t.len).unwrap_or_default(), t.remote);
+        }
+        if now >= end {
+            return;
+        }
+        let left = end
+            .saturating_duration_since(now)
+            .max(Duration::from_millis(1));
+        let wait = pc
+            .poll_timeout()
+            .map(|d| d.saturating_duration_since(now))
+            .unwrap_or(slice)
+            .clamp(Duration::from_millis(1), left);
+        if socket.set_read_timeout(Some(wait)).is_err() {
+            return;
+        }
+        match socket.recv_from(buf) {
+            Ok((n, remote)) => {
+                let data = buf.get(..n).unwrap_or_default();
+                pc.handle_datagram(
+                    Instant::now(),
+                    sansrtc::Datagram {
+                        local,
+                        remote,
+                        protocol: sansrtc::Protocol::Udp,
+                        data,
+                    },
+                );
+            }
+            Err(_) => pc.handle_timeout(Instant::now()),
+        }
+    }
+}

@@ -11,50 +11,9 @@ use std::time::{Duration, Instant};
 use sansrtc::dtls::DtlsRole;
 use sansrtc::peer::{ConnectionState, Event, IceConnectionState};
 use sansrtc::sdp::{IceCandidateInit, SessionDescription};
-use sansrtc::{Config, Datagram, MediaKind, OfferOptions, PeerConnection, Protocol};
-use sansrtc_tests::browser::{BrowserKind, BrowserPeer};
+use sansrtc::{Config, MediaKind, OfferOptions, PeerConnection, Protocol};
+use sansrtc_tests::browser::{drive, BrowserKind, BrowserPeer};
 use serde_json::{json, Value};
-
-/// Drive the core over a real UDP socket for a short slice of time.
-fn drive(pc: &mut PeerConnection, socket: &UdpSocket, buf: &mut [u8], slice: Duration) {
-    let local = socket.local_addr().expect("local addr");
-    let end = Instant::now() + slice;
-    let mut out = vec![0u8; 2048];
-    loop {
-        let now = Instant::now();
-        while let Some(t) = pc.poll_transmit(now, &mut out) {
-            let _ = socket.send_to(&out[..t.len], t.remote);
-        }
-        if now >= end {
-            return;
-        }
-        let wait = pc
-            .poll_timeout()
-            .map(|d| d.saturating_duration_since(now))
-            .unwrap_or(slice)
-            .clamp(
-                Duration::from_millis(1),
-                end.saturating_duration_since(now)
-                    .max(Duration::from_millis(1)),
-            );
-        socket.set_read_timeout(Some(wait)).expect("timeout");
-        match socket.recv_from(buf) {
-            Ok((n, remote)) => {
-                let data = buf.get(..n).unwrap_or_default();
-                pc.handle_datagram(
-                    Instant::now(),
-                    Datagram {
-                        local,
-                        remote,
-                        protocol: Protocol::Udp,
-                        data,
-                    },
-                );
-            }
-            Err(_) => pc.handle_timeout(Instant::now()),
-        }
-    }
-}
 
 fn run_with_browser(kind: BrowserKind, core_offers: bool) {
     let mut browser =

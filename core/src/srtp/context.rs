@@ -382,11 +382,8 @@ impl SrtpContext {
         Ok(len + tag_len)
     }
 
-    /// Authenticate and decrypt the SRTP packet in `buf[..len]` in place; returns the plain
-    /// length. On error nothing changes (ROC and replay state advance only on success).
-    pub fn unprotect_rtp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
-        let tag_len = self.rtp_tag_len();
-        let result = self.unprotect_rtp_inner(buf, len, tag_len);
+    /// Count the outcome of an unprotect in the stats.
+    fn count(&mut self, result: Result<usize, SrtpError>) -> Result<usize, SrtpError> {
         match result {
             Ok(_) => self.stats.unprotected += 1,
             Err(SrtpError::AuthenticationFailed) => self.stats.auth_failures += 1,
@@ -394,6 +391,14 @@ impl SrtpContext {
             Err(_) => self.stats.malformed += 1,
         }
         result
+    }
+
+    /// Authenticate and decrypt the SRTP packet in `buf[..len]` in place; returns the plain
+    /// length. On error nothing changes (ROC and replay state advance only on success).
+    pub fn unprotect_rtp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
+        let tag_len = self.rtp_tag_len();
+        let result = self.unprotect_rtp_inner(buf, len, tag_len);
+        self.count(result)
     }
 
     fn unprotect_rtp_inner(
@@ -530,13 +535,7 @@ impl SrtpContext {
     /// Authenticate and decrypt the SRTCP packet in `buf[..len]`; returns the plain length.
     pub fn unprotect_rtcp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
         let result = self.unprotect_rtcp_inner(buf, len);
-        match result {
-            Ok(_) => self.stats.unprotected += 1,
-            Err(SrtpError::AuthenticationFailed) => self.stats.auth_failures += 1,
-            Err(SrtpError::Replay) => self.stats.replays += 1,
-            Err(_) => self.stats.malformed += 1,
-        }
-        result
+        self.count(result)
     }
 
     fn unprotect_rtcp_inner(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
