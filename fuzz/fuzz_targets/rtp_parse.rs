@@ -1,8 +1,9 @@
-//! RTP header view and RTCP keyframe scan: never panic; a parsed header's payload lies
-//! inside the packet.
+//! RTP header view, RTCP compound parsing and the keyframe scan: never panic; a parsed
+//! header's payload lies inside the packet; every parsed RTCP packet writes out and parses
+//! back to itself.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use sansrtc::rtp::{keyframe_requests, RtpHeader};
+use sansrtc::rtp::{keyframe_requests, RtcpPacket, RtpHeader};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(h) = RtpHeader::parse(data) {
@@ -11,4 +12,12 @@ fuzz_target!(|data: &[u8]| {
         assert!(h.payload().len() <= data.len());
     }
     let _ = keyframe_requests(data).count();
+    let mut buf = vec![0u8; 70_000];
+    for p in RtcpPacket::parse_compound(data).flatten() {
+        if let Ok(n) = p.write(&mut buf) {
+            let (again, used) = RtcpPacket::parse_one(&buf[..n]).expect("our RTCP parses");
+            assert_eq!(used, n);
+            assert_eq!(again, p);
+        }
+    }
 });
