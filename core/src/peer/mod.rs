@@ -422,9 +422,7 @@ impl PeerConnection {
     ) -> Result<(), NegotiationError> {
         self.advance(now);
         self.check_open()?;
-        let applied =
-            self.neg
-                .set_local(self.signaling, desc, &self.ice.local_credentials().ufrag)?;
+        let applied = self.neg.set_local(self.signaling, desc)?;
         self.apply_outcome(now, applied);
         Ok(())
     }
@@ -437,9 +435,7 @@ impl PeerConnection {
     ) -> Result<(), NegotiationError> {
         self.advance(now);
         self.check_open()?;
-        let applied = self
-            .neg
-            .set_remote(&self.config, self.signaling, desc, &self.certificate)?;
+        let applied = self.neg.set_remote(&self.config, self.signaling, desc)?;
         self.apply_outcome(now, applied);
         Ok(())
     }

@@ -16,7 +16,7 @@
 //! rejected call leaves the state untouched.
 
 use crate::config::{CodecConfig, Config};
-use crate::dtls::cert::{Certificate, Fingerprint};
+use crate::dtls::cert::Fingerprint;
 use crate::dtls::DtlsRole;
 use crate::media::{
     Direction, MediaKind, NegotiatedCodec, RemoteTrackInfo, Transceiver, TransceiverId,
@@ -707,7 +707,6 @@ impl Negotiation {
         &mut self,
         state: SignalingState,
         desc: SessionDescription,
-        _current_ufrag: &str,
     ) -> Result<Applied, NegotiationError> {
         let invalid = |kind| NegotiationError::InvalidState {
             operation: Operation::SetLocal(kind),
@@ -880,7 +879,6 @@ impl Negotiation {
         config: &Config,
         state: SignalingState,
         desc: SessionDescription,
-        _certificate: &Certificate,
     ) -> Result<Applied, NegotiationError> {
         let invalid = |kind| NegotiationError::InvalidState {
             operation: Operation::SetRemote(kind),
