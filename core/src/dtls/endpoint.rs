@@ -336,6 +336,10 @@ pub struct DtlsEndpoint {
     out: VecDeque<Vec<u8>>,
     events: VecDeque<DtlsEvent>,
     stats: DtlsStats,
+    /// Test hook: send a Finished with wrong verify_data (properly encrypted), to prove
+    /// the peer checks the transcript and not only the record authentication.
+    #[cfg(test)]
+    pub(crate) forge_finished: bool,
 }
 
 fn sha256(data: &[u8]) -> Vec<u8> {
@@ -395,6 +399,8 @@ impl DtlsEndpoint {
             out: VecDeque::new(),
             events: VecDeque::new(),
             stats: DtlsStats::default(),
+            #[cfg(test)]
+            forge_finished: false,
         };
         if role == DtlsRole::Client {
             ep.state = DtlsState::Connecting;
@@ -1040,7 +1046,13 @@ impl DtlsEndpoint {
 
     fn finished_body(&self, client: bool) -> Result<Vec<u8>, DtlsError> {
         let master = self.master.as_ref().ok_or(DtlsError::Crypto)?;
-        Ok(keying::verify_data(master, client, &sha256(&self.transcript)).to_vec())
+        #[allow(unused_mut)]
+        let mut body = keying::verify_data(master, client, &sha256(&self.transcript)).to_vec();
+        #[cfg(test)]
+        if self.forge_finished && client == (self.role == DtlsRole::Client) {
+            body[0] ^= 1;
+        }
+        Ok(body)
     }
 
     fn on_server_hello_done(

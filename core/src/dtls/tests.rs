@@ -298,6 +298,30 @@ fn tampered_finished_fails() {
 }
 
 #[test]
+fn finished_with_wrong_verify_data_fails() {
+    // The client's Finished is encrypted with the right keys (so the record authenticates)
+    // but carries verify_data of another transcript: only the transcript check catches it.
+    let mut p = pair_with(DtlsConfig::default(), DtlsConfig::default(), None);
+    p.a.forge_finished = true;
+    p.run(Duration::from_secs(10));
+    assert_eq!(p.failed(1), Some(DtlsError::BadFinished));
+    assert_eq!(
+        p.b.stats().bad_records,
+        0,
+        "the forged record itself authenticated"
+    );
+    assert!(p.connected().is_none());
+    // The other direction: the server forges.
+    let mut p = pair_with(DtlsConfig::default(), DtlsConfig::default(), None);
+    p.b.forge_finished = true;
+    p.run(Duration::from_secs(10));
+    assert_eq!(p.failed(0), Some(DtlsError::BadFinished));
+    assert!(!p.events[0]
+        .iter()
+        .any(|e| matches!(e, DtlsEvent::Connected { .. })));
+}
+
+#[test]
 fn replayed_records_are_dropped() {
     let mut p = pair_with(DtlsConfig::default(), DtlsConfig::default(), None);
     p.run(Duration::from_secs(5));
