@@ -3,7 +3,7 @@
 //! and bob gets a `Track` per transceiver; then alice adds a track after the connection is
 //! up, renegotiates, and the new track's packets arrive on bob's new transceiver. A keyframe
 //! request from bob reaches alice as `KeyframeRequest`; sender and receiver reports flow
-//! and give alice the RTT; `close()` sends RTCP BYE and bob reports `TrackEnded`.
+//! and give alice the RTT; silence mutes and a packet unmutes a remote track; `close()` sends RTCP BYE and bob reports `TrackEnded`.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -104,6 +104,24 @@ fn media_under_loss_and_after_renegotiation() {
         rtt >= Duration::from_millis(19) && rtt <= Duration::from_millis(25),
         "rtt {rtt:?}"
     );
+
+    // Silence mutes bob's remote tracks; the next packet unmutes that one.
+    net.run_for(Duration::from_secs(4));
+    let muted = net
+        .events_of(b)
+        .filter(|e| matches!(e, Event::TrackMuted(_)))
+        .count();
+    assert_eq!(muted, 2, "both remote tracks muted after 3 s of silence");
+    send_burst(&mut net, a, &tracks[..1], 1, 2000);
+    net.run_for(Duration::from_millis(50));
+    let unmuted: Vec<_> = net
+        .events_of(b)
+        .filter_map(|e| match e {
+            Event::TrackUnmuted(t) => Some(*t),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(unmuted.len(), 1, "{unmuted:?}");
 
     // Keyframe request from bob reaches alice.
     let video_b = net

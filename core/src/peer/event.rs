@@ -70,6 +70,10 @@ pub enum Event {
     /// A remote track ended: the remote sent RTCP BYE for it, or a renegotiation stopped
     /// it or made it stop sending.
     TrackEnded(crate::media::TransceiverId),
+    /// No packets arrived on this remote track for 3 s (W3C `mute`).
+    TrackMuted(crate::media::TransceiverId),
+    /// Packets arrive again on a muted remote track (W3C `unmute`).
+    TrackUnmuted(crate::media::TransceiverId),
     /// A received RTP packet, decrypted.
     Rtp {
         /// The transceiver it belongs to.

@@ -45,6 +45,8 @@ const MAX_MEDIA_QUEUE: usize = 4096;
 const MAX_SSRCS: usize = 1024;
 /// The mid header extension.
 const MID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
+/// Without packets for this long a remote track is reported muted.
+const MUTE_AFTER: std::time::Duration = std::time::Duration::from_secs(3);
 /// The rid header extension.
 const RID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
 
@@ -116,6 +118,8 @@ pub struct PeerConnection {
     rtt: RttEstimator,
     next_report: Option<Instant>,
     transport_seq: u16,
+    /// Per receiving transceiver: when its last packet arrived and whether it is muted.
+    media_activity: Vec<(TransceiverId, Instant, bool)>,
 }
 
 impl PeerConnection {
@@ -167,6 +171,7 @@ impl PeerConnection {
             rtt: RttEstimator::default(),
             next_report: None,
             transport_seq: 0,
+            media_activity: Vec::new(),
         };
         if let Some(origin) = pc.config.clock_origin {
             pc.clock_origin = origin;
@@ -563,6 +568,7 @@ impl PeerConnection {
         if self.next_report.is_some_and(|t| now >= t) {
             self.send_reports(now);
         }
+        self.check_muted(now);
         self.pump(now);
     }
 
@@ -599,10 +605,13 @@ impl PeerConnection {
             return None;
         }
         let dtls = self.dtls.as_ref().and_then(DtlsEndpoint::poll_timeout);
-        let dtls = match (dtls, self.next_report) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let mute = self
+            .media_activity
+            .iter()
+            .filter(|(_, _, muted)| !muted)
+            .map(|(_, last, _)| *last + MUTE_AFTER)
+            .min();
+        let dtls = [dtls, self.next_report, mute].into_iter().flatten().min();
         match (self.ice.poll_timeout(), dtls) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -772,8 +781,36 @@ impl PeerConnection {
         }
     }
 
+    /// A packet arrived for a transceiver: refresh its activity, unmute it if muted.
+    fn note_media(&mut self, now: Instant, id: TransceiverId) {
+        match self.media_activity.iter_mut().find(|(t, _, _)| *t == id) {
+            Some(entry) => {
+                entry.1 = now;
+                if std::mem::replace(&mut entry.2, false) {
+                    self.push_event(Event::TrackUnmuted(id));
+                }
+            }
+            None => self.media_activity.push((id, now, false)),
+        }
+    }
+
+    /// Report tracks that went quiet for `MUTE_AFTER` as muted.
+    fn check_muted(&mut self, now: Instant) {
+        let mut muted = Vec::new();
+        for (id, last, is_muted) in &mut self.media_activity {
+            if !*is_muted && now.saturating_duration_since(*last) >= MUTE_AFTER {
+                *is_muted = true;
+                muted.push(*id);
+            }
+        }
+        for id in muted {
+            self.push_event(Event::TrackMuted(id));
+        }
+    }
+
     /// The remote track of a transceiver ended (BYE, or renegotiated to not send).
     fn end_track(&mut self, transceiver: TransceiverId) {
+        self.media_activity.retain(|(t, _, _)| *t != transceiver);
         if let Some(i) = self.announced_tracks.iter().position(|t| *t == transceiver) {
             self.announced_tracks.remove(i);
             self.push_event(Event::TrackEnded(transceiver));
@@ -863,6 +900,7 @@ impl PeerConnection {
             rid,
         };
         self.stats.rtp_received += 1;
+        self.note_media(now, id);
         self.push_event(Event::Rtp {
             transceiver: id,
             packet,
