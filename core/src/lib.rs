@@ -24,6 +24,7 @@
 
 pub mod config;
 pub mod dtls;
+pub mod endpoint;
 pub mod ice;
 pub mod media;
 pub mod peer;
@@ -35,6 +36,7 @@ pub mod stun;
 pub mod transmit;
 
 pub use config::{Config, IceServer, IceTransportPolicy};
+pub use endpoint::{Endpoint, EndpointStats, PeerId};
 pub use media::{Direction, MediaKind, TransceiverId, TransceiverInit};
 pub use peer::{ConnectionState, Event, OfferOptions, PeerConnection, SignalingState};
 pub use sdp::{IceCandidateInit, SessionDescription};

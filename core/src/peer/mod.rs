@@ -285,6 +285,11 @@ impl PeerConnection {
         self.srtp.as_ref().map(|(p, k)| (*p, k.as_slice()))
     }
 
+    /// Our current ICE username fragment (it changes with an ICE restart).
+    pub fn local_ice_ufrag(&self) -> &str {
+        &self.ice.local_credentials().ufrag
+    }
+
     /// The selected ICE candidate pair, once there is one.
     pub fn selected_pair(&self) -> Option<crate::ice::SelectedPair> {
         self.ice.selected_pair()
