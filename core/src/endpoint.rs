@@ -67,6 +67,8 @@ struct PeerEntry {
     addresses: Vec<(SocketAddr, SocketAddr)>,
     in_output_queue: bool,
     in_event_queue: bool,
+    /// Closed by `close_peer`: removed once its last datagram is sent.
+    closing: bool,
 }
 
 /// Many PeerConnections sharing sockets. See the module documentation.
@@ -145,6 +147,7 @@ impl Endpoint {
             addresses: Vec::new(),
             in_output_queue: false,
             in_event_queue: false,
+            closing: false,
         };
         let index = match self.free.pop() {
             Some(index) => index,
@@ -198,9 +201,21 @@ impl Endpoint {
         Some(entry.pc)
     }
 
+    /// Close a peer (`close()`: RTCP BYE and DTLS close_notify) and remove it once those
+    /// are sent. False if there is no such peer.
+    pub fn close_peer(&mut self, now: Instant, id: PeerId) -> bool {
+        let Some(entry) = self.entry_mut(id).filter(|e| !e.closing) else {
+            return false;
+        };
+        entry.pc.close(now);
+        entry.closing = true;
+        self.touched(id.index);
+        true
+    }
+
     /// A peer, to read.
     pub fn peer(&self, id: PeerId) -> Option<&PeerConnection> {
-        self.entry(id).map(|e| &e.pc)
+        self.entry(id).filter(|e| !e.closing).map(|e| &e.pc)
     }
 
     /// Call the PeerConnection API on a peer (`create_answer`, `add_ice_candidate`,
@@ -210,16 +225,16 @@ impl Endpoint {
         id: PeerId,
         f: impl FnOnce(&mut PeerConnection) -> R,
     ) -> Option<R> {
-        let entry = self.entry_mut(id)?;
+        let entry = self.entry_mut(id).filter(|e| !e.closing)?;
         let result = f(&mut entry.pc);
         self.touched(id.index);
         Some(result)
     }
 
-    /// The ids of all peers (in slot order).
+    /// The ids of all peers (in slot order), except those being closed.
     pub fn peer_ids(&self) -> impl Iterator<Item = PeerId> + '_ {
         self.slots.iter().enumerate().filter_map(|(i, s)| {
-            s.peer.as_ref().map(|_| PeerId {
+            s.peer.as_ref().filter(|e| !e.closing).map(|_| PeerId {
                 index: u32::try_from(i).unwrap_or(u32::MAX),
                 generation: s.generation,
             })
@@ -292,8 +307,13 @@ impl Endpoint {
                 return Some((PeerId { index, generation }, t));
             }
             entry.in_output_queue = false;
+            let closing = entry.closing;
             self.output.pop_front();
-            self.refresh(index);
+            if closing {
+                self.remove(PeerId { index, generation });
+            } else {
+                self.refresh(index);
+            }
         }
         None
     }

@@ -1,0 +1,591 @@
+//! The driver, written once for every runtime: the [`Core`] trait over a PeerConnection or
+//! an Endpoint, the commands a [`Handle`] sends, the executor-free [`DriverState`], and
+//! [`run`], the async driver loop that tokio and smol run with their own socket and
+//! timer types (the [`AsyncUdp`] and [`AsyncTimer`] traits).
+//!
+//! The loop: send everything `poll_transmit` yields, forward events, then wait for the
+//! first of a command, a datagram (read in batches until the socket would block) or the
+//! core's deadline; feed it in; repeat.
+//!
+//! Backpressure, bounded everywhere: commands wait when the command channel is full; the
+//! event channel has a fixed capacity, and when the application does not read it, media
+//! events (`Rtp`, `Rtcp`) are dropped and counted in [`RuntimeStats::events_dropped`]
+//! while any other event waits for room (the driver then stops reading its sockets, so
+//! the kernel's socket buffer, not our memory, absorbs the excess).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use futures_lite::Stream;
+use sansrtc::{Datagram, Endpoint, Event, PeerConnection, PeerId, Protocol, Transmit};
+
+/// The largest datagram read from a socket.
+pub const MAX_DATAGRAM: usize = 65_536;
+/// Datagrams read in one batch before the driver flushes outputs.
+const RECV_BATCH: usize = 64;
+
+/// What a driver can drive: a PeerConnection or an Endpoint of many.
+pub trait Core: Send + 'static {
+    /// The events it reports.
+    type Event: Send + 'static;
+    /// Feed a datagram.
+    fn handle_datagram(&mut self, now: Instant, datagram: Datagram<'_>);
+    /// Feed the time.
+    fn handle_timeout(&mut self, now: Instant);
+    /// The next datagram to send.
+    fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit>;
+    /// The next event.
+    fn poll_event(&mut self) -> Option<Self::Event>;
+    /// The next deadline.
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// Begin closing (say goodbye to remotes); outputs are still drained afterwards.
+    fn close(&mut self, now: Instant);
+    /// True for events that may be dropped when the application does not keep up.
+    fn is_media(event: &Self::Event) -> bool;
+}
+
+fn is_media_event(event: &Event) -> bool {
+    matches!(event, Event::Rtp { .. } | Event::Rtcp(_))
+}
+
+impl Core for PeerConnection {
+    type Event = Event;
+    fn handle_datagram(&mut self, now: Instant, datagram: Datagram<'_>) {
+        PeerConnection::handle_datagram(self, now, datagram)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        PeerConnection::handle_timeout(self, now)
+    }
+    fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        PeerConnection::poll_transmit(self, now, buf)
+    }
+    fn poll_event(&mut self) -> Option<Event> {
+        PeerConnection::poll_event(self)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        PeerConnection::poll_timeout(self)
+    }
+    fn close(&mut self, now: Instant) {
+        PeerConnection::close(self, now)
+    }
+    fn is_media(event: &Event) -> bool {
+        is_media_event(event)
+    }
+}
+
+impl Core for Endpoint {
+    type Event = (PeerId, Event);
+    fn handle_datagram(&mut self, now: Instant, datagram: Datagram<'_>) {
+        Endpoint::handle_datagram(self, now, datagram);
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        Endpoint::handle_timeout(self, now)
+    }
+    fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        Endpoint::poll_transmit(self, now, buf).map(|(_, t)| t)
+    }
+    fn poll_event(&mut self) -> Option<(PeerId, Event)> {
+        Endpoint::poll_event(self)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Endpoint::poll_timeout(self)
+    }
+    fn close(&mut self, now: Instant) {
+        let ids: Vec<PeerId> = self.peer_ids().collect();
+        for id in ids {
+            self.with_peer(id, |pc| pc.close(now));
+        }
+    }
+    fn is_media(event: &(PeerId, Event)) -> bool {
+        is_media_event(&event.1)
+    }
+}
+
+/// A call into the core, run on the driver.
+pub type Call<C> = Box<dyn FnOnce(&mut C, Instant) + Send>;
+
+/// What a handle asks of the driver.
+pub enum Command<C> {
+    /// Run this on the core.
+    Call(Call<C>),
+    /// Close the core, flush its goodbyes and stop.
+    Close,
+}
+
+/// Errors of the runtime API.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Binding or using a socket failed.
+    #[error("socket: {0}")]
+    Io(#[from] io::Error),
+    /// The driver has stopped (closed, or its task or thread ended).
+    #[error("the PeerConnection's driver has stopped")]
+    Closed,
+    /// Creating the PeerConnection failed.
+    #[error(transparent)]
+    Peer(#[from] sansrtc::peer::PeerError),
+    /// An offer/answer operation failed (nothing changed).
+    #[error(transparent)]
+    Negotiation(#[from] sansrtc::peer::NegotiationError),
+    /// A candidate could not be added.
+    #[error(transparent)]
+    Candidate(#[from] sansrtc::peer::AddCandidateError),
+    /// Sending media failed.
+    #[error(transparent)]
+    Send(#[from] sansrtc::peer::SendError),
+    /// The Endpoint has no such peer (removed).
+    #[error("no such peer")]
+    NoSuchPeer,
+}
+
+/// Counters kept by the driver, readable from any handle.
+#[derive(Debug, Default)]
+pub struct RuntimeStats {
+    datagrams_received: AtomicU64,
+    datagrams_sent: AtomicU64,
+    send_errors: AtomicU64,
+    events_dropped: AtomicU64,
+}
+
+/// A snapshot of [`RuntimeStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RuntimeCounters {
+    /// Datagrams read from the sockets.
+    pub datagrams_received: u64,
+    /// Datagrams written to the sockets.
+    pub datagrams_sent: u64,
+    /// Sends the OS refused (buffer full, unreachable): the datagram is lost, as on a
+    /// congested link.
+    pub send_errors: u64,
+    /// Media events dropped because the application did not read events.
+    pub events_dropped: u64,
+}
+
+impl RuntimeStats {
+    /// Read the counters.
+    pub fn snapshot(&self) -> RuntimeCounters {
+        RuntimeCounters {
+            datagrams_received: self.datagrams_received.load(Ordering::Relaxed),
+            datagrams_sent: self.datagrams_sent.load(Ordering::Relaxed),
+            send_errors: self.send_errors.load(Ordering::Relaxed),
+            events_dropped: self.events_dropped.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Capacities of a driver's channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    /// Commands waiting for the driver.
+    pub commands: usize,
+    /// Events waiting for the application.
+    pub events: usize,
+}
+
+impl Default for Capacity {
+    fn default() -> Self {
+        Capacity {
+            commands: 256,
+            events: 1024,
+        }
+    }
+}
+
+/// A cheap, cloneable handle to a driver (the Elixir process of the seed). Clones share
+/// one event stream: each event goes to one reader. Dropping every handle closes the
+/// core and stops the driver.
+pub struct Handle<C: Core> {
+    commands: async_channel::Sender<Command<C>>,
+    events: async_channel::Receiver<C::Event>,
+    stats: Arc<RuntimeStats>,
+    local_addresses: Arc<[SocketAddr]>,
+}
+
+impl<C: Core> Clone for Handle<C> {
+    fn clone(&self) -> Self {
+        Handle {
+            commands: self.commands.clone(),
+            events: self.events.clone(),
+            stats: self.stats.clone(),
+            local_addresses: self.local_addresses.clone(),
+        }
+    }
+}
+
+/// The driver's ends of a handle's channels.
+pub struct DriverChannels<C: Core> {
+    /// Commands from handles.
+    pub commands: async_channel::Receiver<Command<C>>,
+    /// Events to the application.
+    pub events: async_channel::Sender<C::Event>,
+    /// Shared counters.
+    pub stats: Arc<RuntimeStats>,
+}
+
+/// Refuse further commands and drop the queued ones, so that every caller still waiting
+/// for an answer gets [`Error::Closed`] instead of waiting forever (a queued call holds
+/// its reply sender, and the queue outlives the driver while any handle lives).
+pub fn refuse_commands<C>(commands: &async_channel::Receiver<Command<C>>) {
+    commands.close();
+    while commands.try_recv().is_ok() {}
+}
+
+impl<C: Core> Handle<C> {
+    /// A handle and the driver's ends of its channels.
+    pub fn new(
+        capacity: Capacity,
+        local_addresses: Vec<SocketAddr>,
+    ) -> (Handle<C>, DriverChannels<C>) {
+        let (command_tx, command_rx) = async_channel::bounded(capacity.commands.max(1));
+        let (event_tx, event_rx) = async_channel::bounded(capacity.events.max(1));
+        let stats = Arc::new(RuntimeStats::default());
+        let handle = Handle {
+            commands: command_tx,
+            events: event_rx,
+            stats: stats.clone(),
+            local_addresses: local_addresses.into(),
+        };
+        let driver = DriverChannels {
+            commands: command_rx,
+            events: event_tx,
+            stats,
+        };
+        (handle, driver)
+    }
+
+    /// Run `f` on the core and return its result.
+    pub async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut C, Instant) -> R + Send + 'static,
+    ) -> Result<R, Error> {
+        let (tx, rx) = async_channel::bounded(1);
+        let call: Call<C> = Box::new(move |core, now| {
+            let _ = tx.try_send(f(core, now));
+        });
+        self.commands
+            .send(Command::Call(call))
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.recv().await.map_err(|_| Error::Closed)
+    }
+
+    /// Run `f` on the core without waiting for it (its result is discarded).
+    pub async fn cast(
+        &self,
+        f: impl FnOnce(&mut C, Instant) + Send + 'static,
+    ) -> Result<(), Error> {
+        self.commands
+            .send(Command::Call(Box::new(f)))
+            .await
+            .map_err(|_| Error::Closed)
+    }
+
+    /// The next event; `None` once the driver has stopped and every event was read.
+    pub async fn next_event(&self) -> Option<C::Event> {
+        self.events.recv().await.ok()
+    }
+
+    /// The next event if one is waiting.
+    pub fn try_next_event(&self) -> Option<C::Event> {
+        self.events.try_recv().ok()
+    }
+
+    /// The events as a `futures_core::Stream` (an `async_channel::Receiver`).
+    pub fn events(&self) -> async_channel::Receiver<C::Event> {
+        self.events.clone()
+    }
+
+    /// Close the core (goodbyes are sent) and stop the driver.
+    pub async fn close(&self) {
+        let _ = self.commands.send(Command::Close).await;
+    }
+
+    /// The local socket addresses the driver bound.
+    pub fn local_addresses(&self) -> &[SocketAddr] {
+        &self.local_addresses
+    }
+
+    /// The driver's counters.
+    pub fn runtime_stats(&self) -> RuntimeCounters {
+        self.stats.snapshot()
+    }
+}
+
+/// The executor-free state of a driver: the core, its sockets' addresses, a transmit
+/// buffer and the shared counters.
+pub struct DriverState<C: Core> {
+    /// The core.
+    pub core: C,
+    local: Vec<SocketAddr>,
+    buf: Vec<u8>,
+    stats: Arc<RuntimeStats>,
+    closing: bool,
+}
+
+/// What the driver loop should do after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep going.
+    Continue,
+    /// Flush once more and stop.
+    Stop,
+}
+
+impl<C: Core> DriverState<C> {
+    /// State for a core whose sockets are bound on `local` (in socket order).
+    pub fn new(core: C, local: Vec<SocketAddr>, stats: Arc<RuntimeStats>) -> DriverState<C> {
+        DriverState {
+            core,
+            local,
+            buf: vec![0u8; MAX_DATAGRAM],
+            stats,
+            closing: false,
+        }
+    }
+
+    /// The local address of socket `index`.
+    pub fn local_address(&self, index: usize) -> Option<SocketAddr> {
+        self.local.get(index).copied()
+    }
+
+    /// Feed a datagram received on socket `index`.
+    pub fn handle_datagram(&mut self, now: Instant, index: usize, remote: SocketAddr, data: &[u8]) {
+        let Some(local) = self.local.get(index).copied() else {
+            return;
+        };
+        self.stats
+            .datagrams_received
+            .fetch_add(1, Ordering::Relaxed);
+        self.core.handle_datagram(
+            now,
+            Datagram {
+                local,
+                remote,
+                protocol: Protocol::Udp,
+                data,
+            },
+        );
+    }
+
+    /// Feed the time if the core's deadline has come.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.core.poll_timeout().is_some_and(|t| t <= now) {
+            self.core.handle_timeout(now);
+        }
+    }
+
+    /// Apply a command.
+    pub fn apply(&mut self, now: Instant, command: Command<C>) -> Flow {
+        match command {
+            Command::Call(f) => {
+                f(&mut self.core, now);
+                Flow::Continue
+            }
+            Command::Close => {
+                self.close(now);
+                Flow::Stop
+            }
+        }
+    }
+
+    /// Close the core (once).
+    pub fn close(&mut self, now: Instant) {
+        if !self.closing {
+            self.closing = true;
+            self.core.close(now);
+        }
+    }
+
+    /// Send every pending transmit with `send(socket index, remote, bytes)`, which
+    /// returns false when the OS refused it.
+    pub fn flush_transmits(
+        &mut self,
+        now: Instant,
+        mut send: impl FnMut(usize, SocketAddr, &[u8]) -> bool,
+    ) {
+        while let Some(t) = self.core.poll_transmit(now, &mut self.buf) {
+            let Some(index) = self.local.iter().position(|a| *a == t.local) else {
+                self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let data = self.buf.get(..t.len).unwrap_or_default();
+            if send(index, t.remote, data) {
+                self.stats.datagrams_sent.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Hand every remaining event to the channel without waiting, when the driver stops:
+    /// events that do not fit are dropped and counted.
+    pub fn forward_final_events(&mut self, events: &async_channel::Sender<C::Event>) {
+        while let Some(event) = self.core.poll_event() {
+            if events.try_send(event).is_err() {
+                self.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Hand events to the channel without waiting. Returns an event that must wait for
+    /// room (a non-media event met a full channel); media events meeting a full channel
+    /// are dropped and counted.
+    pub fn forward_events(&mut self, events: &async_channel::Sender<C::Event>) -> Option<C::Event> {
+        while let Some(event) = self.core.poll_event() {
+            match events.try_send(event) {
+                Ok(()) => {}
+                Err(async_channel::TrySendError::Full(event)) => {
+                    if C::is_media(&event) {
+                        self.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        return Some(event);
+                    }
+                }
+                // Nobody listens any more: the driver stops on its next command poll.
+                Err(async_channel::TrySendError::Closed(_)) => {}
+            }
+        }
+        None
+    }
+}
+
+/// A UDP socket of some executor.
+pub trait AsyncUdp {
+    /// Wait until a datagram can be read, and read it.
+    fn poll_recv_from(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<(usize, SocketAddr)>>;
+    /// Read a datagram if one is waiting (`WouldBlock` otherwise).
+    fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)>;
+    /// Send without waiting (UDP: a full buffer loses the datagram).
+    fn try_send_to(&self, data: &[u8], remote: SocketAddr) -> io::Result<usize>;
+}
+
+/// A resettable timer of some executor.
+pub trait AsyncTimer {
+    /// Fire at `at` (`None`: never).
+    fn reset(&mut self, at: Option<Instant>);
+    /// Ready once the deadline has passed.
+    fn poll_fired(&mut self, cx: &mut Context<'_>) -> Poll<()>;
+}
+
+enum Wake<C> {
+    Command(Option<Command<C>>),
+    Datagram(usize, io::Result<(usize, SocketAddr)>),
+    Timer,
+}
+
+/// The driver loop. Runs until `close`, until every handle is dropped, or until the
+/// core has nothing left to do after closing.
+pub async fn run<C: Core, S: AsyncUdp, T: AsyncTimer>(
+    mut state: DriverState<C>,
+    sockets: Vec<S>,
+    mut timer: T,
+    channels: DriverChannels<C>,
+) {
+    let DriverChannels {
+        commands, events, ..
+    } = channels;
+    let mut commands = std::pin::pin!(commands);
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut armed: Option<Option<Instant>> = None;
+    let mut next_socket = 0usize;
+    loop {
+        let now = Instant::now();
+        state.flush_transmits(now, |i, remote, data| {
+            sockets
+                .get(i)
+                .is_some_and(|s| s.try_send_to(data, remote).is_ok())
+        });
+        while let Some(event) = state.forward_events(&events) {
+            if events.send(event).await.is_err() {
+                break;
+            }
+        }
+        if state.closing {
+            break;
+        }
+        let deadline = state.core.poll_timeout();
+        if armed != Some(deadline) {
+            timer.reset(deadline);
+            armed = Some(deadline);
+        }
+        let wake = std::future::poll_fn(|cx| {
+            // Rotate which socket is read first so none starves another.
+            let n = sockets.len();
+            for k in 0..n {
+                let i = (next_socket + k) % n;
+                if let Some(s) = sockets.get(i) {
+                    if let Poll::Ready(r) = s.poll_recv_from(cx, &mut buf) {
+                        next_socket = (i + 1) % n;
+                        return Poll::Ready(Wake::Datagram(i, r));
+                    }
+                }
+            }
+            if let Poll::Ready(c) = commands.as_mut().poll_next(cx) {
+                return Poll::Ready(Wake::Command(c));
+            }
+            if timer.poll_fired(cx).is_ready() {
+                armed = None;
+                return Poll::Ready(Wake::Timer);
+            }
+            Poll::Pending
+        })
+        .await;
+        let now = Instant::now();
+        match wake {
+            Wake::Command(None) => {
+                // Every handle is gone.
+                state.close(now);
+            }
+            Wake::Command(Some(command)) => {
+                if state.apply(now, command) == Flow::Stop {
+                    state.close(now);
+                }
+                // Take what else is queued without waiting.
+                while let Ok(command) = commands.try_recv() {
+                    if state.apply(now, command) == Flow::Stop {
+                        state.close(now);
+                    }
+                }
+            }
+            Wake::Datagram(i, Ok((len, remote))) => {
+                state.handle_datagram(now, i, remote, buf.get(..len).unwrap_or_default());
+                // Read what else is waiting on this socket, up to a batch.
+                if let Some(s) = sockets.get(i) {
+                    for _ in 1..RECV_BATCH {
+                        match s.try_recv_from(&mut buf) {
+                            Ok((len, remote)) => state.handle_datagram(
+                                now,
+                                i,
+                                remote,
+                                buf.get(..len).unwrap_or_default(),
+                            ),
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+            // ICMP errors (port unreachable) surface as receive errors on Linux: ignore.
+            Wake::Datagram(_, Err(_)) => {}
+            Wake::Timer => {}
+        }
+        state.handle_timeout(Instant::now());
+    }
+    refuse_commands(&commands);
+    // Final flush of goodbyes (close_notify, BYE).
+    let now = Instant::now();
+    state.flush_transmits(now, |i, remote, data| {
+        sockets
+            .get(i)
+            .is_some_and(|s| s.try_send_to(data, remote).is_ok())
+    });
+    state.forward_final_events(&events);
+}

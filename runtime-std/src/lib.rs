@@ -1,0 +1,26 @@
+//! # sansrtc-std
+//!
+//! sansrtc on the standard library, and the driver code every runtime shares.
+//!
+//! - [`PeerConnection`]: the blocking API over a driver thread (the same methods as the
+//!   tokio and smol handles, without `.await`).
+//! - [`Driver`]: no threads at all; a game or robot loop calls [`Driver::poll`] once per
+//!   frame on non-blocking sockets and uses the core directly.
+//! - [`net`]: socket set-up (interfaces, port range, IP filter, loopback-only mode) and
+//!   STUN host name resolution; [`driver`]: the [`Core`] trait, the cloneable [`Handle`]
+//!   and the async driver loop that `sansrtc-tokio` and `sansrtc-smol` run with their
+//!   own socket and timer types. Written once, used by all three runtimes.
+#![forbid(unsafe_code)]
+
+pub mod driver;
+pub mod game;
+pub mod net;
+pub mod peer;
+pub mod thread;
+
+pub use driver::{Capacity, Core, Error, Handle, RuntimeCounters};
+pub use game::Driver;
+pub use net::{Interfaces, NetConfig};
+pub use peer::{Options, PeerHandle, ServerHandle};
+pub use sansrtc;
+pub use thread::PeerConnection;
