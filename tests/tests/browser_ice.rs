@@ -118,8 +118,14 @@ fn run_with_browser(kind: BrowserKind, core_offers: bool) {
     );
     assert!(
         browser_connected,
-        "browser never reached connectionState connected (DTLS): {state}; core {:?}",
-        pc.stats().dtls
+        "browser never reached connectionState connected (DTLS): {state}; core {:?}, {:?}",
+        pc.stats(),
+        (
+            pc.connection_state(),
+            pc.ice_connection_state(),
+            pc.selected_pair(),
+            pc.dtls_role()
+        )
     );
     assert_eq!(pc.ice_connection_state(), IceConnectionState::Connected);
     assert_eq!(pc.connection_state(), ConnectionState::Connected);

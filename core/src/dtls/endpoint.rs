@@ -218,9 +218,16 @@ struct Partial {
 
 impl Partial {
     fn add(&mut self, offset: usize, bytes: &[u8]) {
-        if let Some(dst) = self.data.get_mut(offset..offset + bytes.len()) {
+        if let Some(dst) = self
+            .data
+            .get_mut(offset..offset.saturating_add(bytes.len()))
+        {
             dst.copy_from_slice(bytes);
             self.have.push((offset, offset + bytes.len()));
+            // Duplicated fragments must not grow the list without bound.
+            if self.have.len() > 32 {
+                self.complete();
+            }
         }
     }
 
@@ -326,6 +333,8 @@ pub struct DtlsEndpoint {
     peer_cert: Option<Vec<u8>>,
     srtp_profile: Option<SrtpProfile>,
     pending: BTreeMap<u16, Partial>,
+    /// Server: a fragmented ClientHello being reassembled.
+    client_hello: Option<(u16, Partial)>,
     flight: Vec<FlightItem>,
     retransmit_at: Option<Instant>,
     retransmit_timeout: Duration,
@@ -390,6 +399,7 @@ impl DtlsEndpoint {
             peer_cert: None,
             srtp_profile: None,
             pending: BTreeMap::new(),
+            client_hello: None,
             flight: Vec::new(),
             retransmit_at: None,
             retransmits: 0,
@@ -765,13 +775,20 @@ impl DtlsEndpoint {
                 return;
             };
             data = rest;
-            // A server that has not accepted a ClientHello yet takes any whole one.
+            // A server that has not accepted a ClientHello yet takes any whole one, and
+            // reassembles a fragmented one: a browser's DTLS 1.3-capable ClientHello with
+            // a post-quantum key share (X25519MLKEM768) does not fit one datagram.
             if self.step == Step::ServerWaitClientHello {
-                if h.msg_type == HandshakeType::ClientHello.to_u8()
-                    && h.fragment_offset == 0
-                    && h.fragment_length == h.length
+                if h.msg_type != HandshakeType::ClientHello.to_u8()
+                    || h.length as usize > MAX_MESSAGE
                 {
+                    continue;
+                }
+                if h.fragment_offset == 0 && h.fragment_length == h.length {
+                    self.client_hello = None;
                     self.on_client_hello(now, record, h.message_seq, body);
+                } else if let Some(whole) = self.add_client_hello_fragment(h, body) {
+                    self.on_client_hello(now, record, h.message_seq, &whole);
                 }
                 continue;
             }
@@ -814,6 +831,31 @@ impl DtlsEndpoint {
                     return;
                 }
             }
+        }
+    }
+
+    /// Collect one fragment of a ClientHello (only one message is kept: a fragment of
+    /// another sequence number or length starts over). The whole body once complete.
+    fn add_client_hello_fragment(&mut self, h: HandshakeHeader, body: &[u8]) -> Option<Vec<u8>> {
+        let length = h.length as usize;
+        let same = matches!(&self.client_hello, Some((seq, p)) if *seq == h.message_seq && p.length == length);
+        if !same {
+            self.client_hello = Some((
+                h.message_seq,
+                Partial {
+                    msg_type: h.msg_type,
+                    length,
+                    data: vec![0; length],
+                    have: Vec::new(),
+                },
+            ));
+        }
+        let (_, partial) = self.client_hello.as_mut()?;
+        partial.add(h.fragment_offset as usize, body);
+        if partial.complete() {
+            self.client_hello.take().map(|(_, p)| p.data)
+        } else {
+            None
         }
     }
 
