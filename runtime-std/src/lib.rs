@@ -21,6 +21,6 @@ pub mod thread;
 pub use driver::{Capacity, Core, Error, Handle, RuntimeCounters};
 pub use game::Driver;
 pub use net::{Interfaces, NetConfig};
-pub use peer::{Options, PeerHandle, ServerHandle};
+pub use peer::{Options, PeerHandle, ServerEvent, ServerHandle};
 pub use sansrtc;
-pub use thread::PeerConnection;
+pub use thread::{PeerConnection, Server};

@@ -10,7 +10,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Instant;
 
 use sansrtc::media::RtpPacket;
-use sansrtc::peer::{OfferOptions, PeerStats};
+use sansrtc::peer::{NegotiationError, OfferOptions, PeerStats};
 use sansrtc::{
     Config, ConnectionState, Endpoint, Event, IceCandidateInit, MediaKind, PeerConnection, PeerId,
     Protocol, SessionDescription, SignalingState, TransceiverId, TransceiverInit,
@@ -222,21 +222,38 @@ impl Handle<Endpoint> {
         config: Config,
         offer: SessionDescription,
     ) -> Result<(PeerId, SessionDescription), Error> {
+        self.accept_with(config, offer, |_| Ok(())).await
+    }
+
+    /// Like [`accept`](Self::accept), with `prepare` run on the new PeerConnection after
+    /// the offer is applied and before the answer is made: add the tracks to send there
+    /// (`add_track` reuses the transceivers the offer created). On any error the peer is
+    /// removed and nothing is left behind.
+    pub async fn accept_with(
+        &self,
+        config: Config,
+        offer: SessionDescription,
+        prepare: impl FnOnce(&mut PeerConnection) -> Result<(), NegotiationError> + Send + 'static,
+    ) -> Result<(PeerId, SessionDescription), Error> {
         self.call(move |endpoint, now| {
             let pc = PeerConnection::new(config, now)?;
             let id = endpoint.insert(now, pc);
             let answer = endpoint
                 .with_peer(id, |pc| {
                     pc.set_remote_description(now, offer)?;
+                    prepare(pc)?;
                     let answer = pc.create_answer()?;
                     pc.set_local_description(now, answer)?;
                     // The description now carries the gathered host candidates.
-                    Ok::<_, sansrtc::peer::NegotiationError>(pc.local_description())
+                    Ok::<_, NegotiationError>(pc.local_description())
                 })
                 .ok_or(Error::NoSuchPeer)?;
             match answer {
                 Ok(Some(answer)) => Ok((id, answer)),
-                Ok(None) => Err(Error::NoSuchPeer),
+                Ok(None) => {
+                    endpoint.remove(id);
+                    Err(Error::NoSuchPeer)
+                }
                 Err(e) => {
                     endpoint.remove(id);
                     Err(Error::Negotiation(e))

@@ -21,7 +21,7 @@ use sansrtc::{
 use crate::driver::{
     refuse_commands, Command, Core, DriverChannels, DriverState, Error, Flow, MAX_DATAGRAM,
 };
-use crate::peer::{prepare_peer, Options, PeerHandle};
+use crate::peer::{prepare_peer, prepare_server, Options, PeerHandle, ServerHandle};
 
 /// How often reader threads look up from a quiet socket to see whether to stop.
 const READER_POLL: Duration = Duration::from_millis(200);
@@ -138,6 +138,30 @@ impl PeerConnection {
     /// Close and stop the driver.
     pub fn close(&self) {
         block_on(self.handle.close())
+    }
+}
+
+/// Server mode on a driver thread: many PeerConnections on one socket (the core's
+/// `Endpoint`). Its [`ServerHandle`] is the async API (usable with any executor, or with
+/// `futures_lite::future::block_on`).
+#[derive(Clone)]
+pub struct Server {
+    handle: ServerHandle,
+}
+
+impl Server {
+    /// Bind the shared socket(s) and start the driver thread.
+    pub fn bind(options: Options) -> Result<Server, Error> {
+        let prepared = prepare_server(&options)?;
+        spawn_driver(prepared.state, prepared.sockets, prepared.channels)?;
+        Ok(Server {
+            handle: prepared.handle,
+        })
+    }
+
+    /// The handle.
+    pub fn handle(&self) -> &ServerHandle {
+        &self.handle
     }
 }
 

@@ -7,6 +7,7 @@
 //   node peer.mjs --browser chromium|firefox
 //
 // Commands: {"id":1,"cmd":"create","config":{...}} -> {"id":1,"ok":true,"result":...}
+//           {"cmd":"goto","url":...} opens another page (an example's); {"cmd":"eval","js":...} runs in the current one
 // Events:   {"event":"icecandidate","candidate":{...}|null}, {"event":"iceconnectionstatechange","state":"connected"}, ...
 import http from 'node:http';
 import readline from 'node:readline';
@@ -185,6 +186,16 @@ async function handle(msg) {
   const { id, cmd } = msg;
   if (cmd === 'ping') return out({ id, ok: true, result: { browser: kind, version: browser.version ? await browser.version() : '' } });
   if (cmd === 'close') return shutdown();
+  if (cmd === 'goto') {
+    // Open a page of the server under test (the examples' pages); `eval` then runs in it.
+    try {
+      await page.goto(msg.url);
+      await page.evaluate(() => { window.__events = window.__events || []; window.__channels = {}; });
+      return out({ id, ok: true, result: true });
+    } catch (e) {
+      return out({ id, ok: false, error: String(e && e.message ? e.message : e) });
+    }
+  }
   try {
     const args = { ...msg };
     delete args.id;

@@ -1,0 +1,159 @@
+//! Which runtime drives the cores: `--runtime tokio|smol|std`. The application code of
+//! every example is the same for all three, because the handles' async methods only
+//! wait on runtime-neutral channels: the examples call them from plain threads with
+//! `futures_lite::future::block_on`. Only who runs the driver loop differs.
+
+use std::fmt;
+use std::str::FromStr;
+
+use sansrtc::Config;
+use sansrtc_std::{Error, Options, PeerHandle, ServerHandle};
+
+/// A runtime choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeKind {
+    /// A tokio multi-thread runtime.
+    Tokio,
+    /// smol's global executor.
+    Smol,
+    /// Blocking driver threads, no executor.
+    Std,
+}
+
+impl FromStr for RuntimeKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tokio" => Ok(RuntimeKind::Tokio),
+            "smol" => Ok(RuntimeKind::Smol),
+            "std" => Ok(RuntimeKind::Std),
+            other => Err(format!("unknown runtime {other:?} (tokio, smol or std)")),
+        }
+    }
+}
+
+impl fmt::Display for RuntimeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RuntimeKind::Tokio => "tokio",
+            RuntimeKind::Smol => "smol",
+            RuntimeKind::Std => "std",
+        })
+    }
+}
+
+/// A started runtime that makes driven PeerConnections and servers.
+pub struct Runtime {
+    kind: RuntimeKind,
+    tokio: Option<tokio::runtime::Runtime>,
+}
+
+impl Runtime {
+    /// Start it (tokio builds a 2-worker runtime; the others need nothing).
+    pub fn new(kind: RuntimeKind) -> std::io::Result<Runtime> {
+        let tokio = match kind {
+            RuntimeKind::Tokio => Some(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()?,
+            ),
+            RuntimeKind::Smol | RuntimeKind::Std => None,
+        };
+        Ok(Runtime { kind, tokio })
+    }
+
+    /// Which one.
+    pub fn kind(&self) -> RuntimeKind {
+        self.kind
+    }
+
+    /// A new PeerConnection with its own sockets, driven by this runtime.
+    pub fn peer(&self, config: Config, options: Options) -> Result<PeerHandle, Error> {
+        match (&self.tokio, self.kind) {
+            (Some(rt), _) => {
+                let pc =
+                    rt.block_on(sansrtc_tokio::PeerConnection::with_options(config, options))?;
+                Ok((*pc).clone())
+            }
+            (None, RuntimeKind::Smol) => {
+                let pc = futures_lite::future::block_on(
+                    sansrtc_smol::PeerConnection::with_options(config, options),
+                )?;
+                Ok((*pc).clone())
+            }
+            (None, _) => Ok(sansrtc_std::PeerConnection::with_options(config, options)?
+                .handle()
+                .clone()),
+        }
+    }
+
+    /// A server: many PeerConnections on one socket, driven by this runtime.
+    pub fn server(&self, options: Options) -> Result<ServerHandle, Error> {
+        match (&self.tokio, self.kind) {
+            (Some(rt), _) => {
+                let server = rt.block_on(sansrtc_tokio::Server::bind(options))?;
+                Ok((*server).clone())
+            }
+            (None, RuntimeKind::Smol) => {
+                let server = futures_lite::future::block_on(sansrtc_smol::Server::bind(options))?;
+                Ok((*server).clone())
+            }
+            (None, _) => Ok(sansrtc_std::Server::bind(options)?.handle().clone()),
+        }
+    }
+}
+
+/// Command-line options shared by the examples: `--addr HOST:PORT` (default
+/// 127.0.0.1:8080) and `--runtime tokio|smol|std` (default tokio).
+pub struct Args {
+    /// The HTTP address; media sockets are bound on the same host.
+    pub addr: std::net::SocketAddr,
+    /// The runtime.
+    pub runtime: RuntimeKind,
+    /// Everything else, for the example's own flags.
+    pub rest: Vec<String>,
+}
+
+impl Args {
+    /// Parse `std::env::args()`.
+    pub fn parse() -> Result<Args, String> {
+        let mut args = Args {
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
+            runtime: RuntimeKind::Tokio,
+            rest: Vec::new(),
+        };
+        let mut it = std::env::args().skip(1);
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--addr" => {
+                    let v = it.next().ok_or("--addr needs HOST:PORT")?;
+                    args.addr = v.parse().map_err(|e| format!("--addr {v}: {e}"))?;
+                }
+                "--runtime" => {
+                    args.runtime = it.next().ok_or("--runtime needs a name")?.parse()?;
+                }
+                _ => args.rest.push(a),
+            }
+        }
+        Ok(args)
+    }
+
+    /// Runtime options binding media sockets on the HTTP host only.
+    pub fn media_options(&self) -> Options {
+        media_options_for(self.addr.ip())
+    }
+}
+
+/// Bind media sockets on this host only (loopback stays loopback).
+pub fn media_options_for(ip: std::net::IpAddr) -> Options {
+    let mut options = Options::default();
+    options.net.interfaces = if ip.is_loopback() {
+        sansrtc_std::Interfaces::Loopback
+    } else if ip.is_unspecified() {
+        sansrtc_std::Interfaces::Auto
+    } else {
+        sansrtc_std::Interfaces::Addresses(vec![ip])
+    };
+    options
+}

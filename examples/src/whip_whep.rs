@@ -1,0 +1,766 @@
+//! The `whip_whep` example's server: a small broadcast service on one UDP socket for all
+//! peers (the core's `Endpoint`, driven in server mode).
+//!
+//! - WHIP ingest (RFC 9725): `POST /whip` with an `application/sdp` offer answers
+//!   `201 Created` with the SDP answer and a `Location`; `DELETE` on it ends the session;
+//!   `PATCH` with `application/trickle-ice-sdpfrag` (RFC 8840) trickles candidates
+//!   (`204`) or, with new ICE credentials, restarts ICE (`200` with our new fragment).
+//! - WHEP playback: `POST /whep` likewise; every viewer receives the current publisher's
+//!   audio and video (payload types mapped by codec), and a joining viewer makes the
+//!   server ask the publisher for a keyframe so its first frame comes quickly.
+//! - Pages: `/` (links), `/publish` (a WHIP client), `/watch` (a WHEP player).
+//!
+//! A new publisher replaces the previous one. Bad requests get a 4xx with a message.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use futures_lite::future::block_on;
+use sansrtc::media::{NegotiatedCodec, RtpPacket};
+use sansrtc::peer::NegotiationError;
+use sansrtc::sdp::SdpType;
+use sansrtc::{
+    Config, ConnectionState, Event, IceCandidateInit, MediaKind, PeerConnection, PeerId,
+    SessionDescription, TransceiverId,
+};
+use sansrtc_std::{Options, ServerHandle};
+
+use crate::http::{self, Reply, Request, Response};
+use crate::runtime::Runtime;
+
+/// Media types of the protocol.
+const SDP: &str = "application/sdp";
+const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
+/// Keyframe requests to the publisher are sent at most this often.
+const KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Publisher,
+    Viewer,
+}
+
+/// One of a peer's transceivers: its kind and negotiated codecs.
+#[derive(Debug, Clone)]
+struct Track {
+    id: TransceiverId,
+    kind: MediaKind,
+    codecs: Vec<NegotiatedCodec>,
+}
+
+#[derive(Debug)]
+struct Session {
+    peer: PeerId,
+    role: Role,
+    tracks: Vec<Track>,
+    etag: u64,
+}
+
+/// Where one publisher packet goes: a viewer's transceiver, with the payload type map.
+#[derive(Debug, Clone)]
+struct Target {
+    peer: PeerId,
+    transceiver: TransceiverId,
+    /// (publisher payload type, viewer payload type) for each codec both have.
+    payload_types: Vec<(u8, u8)>,
+}
+
+#[derive(Default)]
+struct State {
+    sessions: HashMap<u64, Session>,
+    by_peer: HashMap<PeerId, u64>,
+    publisher: Option<u64>,
+    /// Per publisher transceiver: where its packets go. Rebuilt when sessions change.
+    routes: HashMap<TransceiverId, Arc<[Target]>>,
+    next_resource: u64,
+    last_keyframe_request: Option<Instant>,
+}
+
+/// Counters the tests read.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BroadcastStats {
+    /// Publisher packets forwarded (once per viewer).
+    pub forwarded: u64,
+    /// Keyframe requests sent to the publisher.
+    pub keyframe_requests: u64,
+    /// Sessions ended (DELETE, failure or replacement).
+    pub sessions_ended: u64,
+}
+
+/// The broadcast server.
+pub struct Broadcast {
+    server: ServerHandle,
+    config: Config,
+    state: Mutex<State>,
+    stats: Mutex<BroadcastStats>,
+}
+
+/// A running server.
+pub struct Running {
+    /// The HTTP address.
+    pub addr: SocketAddr,
+    /// The service, for its counters.
+    pub broadcast: Arc<Broadcast>,
+}
+
+/// Start the server: HTTP on `addr`, media on one UDP socket per `options`.
+pub fn start(addr: SocketAddr, runtime: &Runtime, options: Options) -> std::io::Result<Running> {
+    let server = runtime.server(options).map_err(std::io::Error::other)?;
+    let broadcast = Arc::new(Broadcast {
+        server,
+        config: broadcast_config(),
+        state: Mutex::new(State::default()),
+        stats: Mutex::new(BroadcastStats::default()),
+    });
+    let events = broadcast.clone();
+    std::thread::Builder::new()
+        .name("broadcast-events".into())
+        .spawn(move || events.run_events())?;
+    let routes = broadcast.clone();
+    let addr = http::spawn(addr, Arc::new(move |req| Reply::from(routes.route(&req))))?;
+    Ok(Running { addr, broadcast })
+}
+
+/// Opus and VP8 only, so that any publisher's media suits any viewer (and the
+/// `save_to_file` formats).
+fn broadcast_config() -> Config {
+    let mut config = Config::default();
+    config
+        .audio_codecs
+        .retain(|c| c.name.eq_ignore_ascii_case("opus"));
+    config
+        .video_codecs
+        .retain(|c| c.name.eq_ignore_ascii_case("vp8"));
+    config
+}
+
+impl Broadcast {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn count(&self, f: impl FnOnce(&mut BroadcastStats)) {
+        f(&mut self.stats.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> BroadcastStats {
+        *self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many sessions are live (publisher and viewers).
+    pub fn sessions(&self) -> usize {
+        self.state().sessions.len()
+    }
+
+    fn route(&self, req: &Request) -> Response {
+        let path = req.path.trim_end_matches('/');
+        match (req.method.as_str(), path) {
+            ("GET", "") => Response::html(INDEX_PAGE),
+            ("GET", "/publish") => Response::html(PUBLISH_PAGE),
+            ("GET", "/watch") => Response::html(WATCH_PAGE),
+            ("POST", "/whip") => self.create(req, Role::Publisher),
+            ("POST", "/whep") => self.create(req, Role::Viewer),
+            (_, "/whip" | "/whep") => {
+                Response::text(405, "POST an SDP offer here").header("Allow", "POST")
+            }
+            (method, p) => {
+                let resource = p
+                    .strip_prefix("/whip/")
+                    .or_else(|| p.strip_prefix("/whep/"))
+                    .and_then(|id| id.parse::<u64>().ok());
+                let Some(resource) = resource else {
+                    return Response::text(404, format!("no such resource: {}", req.path));
+                };
+                match method {
+                    "DELETE" => self.delete(resource),
+                    "PATCH" => self.patch(req, resource),
+                    _ => Response::text(405, "PATCH or DELETE a session")
+                        .header("Allow", "PATCH, DELETE"),
+                }
+            }
+        }
+    }
+
+    /// POST /whip or /whep.
+    fn create(&self, req: &Request, role: Role) -> Response {
+        if req.content_type().as_deref() != Some(SDP) {
+            return Response::text(415, format!("the offer must be sent as {SDP}"));
+        }
+        let Some(sdp) = req.text().filter(|s| !s.trim().is_empty()) else {
+            return Response::text(400, "empty or non-UTF-8 offer");
+        };
+        let offer = SessionDescription {
+            kind: SdpType::Offer,
+            sdp: sdp.to_string(),
+        };
+        let prepare = move |pc: &mut PeerConnection| -> Result<(), NegotiationError> {
+            if role == Role::Viewer {
+                // Send what the viewer offered to receive (addTrack reuses its transceivers).
+                let kinds: Vec<MediaKind> = pc
+                    .transceivers()
+                    .iter()
+                    .filter(|t| !t.stopped && t.direction.receives())
+                    .map(|t| t.kind)
+                    .collect();
+                for kind in kinds {
+                    pc.add_track(kind, vec!["broadcast".into()])?;
+                }
+            }
+            Ok(())
+        };
+        let (peer, answer) =
+            match block_on(self.server.accept_with(self.config.clone(), offer, prepare)) {
+                Ok(ok) => ok,
+                Err(sansrtc_std::Error::Negotiation(e)) => {
+                    return Response::text(400, format!("cannot answer this offer: {e}"));
+                }
+                Err(e) => return Response::text(500, format!("server error: {e}")),
+            };
+        let tracks = self.tracks(peer);
+        let (resource, replaced) = {
+            let mut st = self.state();
+            let resource = st.next_resource;
+            st.next_resource += 1;
+            st.sessions.insert(
+                resource,
+                Session {
+                    peer,
+                    role,
+                    tracks,
+                    etag: 1,
+                },
+            );
+            st.by_peer.insert(peer, resource);
+            let replaced = if role == Role::Publisher {
+                st.publisher.replace(resource)
+            } else {
+                None
+            };
+            rebuild_routes(&mut st);
+            (resource, replaced)
+        };
+        if let Some(old) = replaced {
+            self.end(old);
+        }
+        // A new viewer (or a new publisher) needs a keyframe to start decoding.
+        self.request_keyframe(true);
+        let base = if role == Role::Publisher {
+            "/whip"
+        } else {
+            "/whep"
+        };
+        Response::empty(201)
+            .header("Content-Type", SDP)
+            .header("Location", format!("{base}/{resource}"))
+            .header("ETag", format!("\"{resource}-1\""))
+            .body(answer.sdp.into_bytes())
+    }
+
+    fn tracks(&self, peer: PeerId) -> Vec<Track> {
+        block_on(self.server.with_peer(peer, |pc, _| {
+            pc.transceivers()
+                .iter()
+                .map(|t| Track {
+                    id: t.id,
+                    kind: t.kind,
+                    codecs: t.codecs.clone(),
+                })
+                .collect()
+        }))
+        .unwrap_or_default()
+    }
+
+    /// DELETE: end the session.
+    fn delete(&self, resource: u64) -> Response {
+        if self.end(resource) {
+            Response::empty(200)
+        } else {
+            Response::text(404, "no such session")
+        }
+    }
+
+    /// End a session: close its peer and forget it. False if unknown.
+    fn end(&self, resource: u64) -> bool {
+        let peer = {
+            let mut st = self.state();
+            let Some(session) = st.sessions.remove(&resource) else {
+                return false;
+            };
+            st.by_peer.remove(&session.peer);
+            if st.publisher == Some(resource) {
+                st.publisher = None;
+            }
+            rebuild_routes(&mut st);
+            session.peer
+        };
+        let _ = block_on(self.server.remove(peer));
+        self.count(|s| s.sessions_ended += 1);
+        true
+    }
+
+    /// PATCH: trickle candidates, or restart ICE when the fragment has new credentials.
+    fn patch(&self, req: &Request, resource: u64) -> Response {
+        let (peer, etag) = match self.state().sessions.get(&resource) {
+            Some(s) => (s.peer, s.etag),
+            None => return Response::text(404, "no such session"),
+        };
+        if req.content_type().as_deref() != Some(SDPFRAG) {
+            return Response::text(415, format!("send an SDP fragment as {SDPFRAG}"));
+        }
+        let Some(text) = req.text() else {
+            return Response::text(400, "the fragment is not UTF-8");
+        };
+        let frag = match SdpFrag::parse(text) {
+            Ok(f) => f,
+            Err(e) => return Response::text(400, e),
+        };
+        let current_ufrag = block_on(self.server.with_peer(peer, |pc, _| {
+            pc.remote_description()
+                .and_then(|d| ice_credentials(&d.sdp).map(|(u, _)| u))
+        }))
+        .ok()
+        .flatten();
+        let restart = match (&frag.ufrag, &frag.pwd) {
+            (Some(u), Some(_)) => current_ufrag.as_deref() != Some(u.as_str()),
+            _ => false,
+        };
+        if !restart {
+            if let Some(tag) = req.header("if-match") {
+                if tag != "*" && tag != format!("\"{resource}-{etag}\"") {
+                    return Response::text(412, "the ETag does not match this ICE session");
+                }
+            }
+        }
+        if restart {
+            return self.restart(peer, resource, &frag);
+        }
+        let candidates = frag.candidates;
+        match block_on(self.server.with_peer(peer, move |pc, now| {
+            candidates
+                .into_iter()
+                .try_for_each(|c| pc.add_ice_candidate(now, c).map(|_| ()))
+        })) {
+            Ok(Ok(())) => Response::empty(204),
+            Ok(Err(e)) => Response::text(422, format!("candidate refused: {e}")),
+            Err(_) => Response::text(404, "no such session"),
+        }
+    }
+
+    /// An ICE restart from the client (RFC 9725 4.4.1): apply its new credentials as a new
+    /// remote offer, answer, and return our new credentials and candidates.
+    fn restart(&self, peer: PeerId, resource: u64, frag: &SdpFrag) -> Response {
+        let (Some(ufrag), Some(pwd)) = (frag.ufrag.clone(), frag.pwd.clone()) else {
+            return Response::text(400, "an ICE restart needs ice-ufrag and ice-pwd");
+        };
+        let candidates = frag.candidates.clone();
+        let result = block_on(self.server.with_peer(peer, move |pc, now| {
+            let remote = pc.remote_description().ok_or("no remote description")?;
+            let sdp = replace_ice_credentials(&remote.sdp, &ufrag, &pwd);
+            let offer = SessionDescription {
+                kind: SdpType::Offer,
+                sdp,
+            };
+            pc.set_remote_description(now, offer)
+                .map_err(|_| "the restarted offer was refused")?;
+            let answer = pc
+                .create_answer()
+                .map_err(|_| "cannot answer the restart")?;
+            pc.set_local_description(now, answer)
+                .map_err(|_| "cannot apply our answer")?;
+            for c in candidates {
+                let _ = pc.add_ice_candidate(now, c);
+            }
+            pc.local_description().ok_or("no local description")
+        }));
+        let local = match result {
+            Ok(Ok(local)) => local,
+            Ok(Err(e)) => return Response::text(400, e),
+            Err(_) => return Response::text(404, "no such session"),
+        };
+        let etag = {
+            let mut st = self.state();
+            match st.sessions.get_mut(&resource) {
+                Some(s) => {
+                    s.etag += 1;
+                    s.etag
+                }
+                None => return Response::text(404, "no such session"),
+            }
+        };
+        Response::empty(200)
+            .header("Content-Type", SDPFRAG)
+            .header("ETag", format!("\"{resource}-{etag}\""))
+            .body(answer_fragment(&local.sdp).into_bytes())
+    }
+
+    /// Ask the publisher for a keyframe on its video tracks (rate limited unless forced).
+    fn request_keyframe(&self, force: bool) {
+        let (peer, videos) = {
+            let mut st = self.state();
+            let now = Instant::now();
+            if !force
+                && st
+                    .last_keyframe_request
+                    .is_some_and(|t| now.duration_since(t) < KEYFRAME_INTERVAL)
+            {
+                return;
+            }
+            let Some(publisher) = st.publisher.and_then(|r| st.sessions.get(&r)) else {
+                return;
+            };
+            let peer = publisher.peer;
+            let videos: Vec<TransceiverId> = publisher
+                .tracks
+                .iter()
+                .filter(|t| t.kind == MediaKind::Video)
+                .map(|t| t.id)
+                .collect();
+            st.last_keyframe_request = Some(now);
+            (peer, videos)
+        };
+        let sent = block_on(self.server.with_peer(peer, move |pc, _| {
+            videos
+                .into_iter()
+                .filter(|t| pc.request_keyframe(*t).is_ok())
+                .count()
+        }))
+        .unwrap_or(0);
+        self.count(|s| s.keyframe_requests += sent as u64);
+    }
+
+    /// Forward media and react to peers' events, until the server stops.
+    fn run_events(&self) {
+        while let Some((peer, event)) = block_on(self.server.next_event()) {
+            match event {
+                Event::Rtp {
+                    transceiver,
+                    packet,
+                } => self.forward(peer, transceiver, packet),
+                Event::KeyframeRequest(_) => {
+                    let is_viewer = {
+                        let st = self.state();
+                        st.by_peer
+                            .get(&peer)
+                            .and_then(|r| st.sessions.get(r))
+                            .is_some_and(|s| s.role == Role::Viewer)
+                    };
+                    if is_viewer {
+                        self.request_keyframe(false);
+                    }
+                }
+                Event::ConnectionStateChange(ConnectionState::Connected) => {
+                    // Ask again once the viewer can actually receive it.
+                    self.request_keyframe(true);
+                }
+                Event::ConnectionStateChange(ConnectionState::Failed | ConnectionState::Closed) => {
+                    let resource = self.state().by_peer.get(&peer).copied();
+                    if let Some(resource) = resource {
+                        self.end(resource);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn forward(&self, peer: PeerId, transceiver: TransceiverId, packet: RtpPacket) {
+        let targets = {
+            let st = self.state();
+            let from_publisher = st
+                .publisher
+                .and_then(|r| st.sessions.get(&r))
+                .is_some_and(|s| s.peer == peer);
+            if !from_publisher {
+                return;
+            }
+            match st.routes.get(&transceiver) {
+                Some(t) if !t.is_empty() => t.clone(),
+                _ => return,
+            }
+        };
+        let n = targets.len() as u64;
+        // One command for all viewers of this packet.
+        let _ = block_on(self.server.cast(move |endpoint, _| {
+            for target in targets.iter() {
+                let Some(&(_, pt)) = target
+                    .payload_types
+                    .iter()
+                    .find(|(from, _)| *from == packet.payload_type)
+                else {
+                    continue;
+                };
+                let mut copy = packet.clone();
+                copy.payload_type = pt;
+                endpoint.with_peer(target.peer, |pc| {
+                    let _ = pc.send_rtp(target.transceiver, &copy);
+                });
+            }
+        }));
+        self.count(|s| s.forwarded += n);
+    }
+}
+
+/// Recompute where each publisher transceiver's packets go.
+fn rebuild_routes(st: &mut State) {
+    st.routes.clear();
+    let Some(publisher) = st.publisher.and_then(|r| st.sessions.get(&r)) else {
+        return;
+    };
+    for source in &publisher.tracks {
+        let mut targets = Vec::new();
+        for viewer in st.sessions.values().filter(|s| s.role == Role::Viewer) {
+            let Some(sink) = viewer.tracks.iter().find(|t| t.kind == source.kind) else {
+                continue;
+            };
+            let payload_types: Vec<(u8, u8)> = source
+                .codecs
+                .iter()
+                .filter_map(|c| {
+                    sink.codecs
+                        .iter()
+                        .find(|d| {
+                            d.name.eq_ignore_ascii_case(&c.name) && d.clock_rate == c.clock_rate
+                        })
+                        .map(|d| (c.payload_type, d.payload_type))
+                })
+                .collect();
+            targets.push(Target {
+                peer: viewer.peer,
+                transceiver: sink.id,
+                payload_types,
+            });
+        }
+        st.routes.insert(source.id, targets.into());
+    }
+}
+
+/// An RFC 8840 SDP fragment: ICE credentials and candidates per media section.
+#[derive(Debug, Default, Clone)]
+pub struct SdpFrag {
+    /// `a=ice-ufrag`.
+    pub ufrag: Option<String>,
+    /// `a=ice-pwd`.
+    pub pwd: Option<String>,
+    /// The candidates (an empty one for `a=end-of-candidates`).
+    pub candidates: Vec<IceCandidateInit>,
+}
+
+impl SdpFrag {
+    /// Parse a fragment. Unknown lines are ignored; a candidate line must be well formed
+    /// enough to carry a value.
+    pub fn parse(text: &str) -> Result<SdpFrag, String> {
+        let mut frag = SdpFrag::default();
+        let mut mid: Option<String> = None;
+        let mut index: Option<u16> = None;
+        for (n, line) in text.lines().map(str::trim).enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            if let Some(v) = line.strip_prefix("a=ice-ufrag:") {
+                frag.ufrag = Some(v.to_string());
+            } else if let Some(v) = line.strip_prefix("a=ice-pwd:") {
+                frag.pwd = Some(v.to_string());
+            } else if line.starts_with("m=") {
+                index = Some(index.map_or(0, |i| i.saturating_add(1)));
+                mid = None;
+            } else if let Some(v) = line.strip_prefix("a=mid:") {
+                mid = Some(v.to_string());
+            } else if let Some(v) = line.strip_prefix("a=candidate:") {
+                if v.split_whitespace().count() < 8 {
+                    return Err(format!("line {}: malformed candidate", n + 1));
+                }
+                frag.candidates.push(IceCandidateInit {
+                    candidate: format!("candidate:{v}"),
+                    sdp_mid: mid.clone(),
+                    sdp_m_line_index: index.or(Some(0)),
+                    username_fragment: frag.ufrag.clone(),
+                });
+            } else if line == "a=end-of-candidates" {
+                frag.candidates.push(IceCandidateInit {
+                    candidate: String::new(),
+                    sdp_mid: mid.clone(),
+                    sdp_m_line_index: index.or(Some(0)),
+                    username_fragment: frag.ufrag.clone(),
+                });
+            } else if !line.starts_with("a=") && !line.starts_with("m=") && !line.starts_with("c=")
+            {
+                return Err(format!(
+                    "line {}: not an SDP fragment line: {line:?}",
+                    n + 1
+                ));
+            }
+        }
+        Ok(frag)
+    }
+}
+
+/// The first ice-ufrag and ice-pwd of an SDP.
+fn ice_credentials(sdp: &str) -> Option<(String, String)> {
+    let find = |prefix: &str| {
+        sdp.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix).map(str::to_string))
+    };
+    Some((find("a=ice-ufrag:")?, find("a=ice-pwd:")?))
+}
+
+fn replace_ice_credentials(sdp: &str, ufrag: &str, pwd: &str) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.lines() {
+        let line = line.trim_end_matches('\r');
+        if line.starts_with("a=ice-ufrag:") {
+            out.push_str(&format!("a=ice-ufrag:{ufrag}\r\n"));
+        } else if line.starts_with("a=ice-pwd:") {
+            out.push_str(&format!("a=ice-pwd:{pwd}\r\n"));
+        } else if line.starts_with("a=candidate:") || line == "a=end-of-candidates" {
+            // The old generation's candidates do not survive a restart.
+        } else {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    out
+}
+
+/// Our side of an ICE restart as an SDP fragment: credentials, the first media
+/// section's mid and our candidates.
+fn answer_fragment(local_sdp: &str) -> String {
+    let mut out = String::new();
+    if let Some((ufrag, pwd)) = ice_credentials(local_sdp) {
+        out.push_str(&format!("a=ice-ufrag:{ufrag}\r\na=ice-pwd:{pwd}\r\n"));
+    }
+    let mut in_first = false;
+    for line in local_sdp.lines().map(|l| l.trim_end_matches('\r')) {
+        if line.starts_with("m=") {
+            if in_first {
+                break;
+            }
+            in_first = true;
+            out.push_str(line);
+            out.push_str("\r\n");
+        } else if in_first && (line.starts_with("a=mid:") || line.starts_with("a=candidate:")) {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str("a=end-of-candidates\r\n");
+    out
+}
+
+/// The index page.
+pub const INDEX_PAGE: &str = r#"<!doctype html><html><head><meta charset="utf-8"><title>sansrtc broadcast</title></head>
+<body style="font-family:sans-serif;margin:2em"><h1>sansrtc WHIP/WHEP broadcast</h1>
+<p><a href="/publish">Publish</a> your camera (WHIP) and <a href="/watch" target="_blank">watch</a> it (WHEP) in another tab.</p>
+<p>Any WHIP client (OBS, GStreamer whipsink, ffmpeg) can publish to <code>/whip</code>; any WHEP player can play <code>/whep</code>.</p>
+</body></html>
+"#;
+
+/// Shared page script: a WHIP/WHEP client with trickle ICE over PATCH (a macro so that
+/// `concat!` can put it into both pages).
+macro_rules! client_js {
+    () => {
+        r#"
+const status = window.sansrtcStatus = { state: 'new', error: null, resource: null, patches: 0 };
+const show = (s) => { status.state = s; document.getElementById('status').textContent = s; };
+async function negotiate(pc, endpoint) {
+  const pending = [];
+  let resource = null;
+  const patch = async (lines) => {
+    const r = await fetch(resource, { method: 'PATCH', headers: { 'Content-Type': 'application/trickle-ice-sdpfrag' }, body: lines });
+    if (r.ok) status.patches++;
+  };
+  pc.onicecandidate = (e) => {
+    const offer = pc.localDescription.sdp;
+    const ufrag = (offer.match(/a=ice-ufrag:(.*)/) || [])[1];
+    const pwd = (offer.match(/a=ice-pwd:(.*)/) || [])[1];
+    const line = e.candidate ? `a=candidate:${e.candidate.candidate.replace(/^candidate:/, '')}` : 'a=end-of-candidates';
+    const frag = `a=ice-ufrag:${ufrag.trim()}\r\na=ice-pwd:${pwd.trim()}\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:${(e.candidate && e.candidate.sdpMid) || '0'}\r\n${line}\r\n`;
+    if (resource) patch(frag); else pending.push(frag);
+  };
+  pc.onconnectionstatechange = () => show(pc.connectionState);
+  const offer = await pc.createOffer();
+  await pc.setLocalDescription(offer);
+  const r = await fetch(endpoint, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: offer.sdp });
+  if (r.status !== 201) throw new Error(`${endpoint}: ${r.status} ${await r.text()}`);
+  resource = new URL(r.headers.get('Location'), location.href).href;
+  status.resource = resource;
+  await pc.setRemoteDescription({ type: 'answer', sdp: await r.text() });
+  for (const frag of pending.splice(0)) patch(frag);
+  show('negotiated');
+}
+window.addEventListener('beforeunload', () => { if (status.resource) fetch(status.resource, { method: 'DELETE', keepalive: true }); });
+"#
+    };
+}
+
+/// The WHIP publishing page.
+pub const PUBLISH_PAGE: &str = concat!(
+    r#"<!doctype html><html><head><meta charset="utf-8"><title>sansrtc publish</title></head>
+<body style="font-family:sans-serif;margin:2em"><h1>Publishing (WHIP)</h1>
+<video id="local" autoplay muted playsinline style="width:60%;background:#222"></video><p id="status">starting...</p>
+<script>"#,
+    client_js!(),
+    r#"
+(async () => {
+  const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+  document.getElementById('local').srcObject = stream;
+  const pc = window.pc = new RTCPeerConnection();
+  for (const track of stream.getTracks()) pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+  await negotiate(pc, '/whip');
+})().catch((e) => { status.error = String(e); show('error: ' + e); });
+</script></body></html>
+"#
+);
+
+/// The WHEP player page.
+pub const WATCH_PAGE: &str = concat!(
+    r#"<!doctype html><html><head><meta charset="utf-8"><title>sansrtc watch</title></head>
+<body style="font-family:sans-serif;margin:2em"><h1>Watching (WHEP)</h1>
+<video id="remote" autoplay muted playsinline controls style="width:60%;background:#222"></video><p id="status">starting...</p>
+<script>"#,
+    client_js!(),
+    r#"
+(async () => {
+  const pc = window.pc = new RTCPeerConnection();
+  pc.addTransceiver('audio', { direction: 'recvonly' });
+  pc.addTransceiver('video', { direction: 'recvonly' });
+  const stream = new MediaStream();
+  pc.ontrack = (e) => { stream.addTrack(e.track); document.getElementById('remote').srcObject = stream; };
+  await negotiate(pc, '/whep');
+})().catch((e) => { status.error = String(e); show('error: ' + e); });
+</script></body></html>
+"#
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sdpfrag_candidates_and_end() {
+        let f = SdpFrag::parse(
+            "a=ice-ufrag:EsAw\r\na=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1\r\nm=audio 9 RTP/AVP 0\r\na=mid:0\r\n\
+             a=candidate:1387637174 1 udp 2122260223 192.0.2.1 61764 typ host generation 0\r\na=end-of-candidates\r\n",
+        )
+        .expect("parses");
+        assert_eq!(f.ufrag.as_deref(), Some("EsAw"));
+        assert_eq!(f.candidates.len(), 2);
+        assert_eq!(f.candidates[0].sdp_mid.as_deref(), Some("0"));
+        assert!(f.candidates[0]
+            .candidate
+            .starts_with("candidate:1387637174 1 udp"));
+        assert!(f.candidates[1].candidate.is_empty());
+        assert!(SdpFrag::parse("a=candidate:1 1 udp\r\n").is_err());
+        assert!(SdpFrag::parse("hello world\r\n").is_err());
+    }
+
+    #[test]
+    fn restart_replaces_credentials_and_drops_old_candidates() {
+        let sdp = "v=0\r\na=ice-ufrag:old\r\na=ice-pwd:oldpwd\r\na=candidate:1 1 udp 1 1.2.3.4 5 typ host\r\na=mid:0\r\n";
+        let out = replace_ice_credentials(sdp, "new", "newpwd");
+        assert!(out.contains("a=ice-ufrag:new\r\n") && out.contains("a=ice-pwd:newpwd\r\n"));
+        assert!(!out.contains("a=candidate") && out.contains("a=mid:0"));
+    }
+}
