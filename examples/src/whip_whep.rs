@@ -107,10 +107,21 @@ pub struct Running {
 
 /// Start the server: HTTP on `addr`, media on one UDP socket per `options`.
 pub fn start(addr: SocketAddr, runtime: &Runtime, options: Options) -> std::io::Result<Running> {
+    start_with_config(addr, runtime, options, broadcast_config())
+}
+
+/// The same with a given PeerConnection configuration for every session (tests shorten
+/// the consent timeout this way).
+pub fn start_with_config(
+    addr: SocketAddr,
+    runtime: &Runtime,
+    options: Options,
+    config: Config,
+) -> std::io::Result<Running> {
     let server = runtime.server(options).map_err(std::io::Error::other)?;
     let broadcast = Arc::new(Broadcast {
         server,
-        config: broadcast_config(),
+        config,
         state: Mutex::new(State::default()),
         stats: Mutex::new(BroadcastStats::default()),
     });
@@ -123,9 +134,9 @@ pub fn start(addr: SocketAddr, runtime: &Runtime, options: Options) -> std::io::
     Ok(Running { addr, broadcast })
 }
 
-/// Opus and VP8 only, so that any publisher's media suits any viewer (and the
-/// `save_to_file` formats).
-fn broadcast_config() -> Config {
+/// The default session configuration: Opus and VP8 only, so that any publisher's media
+/// suits any viewer.
+pub fn broadcast_config() -> Config {
     let mut config = Config::default();
     config
         .audio_codecs
@@ -155,6 +166,12 @@ impl Broadcast {
         self.state().sessions.len()
     }
 
+    /// How many PeerConnections the server's Endpoint holds (sessions being closed
+    /// included until their goodbyes are sent).
+    pub fn endpoint_peers(&self) -> usize {
+        block_on(self.server.call(|endpoint, _| endpoint.len())).unwrap_or(0)
+    }
+
     fn route(&self, req: &Request) -> Response {
         let path = req.path.trim_end_matches('/');
         match (req.method.as_str(), path) {
@@ -177,6 +194,9 @@ impl Broadcast {
                 match method {
                     "DELETE" => self.delete(resource),
                     "PATCH" => self.patch(req, resource),
+                    _ if !self.state().sessions.contains_key(&resource) => {
+                        Response::text(404, "no such session")
+                    }
                     _ => Response::text(405, "PATCH or DELETE a session")
                         .header("Allow", "PATCH, DELETE"),
                 }
