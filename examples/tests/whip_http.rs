@@ -163,11 +163,14 @@ fn run_until(what: &str, limit: Duration, mut step: impl FnMut() -> bool) {
     }
 }
 
+/// Method, path, content type, body, expected status.
+type Case<'a> = (&'a str, &'a str, Option<&'a str>, &'a [u8], u16);
+
 #[test]
 fn bad_requests_get_clear_4xx_and_the_server_keeps_serving() {
     let (_rt, running) = start(broadcast_config());
     let addr = running.addr;
-    let cases: [(&str, &str, Option<&str>, &[u8], u16); 9] = [
+    let cases: [Case; 9] = [
         ("POST", "/whip", Some("text/plain"), b"v=0", 415),
         (
             "POST",
