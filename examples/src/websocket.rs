@@ -230,7 +230,7 @@ mod tests {
         // RFC 6455 section 1.3.
         assert_eq!(
             accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kK1+xOo6YALlzo="
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
     }
 
