@@ -379,3 +379,55 @@ async fn unread_events_drop_media_not_memory() {
         ConnectionState::Connected
     );
 }
+
+/// Dropping every handle closes the core and stops the driver, which releases its socket
+/// (the port can be bound again), on each runtime.
+#[test]
+fn dropping_the_last_handle_releases_the_socket() {
+    fn released(addr: std::net::SocketAddr) -> bool {
+        let deadline = Instant::now() + TIMEOUT;
+        while Instant::now() < deadline {
+            if std::net::UdpSocket::bind(addr).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio");
+    let tokio_pc = rt
+        .block_on(sansrtc_tokio::PeerConnection::with_options(
+            Config::default(),
+            Options::loopback(),
+        ))
+        .expect("tokio pc");
+    let smol_pc = smol::block_on(sansrtc_smol::PeerConnection::with_options(
+        Config::default(),
+        Options::loopback(),
+    ))
+    .expect("smol pc");
+    let std_pc = sansrtc_std::PeerConnection::with_options(Config::default(), Options::loopback())
+        .expect("std pc");
+    let addrs = [
+        tokio_pc.local_addresses()[0],
+        smol_pc.local_addresses()[0],
+        std_pc.local_addresses()[0],
+    ];
+    let clone = tokio_pc.clone();
+    drop(tokio_pc);
+    // A clone keeps it alive.
+    assert!(
+        std::net::UdpSocket::bind(addrs[0]).is_err(),
+        "still bound while a clone lives"
+    );
+    drop(clone);
+    drop(smol_pc);
+    drop(std_pc);
+    for addr in addrs {
+        assert!(released(addr), "{addr} released once every handle is gone");
+    }
+}
