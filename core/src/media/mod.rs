@@ -42,6 +42,9 @@ pub struct TrackInfo {
     pub mid: Option<String>,
     /// The remote MediaStream ids.
     pub stream_ids: Vec<String>,
+    /// The rids of the simulcast streams the remote sends (`a=rid:<id> send`), empty
+    /// without simulcast. Each `Event::Rtp` says which one its packet belongs to.
+    pub rids: Vec<String>,
 }
 
 /// The kind of a media track.

@@ -109,6 +109,9 @@ pub struct PeerConnection {
     srtp_out: Option<SrtpContext>,
     media_out: VecDeque<Vec<u8>>,
     ssrc_map: std::collections::HashMap<u32, TransceiverId>,
+    /// The rid each remote SSRC announced (browsers stop sending the rid extension once
+    /// the stream is known, so later packets inherit it from here).
+    ssrc_rids: std::collections::HashMap<u32, String>,
     announced_tracks: Vec<TransceiverId>,
     scratch: Vec<u8>,
     rng: Rng,
@@ -162,6 +165,7 @@ impl PeerConnection {
             srtp_out: None,
             media_out: VecDeque::new(),
             ssrc_map: std::collections::HashMap::new(),
+            ssrc_rids: std::collections::HashMap::new(),
             announced_tracks: Vec::new(),
             scratch: vec![0u8; 2048],
             rng: rng.fork(),
@@ -765,6 +769,7 @@ impl PeerConnection {
                 kind: t.kind,
                 mid: t.mid.clone(),
                 stream_ids: t.remote.stream_ids.clone(),
+                rids: t.remote.rids.clone(),
             })
             .collect();
         for info in new {
@@ -882,19 +887,17 @@ impl PeerConnection {
             self.stats.rtp_unmatched += 1;
             return true;
         };
-        let rid = self
-            .neg
-            .transceiver(id)
-            .and_then(|t| {
-                t.header_extensions
-                    .iter()
-                    .find(|(_, u)| u == RID_URI)
-                    .map(|(i, _)| *i)
-            })
-            .and_then(|i| u8::try_from(i).ok())
-            .and_then(|i| header.extension(i))
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .map(str::to_string);
+        let rid = match self.packet_rid(id, &header) {
+            Some(rid) => {
+                if self.ssrc_rids.get(&ssrc) != Some(&rid)
+                    && (self.ssrc_rids.len() < MAX_SSRCS || self.ssrc_rids.contains_key(&ssrc))
+                {
+                    self.ssrc_rids.insert(ssrc, rid.clone());
+                }
+                Some(rid)
+            }
+            None => self.ssrc_rids.get(&ssrc).cloned(),
+        };
         let packet = RtpPacket {
             payload_type: header.payload_type(),
             sequence_number: header.sequence_number(),
@@ -913,9 +916,34 @@ impl PeerConnection {
         true
     }
 
+    /// Test hook: SRTP keys as DTLS would export them, without a handshake.
+    #[cfg(test)]
+    fn install_srtp_for_test(&mut self, profile: SrtpProfile, material: &[u8], is_client: bool) {
+        let (out, inb) = SrtpContext::pair_from_keying_material(profile, material, is_client)
+            .expect("keying material");
+        self.srtp_out = Some(out);
+        self.srtp_in = Some(inb);
+    }
+
+    /// The rid header extension of a packet, as negotiated on its transceiver.
+    fn packet_rid(&self, id: TransceiverId, header: &RtpHeader<'_>) -> Option<String> {
+        let t = self.neg.transceiver(id)?;
+        let ext = t
+            .header_extensions
+            .iter()
+            .find(|(_, u)| u == RID_URI)
+            .and_then(|(i, _)| u8::try_from(*i).ok())?;
+        let value = header.extension(ext)?;
+        std::str::from_utf8(value)
+            .ok()
+            .filter(|r| !r.is_empty())
+            .map(str::to_string)
+    }
+
     /// Which transceiver an RTP packet belongs to: known SSRC, then the mid header
-    /// extension, then a signalled `a=ssrc`, then the payload type of a receiving
-    /// transceiver (an SSRC first seen without a signalled ssrc line).
+    /// extension, then the rid header extension against the signalled rids, then a
+    /// signalled `a=ssrc`, then the payload type of a receiving transceiver (an SSRC first
+    /// seen without a signalled ssrc line).
     fn demux(&mut self, header: &RtpHeader<'_>) -> Option<TransceiverId> {
         let ssrc = header.ssrc();
         if let Some(id) = self.ssrc_map.get(&ssrc) {
@@ -927,16 +955,34 @@ impl PeerConnection {
                 .iter()
                 .filter(|t| !t.stopped && t.current_direction.is_some_and(Direction::receives))
         };
-        let by_mid = receiving().find(|t| {
-            let id = t
-                .header_extensions
+        let mid_of = |t: &Transceiver| {
+            t.header_extensions
                 .iter()
                 .find(|(_, u)| u == MID_URI)
-                .and_then(|(i, _)| u8::try_from(*i).ok());
-            let mid = id.and_then(|i| header.extension(i));
-            matches!((mid, t.mid.as_deref()), (Some(m), Some(ours)) if m == ours.as_bytes())
+                .and_then(|(i, _)| u8::try_from(*i).ok())
+                .and_then(|i| header.extension(i))
+        };
+        let by_mid = receiving().find(|t| {
+            matches!((mid_of(t), t.mid.as_deref()), (Some(m), Some(ours)) if m == ours.as_bytes())
         });
+        // RFC 8843 section 9.2: a packet that names a mid we do not receive on is not
+        // guessed onto another transceiver by its SSRC or payload type.
+        if by_mid.is_none() && receiving().any(|t| mid_of(t).is_some()) {
+            return None;
+        }
+        let by_rid = || {
+            receiving().find(|t| {
+                let rid = t
+                    .header_extensions
+                    .iter()
+                    .find(|(_, u)| u == RID_URI)
+                    .and_then(|(i, _)| u8::try_from(*i).ok())
+                    .and_then(|i| header.extension(i));
+                rid.is_some_and(|r| t.remote.rids.iter().any(|ours| ours.as_bytes() == r))
+            })
+        };
         let found = by_mid
+            .or_else(by_rid)
             .or_else(|| receiving().find(|t| t.remote.ssrcs.contains(&ssrc)))
             .or_else(|| {
                 receiving().find(|t| {
@@ -1065,8 +1111,12 @@ impl PeerConnection {
                 rtp::RtcpPacket::ReceiverReport { reports, .. } => reports.clone(),
                 rtp::RtcpPacket::Bye { ssrcs, .. } => {
                     for ssrc in ssrcs {
+                        self.ssrc_rids.remove(ssrc);
                         if let Some(t) = self.ssrc_map.remove(ssrc) {
-                            self.end_track(t);
+                            // A simulcast track ends with its last stream.
+                            if !self.ssrc_map.values().any(|other| *other == t) {
+                                self.end_track(t);
+                            }
                         }
                     }
                     continue;
@@ -1495,5 +1545,213 @@ mod candidate_tests {
             pc.add_ice_candidate(now, unknown),
             Err(AddCandidateError::UnknownMediaSection)
         );
+    }
+}
+
+#[cfg(test)]
+mod simulcast_tests {
+    use super::*;
+    use crate::sdp::Sdp;
+
+    /// Chromium's offer with three simulcast streams (`a=rid:q/h/f send`,
+    /// `a=simulcast:send q;h;f`) and no `a=ssrc` lines.
+    const OFFER: &str = include_str!("../../tests/fixtures/sdp/chromium-simulcast-offer.sdp");
+    const PROFILE: SrtpProfile = SrtpProfile::AeadAes128Gcm;
+
+    /// The answering PeerConnection with SRTP keyed, its events drained, and the
+    /// sender's SRTP context (the offerer is the DTLS server here).
+    fn answered() -> (PeerConnection, Instant, String, Vec<Event>, SrtpContext) {
+        let now = Instant::now();
+        let mut pc = PeerConnection::new(
+            Config {
+                rng_seed: Some(7),
+                ..Default::default()
+            },
+            now,
+        )
+        .expect("pc");
+        pc.set_remote_description(now, SessionDescription::offer(OFFER))
+            .expect("remote offer");
+        let answer = pc.create_answer().expect("answer");
+        pc.set_local_description(now, answer.clone())
+            .expect("local answer");
+        let events: Vec<Event> = std::iter::from_fn(|| pc.poll_event()).collect();
+        let material: Vec<u8> = (0..PROFILE.keying_material_len())
+            .map(|i| (i * 7) as u8)
+            .collect();
+        pc.install_srtp_for_test(PROFILE, &material, true);
+        let (_, sender) =
+            SrtpContext::pair_from_keying_material(PROFILE, &material, true).expect("keys");
+        (pc, now, answer.sdp, events, sender)
+    }
+
+    fn extension_id(uri: &str) -> u8 {
+        let sdp = Sdp::parse(OFFER).expect("offer parses");
+        let id = sdp.media[0]
+            .extmaps
+            .iter()
+            .find(|x| x.uri == uri)
+            .expect("offered")
+            .id;
+        u8::try_from(id).expect("one-byte id")
+    }
+
+    /// One SRTP packet of the offerer: VP8 (pt 96), with the given mid and rid extensions.
+    fn packet(
+        sender: &mut SrtpContext,
+        ssrc: u32,
+        seq: u16,
+        mid: Option<&str>,
+        rid: Option<&str>,
+    ) -> Vec<u8> {
+        let (mid_id, rid_id) = (extension_id(MID_URI), extension_id(RID_URI));
+        let mut exts: Vec<(u8, &[u8])> = Vec::new();
+        if let Some(m) = mid {
+            exts.push((mid_id, m.as_bytes()));
+        }
+        if let Some(r) = rid {
+            exts.push((rid_id, r.as_bytes()));
+        }
+        let mut buf = vec![0u8; 1500];
+        let n = rtp::write_rtp(
+            &RtpWrite {
+                marker: false,
+                payload_type: 96,
+                sequence_number: seq,
+                timestamp: u32::from(seq) * 3000,
+                ssrc,
+                extensions: &exts,
+                payload: &seq.to_be_bytes(),
+            },
+            &mut buf,
+        )
+        .expect("write");
+        let n = sender.protect_rtp(&mut buf, n).expect("protect");
+        buf.truncate(n);
+        buf
+    }
+
+    fn deliver(pc: &mut PeerConnection, now: Instant, data: &[u8]) -> Vec<Event> {
+        pc.handle_datagram(
+            now,
+            Datagram {
+                local: "127.0.0.1:5000".parse().expect("addr"),
+                remote: "127.0.0.1:6000".parse().expect("addr"),
+                protocol: Protocol::Udp,
+                data,
+            },
+        );
+        std::iter::from_fn(|| pc.poll_event()).collect()
+    }
+
+    fn rtp_events(events: &[Event]) -> Vec<(TransceiverId, Option<String>, u32, u16)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Rtp {
+                    transceiver,
+                    packet,
+                } => Some((
+                    *transceiver,
+                    packet.rid.clone(),
+                    packet.ssrc,
+                    packet.sequence_number,
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn simulcast_offer_is_answered_with_receive_rids() {
+        let (_, _, answer, events, _) = answered();
+        let sdp = Sdp::parse(&answer).expect("answer parses");
+        let m = &sdp.media[0];
+        let rids: Vec<(&str, crate::sdp::RidDirection)> = m
+            .rids
+            .iter()
+            .map(|r| (r.id.as_str(), r.direction))
+            .collect();
+        use crate::sdp::RidDirection::Recv;
+        assert_eq!(rids, vec![("q", Recv), ("h", Recv), ("f", Recv)]);
+        let simulcast = m.simulcast.as_ref().expect("a=simulcast in the answer");
+        assert!(simulcast.send.is_empty());
+        let recv: Vec<Vec<&str>> = simulcast
+            .recv
+            .iter()
+            .map(|alts| alts.iter().map(|s| s.rid.as_str()).collect())
+            .collect();
+        assert_eq!(recv, vec![vec!["q"], vec!["h"], vec!["f"]]);
+        assert!(answer.contains("a=simulcast:recv q;h;f\r\n"), "{answer}");
+        assert!(
+            m.extmaps.iter().any(|x| x.uri == RID_URI),
+            "the rid extension is accepted"
+        );
+        // The W3C track event carries the simulcast rids.
+        let tracks: Vec<&TrackInfo> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Track(t) => Some(t),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(tracks.len(), 1, "{events:?}");
+        assert_eq!(tracks[0].rids, vec!["q", "h", "f"]);
+        assert_eq!(tracks[0].kind, MediaKind::Video);
+    }
+
+    #[test]
+    fn simulcast_streams_demux_by_mid_rid_and_unsignalled_ssrc() {
+        let (mut pc, now, _, events, mut sender) = answered();
+        let track = events
+            .iter()
+            .find_map(|e| match e {
+                Event::Track(t) => Some(t.transceiver),
+                _ => None,
+            })
+            .expect("track");
+        // Three SSRCs never signalled in the SDP: the first packet of each names mid and rid.
+        let mut got = Vec::new();
+        for (ssrc, rid) in [(0x1111, "q"), (0x2222, "h"), (0x3333, "f")] {
+            let p = packet(&mut sender, ssrc, 100, Some("0"), Some(rid));
+            got.extend(rtp_events(&deliver(&mut pc, now, &p)));
+        }
+        // Later packets carry no extensions (browsers stop once the stream is known): the
+        // SSRC alone finds the transceiver and the rid it announced.
+        for ssrc in [0x3333, 0x1111, 0x2222] {
+            let p = packet(&mut sender, ssrc, 101, None, None);
+            got.extend(rtp_events(&deliver(&mut pc, now, &p)));
+        }
+        let rid = |r: &str| Some(r.to_string());
+        assert_eq!(
+            got,
+            vec![
+                (track, rid("q"), 0x1111, 100),
+                (track, rid("h"), 0x2222, 100),
+                (track, rid("f"), 0x3333, 100),
+                (track, rid("f"), 0x3333, 101),
+                (track, rid("q"), 0x1111, 101),
+                (track, rid("h"), 0x2222, 101),
+            ]
+        );
+        // A new SSRC with a signalled rid but no mid is found by its rid.
+        let p = packet(&mut sender, 0x4444, 7, None, Some("h"));
+        assert_eq!(
+            rtp_events(&deliver(&mut pc, now, &p)),
+            vec![(track, rid("h"), 0x4444, 7)]
+        );
+        // A new SSRC naming a mid we do not have is dropped and counted, not guessed onto
+        // the video transceiver by its payload type.
+        let before = pc.stats().rtp_unmatched;
+        let p = packet(&mut sender, 0x5555, 1, Some("9"), Some("q"));
+        assert!(rtp_events(&deliver(&mut pc, now, &p)).is_empty());
+        assert_eq!(pc.stats().rtp_unmatched, before + 1);
+        // With neither mid nor rid nor a signalled ssrc, the payload type decides.
+        let p = packet(&mut sender, 0x6666, 1, None, None);
+        assert_eq!(
+            rtp_events(&deliver(&mut pc, now, &p)),
+            vec![(track, None, 0x6666, 1)]
+        );
+        assert_eq!(pc.stats().rtp_received, 8);
     }
 }
