@@ -942,8 +942,8 @@ impl PeerConnection {
 
     /// Which transceiver an RTP packet belongs to: known SSRC, then the mid header
     /// extension, then the rid header extension against the signalled rids, then a
-    /// signalled `a=ssrc`, then the payload type of a receiving transceiver (an SSRC first
-    /// seen without a signalled ssrc line).
+    /// signalled `a=ssrc`, then the payload type when only one receiving transceiver uses
+    /// it (an SSRC first seen without a signalled ssrc line).
     fn demux(&mut self, header: &RtpHeader<'_>) -> Option<TransceiverId> {
         let ssrc = header.ssrc();
         if let Some(id) = self.ssrc_map.get(&ssrc) {
@@ -985,11 +985,14 @@ impl PeerConnection {
             .or_else(by_rid)
             .or_else(|| receiving().find(|t| t.remote.ssrcs.contains(&ssrc)))
             .or_else(|| {
-                receiving().find(|t| {
+                // Only a payload type that one receiving transceiver alone uses decides.
+                let mut by_pt = receiving().filter(|t| {
                     t.codecs
                         .iter()
                         .any(|c| c.payload_type == header.payload_type())
-                })
+                });
+                let first = by_pt.next();
+                by_pt.next().is_none().then_some(first).flatten()
             })
             .map(|t| t.id)?;
         if self.ssrc_map.len() < MAX_SSRCS {
