@@ -490,6 +490,12 @@ impl PeerConnection {
         if self.closed {
             return;
         }
+        // `iceTransportPolicy: "relay"`: no host (or, from it, server-reflexive) candidate
+        // may reveal or use this address. Without TURN there is nothing to relay through,
+        // so such a PeerConnection gathers no candidates at all.
+        if self.config.ice_transport_policy == crate::config::IceTransportPolicy::Relay {
+            return;
+        }
         self.ice.add_local_address(now, addr, protocol);
         self.pump(now);
     }
@@ -498,7 +504,9 @@ impl PeerConnection {
     /// cannot resolve host names: runtimes resolve `stun:host` URLs and call this).
     pub fn add_stun_server(&mut self, now: Instant, server: SocketAddr) {
         self.advance(now);
-        if self.closed {
+        if self.closed
+            || self.config.ice_transport_policy == crate::config::IceTransportPolicy::Relay
+        {
             return;
         }
         self.ice.add_stun_server(now, server);
@@ -1472,6 +1480,57 @@ mod state_tests {
             .expect_err("answer in stable");
         assert!(matches!(err, NegotiationError::InvalidState { .. }));
         assert_eq!(pc.signaling_state(), SignalingState::Stable);
+    }
+
+    #[test]
+    fn relay_policy_reveals_no_host_or_srflx_candidate() {
+        for (policy, expect_host) in [
+            (crate::config::IceTransportPolicy::All, true),
+            (crate::config::IceTransportPolicy::Relay, false),
+        ] {
+            let now = Instant::now();
+            let mut pc = PeerConnection::new(
+                Config {
+                    rng_seed: Some(5),
+                    ice_transport_policy: policy,
+                    ..Default::default()
+                },
+                now,
+            )
+            .expect("pc");
+            pc.add_local_address(now, "192.0.2.7:5000".parse().expect("addr"), Protocol::Udp);
+            pc.add_stun_server(now, "198.51.100.1:3478".parse().expect("addr"));
+            pc.add_track(MediaKind::Audio, vec![]).expect("track");
+            let offer = pc.create_offer(OfferOptions::default()).expect("offer");
+            pc.set_local_description(now, offer).expect("local");
+            let mut buf = vec![0u8; 1500];
+            let mut later = now;
+            let mut stun_sent = false;
+            for _ in 0..50 {
+                while pc.poll_transmit(later, &mut buf).is_some() {
+                    stun_sent = true;
+                }
+                later += std::time::Duration::from_millis(100);
+                pc.handle_timeout(later);
+            }
+            let candidates: Vec<String> = std::iter::from_fn(|| pc.poll_event())
+                .filter_map(|e| match e {
+                    Event::IceCandidate(c) => Some(c.candidate),
+                    _ => None,
+                })
+                .collect();
+            let host = candidates.iter().any(|c| c.contains("192.0.2.7"));
+            assert_eq!(host, expect_host, "{policy:?}: {candidates:?}");
+            let sdp = pc.local_description().expect("local").sdp;
+            assert_eq!(sdp.contains("192.0.2.7"), expect_host, "{policy:?}");
+            assert_eq!(
+                stun_sent, expect_host,
+                "{policy:?}: binding requests to the server"
+            );
+            // Gathering still completes, with the end-of-candidates marker.
+            assert_eq!(pc.ice_gathering_state(), IceGatheringState::Complete);
+            assert!(candidates.iter().any(String::is_empty), "{policy:?}");
+        }
     }
 
     #[test]
