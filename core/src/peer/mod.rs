@@ -1459,6 +1459,92 @@ mod state_tests {
         assert!(pc.poll_event().is_none());
     }
 
+    /// What an illegal call must leave alone.
+    fn snapshot(pc: &PeerConnection) -> (SignalingState, Option<String>, Option<String>, usize) {
+        (
+            pc.signaling_state(),
+            pc.local_description().map(|d| d.sdp),
+            pc.remote_description().map(|d| d.sdp),
+            pc.transceivers().len(),
+        )
+    }
+
+    #[test]
+    fn illegal_calls_in_have_local_and_have_remote_offer_change_nothing() {
+        // have-local-offer: answering ourselves, or a second remote answer type mismatch.
+        let (mut alice, now) = pc();
+        alice.add_track(MediaKind::Audio, vec![]).expect("track");
+        let offer = alice.create_offer(OfferOptions::default()).expect("offer");
+        alice
+            .set_local_description(now, offer.clone())
+            .expect("local offer");
+        while alice.poll_event().is_some() {}
+        let before = snapshot(&alice);
+        assert_eq!(before.0, SignalingState::HaveLocalOffer);
+        assert!(matches!(
+            alice.create_answer(),
+            Err(NegotiationError::InvalidState {
+                operation: Operation::CreateAnswer,
+                state: SignalingState::HaveLocalOffer
+            })
+        ));
+        assert!(matches!(
+            alice.set_local_description(now, SessionDescription::answer(offer.sdp.clone())),
+            Err(NegotiationError::InvalidState {
+                state: SignalingState::HaveLocalOffer,
+                ..
+            })
+        ));
+        assert_eq!(snapshot(&alice), before);
+        assert!(alice.poll_event().is_none(), "no event from a refused call");
+
+        // have-remote-offer: a remote answer, or a local offer, is refused.
+        let now2 = now;
+        let mut bob = PeerConnection::new(
+            Config {
+                rng_seed: Some(2),
+                ..Default::default()
+            },
+            now2,
+        )
+        .expect("bob");
+        bob.set_remote_description(now2, offer.clone())
+            .expect("remote offer");
+        while bob.poll_event().is_some() {}
+        let before = snapshot(&bob);
+        assert_eq!(before.0, SignalingState::HaveRemoteOffer);
+        let answer_like = SessionDescription::answer(offer.sdp.clone());
+        assert!(matches!(
+            bob.set_remote_description(now2, answer_like),
+            Err(NegotiationError::InvalidState {
+                operation: Operation::SetRemote(SdpType::Answer),
+                state: SignalingState::HaveRemoteOffer
+            })
+        ));
+        // Our own offer while the remote's is pending, created or set: refused, typed.
+        assert!(matches!(
+            bob.create_offer(OfferOptions::default()),
+            Err(NegotiationError::InvalidState {
+                operation: Operation::CreateOffer,
+                state: SignalingState::HaveRemoteOffer
+            })
+        ));
+        assert!(matches!(
+            bob.set_local_description(now2, SessionDescription::offer(offer.sdp.clone())),
+            Err(NegotiationError::InvalidState {
+                state: SignalingState::HaveRemoteOffer,
+                ..
+            })
+        ));
+        assert_eq!(snapshot(&bob), before);
+        assert!(bob.poll_event().is_none(), "no event from a refused call");
+        // The legal call still works afterwards.
+        let answer = bob.create_answer().expect("answer");
+        bob.set_local_description(now2, answer)
+            .expect("local answer");
+        assert_eq!(bob.signaling_state(), SignalingState::Stable);
+    }
+
     #[test]
     fn add_track_fires_negotiation_needed_once() {
         let (mut pc, _now) = pc();
