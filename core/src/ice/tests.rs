@@ -299,6 +299,13 @@ fn bad_integrity_and_unknown_ufrag_are_dropped_not_answered() {
     let no_fp = req(format!("{ufrag}:rem"))
         .encode_to_vec(Some(a.local_credentials().pwd.clone().as_bytes()), false);
     assert!(a.handle_stun(now, local, remote, Protocol::Udp, &no_fp));
+    // A FINGERPRINT that is present but wrong (the CRC is the last attribute, after
+    // MESSAGE-INTEGRITY, so the integrity itself still verifies).
+    let mut bad_fp = req(format!("{ufrag}:rem"))
+        .encode_to_vec(Some(a.local_credentials().pwd.clone().as_bytes()), true);
+    let last = bad_fp.len() - 1;
+    bad_fp[last] ^= 0x01;
+    assert!(a.handle_stun(now, local, remote, Protocol::Udp, &bad_fp));
     let mut buf = [0u8; 1500];
     assert!(a.poll_transmit(now, &mut buf).is_none(), "nothing answered");
     let s = a.stats();
@@ -308,7 +315,7 @@ fn bad_integrity_and_unknown_ufrag_are_dropped_not_answered() {
             s.dropped_unknown_ufrag,
             s.dropped_bad_fingerprint
         ),
-        (1, 1, 1)
+        (1, 1, 2)
     );
     // A good one is answered, with a response whose integrity uses our password.
     let good = req(format!("{ufrag}:rem"))
