@@ -340,6 +340,11 @@ pub struct DtlsEndpoint {
     /// the peer checks the transcript and not only the record authentication.
     #[cfg(test)]
     pub(crate) forge_finished: bool,
+    /// Test hook: the groups and the extended-master-secret flag a client offers in the
+    /// ClientHellos it sends from now on (to make the server pick P-256, or to leave out
+    /// the extended master secret).
+    #[cfg(test)]
+    pub(crate) client_hello_for_test: Option<(Vec<u16>, bool)>,
 }
 
 fn sha256(data: &[u8]) -> Vec<u8> {
@@ -401,6 +406,8 @@ impl DtlsEndpoint {
             stats: DtlsStats::default(),
             #[cfg(test)]
             forge_finished: false,
+            #[cfg(test)]
+            client_hello_for_test: None,
         };
         if role == DtlsRole::Client {
             ep.state = DtlsState::Connecting;
@@ -868,7 +875,8 @@ impl DtlsEndpoint {
     // ------------------------------------------------------------------ client
 
     fn send_client_hello(&mut self, now: Instant, cookie: Vec<u8>) {
-        let hello = ClientHello {
+        #[cfg_attr(not(test), allow(unused_mut))]
+        let mut hello = ClientHello {
             version: DTLS_1_2,
             random: self.client_random,
             session_id: Vec::new(),
@@ -883,6 +891,11 @@ impl DtlsEndpoint {
                 ec_point_formats: true,
             },
         };
+        #[cfg(test)]
+        if let Some((groups, ems)) = &self.client_hello_for_test {
+            hello.extensions.groups = groups.clone();
+            hello.extensions.extended_master_secret = *ems;
+        }
         let mut body = Vec::new();
         hello.write(&mut body);
         let seq = self.next_send_seq;

@@ -374,3 +374,82 @@ fn garbage_never_panics() {
         client.handle_datagram(now, &d);
     }
 }
+
+/// The group in the server's ServerKeyExchange (handshake type 12, `curve_type = 3`), read
+/// from epoch-0 handshake records in flight.
+fn server_key_exchange_group(d: &[u8]) -> Option<u16> {
+    let mut at = 0;
+    while at + 13 <= d.len() {
+        let len = usize::from(u16::from_be_bytes([d[at + 11], d[at + 12]]));
+        let body = d.get(at + 13..at + 13 + len)?;
+        if d[at] == 22 && d[at + 3] == 0 && d[at + 4] == 0 {
+            let mut m = 0;
+            while m + 12 <= body.len() {
+                let frag_len = (usize::from(body[m + 9]) << 16)
+                    | (usize::from(body[m + 10]) << 8)
+                    | usize::from(body[m + 11]);
+                if body[m] == 12 && body.get(m + 12) == Some(&3) {
+                    return Some(u16::from_be_bytes([*body.get(m + 13)?, *body.get(m + 14)?]));
+                }
+                m += 12 + frag_len;
+            }
+        }
+        at += 13 + len;
+    }
+    None
+}
+
+#[test]
+fn both_ecdhe_groups_complete_and_the_server_prefers_x25519() {
+    use crate::dtls::wire::{GROUP_P256, GROUP_X25519};
+    for (offered, expected) in [
+        (vec![GROUP_X25519, GROUP_P256], GROUP_X25519),
+        (vec![GROUP_P256, GROUP_X25519], GROUP_X25519),
+        (vec![GROUP_P256], GROUP_P256),
+    ] {
+        let mut p = pair_with(DtlsConfig::default(), DtlsConfig::default(), None);
+        // The cookied ClientHello (the one the server answers) carries these groups.
+        p.a.client_hello_for_test = Some((offered.clone(), true));
+        let seen = std::rc::Rc::new(std::cell::Cell::new(None));
+        let record = seen.clone();
+        p.tamper = Some(Box::new(move |d: &mut Vec<u8>| {
+            if let Some(g) = server_key_exchange_group(d) {
+                record.set(Some(g));
+            }
+            true
+        }));
+        p.run(Duration::from_secs(5));
+        let (_, ka, kb) = p.connected().expect("connected");
+        assert_eq!(ka, kb, "{offered:?}");
+        assert_eq!(seen.get(), Some(expected), "{offered:?}");
+    }
+}
+
+#[test]
+fn a_client_without_extended_master_secret_is_refused() {
+    use crate::dtls::wire::{GROUP_P256, GROUP_X25519};
+    let mut p = pair_with(DtlsConfig::default(), DtlsConfig::default(), None);
+    p.a.client_hello_for_test = Some((vec![GROUP_X25519, GROUP_P256], false));
+    p.run(Duration::from_secs(10));
+    assert_eq!(
+        p.failed(1),
+        Some(DtlsError::NoExtendedMasterSecret),
+        "{:?} {:?}",
+        p.events,
+        (p.a.state(), p.b.state())
+    );
+    assert!(p.connected().is_none());
+    assert!(!p.events[1]
+        .iter()
+        .any(|e| matches!(e, DtlsEvent::Connected { .. })));
+}
+
+#[test]
+fn no_common_group_is_refused() {
+    let mut p = pair_with(DtlsConfig::default(), DtlsConfig::default(), None);
+    // secp384r1 only: a group we do not implement.
+    p.a.client_hello_for_test = Some((vec![0x0018], true));
+    p.run(Duration::from_secs(10));
+    assert_eq!(p.failed(1), Some(DtlsError::NoCommonParameters));
+    assert!(p.connected().is_none());
+}
