@@ -27,7 +27,6 @@ fn send_burst(net: &mut Network, a: NodeId, tracks: &[TransceiverId], count: u16
                 marker: false,
                 ssrc: 0,
                 payload,
-                rid: None,
             };
             net.peer(a).send_rtp(*t, &packet).expect("send_rtp");
         }
@@ -38,12 +37,8 @@ fn send_burst(net: &mut Network, a: NodeId, tracks: &[TransceiverId], count: u16
 fn received(net: &Network, b: NodeId) -> HashMap<TransceiverId, Vec<RtpPacket>> {
     let mut out: HashMap<TransceiverId, Vec<RtpPacket>> = HashMap::new();
     for ev in net.events_of(b) {
-        if let Event::Rtp {
-            transceiver,
-            packet,
-        } = ev
-        {
-            out.entry(*transceiver).or_default().push(packet.clone());
+        if let Event::Rtp { track, packet, .. } = ev {
+            out.entry(*track).or_default().push(packet.clone());
         }
     }
     out

@@ -105,7 +105,6 @@ fn send_and_collect(net: &mut Network, a: NodeId, b: NodeId) -> HashMap<MediaKin
                 marker: false,
                 ssrc: 0,
                 payload: Bytes::from(format!("{} {seq}", kind.as_str())),
-                rid: None,
             };
             net.peer(a).send_rtp(*id, &packet).expect("send_rtp");
         }
@@ -119,13 +118,9 @@ fn send_and_collect(net: &mut Network, a: NodeId, b: NodeId) -> HashMap<MediaKin
         .collect();
     let mut got: HashMap<MediaKind, Vec<String>> = HashMap::new();
     for ev in net.events_of(b) {
-        if let Event::Rtp {
-            transceiver,
-            packet,
-        } = ev
-        {
+        if let Event::Rtp { track, packet, .. } = ev {
             let text = String::from_utf8(packet.payload.to_vec()).expect("utf8");
-            got.entry(kinds[transceiver]).or_default().push(text);
+            got.entry(kinds[track]).or_default().push(text);
         }
     }
     got

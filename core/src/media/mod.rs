@@ -27,8 +27,6 @@ pub struct RtpPacket {
     pub ssrc: u32,
     /// Payload (padding removed).
     pub payload: Bytes,
-    /// The rid (simulcast layer) of a received packet, if it carried one.
-    pub rid: Option<String>,
 }
 
 /// A remote track announced by negotiation (the W3C `track` event).

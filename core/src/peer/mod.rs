@@ -913,12 +913,12 @@ impl PeerConnection {
             marker: header.marker(),
             ssrc,
             payload: bytes::Bytes::copy_from_slice(header.payload()),
-            rid,
         };
         self.stats.rtp_received += 1;
         self.note_media(now, id);
         self.push_event(Event::Rtp {
-            transceiver: id,
+            track: id,
+            rid,
             packet,
         });
         true
@@ -1796,15 +1796,9 @@ mod simulcast_tests {
         events
             .iter()
             .filter_map(|e| match e {
-                Event::Rtp {
-                    transceiver,
-                    packet,
-                } => Some((
-                    *transceiver,
-                    packet.rid.clone(),
-                    packet.ssrc,
-                    packet.sequence_number,
-                )),
+                Event::Rtp { track, rid, packet } => {
+                    Some((*track, rid.clone(), packet.ssrc, packet.sequence_number))
+                }
                 _ => None,
             })
             .collect()
