@@ -1232,24 +1232,33 @@ impl PeerConnection {
             .transceiver(transceiver)
             .ok_or(SendError::UnknownTransceiver)?;
         let sender = t.sender_ssrc;
-        let media = self
+        // Every stream of the track: each simulcast layer needs its own keyframe.
+        let mut media: Vec<u32> = self
             .ssrc_map
             .iter()
             .filter(|(_, id)| **id == transceiver)
             .map(|(s, _)| *s)
-            .min()
-            .or_else(|| t.remote.ssrcs.first().copied())
-            .ok_or(SendError::NotSending)?;
+            .collect();
+        media.sort_unstable();
+        if media.is_empty() {
+            media.extend(t.remote.ssrcs.first().copied());
+        }
+        if media.is_empty() {
+            return Err(SendError::NotSending);
+        }
         let srtp = self.srtp_out.as_mut().ok_or(SendError::NotConnected)?;
-        let n = rtp::write_pli(sender, media, &mut self.scratch).ok_or(SendError::TooLarge)?;
-        let n = srtp
-            .protect_rtcp(&mut self.scratch, n)
-            .map_err(|_| SendError::TooLarge)?;
-        if self.media_out.len() >= MAX_MEDIA_QUEUE {
+        if self.media_out.len() + media.len() > MAX_MEDIA_QUEUE {
             return Err(SendError::QueueFull);
         }
-        self.media_out
-            .push_back(self.scratch.get(..n).unwrap_or_default().to_vec());
+        // One reduced-size SRTCP packet (RFC 5506) per stream.
+        for ssrc in media {
+            let n = rtp::write_pli(sender, ssrc, &mut self.scratch).ok_or(SendError::TooLarge)?;
+            let n = srtp
+                .protect_rtcp(&mut self.scratch, n)
+                .map_err(|_| SendError::TooLarge)?;
+            self.media_out
+                .push_back(self.scratch.get(..n).unwrap_or_default().to_vec());
+        }
         Ok(())
     }
 
@@ -1895,5 +1904,37 @@ mod simulcast_tests {
             vec![(track, None, 0x6666, 1)]
         );
         assert_eq!(pc.stats().rtp_received, 8);
+    }
+
+    #[test]
+    fn a_keyframe_request_reaches_every_simulcast_stream() {
+        let (mut pc, now, _, events, mut sender) = answered();
+        let track = events
+            .iter()
+            .find_map(|e| match e {
+                Event::Track(t) => Some(t.transceiver),
+                _ => None,
+            })
+            .expect("track");
+        for (ssrc, rid) in [(0x1111, "q"), (0x2222, "h"), (0x3333, "f")] {
+            let p = packet(&mut sender, ssrc, 100, Some("0"), Some(rid));
+            deliver(&mut pc, now, &p);
+        }
+        let queued = pc.media_out.len();
+        pc.request_keyframe(track).expect("pli");
+        // The offerer's inbound context reads what the answerer protected.
+        let material: Vec<u8> = (0..PROFILE.keying_material_len())
+            .map(|i| (i * 7) as u8)
+            .collect();
+        let (_, mut offerer_in) =
+            SrtpContext::pair_from_keying_material(PROFILE, &material, false).expect("keys");
+        let mut asked: Vec<u32> = Vec::new();
+        for sealed in pc.media_out.iter().skip(queued) {
+            let mut b = sealed.clone();
+            let n = b.len();
+            let m = offerer_in.unprotect_rtcp(&mut b, n).expect("srtcp");
+            asked.extend(rtp::keyframe_requests(&b[..m]));
+        }
+        assert_eq!(asked, vec![0x1111, 0x2222, 0x3333]);
     }
 }
