@@ -1938,3 +1938,114 @@ mod simulcast_tests {
         assert_eq!(asked, vec![0x1111, 0x2222, 0x3333]);
     }
 }
+
+#[cfg(test)]
+mod send_tests {
+    use super::*;
+
+    /// Alice offers audio and video, bob answers; both keyed for SRTP as DTLS would.
+    fn negotiated() -> (PeerConnection, SrtpContext) {
+        let now = Instant::now();
+        let config = |seed| Config {
+            rng_seed: Some(seed),
+            ..Default::default()
+        };
+        let mut alice = PeerConnection::new(config(21), now).expect("alice");
+        let mut bob = PeerConnection::new(config(22), now).expect("bob");
+        alice
+            .add_track(MediaKind::Audio, vec!["s".into()])
+            .expect("audio");
+        alice
+            .add_track(MediaKind::Video, vec!["s".into()])
+            .expect("video");
+        let offer = alice.create_offer(OfferOptions::default()).expect("offer");
+        alice
+            .set_local_description(now, offer.clone())
+            .expect("local");
+        bob.set_remote_description(now, offer).expect("remote");
+        let answer = bob.create_answer().expect("answer");
+        bob.set_local_description(now, answer.clone())
+            .expect("local");
+        alice.set_remote_description(now, answer).expect("remote");
+        let profile = SrtpProfile::AeadAes128Gcm;
+        let material: Vec<u8> = (0..profile.keying_material_len())
+            .map(|i| i as u8)
+            .collect();
+        alice.install_srtp_for_test(profile, &material, false);
+        let (_, bob_in) =
+            SrtpContext::pair_from_keying_material(profile, &material, true).expect("keys");
+        (alice, bob_in)
+    }
+
+    #[test]
+    fn send_rtp_sets_ssrc_payload_type_mid_and_transport_cc() {
+        let (mut alice, mut bob_in) = negotiated();
+        let mut sent = Vec::new();
+        let ids: Vec<TransceiverId> = alice.transceivers().iter().map(|t| t.id).collect();
+        for (i, id) in ids.iter().enumerate() {
+            let packet = RtpPacket {
+                payload_type: 127, // not negotiated: the first negotiated codec is used
+                sequence_number: 500 + i as u16,
+                timestamp: 9,
+                marker: true,
+                ssrc: 0xDEAD, // ignored: the sender's own SSRC is used
+                payload: bytes::Bytes::from_static(b"media"),
+            };
+            alice.send_rtp(*id, &packet).expect("send");
+            let mut b = alice.media_out.back().expect("queued").clone();
+            let n = b.len();
+            let m = bob_in.unprotect_rtp(&mut b, n).expect("srtp");
+            b.truncate(m);
+            sent.push((*id, b));
+        }
+        let mut twcc_seqs = Vec::new();
+        for (id, plain) in &sent {
+            let t = alice.transceiver(*id).expect("transceiver");
+            let h = RtpHeader::parse(plain).expect("rtp");
+            assert_eq!(h.ssrc(), t.sender_ssrc, "{:?}", t.kind);
+            assert_ne!(h.ssrc(), 0xDEAD);
+            assert_eq!(h.payload_type(), t.codecs[0].payload_type, "{:?}", t.kind);
+            assert!(h.marker());
+            assert_eq!(h.payload(), b"media");
+            let ext = |uri: &str| {
+                t.header_extensions
+                    .iter()
+                    .find(|(_, u)| u == uri)
+                    .and_then(|(i, _)| u8::try_from(*i).ok())
+                    .expect("negotiated")
+            };
+            assert_eq!(
+                h.extension(ext(MID_URI)),
+                t.mid.as_deref().map(str::as_bytes),
+                "{:?}",
+                t.kind
+            );
+            let twcc = h
+                .extension(ext(ExtensionKind::TransportCc.uri()))
+                .expect("transport-cc extension");
+            twcc_seqs.push(u16::from_be_bytes([twcc[0], twcc[1]]));
+        }
+        // One transport-wide sequence across both tracks.
+        assert_eq!(twcc_seqs, vec![twcc_seqs[0], twcc_seqs[0].wrapping_add(1)]);
+        // A packet with a negotiated payload type keeps it.
+        let video = alice
+            .transceivers()
+            .iter()
+            .find(|t| t.kind == MediaKind::Video)
+            .expect("video");
+        let (id, pt) = (video.id, video.codecs.last().expect("codec").payload_type);
+        let packet = RtpPacket {
+            payload_type: pt,
+            sequence_number: 600,
+            timestamp: 1,
+            marker: false,
+            ssrc: 0,
+            payload: bytes::Bytes::from_static(b"x"),
+        };
+        alice.send_rtp(id, &packet).expect("send");
+        let mut b = alice.media_out.back().expect("queued").clone();
+        let n = b.len();
+        let m = bob_in.unprotect_rtp(&mut b, n).expect("srtp");
+        assert_eq!(RtpHeader::parse(&b[..m]).expect("rtp").payload_type(), pt);
+    }
+}
