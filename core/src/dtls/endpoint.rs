@@ -326,6 +326,9 @@ pub struct DtlsEndpoint {
     peer_cert: Option<Vec<u8>>,
     srtp_profile: Option<SrtpProfile>,
     pending: BTreeMap<u16, Partial>,
+    /// Server: a ClientHello arriving in fragments (browsers' DTLS 1.3 ClientHellos with
+    /// post-quantum key shares exceed the path MTU), by message_seq. One at a time.
+    client_hello_fragments: Option<(u16, Partial)>,
     flight: Vec<FlightItem>,
     retransmit_at: Option<Instant>,
     retransmit_timeout: Duration,
@@ -395,6 +398,7 @@ impl DtlsEndpoint {
             peer_cert: None,
             srtp_profile: None,
             pending: BTreeMap::new(),
+            client_hello_fragments: None,
             flight: Vec::new(),
             retransmit_at: None,
             retransmits: 0,
@@ -772,13 +776,46 @@ impl DtlsEndpoint {
                 return;
             };
             data = rest;
-            // A server that has not accepted a ClientHello yet takes any whole one.
+            // A server that has not accepted a ClientHello yet takes any whole one, and
+            // reassembles one that comes in fragments.
             if self.step == Step::ServerWaitClientHello {
-                if h.msg_type == HandshakeType::ClientHello.to_u8()
-                    && h.fragment_offset == 0
-                    && h.fragment_length == h.length
+                if h.msg_type != HandshakeType::ClientHello.to_u8()
+                    || h.length as usize > MAX_MESSAGE
                 {
+                    continue;
+                }
+                if h.fragment_offset == 0 && h.fragment_length == h.length {
+                    self.client_hello_fragments = None;
                     self.on_client_hello(now, record, h.message_seq, body);
+                    continue;
+                }
+                let length = h.length as usize;
+                let same = self
+                    .client_hello_fragments
+                    .as_ref()
+                    .is_some_and(|(seq, p)| *seq == h.message_seq && p.length == length);
+                if !same {
+                    self.client_hello_fragments = Some((
+                        h.message_seq,
+                        Partial {
+                            msg_type: h.msg_type,
+                            length,
+                            data: vec![0; length],
+                            have: Vec::new(),
+                        },
+                    ));
+                }
+                let complete = match self.client_hello_fragments.as_mut() {
+                    Some((_, p)) => {
+                        p.add(h.fragment_offset as usize, body);
+                        p.complete()
+                    }
+                    None => false,
+                };
+                if complete {
+                    if let Some((seq, p)) = self.client_hello_fragments.take() {
+                        self.on_client_hello(now, record, seq, &p.data);
+                    }
                 }
                 continue;
             }

@@ -453,3 +453,63 @@ fn no_common_group_is_refused() {
     assert_eq!(p.failed(1), Some(DtlsError::NoCommonParameters));
     assert!(p.connected().is_none());
 }
+
+/// A ClientHello larger than the client's MTU arrives in fragments (as Chromium's DTLS 1.3
+/// ClientHello with a post-quantum key share does): the server reassembles it, with and
+/// without the cookie exchange, also when the fragments arrive in reverse order.
+#[test]
+fn a_fragmented_client_hello_is_reassembled() {
+    for (require_cookie, reverse) in [(true, false), (false, false), (true, true)] {
+        let client = DtlsConfig {
+            mtu: 90,
+            ..Default::default()
+        };
+        let server = DtlsConfig {
+            require_cookie,
+            ..Default::default()
+        };
+        let mut p = pair_with(client, server, None);
+        let fragments = std::rc::Rc::new(std::cell::Cell::new(0usize));
+        let seen = fragments.clone();
+        let mut held: Vec<Vec<u8>> = Vec::new();
+        p.tamper = Some(Box::new(move |d: &mut Vec<u8>| {
+            // Epoch-0 handshake records carrying a ClientHello fragment.
+            let is_hello_fragment = d.len() > 25 && d[0] == 22 && d[4] == 0 && d[13] == 1 && {
+                let length = u32::from_be_bytes([0, d[14], d[15], d[16]]);
+                let frag_len = u32::from_be_bytes([0, d[22], d[23], d[24]]);
+                frag_len < length
+            };
+            if is_hello_fragment {
+                seen.set(seen.get() + 1);
+            }
+            if reverse && is_hello_fragment {
+                // Hold the fragments back and release them all at once, last first.
+                held.push(d.clone());
+                let length = u32::from_be_bytes([0, d[14], d[15], d[16]]) as usize;
+                let have: usize = held
+                    .iter()
+                    .map(|h| u32::from_be_bytes([0, h[22], h[23], h[24]]) as usize)
+                    .sum();
+                if have < length {
+                    return false;
+                }
+                let mut all: Vec<u8> = Vec::new();
+                for h in held.drain(..).rev() {
+                    all.extend_from_slice(&h);
+                }
+                *d = all;
+            }
+            true
+        }));
+        p.run(Duration::from_secs(10));
+        assert!(
+            fragments.get() >= 2,
+            "the ClientHello was fragmented ({} fragments)",
+            fragments.get()
+        );
+        let (_, ka, kb) = p
+            .connected()
+            .unwrap_or_else(|| panic!("cookie {require_cookie} reverse {reverse}: {:?}", p.events));
+        assert_eq!(ka, kb);
+    }
+}
