@@ -829,6 +829,18 @@ impl PeerConnection {
     /// The remote track of a transceiver ended (BYE, or renegotiated to not send).
     fn end_track(&mut self, transceiver: TransceiverId) {
         self.media_activity.retain(|(t, _, _)| *t != transceiver);
+        // Its streams no longer reach it: later packets of those SSRCs are demultiplexed
+        // afresh (and dropped while nothing receives them).
+        let gone: Vec<u32> = self
+            .ssrc_map
+            .iter()
+            .filter(|(_, t)| **t == transceiver)
+            .map(|(s, _)| *s)
+            .collect();
+        for ssrc in gone {
+            self.ssrc_map.remove(&ssrc);
+            self.ssrc_rids.remove(&ssrc);
+        }
         if let Some(i) = self.announced_tracks.iter().position(|t| *t == transceiver) {
             self.announced_tracks.remove(i);
             self.push_event(Event::TrackEnded(transceiver));
@@ -1904,6 +1916,41 @@ mod simulcast_tests {
             vec![(track, None, 0x6666, 1)]
         );
         assert_eq!(pc.stats().rtp_received, 8);
+    }
+
+    #[test]
+    fn an_ended_track_receives_no_more_packets() {
+        let (mut pc, now, _, events, mut sender) = answered();
+        let track = events
+            .iter()
+            .find_map(|e| match e {
+                Event::Track(t) => Some(t.transceiver),
+                _ => None,
+            })
+            .expect("track");
+        let p = packet(&mut sender, 0x1111, 100, Some("0"), Some("q"));
+        assert_eq!(rtp_events(&deliver(&mut pc, now, &p)).len(), 1);
+        // The remote renegotiates its sender to inactive: the track ends.
+        let offer =
+            OFFER
+                .replace("a=sendonly\r\n", "a=inactive\r\n")
+                .replacen(" 2 IN IP4", " 3 IN IP4", 1);
+        pc.set_remote_description(now, SessionDescription::offer(offer))
+            .expect("renegotiation");
+        let answer = pc.create_answer().expect("answer");
+        pc.set_local_description(now, answer).expect("local answer");
+        let events: Vec<Event> = std::iter::from_fn(|| pc.poll_event()).collect();
+        assert!(events.contains(&Event::TrackEnded(track)), "{events:?}");
+        // Later packets of its SSRC, with or without the extensions, are not delivered.
+        let before = pc.stats().rtp_unmatched;
+        for (seq, mid, rid) in [(101, None, None), (102, Some("0"), Some("q"))] {
+            let p = packet(&mut sender, 0x1111, seq, mid, rid);
+            assert!(
+                rtp_events(&deliver(&mut pc, now, &p)).is_empty(),
+                "seq {seq}"
+            );
+        }
+        assert_eq!(pc.stats().rtp_unmatched, before + 2);
     }
 
     #[test]
