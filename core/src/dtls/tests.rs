@@ -513,3 +513,60 @@ fn a_fragmented_client_hello_is_reassembled() {
         assert_eq!(ka, kb);
     }
 }
+
+/// RFC 6347 4.2.4: with no answer, the client resends its flight after 1 s and then at
+/// doubling intervals up to the ceiling, and gives up after `max_retransmits`.
+#[test]
+fn retransmission_backs_off_exponentially_to_the_ceiling() {
+    let (ca, cb) = certs();
+    let start = Instant::now();
+    let config = DtlsConfig {
+        max_retransmit_timeout: Duration::from_secs(8),
+        max_retransmits: 6,
+        ..Default::default()
+    };
+    let mut client = DtlsEndpoint::new(
+        DtlsRole::Client,
+        &ca,
+        cb.fingerprint().clone(),
+        config,
+        start,
+    );
+    let mut buf = [0u8; 2048];
+    let mut sent_at = Vec::new();
+    let mut now = start;
+    for _ in 0..20 {
+        while let Some(n) = client.poll_transmit(&mut buf) {
+            sent_at.push((now.duration_since(start).as_secs(), buf[..n][0]));
+        }
+        match client.poll_timeout() {
+            Some(t) => {
+                now = t;
+                client.handle_timeout(now);
+            }
+            None => break,
+        }
+    }
+    // The ClientHello (handshake, 22) at 0 s, then 1, 2, 4, 8, 8, 8 s later; after the
+    // last wait a fatal alert (21) and nothing more.
+    assert_eq!(
+        sent_at,
+        vec![
+            (0, 22),
+            (1, 22),
+            (3, 22),
+            (7, 22),
+            (15, 22),
+            (23, 22),
+            (31, 22),
+            (39, 21)
+        ]
+    );
+    assert!(client.poll_timeout().is_none());
+    assert!(matches!(
+        std::iter::from_fn(|| client.poll_event()).last(),
+        Some(DtlsEvent::Failed(DtlsError::Timeout))
+    ));
+    assert_eq!(client.state(), DtlsState::Failed);
+    assert_eq!(client.stats().retransmits, 6);
+}
