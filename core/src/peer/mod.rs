@@ -1641,6 +1641,38 @@ mod state_tests {
     }
 
     #[test]
+    fn the_sdp_fingerprint_is_of_the_given_or_a_fresh_certificate() {
+        let now = Instant::now();
+        let given = Certificate::generate().expect("cert");
+        let offer_of = |certificate: Option<Certificate>| {
+            let mut pc = PeerConnection::new(
+                Config {
+                    rng_seed: Some(9),
+                    certificate,
+                    ..Default::default()
+                },
+                now,
+            )
+            .expect("pc");
+            pc.add_track(MediaKind::Audio, vec![]).expect("track");
+            let fp = pc.certificate().fingerprint().to_string();
+            (
+                pc.create_offer(OfferOptions::default()).expect("offer").sdp,
+                fp,
+            )
+        };
+        let (sdp, fp) = offer_of(Some(given.clone()));
+        assert_eq!(fp, given.fingerprint().to_string());
+        assert!(sdp.contains(&format!("a=fingerprint:{fp}\r\n")), "{sdp}");
+        // Without one, each PeerConnection makes its own (same seed: secrets are not seeded).
+        let (sdp_a, fp_a) = offer_of(None);
+        let (_, fp_b) = offer_of(None);
+        assert_ne!(fp_a, fp_b);
+        assert_ne!(fp_a, fp);
+        assert!(sdp_a.contains(&format!("a=fingerprint:{fp_a}\r\n")));
+    }
+
+    #[test]
     fn close_is_final() {
         let (mut pc, now) = pc();
         pc.close(now);
