@@ -217,7 +217,6 @@ fn forward(viewers: usize, packets: usize) {
             marker: false,
             ssrc: 0,
             payload: Bytes::from(vec![0xab; 1200]),
-            rid: None,
         };
         s.clients[0].pc.send_rtp(track, &packet).expect("send");
         while let Some(t) = s.clients[0].pc.poll_transmit(now, &mut buf) {

@@ -114,7 +114,6 @@ fn main() -> ExitCode {
                 marker: true,
                 ssrc: 0,
                 payload: Bytes::from(state.into_bytes()),
-                rid: None,
             };
             let _ = host.core().send_rtp(state_track, &packet);
         }

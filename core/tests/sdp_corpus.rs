@@ -132,6 +132,12 @@ fn every_browser_offer_is_answered() {
                 for f in &a.formats {
                     assert!(o.formats.contains(f), "{name}: answered pt {f} not offered");
                 }
+                // A simulcast send list is answered with the same list to receive.
+                if let Some(sim) = &o.simulcast {
+                    let answered = a.simulcast.as_ref().map(|s| &s.recv);
+                    assert_eq!(answered, Some(&sim.send), "{name}: simulcast answered");
+                    assert!(a.simulcast.as_ref().is_some_and(|s| s.send.is_empty()));
+                }
             }
         }
         pc.set_local_description(now, answer)

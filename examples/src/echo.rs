@@ -172,8 +172,9 @@ fn echo_events(pc: &PeerHandle, mut on_candidate: impl FnMut(IceCandidateInit)) 
         match event {
             Event::IceCandidate(c) => on_candidate(c),
             Event::Rtp {
-                transceiver,
+                track: transceiver,
                 packet,
+                ..
             } => match block_on(pc.send_rtp(transceiver, packet)) {
                 Ok(()) => {}
                 // The driver has stopped.

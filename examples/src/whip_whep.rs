@@ -456,8 +456,9 @@ impl Broadcast {
         while let Some((peer, event)) = block_on(self.server.next_event()) {
             match event {
                 Event::Rtp {
-                    transceiver,
+                    track: transceiver,
                     packet,
+                    ..
                 } => self.forward(peer, transceiver, packet),
                 Event::KeyframeRequest(_) => {
                     let is_viewer = {

@@ -117,20 +117,13 @@ fn echo_media(kind: BrowserKind, core_offers: bool, profiles: Vec<SrtpProfile>) 
                         .expect("browser adds candidate");
                 }
                 Event::Track(_) => counts.tracks += 1,
-                Event::Rtp {
-                    transceiver,
-                    packet,
-                } => {
-                    match kinds
-                        .iter()
-                        .find(|(id, _)| *id == transceiver)
-                        .map(|(_, k)| *k)
-                    {
+                Event::Rtp { track, packet, .. } => {
+                    match kinds.iter().find(|(id, _)| *id == track).map(|(_, k)| *k) {
                         Some(MediaKind::Audio) => counts.audio += 1,
                         Some(MediaKind::Video) => counts.video += 1,
                         None => {}
                     }
-                    pc.send_rtp(transceiver, &packet).expect("echo");
+                    pc.send_rtp(track, &packet).expect("echo");
                 }
                 Event::KeyframeRequest(t) => {
                     let _ = pc.request_keyframe(t);

@@ -26,7 +26,6 @@ fn packet(seq: u16, text: &str) -> RtpPacket {
         marker: false,
         ssrc: 0,
         payload: Bytes::from(text.to_owned()),
-        rid: None,
     }
 }
 

@@ -82,7 +82,6 @@ fn fingerprint_mismatch_fails_the_connection() {
         marker: false,
         ssrc: 0,
         payload: Bytes::from_static(b"x"),
-        rid: None,
     };
     assert!(net.peer(a).send_rtp(t, &packet).is_err());
 }
@@ -109,7 +108,6 @@ fn replayed_srtp_is_dropped_and_counted() {
             marker: false,
             ssrc: 0,
             payload: Bytes::from_static(b"opus"),
-            rid: None,
         };
         net.peer(a).send_rtp(t, &packet).expect("send");
         net.run_for(Duration::from_millis(20));

@@ -171,7 +171,6 @@ fn thousand_peers_share_one_socket() {
                     marker: false,
                     ssrc: 0,
                     payload: Bytes::from(format!("from client {i}").into_bytes()),
-                    rid: None,
                 };
                 client.pc.send_rtp(track, &packet).expect("send_rtp");
             }

@@ -3,12 +3,13 @@
 //! and bob gets a `Track` per transceiver; then alice adds a track after the connection is
 //! up, renegotiates, and the new track's packets arrive on bob's new transceiver. A keyframe
 //! request from bob reaches alice as `KeyframeRequest`; sender and receiver reports flow
-//! and give alice the RTT; silence mutes and a packet unmutes a remote track; `close()` sends RTCP BYE and bob reports `TrackEnded`.
+//! and give alice the RTT; silence mutes and a packet unmutes a remote track; `close()` sends RTCP BYE and bob reports `TrackEnded`; its close_notify closes bob's DTLS.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
+use sansrtc::dtls::DtlsState;
 use sansrtc::media::RtpPacket;
 use sansrtc::rtp::RtcpPacket;
 use sansrtc::{Event, MediaKind, TransceiverId};
@@ -26,7 +27,6 @@ fn send_burst(net: &mut Network, a: NodeId, tracks: &[TransceiverId], count: u16
                 marker: false,
                 ssrc: 0,
                 payload,
-                rid: None,
             };
             net.peer(a).send_rtp(*t, &packet).expect("send_rtp");
         }
@@ -37,12 +37,8 @@ fn send_burst(net: &mut Network, a: NodeId, tracks: &[TransceiverId], count: u16
 fn received(net: &Network, b: NodeId) -> HashMap<TransceiverId, Vec<RtpPacket>> {
     let mut out: HashMap<TransceiverId, Vec<RtpPacket>> = HashMap::new();
     for ev in net.events_of(b) {
-        if let Event::Rtp {
-            transceiver,
-            packet,
-        } = ev
-        {
-            out.entry(*transceiver).or_default().push(packet.clone());
+        if let Event::Rtp { track, packet, .. } = ev {
+            out.entry(*track).or_default().push(packet.clone());
         }
     }
     out
@@ -205,4 +201,6 @@ fn media_under_loss_and_after_renegotiation() {
         .filter(|e| matches!(e, Event::TrackEnded(_)))
         .count();
     assert_eq!(ended, 3, "bob ended the three remote tracks on BYE");
+    // ... and the close_notify that followed the BYE closed bob's DTLS association.
+    assert_eq!(net.peer(b).dtls_state(), DtlsState::Closed);
 }

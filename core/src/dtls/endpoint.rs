@@ -218,16 +218,9 @@ struct Partial {
 
 impl Partial {
     fn add(&mut self, offset: usize, bytes: &[u8]) {
-        if let Some(dst) = self
-            .data
-            .get_mut(offset..offset.saturating_add(bytes.len()))
-        {
+        if let Some(dst) = self.data.get_mut(offset..offset + bytes.len()) {
             dst.copy_from_slice(bytes);
             self.have.push((offset, offset + bytes.len()));
-            // Duplicated fragments must not grow the list without bound.
-            if self.have.len() > 32 {
-                self.complete();
-            }
         }
     }
 
@@ -333,8 +326,9 @@ pub struct DtlsEndpoint {
     peer_cert: Option<Vec<u8>>,
     srtp_profile: Option<SrtpProfile>,
     pending: BTreeMap<u16, Partial>,
-    /// Server: a fragmented ClientHello being reassembled.
-    client_hello: Option<(u16, Partial)>,
+    /// Server: a ClientHello arriving in fragments (browsers' DTLS 1.3 ClientHellos with
+    /// post-quantum key shares exceed the path MTU), by message_seq. One at a time.
+    client_hello_fragments: Option<(u16, Partial)>,
     flight: Vec<FlightItem>,
     retransmit_at: Option<Instant>,
     retransmit_timeout: Duration,
@@ -349,6 +343,11 @@ pub struct DtlsEndpoint {
     /// the peer checks the transcript and not only the record authentication.
     #[cfg(test)]
     pub(crate) forge_finished: bool,
+    /// Test hook: the groups and the extended-master-secret flag a client offers in the
+    /// ClientHellos it sends from now on (to make the server pick P-256, or to leave out
+    /// the extended master secret).
+    #[cfg(test)]
+    pub(crate) client_hello_for_test: Option<(Vec<u16>, bool)>,
 }
 
 fn sha256(data: &[u8]) -> Vec<u8> {
@@ -399,7 +398,7 @@ impl DtlsEndpoint {
             peer_cert: None,
             srtp_profile: None,
             pending: BTreeMap::new(),
-            client_hello: None,
+            client_hello_fragments: None,
             flight: Vec::new(),
             retransmit_at: None,
             retransmits: 0,
@@ -411,6 +410,8 @@ impl DtlsEndpoint {
             stats: DtlsStats::default(),
             #[cfg(test)]
             forge_finished: false,
+            #[cfg(test)]
+            client_hello_for_test: None,
         };
         if role == DtlsRole::Client {
             ep.state = DtlsState::Connecting;
@@ -776,8 +777,7 @@ impl DtlsEndpoint {
             };
             data = rest;
             // A server that has not accepted a ClientHello yet takes any whole one, and
-            // reassembles a fragmented one: a browser's DTLS 1.3-capable ClientHello with
-            // a post-quantum key share (X25519MLKEM768) does not fit one datagram.
+            // reassembles one that comes in fragments.
             if self.step == Step::ServerWaitClientHello {
                 if h.msg_type != HandshakeType::ClientHello.to_u8()
                     || h.length as usize > MAX_MESSAGE
@@ -785,10 +785,37 @@ impl DtlsEndpoint {
                     continue;
                 }
                 if h.fragment_offset == 0 && h.fragment_length == h.length {
-                    self.client_hello = None;
+                    self.client_hello_fragments = None;
                     self.on_client_hello(now, record, h.message_seq, body);
-                } else if let Some(whole) = self.add_client_hello_fragment(h, body) {
-                    self.on_client_hello(now, record, h.message_seq, &whole);
+                    continue;
+                }
+                let length = h.length as usize;
+                let same = self
+                    .client_hello_fragments
+                    .as_ref()
+                    .is_some_and(|(seq, p)| *seq == h.message_seq && p.length == length);
+                if !same {
+                    self.client_hello_fragments = Some((
+                        h.message_seq,
+                        Partial {
+                            msg_type: h.msg_type,
+                            length,
+                            data: vec![0; length],
+                            have: Vec::new(),
+                        },
+                    ));
+                }
+                let complete = match self.client_hello_fragments.as_mut() {
+                    Some((_, p)) => {
+                        p.add(h.fragment_offset as usize, body);
+                        p.complete()
+                    }
+                    None => false,
+                };
+                if complete {
+                    if let Some((seq, p)) = self.client_hello_fragments.take() {
+                        self.on_client_hello(now, record, seq, &p.data);
+                    }
                 }
                 continue;
             }
@@ -831,31 +858,6 @@ impl DtlsEndpoint {
                     return;
                 }
             }
-        }
-    }
-
-    /// Collect one fragment of a ClientHello (only one message is kept: a fragment of
-    /// another sequence number or length starts over). The whole body once complete.
-    fn add_client_hello_fragment(&mut self, h: HandshakeHeader, body: &[u8]) -> Option<Vec<u8>> {
-        let length = h.length as usize;
-        let same = matches!(&self.client_hello, Some((seq, p)) if *seq == h.message_seq && p.length == length);
-        if !same {
-            self.client_hello = Some((
-                h.message_seq,
-                Partial {
-                    msg_type: h.msg_type,
-                    length,
-                    data: vec![0; length],
-                    have: Vec::new(),
-                },
-            ));
-        }
-        let (_, partial) = self.client_hello.as_mut()?;
-        partial.add(h.fragment_offset as usize, body);
-        if partial.complete() {
-            self.client_hello.take().map(|(_, p)| p.data)
-        } else {
-            None
         }
     }
 
@@ -910,7 +912,8 @@ impl DtlsEndpoint {
     // ------------------------------------------------------------------ client
 
     fn send_client_hello(&mut self, now: Instant, cookie: Vec<u8>) {
-        let hello = ClientHello {
+        #[cfg_attr(not(test), allow(unused_mut))]
+        let mut hello = ClientHello {
             version: DTLS_1_2,
             random: self.client_random,
             session_id: Vec::new(),
@@ -925,6 +928,11 @@ impl DtlsEndpoint {
                 ec_point_formats: true,
             },
         };
+        #[cfg(test)]
+        if let Some((groups, ems)) = &self.client_hello_for_test {
+            hello.extensions.groups = groups.clone();
+            hello.extensions.extended_master_secret = *ems;
+        }
         let mut body = Vec::new();
         hello.write(&mut body);
         let seq = self.next_send_seq;

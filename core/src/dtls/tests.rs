@@ -239,35 +239,6 @@ fn small_mtu_fragments_the_certificate() {
 }
 
 #[test]
-fn fragmented_client_hello_is_reassembled() {
-    // Browsers' DTLS 1.3-capable ClientHellos carry a post-quantum key share and span
-    // several datagrams; a small client MTU makes ours do the same.
-    let client = DtlsConfig {
-        mtu: 80,
-        ..Default::default()
-    };
-    let mut p = pair_with(client, DtlsConfig::default(), None);
-    let mut first_flight = 0usize;
-    let mut server_spoke = false;
-    p.tamper = Some(Box::new(move |d: &mut Vec<u8>| {
-        // Datagrams of the client's first flight, before anything comes back, are
-        // recognisable: epoch 0 handshake records with message type ClientHello.
-        if !server_spoke && d.get(13) == Some(&1) {
-            first_flight += 1;
-            assert!(first_flight < 50, "ClientHello fragments: {first_flight}");
-        } else {
-            server_spoke = true;
-        }
-        true
-    }));
-    p.run(Duration::from_secs(5));
-    assert!(
-        p.connected().is_some(),
-        "server reassembled the ClientHello"
-    );
-}
-
-#[test]
 fn fingerprint_mismatch_fails_without_keys() {
     let wrong = Fingerprint::sha256_of(b"not the certificate");
     let mut p = pair_with(DtlsConfig::default(), DtlsConfig::default(), Some(wrong));
@@ -402,4 +373,200 @@ fn garbage_never_panics() {
         server.handle_datagram(now, &d);
         client.handle_datagram(now, &d);
     }
+}
+
+/// The group in the server's ServerKeyExchange (handshake type 12, `curve_type = 3`), read
+/// from epoch-0 handshake records in flight.
+fn server_key_exchange_group(d: &[u8]) -> Option<u16> {
+    let mut at = 0;
+    while at + 13 <= d.len() {
+        let len = usize::from(u16::from_be_bytes([d[at + 11], d[at + 12]]));
+        let body = d.get(at + 13..at + 13 + len)?;
+        if d[at] == 22 && d[at + 3] == 0 && d[at + 4] == 0 {
+            let mut m = 0;
+            while m + 12 <= body.len() {
+                let frag_len = (usize::from(body[m + 9]) << 16)
+                    | (usize::from(body[m + 10]) << 8)
+                    | usize::from(body[m + 11]);
+                if body[m] == 12 && body.get(m + 12) == Some(&3) {
+                    return Some(u16::from_be_bytes([*body.get(m + 13)?, *body.get(m + 14)?]));
+                }
+                m += 12 + frag_len;
+            }
+        }
+        at += 13 + len;
+    }
+    None
+}
+
+#[test]
+fn both_ecdhe_groups_complete_and_the_server_prefers_x25519() {
+    use crate::dtls::wire::{GROUP_P256, GROUP_X25519};
+    for (offered, expected) in [
+        (vec![GROUP_X25519, GROUP_P256], GROUP_X25519),
+        (vec![GROUP_P256, GROUP_X25519], GROUP_X25519),
+        (vec![GROUP_P256], GROUP_P256),
+    ] {
+        let mut p = pair_with(DtlsConfig::default(), DtlsConfig::default(), None);
+        // The cookied ClientHello (the one the server answers) carries these groups.
+        p.a.client_hello_for_test = Some((offered.clone(), true));
+        let seen = std::rc::Rc::new(std::cell::Cell::new(None));
+        let record = seen.clone();
+        p.tamper = Some(Box::new(move |d: &mut Vec<u8>| {
+            if let Some(g) = server_key_exchange_group(d) {
+                record.set(Some(g));
+            }
+            true
+        }));
+        p.run(Duration::from_secs(5));
+        let (_, ka, kb) = p.connected().expect("connected");
+        assert_eq!(ka, kb, "{offered:?}");
+        assert_eq!(seen.get(), Some(expected), "{offered:?}");
+    }
+}
+
+#[test]
+fn a_client_without_extended_master_secret_is_refused() {
+    use crate::dtls::wire::{GROUP_P256, GROUP_X25519};
+    let mut p = pair_with(DtlsConfig::default(), DtlsConfig::default(), None);
+    p.a.client_hello_for_test = Some((vec![GROUP_X25519, GROUP_P256], false));
+    p.run(Duration::from_secs(10));
+    assert_eq!(
+        p.failed(1),
+        Some(DtlsError::NoExtendedMasterSecret),
+        "{:?} {:?}",
+        p.events,
+        (p.a.state(), p.b.state())
+    );
+    assert!(p.connected().is_none());
+    assert!(!p.events[1]
+        .iter()
+        .any(|e| matches!(e, DtlsEvent::Connected { .. })));
+}
+
+#[test]
+fn no_common_group_is_refused() {
+    let mut p = pair_with(DtlsConfig::default(), DtlsConfig::default(), None);
+    // secp384r1 only: a group we do not implement.
+    p.a.client_hello_for_test = Some((vec![0x0018], true));
+    p.run(Duration::from_secs(10));
+    assert_eq!(p.failed(1), Some(DtlsError::NoCommonParameters));
+    assert!(p.connected().is_none());
+}
+
+/// A ClientHello larger than the client's MTU arrives in fragments (as Chromium's DTLS 1.3
+/// ClientHello with a post-quantum key share does): the server reassembles it, with and
+/// without the cookie exchange, also when the fragments arrive in reverse order.
+#[test]
+fn a_fragmented_client_hello_is_reassembled() {
+    for (require_cookie, reverse) in [(true, false), (false, false), (true, true)] {
+        let client = DtlsConfig {
+            mtu: 90,
+            ..Default::default()
+        };
+        let server = DtlsConfig {
+            require_cookie,
+            ..Default::default()
+        };
+        let mut p = pair_with(client, server, None);
+        let fragments = std::rc::Rc::new(std::cell::Cell::new(0usize));
+        let seen = fragments.clone();
+        let mut held: Vec<Vec<u8>> = Vec::new();
+        p.tamper = Some(Box::new(move |d: &mut Vec<u8>| {
+            // Epoch-0 handshake records carrying a ClientHello fragment.
+            let is_hello_fragment = d.len() > 25 && d[0] == 22 && d[4] == 0 && d[13] == 1 && {
+                let length = u32::from_be_bytes([0, d[14], d[15], d[16]]);
+                let frag_len = u32::from_be_bytes([0, d[22], d[23], d[24]]);
+                frag_len < length
+            };
+            if is_hello_fragment {
+                seen.set(seen.get() + 1);
+            }
+            if reverse && is_hello_fragment {
+                // Hold the fragments back and release them all at once, last first.
+                held.push(d.clone());
+                let length = u32::from_be_bytes([0, d[14], d[15], d[16]]) as usize;
+                let have: usize = held
+                    .iter()
+                    .map(|h| u32::from_be_bytes([0, h[22], h[23], h[24]]) as usize)
+                    .sum();
+                if have < length {
+                    return false;
+                }
+                let mut all: Vec<u8> = Vec::new();
+                for h in held.drain(..).rev() {
+                    all.extend_from_slice(&h);
+                }
+                *d = all;
+            }
+            true
+        }));
+        p.run(Duration::from_secs(10));
+        assert!(
+            fragments.get() >= 2,
+            "the ClientHello was fragmented ({} fragments)",
+            fragments.get()
+        );
+        let (_, ka, kb) = p
+            .connected()
+            .unwrap_or_else(|| panic!("cookie {require_cookie} reverse {reverse}: {:?}", p.events));
+        assert_eq!(ka, kb);
+    }
+}
+
+/// RFC 6347 4.2.4: with no answer, the client resends its flight after 1 s and then at
+/// doubling intervals up to the ceiling, and gives up after `max_retransmits`.
+#[test]
+fn retransmission_backs_off_exponentially_to_the_ceiling() {
+    let (ca, cb) = certs();
+    let start = Instant::now();
+    let config = DtlsConfig {
+        max_retransmit_timeout: Duration::from_secs(8),
+        max_retransmits: 6,
+        ..Default::default()
+    };
+    let mut client = DtlsEndpoint::new(
+        DtlsRole::Client,
+        &ca,
+        cb.fingerprint().clone(),
+        config,
+        start,
+    );
+    let mut buf = [0u8; 2048];
+    let mut sent_at = Vec::new();
+    let mut now = start;
+    for _ in 0..20 {
+        while let Some(n) = client.poll_transmit(&mut buf) {
+            sent_at.push((now.duration_since(start).as_secs(), buf[..n][0]));
+        }
+        match client.poll_timeout() {
+            Some(t) => {
+                now = t;
+                client.handle_timeout(now);
+            }
+            None => break,
+        }
+    }
+    // The ClientHello (handshake, 22) at 0 s, then 1, 2, 4, 8, 8, 8 s later; after the
+    // last wait a fatal alert (21) and nothing more.
+    assert_eq!(
+        sent_at,
+        vec![
+            (0, 22),
+            (1, 22),
+            (3, 22),
+            (7, 22),
+            (15, 22),
+            (23, 22),
+            (31, 22),
+            (39, 21)
+        ]
+    );
+    assert!(client.poll_timeout().is_none());
+    assert!(matches!(
+        std::iter::from_fn(|| client.poll_event()).last(),
+        Some(DtlsEvent::Failed(DtlsError::Timeout))
+    ));
+    assert_eq!(client.state(), DtlsState::Failed);
+    assert_eq!(client.stats().retransmits, 6);
 }

@@ -436,7 +436,9 @@ impl HelloExtensions {
         let mut d = Vec::new();
         put_vec16(&mut d, &groups);
         one(ext::SUPPORTED_GROUPS, &d);
-        one(ext::EC_POINT_FORMATS, &[1, 0]);
+        if self.ec_point_formats {
+            one(ext::EC_POINT_FORMATS, &[1, 0]);
+        }
         let sigs: Vec<u8> = self
             .signature_algorithms
             .iter()
@@ -454,8 +456,12 @@ impl HelloExtensions {
         put_vec16(&mut d, &profiles);
         d.push(0);
         one(ext::USE_SRTP, &d);
-        one(ext::EXTENDED_MASTER_SECRET, &[]);
-        one(ext::RENEGOTIATION_INFO, &[0]);
+        if self.extended_master_secret {
+            one(ext::EXTENDED_MASTER_SECRET, &[]);
+        }
+        if self.renegotiation_info {
+            one(ext::RENEGOTIATION_INFO, &[0]);
+        }
         put_vec16(out, &block);
     }
 
@@ -769,12 +775,12 @@ mod tests {
             let mut random = [0u8; 32];
             random.iter_mut().for_each(|b| *b = u8::arbitrary(g));
             let ext = HelloExtensions {
-                groups: vec![GROUP_X25519, GROUP_P256],
-                signature_algorithms: vec![SIG_ECDSA_P256_SHA256],
+                groups: Vec::<u16>::arbitrary(g).into_iter().take(4).collect(),
+                signature_algorithms: Vec::<u16>::arbitrary(g).into_iter().take(4).collect(),
                 srtp_profiles: Vec::<u16>::arbitrary(g).into_iter().take(4).collect(),
-                extended_master_secret: true,
-                renegotiation_info: true,
-                ec_point_formats: true,
+                extended_master_secret: bool::arbitrary(g),
+                renegotiation_info: bool::arbitrary(g),
+                ec_point_formats: bool::arbitrary(g),
             };
             let ch = ClientHello {
                 version: DTLS_1_2,

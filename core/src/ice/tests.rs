@@ -299,6 +299,13 @@ fn bad_integrity_and_unknown_ufrag_are_dropped_not_answered() {
     let no_fp = req(format!("{ufrag}:rem"))
         .encode_to_vec(Some(a.local_credentials().pwd.clone().as_bytes()), false);
     assert!(a.handle_stun(now, local, remote, Protocol::Udp, &no_fp));
+    // A FINGERPRINT that is present but wrong (the CRC is the last attribute, after
+    // MESSAGE-INTEGRITY, so the integrity itself still verifies).
+    let mut bad_fp = req(format!("{ufrag}:rem"))
+        .encode_to_vec(Some(a.local_credentials().pwd.clone().as_bytes()), true);
+    let last = bad_fp.len() - 1;
+    bad_fp[last] ^= 0x01;
+    assert!(a.handle_stun(now, local, remote, Protocol::Udp, &bad_fp));
     let mut buf = [0u8; 1500];
     assert!(a.poll_transmit(now, &mut buf).is_none(), "nothing answered");
     let s = a.stats();
@@ -308,7 +315,7 @@ fn bad_integrity_and_unknown_ufrag_are_dropped_not_answered() {
             s.dropped_unknown_ufrag,
             s.dropped_bad_fingerprint
         ),
-        (1, 1, 1)
+        (1, 1, 2)
     );
     // A good one is answered, with a response whose integrity uses our password.
     let good = req(format!("{ufrag}:rem"))
@@ -450,4 +457,59 @@ fn same_seed_same_bytes() {
     let a = run();
     assert!(!a.is_empty());
     assert_eq!(a, run());
+}
+
+/// RFC 8445 7.3.1.3: bob's candidates never reach alice (only a wrong one does), so the
+/// address bob's checks come from is learned as a peer-reflexive remote candidate, answered
+/// by a triggered check, and nominated.
+#[test]
+fn peer_reflexive_remote_candidate_is_learned_and_used() {
+    let mut net = Net::new(
+        agent(31, true),
+        agent(32, false),
+        addr("10.0.0.1:5000"),
+        addr("10.0.0.2:6000"),
+    );
+    let now = net.now;
+    for i in 0..2 {
+        let a = net.addrs[i];
+        net.agents[i].add_local_address(now, a, Protocol::Udp);
+        net.agents[i].start_gathering(now);
+    }
+    let creds: Vec<IceCredentials> = net
+        .agents
+        .iter()
+        .map(|a| a.local_credentials().clone())
+        .collect();
+    for i in 0..2 {
+        let o = 1 - i;
+        net.agents[i].set_remote_credentials(now, &creds[o].ufrag, &creds[o].pwd);
+    }
+    net.drain_events();
+    let alice_host = net.events[0]
+        .iter()
+        .find_map(|e| match e {
+            IceEvent::LocalCandidate(c) => Some(c.to_string()),
+            _ => None,
+        })
+        .expect("alice's host candidate");
+    net.agents[1].add_remote_candidate(now, Candidate::parse(&alice_host).expect("parse"));
+    // Alice only hears of an address bob does not send from.
+    let bogus = "candidate:9 1 udp 2122260223 10.0.0.99 7000 typ host";
+    net.agents[0].add_remote_candidate(
+        now,
+        Candidate::parse(bogus.trim_start_matches("candidate:")).expect("parse"),
+    );
+    assert!(
+        net.run_until(Duration::from_secs(10), Net::connected),
+        "{:?} {:?}",
+        net.agents[0].connection_state(),
+        net.agents[1].connection_state()
+    );
+    let a = net.agents[0].selected_pair().expect("pair");
+    assert_eq!(
+        (a.local, a.remote),
+        (addr("10.0.0.1:5000"), addr("10.0.0.2:6000")),
+        "alice uses the address bob's checks came from"
+    );
 }

@@ -27,8 +27,6 @@ pub struct RtpPacket {
     pub ssrc: u32,
     /// Payload (padding removed).
     pub payload: Bytes,
-    /// The rid (simulcast layer) of a received packet, if it carried one.
-    pub rid: Option<String>,
 }
 
 /// A remote track announced by negotiation (the W3C `track` event).
@@ -42,6 +40,9 @@ pub struct TrackInfo {
     pub mid: Option<String>,
     /// The remote MediaStream ids.
     pub stream_ids: Vec<String>,
+    /// The rids of the simulcast streams the remote sends (`a=rid:<id> send`), empty
+    /// without simulcast. Each `Event::Rtp` says which one its packet belongs to.
+    pub rids: Vec<String>,
 }
 
 /// The kind of a media track.

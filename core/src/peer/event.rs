@@ -76,8 +76,10 @@ pub enum Event {
     TrackUnmuted(crate::media::TransceiverId),
     /// A received RTP packet, decrypted.
     Rtp {
-        /// The transceiver it belongs to.
-        transceiver: crate::media::TransceiverId,
+        /// The remote track (the transceiver receiving it) it belongs to.
+        track: crate::media::TransceiverId,
+        /// Its simulcast stream: the rid the packet or, earlier, its SSRC announced.
+        rid: Option<String>,
         /// The packet.
         packet: crate::media::RtpPacket,
     },

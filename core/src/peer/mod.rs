@@ -109,6 +109,9 @@ pub struct PeerConnection {
     srtp_out: Option<SrtpContext>,
     media_out: VecDeque<Vec<u8>>,
     ssrc_map: std::collections::HashMap<u32, TransceiverId>,
+    /// The rid each remote SSRC announced (browsers stop sending the rid extension once
+    /// the stream is known, so later packets inherit it from here).
+    ssrc_rids: std::collections::HashMap<u32, String>,
     announced_tracks: Vec<TransceiverId>,
     scratch: Vec<u8>,
     rng: Rng,
@@ -162,6 +165,7 @@ impl PeerConnection {
             srtp_out: None,
             media_out: VecDeque::new(),
             ssrc_map: std::collections::HashMap::new(),
+            ssrc_rids: std::collections::HashMap::new(),
             announced_tracks: Vec::new(),
             scratch: vec![0u8; 2048],
             rng: rng.fork(),
@@ -486,6 +490,12 @@ impl PeerConnection {
         if self.closed {
             return;
         }
+        // `iceTransportPolicy: "relay"`: no host (or, from it, server-reflexive) candidate
+        // may reveal or use this address. Without TURN there is nothing to relay through,
+        // so such a PeerConnection gathers no candidates at all.
+        if self.config.ice_transport_policy == crate::config::IceTransportPolicy::Relay {
+            return;
+        }
         self.ice.add_local_address(now, addr, protocol);
         self.pump(now);
     }
@@ -494,7 +504,9 @@ impl PeerConnection {
     /// cannot resolve host names: runtimes resolve `stun:host` URLs and call this).
     pub fn add_stun_server(&mut self, now: Instant, server: SocketAddr) {
         self.advance(now);
-        if self.closed {
+        if self.closed
+            || self.config.ice_transport_policy == crate::config::IceTransportPolicy::Relay
+        {
             return;
         }
         self.ice.add_stun_server(now, server);
@@ -765,6 +777,7 @@ impl PeerConnection {
                 kind: t.kind,
                 mid: t.mid.clone(),
                 stream_ids: t.remote.stream_ids.clone(),
+                rids: t.remote.rids.clone(),
             })
             .collect();
         for info in new {
@@ -816,6 +829,18 @@ impl PeerConnection {
     /// The remote track of a transceiver ended (BYE, or renegotiated to not send).
     fn end_track(&mut self, transceiver: TransceiverId) {
         self.media_activity.retain(|(t, _, _)| *t != transceiver);
+        // Its streams no longer reach it: later packets of those SSRCs are demultiplexed
+        // afresh (and dropped while nothing receives them).
+        let gone: Vec<u32> = self
+            .ssrc_map
+            .iter()
+            .filter(|(_, t)| **t == transceiver)
+            .map(|(s, _)| *s)
+            .collect();
+        for ssrc in gone {
+            self.ssrc_map.remove(&ssrc);
+            self.ssrc_rids.remove(&ssrc);
+        }
         if let Some(i) = self.announced_tracks.iter().position(|t| *t == transceiver) {
             self.announced_tracks.remove(i);
             self.push_event(Event::TrackEnded(transceiver));
@@ -882,19 +907,17 @@ impl PeerConnection {
             self.stats.rtp_unmatched += 1;
             return true;
         };
-        let rid = self
-            .neg
-            .transceiver(id)
-            .and_then(|t| {
-                t.header_extensions
-                    .iter()
-                    .find(|(_, u)| u == RID_URI)
-                    .map(|(i, _)| *i)
-            })
-            .and_then(|i| u8::try_from(i).ok())
-            .and_then(|i| header.extension(i))
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .map(str::to_string);
+        let rid = match self.packet_rid(id, &header) {
+            Some(rid) => {
+                if self.ssrc_rids.get(&ssrc) != Some(&rid)
+                    && (self.ssrc_rids.len() < MAX_SSRCS || self.ssrc_rids.contains_key(&ssrc))
+                {
+                    self.ssrc_rids.insert(ssrc, rid.clone());
+                }
+                Some(rid)
+            }
+            None => self.ssrc_rids.get(&ssrc).cloned(),
+        };
         let packet = RtpPacket {
             payload_type: header.payload_type(),
             sequence_number: header.sequence_number(),
@@ -902,20 +925,45 @@ impl PeerConnection {
             marker: header.marker(),
             ssrc,
             payload: bytes::Bytes::copy_from_slice(header.payload()),
-            rid,
         };
         self.stats.rtp_received += 1;
         self.note_media(now, id);
         self.push_event(Event::Rtp {
-            transceiver: id,
+            track: id,
+            rid,
             packet,
         });
         true
     }
 
+    /// Test hook: SRTP keys as DTLS would export them, without a handshake.
+    #[cfg(test)]
+    fn install_srtp_for_test(&mut self, profile: SrtpProfile, material: &[u8], is_client: bool) {
+        let (out, inb) = SrtpContext::pair_from_keying_material(profile, material, is_client)
+            .expect("keying material");
+        self.srtp_out = Some(out);
+        self.srtp_in = Some(inb);
+    }
+
+    /// The rid header extension of a packet, as negotiated on its transceiver.
+    fn packet_rid(&self, id: TransceiverId, header: &RtpHeader<'_>) -> Option<String> {
+        let t = self.neg.transceiver(id)?;
+        let ext = t
+            .header_extensions
+            .iter()
+            .find(|(_, u)| u == RID_URI)
+            .and_then(|(i, _)| u8::try_from(*i).ok())?;
+        let value = header.extension(ext)?;
+        std::str::from_utf8(value)
+            .ok()
+            .filter(|r| !r.is_empty())
+            .map(str::to_string)
+    }
+
     /// Which transceiver an RTP packet belongs to: known SSRC, then the mid header
-    /// extension, then a signalled `a=ssrc`, then the payload type of a receiving
-    /// transceiver (an SSRC first seen without a signalled ssrc line).
+    /// extension, then the rid header extension against the signalled rids, then a
+    /// signalled `a=ssrc`, then the payload type when only one receiving transceiver uses
+    /// it (an SSRC first seen without a signalled ssrc line).
     fn demux(&mut self, header: &RtpHeader<'_>) -> Option<TransceiverId> {
         let ssrc = header.ssrc();
         if let Some(id) = self.ssrc_map.get(&ssrc) {
@@ -927,23 +975,44 @@ impl PeerConnection {
                 .iter()
                 .filter(|t| !t.stopped && t.current_direction.is_some_and(Direction::receives))
         };
-        let by_mid = receiving().find(|t| {
-            let id = t
-                .header_extensions
+        let mid_of = |t: &Transceiver| {
+            t.header_extensions
                 .iter()
                 .find(|(_, u)| u == MID_URI)
-                .and_then(|(i, _)| u8::try_from(*i).ok());
-            let mid = id.and_then(|i| header.extension(i));
-            matches!((mid, t.mid.as_deref()), (Some(m), Some(ours)) if m == ours.as_bytes())
+                .and_then(|(i, _)| u8::try_from(*i).ok())
+                .and_then(|i| header.extension(i))
+        };
+        let by_mid = receiving().find(|t| {
+            matches!((mid_of(t), t.mid.as_deref()), (Some(m), Some(ours)) if m == ours.as_bytes())
         });
+        // RFC 8843 section 9.2: a packet that names a mid we do not receive on is not
+        // guessed onto another transceiver by its SSRC or payload type.
+        if by_mid.is_none() && receiving().any(|t| mid_of(t).is_some()) {
+            return None;
+        }
+        let by_rid = || {
+            receiving().find(|t| {
+                let rid = t
+                    .header_extensions
+                    .iter()
+                    .find(|(_, u)| u == RID_URI)
+                    .and_then(|(i, _)| u8::try_from(*i).ok())
+                    .and_then(|i| header.extension(i));
+                rid.is_some_and(|r| t.remote.rids.iter().any(|ours| ours.as_bytes() == r))
+            })
+        };
         let found = by_mid
+            .or_else(by_rid)
             .or_else(|| receiving().find(|t| t.remote.ssrcs.contains(&ssrc)))
             .or_else(|| {
-                receiving().find(|t| {
+                // Only a payload type that one receiving transceiver alone uses decides.
+                let mut by_pt = receiving().filter(|t| {
                     t.codecs
                         .iter()
                         .any(|c| c.payload_type == header.payload_type())
-                })
+                });
+                let first = by_pt.next();
+                by_pt.next().is_none().then_some(first).flatten()
             })
             .map(|t| t.id)?;
         if self.ssrc_map.len() < MAX_SSRCS {
@@ -1065,8 +1134,12 @@ impl PeerConnection {
                 rtp::RtcpPacket::ReceiverReport { reports, .. } => reports.clone(),
                 rtp::RtcpPacket::Bye { ssrcs, .. } => {
                     for ssrc in ssrcs {
+                        self.ssrc_rids.remove(ssrc);
                         if let Some(t) = self.ssrc_map.remove(ssrc) {
-                            self.end_track(t);
+                            // A simulcast track ends with its last stream.
+                            if !self.ssrc_map.values().any(|other| *other == t) {
+                                self.end_track(t);
+                            }
                         }
                     }
                     continue;
@@ -1171,24 +1244,33 @@ impl PeerConnection {
             .transceiver(transceiver)
             .ok_or(SendError::UnknownTransceiver)?;
         let sender = t.sender_ssrc;
-        let media = self
+        // Every stream of the track: each simulcast layer needs its own keyframe.
+        let mut media: Vec<u32> = self
             .ssrc_map
             .iter()
             .filter(|(_, id)| **id == transceiver)
             .map(|(s, _)| *s)
-            .min()
-            .or_else(|| t.remote.ssrcs.first().copied())
-            .ok_or(SendError::NotSending)?;
+            .collect();
+        media.sort_unstable();
+        if media.is_empty() {
+            media.extend(t.remote.ssrcs.first().copied());
+        }
+        if media.is_empty() {
+            return Err(SendError::NotSending);
+        }
         let srtp = self.srtp_out.as_mut().ok_or(SendError::NotConnected)?;
-        let n = rtp::write_pli(sender, media, &mut self.scratch).ok_or(SendError::TooLarge)?;
-        let n = srtp
-            .protect_rtcp(&mut self.scratch, n)
-            .map_err(|_| SendError::TooLarge)?;
-        if self.media_out.len() >= MAX_MEDIA_QUEUE {
+        if self.media_out.len() + media.len() > MAX_MEDIA_QUEUE {
             return Err(SendError::QueueFull);
         }
-        self.media_out
-            .push_back(self.scratch.get(..n).unwrap_or_default().to_vec());
+        // One reduced-size SRTCP packet (RFC 5506) per stream.
+        for ssrc in media {
+            let n = rtp::write_pli(sender, ssrc, &mut self.scratch).ok_or(SendError::TooLarge)?;
+            let n = srtp
+                .protect_rtcp(&mut self.scratch, n)
+                .map_err(|_| SendError::TooLarge)?;
+            self.media_out
+                .push_back(self.scratch.get(..n).unwrap_or_default().to_vec());
+        }
         Ok(())
     }
 
@@ -1398,6 +1480,92 @@ mod state_tests {
         assert!(pc.poll_event().is_none());
     }
 
+    /// What an illegal call must leave alone.
+    fn snapshot(pc: &PeerConnection) -> (SignalingState, Option<String>, Option<String>, usize) {
+        (
+            pc.signaling_state(),
+            pc.local_description().map(|d| d.sdp),
+            pc.remote_description().map(|d| d.sdp),
+            pc.transceivers().len(),
+        )
+    }
+
+    #[test]
+    fn illegal_calls_in_have_local_and_have_remote_offer_change_nothing() {
+        // have-local-offer: answering ourselves, or a second remote answer type mismatch.
+        let (mut alice, now) = pc();
+        alice.add_track(MediaKind::Audio, vec![]).expect("track");
+        let offer = alice.create_offer(OfferOptions::default()).expect("offer");
+        alice
+            .set_local_description(now, offer.clone())
+            .expect("local offer");
+        while alice.poll_event().is_some() {}
+        let before = snapshot(&alice);
+        assert_eq!(before.0, SignalingState::HaveLocalOffer);
+        assert!(matches!(
+            alice.create_answer(),
+            Err(NegotiationError::InvalidState {
+                operation: Operation::CreateAnswer,
+                state: SignalingState::HaveLocalOffer
+            })
+        ));
+        assert!(matches!(
+            alice.set_local_description(now, SessionDescription::answer(offer.sdp.clone())),
+            Err(NegotiationError::InvalidState {
+                state: SignalingState::HaveLocalOffer,
+                ..
+            })
+        ));
+        assert_eq!(snapshot(&alice), before);
+        assert!(alice.poll_event().is_none(), "no event from a refused call");
+
+        // have-remote-offer: a remote answer, or a local offer, is refused.
+        let now2 = now;
+        let mut bob = PeerConnection::new(
+            Config {
+                rng_seed: Some(2),
+                ..Default::default()
+            },
+            now2,
+        )
+        .expect("bob");
+        bob.set_remote_description(now2, offer.clone())
+            .expect("remote offer");
+        while bob.poll_event().is_some() {}
+        let before = snapshot(&bob);
+        assert_eq!(before.0, SignalingState::HaveRemoteOffer);
+        let answer_like = SessionDescription::answer(offer.sdp.clone());
+        assert!(matches!(
+            bob.set_remote_description(now2, answer_like),
+            Err(NegotiationError::InvalidState {
+                operation: Operation::SetRemote(SdpType::Answer),
+                state: SignalingState::HaveRemoteOffer
+            })
+        ));
+        // Our own offer while the remote's is pending, created or set: refused, typed.
+        assert!(matches!(
+            bob.create_offer(OfferOptions::default()),
+            Err(NegotiationError::InvalidState {
+                operation: Operation::CreateOffer,
+                state: SignalingState::HaveRemoteOffer
+            })
+        ));
+        assert!(matches!(
+            bob.set_local_description(now2, SessionDescription::offer(offer.sdp.clone())),
+            Err(NegotiationError::InvalidState {
+                state: SignalingState::HaveRemoteOffer,
+                ..
+            })
+        ));
+        assert_eq!(snapshot(&bob), before);
+        assert!(bob.poll_event().is_none(), "no event from a refused call");
+        // The legal call still works afterwards.
+        let answer = bob.create_answer().expect("answer");
+        bob.set_local_description(now2, answer)
+            .expect("local answer");
+        assert_eq!(bob.signaling_state(), SignalingState::Stable);
+    }
+
     #[test]
     fn add_track_fires_negotiation_needed_once() {
         let (mut pc, _now) = pc();
@@ -1419,6 +1587,89 @@ mod state_tests {
             .expect_err("answer in stable");
         assert!(matches!(err, NegotiationError::InvalidState { .. }));
         assert_eq!(pc.signaling_state(), SignalingState::Stable);
+    }
+
+    #[test]
+    fn relay_policy_reveals_no_host_or_srflx_candidate() {
+        for (policy, expect_host) in [
+            (crate::config::IceTransportPolicy::All, true),
+            (crate::config::IceTransportPolicy::Relay, false),
+        ] {
+            let now = Instant::now();
+            let mut pc = PeerConnection::new(
+                Config {
+                    rng_seed: Some(5),
+                    ice_transport_policy: policy,
+                    ..Default::default()
+                },
+                now,
+            )
+            .expect("pc");
+            pc.add_local_address(now, "192.0.2.7:5000".parse().expect("addr"), Protocol::Udp);
+            pc.add_stun_server(now, "198.51.100.1:3478".parse().expect("addr"));
+            pc.add_track(MediaKind::Audio, vec![]).expect("track");
+            let offer = pc.create_offer(OfferOptions::default()).expect("offer");
+            pc.set_local_description(now, offer).expect("local");
+            let mut buf = vec![0u8; 1500];
+            let mut later = now;
+            let mut stun_sent = false;
+            for _ in 0..50 {
+                while pc.poll_transmit(later, &mut buf).is_some() {
+                    stun_sent = true;
+                }
+                later += std::time::Duration::from_millis(100);
+                pc.handle_timeout(later);
+            }
+            let candidates: Vec<String> = std::iter::from_fn(|| pc.poll_event())
+                .filter_map(|e| match e {
+                    Event::IceCandidate(c) => Some(c.candidate),
+                    _ => None,
+                })
+                .collect();
+            let host = candidates.iter().any(|c| c.contains("192.0.2.7"));
+            assert_eq!(host, expect_host, "{policy:?}: {candidates:?}");
+            let sdp = pc.local_description().expect("local").sdp;
+            assert_eq!(sdp.contains("192.0.2.7"), expect_host, "{policy:?}");
+            assert_eq!(
+                stun_sent, expect_host,
+                "{policy:?}: binding requests to the server"
+            );
+            // Gathering still completes, with the end-of-candidates marker.
+            assert_eq!(pc.ice_gathering_state(), IceGatheringState::Complete);
+            assert!(candidates.iter().any(String::is_empty), "{policy:?}");
+        }
+    }
+
+    #[test]
+    fn the_sdp_fingerprint_is_of_the_given_or_a_fresh_certificate() {
+        let now = Instant::now();
+        let given = Certificate::generate().expect("cert");
+        let offer_of = |certificate: Option<Certificate>| {
+            let mut pc = PeerConnection::new(
+                Config {
+                    rng_seed: Some(9),
+                    certificate,
+                    ..Default::default()
+                },
+                now,
+            )
+            .expect("pc");
+            pc.add_track(MediaKind::Audio, vec![]).expect("track");
+            let fp = pc.certificate().fingerprint().to_string();
+            (
+                pc.create_offer(OfferOptions::default()).expect("offer").sdp,
+                fp,
+            )
+        };
+        let (sdp, fp) = offer_of(Some(given.clone()));
+        assert_eq!(fp, given.fingerprint().to_string());
+        assert!(sdp.contains(&format!("a=fingerprint:{fp}\r\n")), "{sdp}");
+        // Without one, each PeerConnection makes its own (same seed: secrets are not seeded).
+        let (sdp_a, fp_a) = offer_of(None);
+        let (_, fp_b) = offer_of(None);
+        assert_ne!(fp_a, fp_b);
+        assert_ne!(fp_a, fp);
+        assert!(sdp_a.contains(&format!("a=fingerprint:{fp_a}\r\n")));
     }
 
     #[test]
@@ -1495,5 +1746,385 @@ mod candidate_tests {
             pc.add_ice_candidate(now, unknown),
             Err(AddCandidateError::UnknownMediaSection)
         );
+    }
+}
+
+#[cfg(test)]
+mod simulcast_tests {
+    use super::*;
+    use crate::sdp::Sdp;
+
+    /// Chromium's offer with three simulcast streams (`a=rid:q/h/f send`,
+    /// `a=simulcast:send q;h;f`) and no `a=ssrc` lines.
+    const OFFER: &str = include_str!("../../tests/fixtures/sdp/chromium-simulcast-offer.sdp");
+    const PROFILE: SrtpProfile = SrtpProfile::AeadAes128Gcm;
+
+    /// The answering PeerConnection with SRTP keyed, its events drained, and the
+    /// sender's SRTP context (the offerer is the DTLS server here).
+    fn answered() -> (PeerConnection, Instant, String, Vec<Event>, SrtpContext) {
+        let now = Instant::now();
+        let mut pc = PeerConnection::new(
+            Config {
+                rng_seed: Some(7),
+                ..Default::default()
+            },
+            now,
+        )
+        .expect("pc");
+        pc.set_remote_description(now, SessionDescription::offer(OFFER))
+            .expect("remote offer");
+        let answer = pc.create_answer().expect("answer");
+        pc.set_local_description(now, answer.clone())
+            .expect("local answer");
+        let events: Vec<Event> = std::iter::from_fn(|| pc.poll_event()).collect();
+        let material: Vec<u8> = (0..PROFILE.keying_material_len())
+            .map(|i| (i * 7) as u8)
+            .collect();
+        pc.install_srtp_for_test(PROFILE, &material, true);
+        let (_, sender) =
+            SrtpContext::pair_from_keying_material(PROFILE, &material, true).expect("keys");
+        (pc, now, answer.sdp, events, sender)
+    }
+
+    fn extension_id(uri: &str) -> u8 {
+        let sdp = Sdp::parse(OFFER).expect("offer parses");
+        let id = sdp.media[0]
+            .extmaps
+            .iter()
+            .find(|x| x.uri == uri)
+            .expect("offered")
+            .id;
+        u8::try_from(id).expect("one-byte id")
+    }
+
+    /// One SRTP packet of the offerer: VP8 (pt 96), with the given mid and rid extensions.
+    fn packet(
+        sender: &mut SrtpContext,
+        ssrc: u32,
+        seq: u16,
+        mid: Option<&str>,
+        rid: Option<&str>,
+    ) -> Vec<u8> {
+        let (mid_id, rid_id) = (extension_id(MID_URI), extension_id(RID_URI));
+        let mut exts: Vec<(u8, &[u8])> = Vec::new();
+        if let Some(m) = mid {
+            exts.push((mid_id, m.as_bytes()));
+        }
+        if let Some(r) = rid {
+            exts.push((rid_id, r.as_bytes()));
+        }
+        let mut buf = vec![0u8; 1500];
+        let n = rtp::write_rtp(
+            &RtpWrite {
+                marker: false,
+                payload_type: 96,
+                sequence_number: seq,
+                timestamp: u32::from(seq) * 3000,
+                ssrc,
+                extensions: &exts,
+                payload: &seq.to_be_bytes(),
+            },
+            &mut buf,
+        )
+        .expect("write");
+        let n = sender.protect_rtp(&mut buf, n).expect("protect");
+        buf.truncate(n);
+        buf
+    }
+
+    fn deliver(pc: &mut PeerConnection, now: Instant, data: &[u8]) -> Vec<Event> {
+        pc.handle_datagram(
+            now,
+            Datagram {
+                local: "127.0.0.1:5000".parse().expect("addr"),
+                remote: "127.0.0.1:6000".parse().expect("addr"),
+                protocol: Protocol::Udp,
+                data,
+            },
+        );
+        std::iter::from_fn(|| pc.poll_event()).collect()
+    }
+
+    fn rtp_events(events: &[Event]) -> Vec<(TransceiverId, Option<String>, u32, u16)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Rtp { track, rid, packet } => {
+                    Some((*track, rid.clone(), packet.ssrc, packet.sequence_number))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn simulcast_offer_is_answered_with_receive_rids() {
+        let (_, _, answer, events, _) = answered();
+        let sdp = Sdp::parse(&answer).expect("answer parses");
+        let m = &sdp.media[0];
+        let rids: Vec<(&str, crate::sdp::RidDirection)> = m
+            .rids
+            .iter()
+            .map(|r| (r.id.as_str(), r.direction))
+            .collect();
+        use crate::sdp::RidDirection::Recv;
+        assert_eq!(rids, vec![("q", Recv), ("h", Recv), ("f", Recv)]);
+        let simulcast = m.simulcast.as_ref().expect("a=simulcast in the answer");
+        assert!(simulcast.send.is_empty());
+        let recv: Vec<Vec<&str>> = simulcast
+            .recv
+            .iter()
+            .map(|alts| alts.iter().map(|s| s.rid.as_str()).collect())
+            .collect();
+        assert_eq!(recv, vec![vec!["q"], vec!["h"], vec!["f"]]);
+        assert!(answer.contains("a=simulcast:recv q;h;f\r\n"), "{answer}");
+        assert!(
+            m.extmaps.iter().any(|x| x.uri == RID_URI),
+            "the rid extension is accepted"
+        );
+        // The W3C track event carries the simulcast rids.
+        let tracks: Vec<&TrackInfo> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Track(t) => Some(t),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(tracks.len(), 1, "{events:?}");
+        assert_eq!(tracks[0].rids, vec!["q", "h", "f"]);
+        assert_eq!(tracks[0].kind, MediaKind::Video);
+    }
+
+    #[test]
+    fn simulcast_streams_demux_by_mid_rid_and_unsignalled_ssrc() {
+        let (mut pc, now, _, events, mut sender) = answered();
+        let track = events
+            .iter()
+            .find_map(|e| match e {
+                Event::Track(t) => Some(t.transceiver),
+                _ => None,
+            })
+            .expect("track");
+        // Three SSRCs never signalled in the SDP: the first packet of each names mid and rid.
+        let mut got = Vec::new();
+        for (ssrc, rid) in [(0x1111, "q"), (0x2222, "h"), (0x3333, "f")] {
+            let p = packet(&mut sender, ssrc, 100, Some("0"), Some(rid));
+            got.extend(rtp_events(&deliver(&mut pc, now, &p)));
+        }
+        // Later packets carry no extensions (browsers stop once the stream is known): the
+        // SSRC alone finds the transceiver and the rid it announced.
+        for ssrc in [0x3333, 0x1111, 0x2222] {
+            let p = packet(&mut sender, ssrc, 101, None, None);
+            got.extend(rtp_events(&deliver(&mut pc, now, &p)));
+        }
+        let rid = |r: &str| Some(r.to_string());
+        assert_eq!(
+            got,
+            vec![
+                (track, rid("q"), 0x1111, 100),
+                (track, rid("h"), 0x2222, 100),
+                (track, rid("f"), 0x3333, 100),
+                (track, rid("f"), 0x3333, 101),
+                (track, rid("q"), 0x1111, 101),
+                (track, rid("h"), 0x2222, 101),
+            ]
+        );
+        // A new SSRC with a signalled rid but no mid is found by its rid.
+        let p = packet(&mut sender, 0x4444, 7, None, Some("h"));
+        assert_eq!(
+            rtp_events(&deliver(&mut pc, now, &p)),
+            vec![(track, rid("h"), 0x4444, 7)]
+        );
+        // A new SSRC naming a mid we do not have is dropped and counted, not guessed onto
+        // the video transceiver by its payload type.
+        let before = pc.stats().rtp_unmatched;
+        let p = packet(&mut sender, 0x5555, 1, Some("9"), Some("q"));
+        assert!(rtp_events(&deliver(&mut pc, now, &p)).is_empty());
+        assert_eq!(pc.stats().rtp_unmatched, before + 1);
+        // With neither mid nor rid nor a signalled ssrc, the payload type decides.
+        let p = packet(&mut sender, 0x6666, 1, None, None);
+        assert_eq!(
+            rtp_events(&deliver(&mut pc, now, &p)),
+            vec![(track, None, 0x6666, 1)]
+        );
+        assert_eq!(pc.stats().rtp_received, 8);
+    }
+
+    #[test]
+    fn an_ended_track_receives_no_more_packets() {
+        let (mut pc, now, _, events, mut sender) = answered();
+        let track = events
+            .iter()
+            .find_map(|e| match e {
+                Event::Track(t) => Some(t.transceiver),
+                _ => None,
+            })
+            .expect("track");
+        let p = packet(&mut sender, 0x1111, 100, Some("0"), Some("q"));
+        assert_eq!(rtp_events(&deliver(&mut pc, now, &p)).len(), 1);
+        // The remote renegotiates its sender to inactive: the track ends.
+        let offer =
+            OFFER
+                .replace("a=sendonly\r\n", "a=inactive\r\n")
+                .replacen(" 2 IN IP4", " 3 IN IP4", 1);
+        pc.set_remote_description(now, SessionDescription::offer(offer))
+            .expect("renegotiation");
+        let answer = pc.create_answer().expect("answer");
+        pc.set_local_description(now, answer).expect("local answer");
+        let events: Vec<Event> = std::iter::from_fn(|| pc.poll_event()).collect();
+        assert!(events.contains(&Event::TrackEnded(track)), "{events:?}");
+        // Later packets of its SSRC, with or without the extensions, are not delivered.
+        let before = pc.stats().rtp_unmatched;
+        for (seq, mid, rid) in [(101, None, None), (102, Some("0"), Some("q"))] {
+            let p = packet(&mut sender, 0x1111, seq, mid, rid);
+            assert!(
+                rtp_events(&deliver(&mut pc, now, &p)).is_empty(),
+                "seq {seq}"
+            );
+        }
+        assert_eq!(pc.stats().rtp_unmatched, before + 2);
+    }
+
+    #[test]
+    fn a_keyframe_request_reaches_every_simulcast_stream() {
+        let (mut pc, now, _, events, mut sender) = answered();
+        let track = events
+            .iter()
+            .find_map(|e| match e {
+                Event::Track(t) => Some(t.transceiver),
+                _ => None,
+            })
+            .expect("track");
+        for (ssrc, rid) in [(0x1111, "q"), (0x2222, "h"), (0x3333, "f")] {
+            let p = packet(&mut sender, ssrc, 100, Some("0"), Some(rid));
+            deliver(&mut pc, now, &p);
+        }
+        let queued = pc.media_out.len();
+        pc.request_keyframe(track).expect("pli");
+        // The offerer's inbound context reads what the answerer protected.
+        let material: Vec<u8> = (0..PROFILE.keying_material_len())
+            .map(|i| (i * 7) as u8)
+            .collect();
+        let (_, mut offerer_in) =
+            SrtpContext::pair_from_keying_material(PROFILE, &material, false).expect("keys");
+        let mut asked: Vec<u32> = Vec::new();
+        for sealed in pc.media_out.iter().skip(queued) {
+            let mut b = sealed.clone();
+            let n = b.len();
+            let m = offerer_in.unprotect_rtcp(&mut b, n).expect("srtcp");
+            asked.extend(rtp::keyframe_requests(&b[..m]));
+        }
+        assert_eq!(asked, vec![0x1111, 0x2222, 0x3333]);
+    }
+}
+
+#[cfg(test)]
+mod send_tests {
+    use super::*;
+
+    /// Alice offers audio and video, bob answers; both keyed for SRTP as DTLS would.
+    fn negotiated() -> (PeerConnection, SrtpContext) {
+        let now = Instant::now();
+        let config = |seed| Config {
+            rng_seed: Some(seed),
+            ..Default::default()
+        };
+        let mut alice = PeerConnection::new(config(21), now).expect("alice");
+        let mut bob = PeerConnection::new(config(22), now).expect("bob");
+        alice
+            .add_track(MediaKind::Audio, vec!["s".into()])
+            .expect("audio");
+        alice
+            .add_track(MediaKind::Video, vec!["s".into()])
+            .expect("video");
+        let offer = alice.create_offer(OfferOptions::default()).expect("offer");
+        alice
+            .set_local_description(now, offer.clone())
+            .expect("local");
+        bob.set_remote_description(now, offer).expect("remote");
+        let answer = bob.create_answer().expect("answer");
+        bob.set_local_description(now, answer.clone())
+            .expect("local");
+        alice.set_remote_description(now, answer).expect("remote");
+        let profile = SrtpProfile::AeadAes128Gcm;
+        let material: Vec<u8> = (0..profile.keying_material_len())
+            .map(|i| i as u8)
+            .collect();
+        alice.install_srtp_for_test(profile, &material, false);
+        let (_, bob_in) =
+            SrtpContext::pair_from_keying_material(profile, &material, true).expect("keys");
+        (alice, bob_in)
+    }
+
+    #[test]
+    fn send_rtp_sets_ssrc_payload_type_mid_and_transport_cc() {
+        let (mut alice, mut bob_in) = negotiated();
+        let mut sent = Vec::new();
+        let ids: Vec<TransceiverId> = alice.transceivers().iter().map(|t| t.id).collect();
+        for (i, id) in ids.iter().enumerate() {
+            let packet = RtpPacket {
+                payload_type: 127, // not negotiated: the first negotiated codec is used
+                sequence_number: 500 + i as u16,
+                timestamp: 9,
+                marker: true,
+                ssrc: 0xDEAD, // ignored: the sender's own SSRC is used
+                payload: bytes::Bytes::from_static(b"media"),
+            };
+            alice.send_rtp(*id, &packet).expect("send");
+            let mut b = alice.media_out.back().expect("queued").clone();
+            let n = b.len();
+            let m = bob_in.unprotect_rtp(&mut b, n).expect("srtp");
+            b.truncate(m);
+            sent.push((*id, b));
+        }
+        let mut twcc_seqs = Vec::new();
+        for (id, plain) in &sent {
+            let t = alice.transceiver(*id).expect("transceiver");
+            let h = RtpHeader::parse(plain).expect("rtp");
+            assert_eq!(h.ssrc(), t.sender_ssrc, "{:?}", t.kind);
+            assert_ne!(h.ssrc(), 0xDEAD);
+            assert_eq!(h.payload_type(), t.codecs[0].payload_type, "{:?}", t.kind);
+            assert!(h.marker());
+            assert_eq!(h.payload(), b"media");
+            let ext = |uri: &str| {
+                t.header_extensions
+                    .iter()
+                    .find(|(_, u)| u == uri)
+                    .and_then(|(i, _)| u8::try_from(*i).ok())
+                    .expect("negotiated")
+            };
+            assert_eq!(
+                h.extension(ext(MID_URI)),
+                t.mid.as_deref().map(str::as_bytes),
+                "{:?}",
+                t.kind
+            );
+            let twcc = h
+                .extension(ext(ExtensionKind::TransportCc.uri()))
+                .expect("transport-cc extension");
+            twcc_seqs.push(u16::from_be_bytes([twcc[0], twcc[1]]));
+        }
+        // One transport-wide sequence across both tracks.
+        assert_eq!(twcc_seqs, vec![twcc_seqs[0], twcc_seqs[0].wrapping_add(1)]);
+        // A packet with a negotiated payload type keeps it.
+        let video = alice
+            .transceivers()
+            .iter()
+            .find(|t| t.kind == MediaKind::Video)
+            .expect("video");
+        let (id, pt) = (video.id, video.codecs.last().expect("codec").payload_type);
+        let packet = RtpPacket {
+            payload_type: pt,
+            sequence_number: 600,
+            timestamp: 1,
+            marker: false,
+            ssrc: 0,
+            payload: bytes::Bytes::from_static(b"x"),
+        };
+        alice.send_rtp(id, &packet).expect("send");
+        let mut b = alice.media_out.back().expect("queued").clone();
+        let n = b.len();
+        let m = bob_in.unprotect_rtp(&mut b, n).expect("srtp");
+        assert_eq!(RtpHeader::parse(&b[..m]).expect("rtp").payload_type(), pt);
     }
 }

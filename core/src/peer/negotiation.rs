@@ -646,8 +646,9 @@ impl Negotiation {
                             ice_lite: ctx.ice_lite,
                             cname: &cname,
                         };
-                        let m =
+                        let mut m =
                             jsep::transceiver_media(t, &slot.mid, dir, &codecs, &exts, &transport);
+                        jsep::answer_simulcast(remote, &mut m, &exts);
                         settled.push(Settled {
                             id: t.id,
                             codecs,

@@ -279,6 +279,86 @@ mod tests {
         assert!(!is_rtcp(&buf[..n]));
     }
 
+    /// RFC 3550 5.1 / RFC 8285: two CSRCs, a one-byte extension block with a padding byte
+    /// between elements, and three bytes of RTP padding.
+    const CSRC_PADDING_ONE_BYTE: [u8; 40] = [
+        0xB2, 0xEF, 0x12, 0x34, 0x01, 0x02, 0x03, 0x04, 0xAA, 0xBB, 0xCC,
+        0xDD, // V=2 P X CC=2, M, PT 111
+        0x11, 0x11, 0x11, 0x11, 0x22, 0x22, 0x22, 0x22, // CSRCs
+        0xBE, 0xDE, 0x00, 0x02, // one-byte profile, 2 words
+        0x10, b'A', 0x00, 0x32, b'x', b'y', b'z', 0x00, // id 1 "A", pad, id 3 "xyz", pad
+        b'h', b'e', b'l', b'l', b'o', 0x00, 0x00, 0x03, // payload, 3 bytes of padding
+    ];
+    /// RFC 8285 4.3: the two-byte form, with an empty element and an id above 14.
+    const TWO_BYTE: [u8; 25] = [
+        0x90, 0x60, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x05, // X, PT 96
+        0x10, 0x00, 0x00, 0x02, // two-byte profile (appbits 0), 2 words
+        20, 0, 200, 3, b'a', b'b', b'c', 0x00, // id 20 empty, id 200 "abc", pad
+        b'p',
+    ];
+
+    #[test]
+    fn csrcs_padding_and_both_extension_forms() {
+        let h = RtpHeader::parse(&CSRC_PADDING_ONE_BYTE).expect("parse");
+        assert!(h.marker());
+        assert_eq!((h.payload_type(), h.sequence_number()), (111, 0x1234));
+        assert_eq!((h.timestamp(), h.ssrc()), (0x0102_0304, 0xAABB_CCDD));
+        assert_eq!(
+            h.header_len(),
+            32,
+            "12 + 2 CSRCs + extension header and block"
+        );
+        assert_eq!(h.payload(), b"hello", "padding removed");
+        let exts: Vec<(u8, &[u8])> = h.extensions().collect();
+        assert_eq!(exts, vec![(1, &b"A"[..]), (3, &b"xyz"[..])]);
+
+        let h = RtpHeader::parse(&TWO_BYTE).expect("parse");
+        let exts: Vec<(u8, &[u8])> = h.extensions().collect();
+        assert_eq!(exts, vec![(20, &b""[..]), (200, &b"abc"[..])]);
+        assert_eq!(h.extension(200), Some(&b"abc"[..]));
+        assert_eq!(h.payload(), b"p");
+
+        // An extension profile that is neither form: no elements, the header still skipped.
+        let mut other = TWO_BYTE;
+        other[12] = 0x7F;
+        let h = RtpHeader::parse(&other).expect("parse");
+        assert_eq!(h.extensions().count(), 0);
+        assert_eq!(h.payload(), b"p");
+    }
+
+    #[test]
+    fn truncated_and_inconsistent_packets_are_refused() {
+        // Every cut inside the header (CSRCs, extension header or block) is malformed.
+        for len in 0..32 {
+            assert_eq!(
+                RtpHeader::parse(&CSRC_PADDING_ONE_BYTE[..len]).err(),
+                Some(RtpError::Malformed),
+                "cut at {len}"
+            );
+        }
+        // A padding count of zero, or larger than what follows the header.
+        let mut p = CSRC_PADDING_ONE_BYTE;
+        p[39] = 0;
+        assert!(RtpHeader::parse(&p).is_err());
+        p[39] = 8;
+        let h = RtpHeader::parse(&p).expect("all 8 bytes after the header are padding");
+        assert_eq!(h.payload(), b"");
+        p[39] = 9;
+        assert!(RtpHeader::parse(&p).is_err());
+        // Fifteen CSRCs that are not there.
+        let mut p = CSRC_PADDING_ONE_BYTE;
+        p[0] = 0x8F;
+        assert!(RtpHeader::parse(&p).is_err());
+        // An extension length running past the packet.
+        let mut p = TWO_BYTE;
+        p[15] = 9;
+        assert!(RtpHeader::parse(&p).is_err());
+        // Version 1.
+        let mut p = TWO_BYTE;
+        p[0] = 0x50;
+        assert!(RtpHeader::parse(&p).is_err());
+    }
+
     #[test]
     fn pli_and_fir_are_recognized() {
         let mut b = [0u8; 12];

@@ -692,6 +692,24 @@ mod tests {
             .quickcheck(prop as fn(Vec<AnyRtcp>) -> bool);
     }
 
+    /// Every packet type, cut anywhere short of its end, is refused rather than read past
+    /// its length or taken for a shorter packet.
+    #[test]
+    fn quickcheck_truncated_packets_are_refused() {
+        fn prop(packet: AnyRtcp, cut: usize) -> bool {
+            let mut buf = vec![0u8; 65536];
+            let Ok(n) = packet.0.write(&mut buf) else {
+                return false;
+            };
+            let cut = cut % n;
+            RtcpPacket::parse_one(&buf[..cut]).is_err()
+                && RtcpPacket::parse_compound(&buf[..cut]).all(|r| r.is_err())
+        }
+        QuickCheck::new()
+            .tests(2000)
+            .quickcheck(prop as fn(AnyRtcp, usize) -> bool);
+    }
+
     #[test]
     fn quickcheck_garbage_never_panics() {
         fn prop(data: Vec<u8>) -> bool {

@@ -10,11 +10,14 @@ use crate::dtls::cert::Fingerprint;
 use crate::media::{Direction, MediaKind, NegotiatedCodec, Transceiver};
 use crate::sdp::model::{
     Connection, Extmap, FingerprintAttr, Fmtp, Group, Media, MediaType, Msid, MsidSemantic, Origin,
-    RtcpAttr, RtcpFb, RtpMap, Sdp, Setup, SsrcAttr,
+    Rid, RidDirection, RtcpAttr, RtcpFb, RtpMap, Sdp, Setup, Simulcast, SimulcastStream, SsrcAttr,
 };
 
 /// The RTP profile every WebRTC audio/video m-line uses.
 pub const RTP_PROTOCOL: &str = "UDP/TLS/RTP/SAVPF";
+
+/// The rid header extension (RFC 8852), required to receive simulcast.
+const RID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
 
 /// Our side of the transport, written into every non-rejected m-line.
 #[derive(Debug, Clone)]
@@ -438,6 +441,52 @@ pub fn settle_answer_extensions(offered: &[(u16, String)], answer: &Media) -> Ve
         .filter(|x| offered.iter().any(|(id, uri)| *id == x.id && *uri == x.uri))
         .map(|x| (x.id, x.uri.clone()))
         .collect()
+}
+
+/// RFC 8853 simulcast in an answer that receives: one `a=rid:<id> recv` for each rid the
+/// offer sends in its `a=simulcast:send` list, and `a=simulcast:recv` with that list
+/// (alternatives and paused marks kept). Nothing is added when the answer does not receive,
+/// or when the rid header extension was not accepted (the streams could not be told apart).
+pub fn answer_simulcast(remote: &Media, answer: &mut Media, extensions: &[(u16, String)]) {
+    let receives = answer.direction.is_some_and(Direction::receives);
+    let rid_ext = extensions.iter().any(|(_, u)| u == RID_URI);
+    let Some(offered) = remote.simulcast.as_ref().filter(|_| receives && rid_ext) else {
+        return;
+    };
+    let sent = |rid: &str| {
+        remote
+            .rids
+            .iter()
+            .any(|r| r.id == rid && r.direction == RidDirection::Send)
+    };
+    let recv: Vec<Vec<SimulcastStream>> = offered
+        .send
+        .iter()
+        .map(|alternatives| {
+            alternatives
+                .iter()
+                .filter(|s| sent(&s.rid))
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .filter(|alternatives| !alternatives.is_empty())
+        .collect();
+    if recv.is_empty() {
+        return;
+    }
+    answer.rids = recv
+        .iter()
+        .flatten()
+        .map(|s| Rid {
+            id: s.rid.clone(),
+            direction: RidDirection::Recv,
+            params: None,
+        })
+        .collect();
+    answer.simulcast = Some(Simulcast {
+        send: Vec::new(),
+        recv,
+    });
 }
 
 /// The direction of an answer: what we want, limited by what the offer allows.

@@ -580,13 +580,31 @@ impl SrtpContext {
                     aes_ctr(&key[..*key_len], &iv, &mut buf[8..plain_len]);
                 }
             }
-            Cipher::Gcm(key) => {
+            Cipher::Gcm(key) if encrypted => {
                 let nonce = Self::rtcp_gcm_nonce(&self.rtcp.salt, ssrc, index);
                 let mut aad = [0u8; 12];
                 aad[..8].copy_from_slice(&buf[..8]);
                 aad[8..].copy_from_slice(&e_index.to_be_bytes());
                 key.open_in_place(nonce, aead::Aad::from(aad), &mut buf[8..len - 4])
                     .map_err(|_| SrtpError::AuthenticationFailed)?;
+            }
+            Cipher::Gcm(key) => {
+                // RFC 7714 9.3: tagged but not encrypted (E = 0). The associated data is the
+                // whole RTCP packet followed by the ESRTCP word, and the cipher is the tag
+                // alone. Move the tag out so that packet and ESRTCP word are contiguous, and
+                // put it back if it does not verify.
+                let nonce = Self::rtcp_gcm_nonce(&self.rtcp.salt, ssrc, index);
+                let mut tag = [0u8; 16];
+                tag.copy_from_slice(&buf[plain_len..plain_len + 16]);
+                buf[plain_len..plain_len + 4].copy_from_slice(&e_index.to_be_bytes());
+                let mut opened = tag;
+                let verified = key
+                    .open_in_place(nonce, aead::Aad::from(&buf[..plain_len + 4]), &mut opened)
+                    .is_ok();
+                if !verified {
+                    buf[plain_len..plain_len + 16].copy_from_slice(&tag);
+                    return Err(SrtpError::AuthenticationFailed);
+                }
             }
         }
         let stream = self.stream(ssrc)?;
@@ -644,6 +662,189 @@ mod tests {
             auth[..],
             hex("CEBE321F6FF7716B6FD4AB49AF256A156D38BAA4")[..]
         );
+    }
+
+    /// A context keyed with RFC 7714's *session* key and salt for both RTP and RTCP, skipping
+    /// key derivation: sections 16 and 17 publish session keys and no master key, so no input
+    /// to `SrtpContext::new` would produce them. Everything after key derivation is the
+    /// production path.
+    fn rfc7714_context(profile: SrtpProfile) -> SrtpContext {
+        let key: Vec<u8> = (0..profile.master_key_len() as u8).collect();
+        let mut salt = [0u8; 14];
+        salt[..12].copy_from_slice(b"Quid pro quo");
+        let keys = || {
+            let alg = if key.len() == 16 {
+                &aead::AES_128_GCM
+            } else {
+                &aead::AES_256_GCM
+            };
+            let unbound = aead::UnboundKey::new(alg, &key).expect("key");
+            SessionKeys {
+                cipher: Cipher::Gcm(aead::LessSafeKey::new(unbound)),
+                salt,
+            }
+        };
+        SrtpContext {
+            profile,
+            rtp: keys(),
+            rtcp: keys(),
+            streams: HashMap::new(),
+            stats: SrtpStats::default(),
+        }
+    }
+
+    // RFC 7714 section 16: the RTP packet of every RTP vector (SSRC 0x5501a0b2, SEQ 0xf17b,
+    // ROC 0), payload "Gallia est omnis divisa in partes tres".
+    const RFC7714_RTP: &str = "8040f17b 8041f8d3 5501a0b2 47616c6c
+                               69612065 7374206f 6d6e6973 20646976
+                               69736120 696e2070 61727465 73207472
+                               6573";
+    // 16.1.1 "Encrypted and tagged packet" (AEAD_AES_128_GCM).
+    const RFC7714_SRTP_128: &str = "8040f17b 8041f8d3 5501a0b2 f24de3a3
+                                    fb34de6c acba861c 9d7e4bca be633bd5
+                                    0d294e6f 42a5f47a 51c7d19b 36de3adf
+                                    8833899d 7f27beb1 6a9152cf 765ee439
+                                    0cce";
+    // 16.2.1 "Encrypted and tagged packet" (AEAD_AES_256_GCM).
+    const RFC7714_SRTP_256: &str = "8040f17b 8041f8d3 5501a0b2 32b1de78
+                                    a822fe12 ef9f78fa 332e33aa b1801238
+                                    9a58e2f3 b50b2a02 76ffae0f 1ba63799
+                                    b87b7aa3 db36dfff d6b0f9bb 7878d7a7
+                                    6c13";
+    // RFC 7714 sections 17.1 to 17.4: the RTCP packet (SSRC "Mars", SRTCP index 0x5d4).
+    const RFC7714_RTCP: &str = "81c8000d 4d617273 4e545031 4e545032
+                                52545020 0000042a 0000e930 4c756e61
+                                deadbeef deadbeef deadbeef deadbeef
+                                deadbeef";
+    // 17.1 "Encrypted and tagged packet" (AEAD_AES_128_GCM, E = 1).
+    const RFC7714_SRTCP_128: &str = "81c8000d 4d617273 63e94885 dcdab67c
+                                     a727d766 2f6b7e99 7ff5c0f7 6c06f32d
+                                     c676a5f1 730d6fda 4ce09b46 86303ded
+                                     0bb9275b c84aa458 96cf4d2f c5abf872
+                                     45d9eade 800005d4";
+    // 17.2 "Decrypting the following packet" (AEAD_AES_256_GCM, E = 1).
+    const RFC7714_SRTCP_256: &str = "81c8000d 4d617273 d50ae4d1 f5ce5d30
+                                     4ba297e4 7d470c28 2c3ece5d bffe0a50
+                                     a2eaa5c1 110555be 8415f658 c61de047
+                                     6f1b6fad 1d1eb30c 4446839f 57ff6f6c
+                                     b26ac3be 800005d4";
+    // 17.3 "Tagged packet" (AEAD_AES_128_GCM, tagged only, E = 0).
+    const RFC7714_SRTCP_128_TAG_ONLY: &str = "81c8000d 4d617273 4e545031 4e545032
+                                              52545020 0000042a 0000e930 4c756e61
+                                              deadbeef deadbeef deadbeef deadbeef
+                                              deadbeef 841dd968 3dd78ec9 2ae58790
+                                              125f62b3 000005d4";
+    // 17.4 "Verifying the following packet" (AEAD_AES_256_GCM, tagged only, E = 0).
+    const RFC7714_SRTCP_256_TAG_ONLY: &str = "81c8000d 4d617273 4e545031 4e545032
+                                              52545020 0000042a 0000e930 4c756e61
+                                              deadbeef deadbeef deadbeef deadbeef
+                                              deadbeef 91db4afb feee5a97 8fab4393
+                                              ed2615fe 000005d4";
+
+    #[test]
+    fn rfc7714_16_srtp_protect_and_unprotect() {
+        for (profile, sealed) in [
+            (SrtpProfile::AeadAes128Gcm, RFC7714_SRTP_128),
+            (SrtpProfile::AeadAes256Gcm, RFC7714_SRTP_256),
+        ] {
+            let plain = hex(RFC7714_RTP);
+            let sealed = hex(sealed);
+            // 16.x.1: protecting the packet gives the RFC's octets exactly.
+            let mut tx = rfc7714_context(profile);
+            let mut buf = plain.clone();
+            buf.resize(plain.len() + 16, 0);
+            let n = tx.protect_rtp(&mut buf, plain.len()).expect("protect");
+            assert_eq!(&buf[..n], &sealed[..], "{profile:?} 16.x.1 encryption");
+            // 16.x.2: unprotecting the RFC's packet gives the plaintext back.
+            let mut rx = rfc7714_context(profile);
+            let mut buf = sealed.clone();
+            let m = rx.unprotect_rtp(&mut buf, sealed.len()).expect("unprotect");
+            assert_eq!(&buf[..m], &plain[..], "{profile:?} 16.x.2 decryption");
+            // A flipped bit anywhere (header = AAD, ciphertext, tag) fails authentication.
+            for at in [1, 11, 12, 40, sealed.len() - 1] {
+                let mut rx = rfc7714_context(profile);
+                let mut bad = sealed.clone();
+                bad[at] ^= 0x01;
+                assert_eq!(
+                    rx.unprotect_rtp(&mut bad, sealed.len()),
+                    Err(SrtpError::AuthenticationFailed),
+                    "{profile:?} byte {at}"
+                );
+                assert_eq!(rx.stats().auth_failures, 1);
+            }
+        }
+    }
+
+    #[test]
+    fn rfc7714_17_srtcp_protect_and_unprotect() {
+        for (profile, sealed) in [
+            (SrtpProfile::AeadAes128Gcm, RFC7714_SRTCP_128),
+            (SrtpProfile::AeadAes256Gcm, RFC7714_SRTCP_256),
+        ] {
+            let plain = hex(RFC7714_RTCP);
+            let sealed = hex(sealed);
+            // 17.1 (and the encryption that 17.2's input came from), at SRTCP index 0x5d4.
+            let mut tx = rfc7714_context(profile);
+            tx.stream(0x4d61_7273).expect("stream").rtcp_send_index = 0x5d4;
+            let mut buf = plain.clone();
+            buf.resize(plain.len() + 20, 0);
+            let n = tx.protect_rtcp(&mut buf, plain.len()).expect("protect");
+            assert_eq!(&buf[..n], &sealed[..], "{profile:?} encryption");
+            // 17.2 (and the decryption of 17.1's output).
+            let mut rx = rfc7714_context(profile);
+            let mut buf = sealed.clone();
+            let m = rx
+                .unprotect_rtcp(&mut buf, sealed.len())
+                .expect("unprotect");
+            assert_eq!(&buf[..m], &plain[..], "{profile:?} decryption");
+            // The ESRTCP word is authenticated: clearing the E flag or changing the index fails.
+            for at in [5, 20, sealed.len() - 5, sealed.len() - 4, sealed.len() - 1] {
+                let mut rx = rfc7714_context(profile);
+                let mut bad = sealed.clone();
+                bad[at] ^= if at == sealed.len() - 4 { 0x80 } else { 0x01 };
+                assert_eq!(
+                    rx.unprotect_rtcp(&mut bad, sealed.len()),
+                    Err(SrtpError::AuthenticationFailed),
+                    "{profile:?} byte {at}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn rfc7714_17_srtcp_tagged_only_verifies() {
+        for (profile, tagged) in [
+            (SrtpProfile::AeadAes128Gcm, RFC7714_SRTCP_128_TAG_ONLY),
+            (SrtpProfile::AeadAes256Gcm, RFC7714_SRTCP_256_TAG_ONLY),
+        ] {
+            let plain = hex(RFC7714_RTCP);
+            let tagged = hex(tagged);
+            // 17.3 / 17.4: a packet tagged but not encrypted (E = 0) verifies and comes back
+            // unchanged.
+            let mut rx = rfc7714_context(profile);
+            let mut buf = tagged.clone();
+            let m = rx.unprotect_rtcp(&mut buf, tagged.len()).expect("verify");
+            assert_eq!(&buf[..m], &plain[..], "{profile:?}");
+            // Replayed: refused.
+            let mut again = tagged.clone();
+            assert_eq!(
+                rx.unprotect_rtcp(&mut again, tagged.len()),
+                Err(SrtpError::Replay)
+            );
+            // Any flipped bit of the clear packet or the tag fails, and leaves the bytes alone.
+            for at in [0, 9, 40, tagged.len() - 6] {
+                let mut rx = rfc7714_context(profile);
+                let mut bad = tagged.clone();
+                bad[at] ^= 0x01;
+                let before = bad.clone();
+                assert_eq!(
+                    rx.unprotect_rtcp(&mut bad, tagged.len()),
+                    Err(SrtpError::AuthenticationFailed),
+                    "{profile:?} byte {at}"
+                );
+                assert_eq!(bad, before, "a refused packet is left as it came");
+            }
+        }
     }
 
     fn rtp(seq: u16, ssrc: u32, payload: &[u8]) -> Vec<u8> {
