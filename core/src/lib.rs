@@ -30,6 +30,7 @@ pub mod media;
 pub mod peer;
 pub mod rng;
 pub mod rtp;
+pub mod sctp;
 pub mod sdp;
 pub mod srtp;
 pub mod stun;
