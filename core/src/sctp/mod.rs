@@ -3,4 +3,13 @@
 //! machine (handshake, data transfer, retransmission, congestion control, PR-SCTP,
 //! stream reset, shutdown).
 
+pub mod association;
 pub mod wire;
+
+pub use association::{
+    Association, AssociationState, CloseReason, ReceivedMessage, Reliability, SctpConfig,
+    SctpEvent, SctpRole, SctpStats, SendError,
+};
+
+#[cfg(test)]
+pub(crate) mod testing;
