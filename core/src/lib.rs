@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod datachannel;
 pub mod dtls;
 pub mod endpoint;
 pub mod ice;

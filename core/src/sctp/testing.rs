@@ -120,3 +120,18 @@ impl Net {
         done(a, b)
     }
 }
+
+impl Node for crate::datachannel::DataChannels {
+    fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
+        crate::datachannel::DataChannels::handle_packet(self, now, packet)
+    }
+    fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        crate::datachannel::DataChannels::poll_transmit(self, now, buf)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        crate::datachannel::DataChannels::poll_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        crate::datachannel::DataChannels::handle_timeout(self, now)
+    }
+}

@@ -493,8 +493,10 @@ impl Association {
                     return true;
                 }
                 let outcome = self.sender.handle_sack(now, &sack, &mut self.stats);
+                // A SACK shows the peer is alive, even one that only repeats a zero
+                // window while it drops our probes.
+                self.error_count = 0;
                 if outcome.cumulative_advanced {
-                    self.error_count = 0;
                     self.restart_retransmission_timer(now);
                 }
             }
