@@ -118,6 +118,7 @@ pub(crate) struct Sender {
     forward_tsn_supported: bool,
     buffered_low: VecDeque<u16>,
     last_a_rwnd: u32,
+    last_data_sent: Option<Instant>,
 }
 
 impl Sender {
@@ -155,6 +156,7 @@ impl Sender {
             forward_tsn_supported: false,
             buffered_low: VecDeque::new(),
             last_a_rwnd: 0,
+            last_data_sent: None,
         }
     }
 
@@ -304,7 +306,24 @@ impl Sender {
         }
     }
 
+    /// An idle sender's window decays: halved (down to 4 MTU) per RTO without data
+    /// sent (RFC 9260 7.2.1), so a burst after a pause does not flood the path.
+    fn decay_idle_window(&mut self, now: Instant) {
+        if self.outstanding_bytes > 0 {
+            return;
+        }
+        let Some(last) = self.last_data_sent else {
+            return;
+        };
+        let rto = self.rtt.rto().max(Duration::from_millis(1));
+        let idle_rtos = (now.saturating_duration_since(last).as_nanos() / rto.as_nanos()).min(8);
+        for _ in 0..idle_rtos {
+            self.cwnd = (self.cwnd / 2).max(4 * self.mtu);
+        }
+    }
+
     fn note_sent(&mut self, now: Instant, tsn: u64, wire_size: usize, first_transmission: bool) {
+        self.last_data_sent = Some(now);
         self.outstanding_bytes += wire_size;
         self.peer_rwnd = self.peer_rwnd.saturating_sub(wire_size);
         if first_transmission && self.rtt_probe.is_none() {
@@ -352,6 +371,9 @@ impl Sender {
     /// The next fragment of new data if the windows allow it and it fits in `budget`.
     pub(crate) fn next_new_data(&mut self, now: Instant, budget: usize) -> Option<Chunk> {
         let header = self.header_len();
+        if !self.round_robin.is_empty() {
+            self.decay_idle_window(now);
+        }
         let (outstanding, cwnd, peer_rwnd) = (self.outstanding_bytes, self.cwnd, self.peer_rwnd);
         loop {
             let &stream_id = self.round_robin.front()?;

@@ -14,7 +14,11 @@ impl Association {
                 self.sender
                     .handle_cumulative_ack(now, cumulative_tsn_ack, &mut self.stats);
                 self.restart_retransmission_timer(now);
-                if self.state != S::ShutdownSent {
+                if self.state == S::ShutdownSent {
+                    // Both sides shut down at once (RFC 9260 9.2): answer with SHUTDOWN ACK.
+                    self.state = S::ShutdownAckSent;
+                    self.send_shutdown_chunk(now);
+                } else {
                     self.state = S::ShutdownReceived;
                 }
                 if let Some(r) = &mut self.receiver {

@@ -544,3 +544,82 @@ fn unanswered_retransmissions_end_the_association() {
     let events: Vec<_> = std::iter::from_fn(|| a.poll_event()).collect();
     assert!(events.contains(&SctpEvent::Closed(CloseReason::Timeout)));
 }
+
+#[test]
+fn simultaneous_open_as_browsers_do() {
+    // Browsers send INIT whatever their DTLS role: both sides connect at once.
+    let now = Instant::now();
+    let mut rng = Rng::from_seed(21);
+    let mut a = Association::new(config(), SctpRole::Client, rng.fork(), now).expect("a");
+    let mut b = Association::new(config(), SctpRole::Client, rng.fork(), now).expect("b");
+    let mut net = Net::new(21, now);
+    a.connect(now);
+    b.connect(now);
+    assert!(
+        net.run_until(&mut a, &mut b, Duration::from_secs(10), |a, b| {
+            a.is_established() && b.is_established()
+        })
+    );
+    a.send(
+        net.now,
+        0,
+        51,
+        Bytes::from_static(b"ping"),
+        false,
+        Reliability::Reliable,
+    )
+    .expect("send");
+    b.send(
+        net.now,
+        1,
+        51,
+        Bytes::from_static(b"pong"),
+        false,
+        Reliability::Reliable,
+    )
+    .expect("send");
+    let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
+    assert!(
+        net.run_until(&mut a, &mut b, Duration::from_secs(10), |a, b| {
+            messages(a, &mut got_a);
+            messages(b, &mut got_b);
+            !got_a.is_empty() && !got_b.is_empty()
+        })
+    );
+    assert_eq!(
+        (&got_a[0].data[..], &got_b[0].data[..]),
+        (&b"pong"[..], &b"ping"[..])
+    );
+}
+
+#[test]
+fn shutdown_from_both_sides_at_once() {
+    let (mut a, mut b, mut net) = connected(22);
+    a.shutdown(net.now);
+    b.shutdown(net.now);
+    assert!(
+        net.run_until(&mut a, &mut b, Duration::from_secs(10), |a, b| {
+            a.state() == AssociationState::Terminated && b.state() == AssociationState::Terminated
+        })
+    );
+    assert_eq!(
+        a.poll_event(),
+        Some(SctpEvent::Closed(CloseReason::Shutdown))
+    );
+    assert_eq!(
+        b.poll_event(),
+        Some(SctpEvent::Closed(CloseReason::Shutdown))
+    );
+}
+
+#[test]
+fn lost_handshake_packets_are_retransmitted() {
+    let (mut a, mut b, mut net) = pair_with(config(), config(), 23);
+    net.loss = 0.5;
+    a.connect(net.now);
+    assert!(
+        net.run_until(&mut a, &mut b, Duration::from_secs(120), |a, b| {
+            a.is_established() && b.is_established()
+        })
+    );
+}
