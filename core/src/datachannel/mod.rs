@@ -381,10 +381,12 @@ impl DataChannels {
             return;
         };
         match (channel.state, channel.stream_id, &mut self.association) {
-            (DataChannelState::Open, Some(s), Some(a)) => {
+            (DataChannelState::Open, Some(s), Some(a)) if a.supports_stream_reset() => {
                 channel.state = DataChannelState::Closing;
                 a.reset_stream(s);
             }
+            // A peer without RE-CONFIG cannot close one stream: close locally.
+            (DataChannelState::Open, _, _) => self.finish_close(id),
             (DataChannelState::Connecting, _, _) => self.finish_close(id),
             _ => {}
         }

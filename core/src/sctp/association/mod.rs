@@ -202,6 +202,12 @@ impl Association {
         self.sender.cwnd()
     }
 
+    /// Whether the peer supports RE-CONFIG stream resets (known once the handshake
+    /// is done; without them a stream cannot be closed on its own).
+    pub fn supports_stream_reset(&self) -> bool {
+        self.negotiated.is_some_and(|n| n.reconfig)
+    }
+
     /// Whether I-DATA was negotiated.
     pub fn interleaving(&self) -> bool {
         self.negotiated.is_some_and(|n| n.interleaving)
@@ -382,6 +388,12 @@ impl Association {
 
     /// The next event.
     pub fn poll_event(&mut self) -> Option<SctpEvent> {
+        if self.events.is_empty() {
+            // Sending lowers buffered amounts outside any input.
+            while let Some(stream) = self.sender.poll_buffered_low() {
+                self.events.push_back(SctpEvent::BufferedAmountLow(stream));
+            }
+        }
         let e = self.events.pop_front()?;
         if let (SctpEvent::Message(m), Some(r)) = (&e, &mut self.receiver) {
             r.release(m.data.len());
