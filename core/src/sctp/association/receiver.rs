@@ -76,6 +76,8 @@ struct PartialMessage {
 struct InboundStream {
     next_id: u32,
     pending: BTreeMap<u32, ReceivedMessage>,
+    /// The last unordered MID an I-FORWARD-TSN skipped: late fragments of it are stale.
+    unordered_skipped: Option<u32>,
 }
 
 /// The receiving half of an association.
@@ -347,6 +349,10 @@ impl Receiver {
             return self.whole(chunk).map(Some);
         }
         let key = (chunk.stream_id, f.unordered, chunk.message_id);
+        if self.is_skipped(chunk.stream_id, f.unordered, chunk.message_id) {
+            // A late fragment of a message the sender abandoned.
+            return Ok(None);
+        }
         let fsn = if f.beginning { 0 } else { chunk.fragment_seq };
         let max = self.max_message_size;
         let partial = self.partial.entry(key).or_default();
@@ -392,6 +398,22 @@ impl Receiver {
                 unordered: f.unordered,
             },
         }))
+    }
+
+    /// Whether an I-FORWARD-TSN already skipped this message (or, ordered, it is older
+    /// than the next one expected).
+    fn is_skipped(&self, stream_id: u16, unordered: bool, mid: u32) -> bool {
+        let Some(stream) = self.streams.get(&stream_id) else {
+            return false;
+        };
+        let mask = self.id_mask;
+        if unordered {
+            stream
+                .unordered_skipped
+                .is_some_and(|last| !serial_newer(mid, last, mask))
+        } else {
+            serial_newer(stream.next_id, mid, mask)
+        }
     }
 
     /// Hand a whole message on: at once if unordered, else in SSN/MID order per stream.
@@ -475,10 +497,13 @@ impl Receiver {
                     self.stored_bytes = self.stored_bytes.saturating_sub(p.bytes);
                 }
             }
+            let stream = self.streams.entry(stream_id).or_default();
             if unordered {
+                if mask == u32::MAX {
+                    stream.unordered_skipped = Some(id);
+                }
                 continue;
             }
-            let stream = self.streams.entry(stream_id).or_default();
             if !serial_newer(id.wrapping_add(1) & mask, stream.next_id, mask) {
                 continue;
             }
