@@ -36,6 +36,10 @@ pub(crate) struct Net {
     pub latency: Duration,
     /// Probability of dropping each packet.
     pub loss: f64,
+    /// Probability of delaying a packet by an extra latency (so later ones overtake it).
+    pub reorder: f64,
+    /// Probability of delivering a packet twice.
+    pub duplicate: f64,
     rng: Rng,
     /// (arrival, to_b, bytes)
     wire: VecDeque<(Instant, bool, Vec<u8>)>,
@@ -50,6 +54,8 @@ impl Net {
             now,
             latency: Duration::from_millis(10),
             loss: 0.0,
+            reorder: 0.0,
+            duplicate: 0.0,
             rng: Rng::from_seed(seed),
             wire: VecDeque::new(),
             delivered: 0,
@@ -67,9 +73,21 @@ impl Net {
                 continue;
             }
             let packet = self.buf[..n].to_vec();
-            self.wire.push_back((self.now + self.latency, to_b, packet));
+            let mut arrival = self.now + self.latency;
+            if self.rng.unit_f64() < self.reorder {
+                arrival += self.latency;
+            }
+            if self.rng.unit_f64() < self.duplicate {
+                self.enqueue(arrival + self.latency / 2, to_b, packet.clone());
+            }
+            self.enqueue(arrival, to_b, packet);
         }
         moved
+    }
+
+    fn enqueue(&mut self, arrival: Instant, to_b: bool, packet: Vec<u8>) {
+        let at = self.wire.partition_point(|p| p.0 <= arrival);
+        self.wire.insert(at, (arrival, to_b, packet));
     }
 
     /// One step: send what both want to send, deliver what arrived, fire timers, and

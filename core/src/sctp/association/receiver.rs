@@ -400,6 +400,27 @@ impl Receiver {
         }))
     }
 
+    #[cfg(test)]
+    pub(crate) fn debug_dump(&self) -> String {
+        format!(
+            "partial {:?} fragments {:?} streams {:?}",
+            self.partial
+                .iter()
+                .map(|(k, p)| (k, p.fragments.keys().collect::<Vec<_>>(), p.last_fsn))
+                .collect::<Vec<_>>(),
+            self.fragments.keys().collect::<Vec<_>>(),
+            self.streams
+                .iter()
+                .map(|(k, s)| (
+                    k,
+                    s.next_id,
+                    s.pending.keys().collect::<Vec<_>>(),
+                    s.unordered_skipped
+                ))
+                .collect::<Vec<_>>()
+        )
+    }
+
     /// Whether an I-FORWARD-TSN already skipped this message (or, ordered, it is older
     /// than the next one expected).
     fn is_skipped(&self, stream_id: u16, unordered: bool, mid: u32) -> bool {
@@ -477,11 +498,14 @@ impl Receiver {
             self.ranges.retain(|r| r.1 > t);
             self.absorb_ranges();
         }
-        // Fragments at or below the new point can never complete.
-        let keep = self.fragments.split_off(&(self.cumulative_tsn + 1));
+        // Fragments at or below the sender's new point belong to abandoned messages and
+        // can never complete. Fragments the new point merely let us absorb (received
+        // after a skipped hole) are live: keep them.
+        let keep = self.fragments.split_off(&(t + 1));
         let dropped: usize = self.fragments.values().map(|f| f.payload.len()).sum();
         self.fragments = keep;
         self.stored_bytes = self.stored_bytes.saturating_sub(dropped);
+        self.drop_orphan_fragments();
         let mask = self.id_mask;
         for &(stream_id, unordered, id) in streams {
             let id = id & mask;
@@ -526,6 +550,36 @@ impl Receiver {
                 self.ready.push_back(m);
                 stream.next_id = stream.next_id.wrapping_add(1) & mask;
             }
+        }
+    }
+
+    /// Drop fragments at or below the cumulative point that can no longer complete: every
+    /// TSN there has arrived or was skipped, so a run that does not start with a first
+    /// fragment, or breaks before reaching the cumulative point, lost part of its message.
+    fn drop_orphan_fragments(&mut self) {
+        while let Some((&first, f)) = self.fragments.first_key_value() {
+            if first > self.cumulative_tsn {
+                return;
+            }
+            let mut last = first;
+            if f.beginning {
+                for (expect, (&k, g)) in (first..).zip(self.fragments.range(first..)) {
+                    if k != expect || (k != first && g.beginning) {
+                        break;
+                    }
+                    last = k;
+                    if g.ending {
+                        break;
+                    }
+                }
+                if last >= self.cumulative_tsn {
+                    return; // A live partial message waiting for later TSNs.
+                }
+            }
+            let tail = self.fragments.split_off(&(last + 1));
+            let dropped: usize = self.fragments.values().map(|f| f.payload.len()).sum();
+            self.fragments = tail;
+            self.stored_bytes = self.stored_bytes.saturating_sub(dropped);
         }
     }
 

@@ -681,6 +681,7 @@ impl Sender {
                 c.state = ChunkState::Abandoned;
             }
         }
+        let mut unsent_rest = None;
         if let Some(stream) = self.streams.get_mut(&stream_id) {
             if stream.queue.front().is_some_and(|m| m.seq == seq) {
                 if let Some(m) = stream.queue.pop_front() {
@@ -688,8 +689,36 @@ impl Sender {
                     stream.queued_bytes -= rest;
                     self.buffered_bytes -= rest;
                     Self::note_drain(&mut self.buffered_low, stream_id, stream, rest);
+                    unsent_rest = Some(m);
                 }
             }
+        }
+        if let Some(m) = unsent_rest {
+            // The message's last fragments never got TSNs. If every sent fragment still
+            // arrives, the receiver would wait for the rest forever (and an ordered stream
+            // would stall behind it). A never-sent, abandoned end fragment with its own TSN
+            // makes a FORWARD-TSN name the message once the peer reaches it.
+            self.in_flight.push_back(InFlight {
+                message_seq: seq,
+                stream_id,
+                message_id: m.message_id.unwrap_or(0),
+                fragment_seq: m.next_fsn,
+                ppid: 0,
+                flags: DataFlags {
+                    ending: true,
+                    beginning: false,
+                    unordered: m.unordered,
+                    immediate: false,
+                },
+                payload: Bytes::new(),
+                wire_size: 0,
+                transmit_count: 0,
+                missing_reports: 0,
+                fast_retransmitted: true,
+                state: ChunkState::Abandoned,
+                max_retransmits: None,
+                expires_at: None,
+            });
         }
         stats.abandoned_messages += 1;
     }
