@@ -577,3 +577,56 @@ fn random_dcep_and_user_payloads_never_panic() {
         .tests(50)
         .quickcheck(prop as fn(Vec<(u8, Vec<u8>)>) -> TestResult);
 }
+
+/// Closing with messages still queued, over loss and reordering, from either side: every
+/// message sent before `close` arrives, then both sides see the channel close, and the
+/// stream can carry a new channel.
+#[test]
+fn close_under_loss_and_reordering_delivers_then_closes() {
+    for seed in 40..52u64 {
+        let (mut a, mut b, mut net, id, remote_id) = with_channel(seed, DataChannelInit::default());
+        net.loss = 0.1;
+        net.reorder = 0.2;
+        net.duplicate = 0.05;
+        for i in 0..30u32 {
+            let data = Bytes::from(vec![i as u8; 1 + (i as usize * 911) % 9000]);
+            a.dc.send_data(net.now, id, data, true).expect("send");
+        }
+        let closer_is_a = seed % 2 == 0;
+        if closer_is_a {
+            a.dc.close(id);
+        }
+        let mut b_closed_asked = false;
+        let done = net.run_until(&mut a, &mut b, Duration::from_secs(120), |a, b| {
+            a.drain();
+            b.drain();
+            if !closer_is_a && !b_closed_asked && b.messages().len() == 30 {
+                b.dc.close(remote_id);
+                b_closed_asked = true;
+            }
+            a.closed(id) && b.closed(remote_id)
+        });
+        assert!(
+            done,
+            "seed {seed}: {:?} / {:?}",
+            a.dc.channel(id),
+            b.dc.channel(remote_id)
+        );
+        let got = b.messages();
+        assert_eq!(got.len(), 30, "seed {seed}");
+        assert!(got
+            .iter()
+            .enumerate()
+            .all(|(i, m)| m.1.first() == Some(&(i as u8))));
+        // Close comes after the messages.
+        let close_at = b
+            .events
+            .iter()
+            .position(|e| *e == DataChannelEvent::DataChannelClose(remote_id));
+        let last_message = b
+            .events
+            .iter()
+            .rposition(|e| matches!(e, DataChannelEvent::DataChannelMessage { .. }));
+        assert!(close_at > last_message, "seed {seed}");
+    }
+}
