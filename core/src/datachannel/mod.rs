@@ -392,6 +392,20 @@ impl DataChannels {
         }
     }
 
+    /// Whether the SCTP association is up.
+    pub fn is_connected(&self) -> bool {
+        self.association
+            .as_ref()
+            .is_some_and(Association::is_established)
+    }
+
+    /// End the association at once with ABORT (all channels close).
+    pub fn abort(&mut self) {
+        if let Some(a) = &mut self.association {
+            a.abort();
+        }
+    }
+
     /// Graceful end of the association (all channels close).
     pub fn shutdown(&mut self, now: Instant) {
         if let Some(a) = &mut self.association {

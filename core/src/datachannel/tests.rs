@@ -630,3 +630,28 @@ fn close_under_loss_and_reordering_delivers_then_closes() {
         assert!(close_at > last_message, "seed {seed}");
     }
 }
+
+#[test]
+fn abort_closes_every_channel_on_both_sides() {
+    let (mut a, mut b, mut net, id, remote_id) = with_channel(60, DataChannelInit::default());
+    assert!(a.dc.is_connected() && b.dc.is_connected());
+    a.dc.abort();
+    assert!(
+        net.run_until(&mut a, &mut b, Duration::from_secs(5), |a, b| {
+            a.drain();
+            b.drain();
+            b.closed(remote_id)
+        })
+    );
+    assert!(a.closed(id));
+    assert!(a
+        .events
+        .contains(&DataChannelEvent::Closed(CloseReason::Aborted)));
+    assert!(b
+        .events
+        .contains(&DataChannelEvent::Closed(CloseReason::AbortedByPeer)));
+    assert_eq!(
+        a.dc.send_text(net.now, id, "late"),
+        Err(DataChannelError::NoSuchChannel)
+    );
+}
