@@ -696,8 +696,10 @@ impl Association {
     fn write_data_packet(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         let header = self.header(self.peer_tag());
         let mut w = PacketWriter::new(buf, header)?;
+        let bundling = self.sender.wants_to_send();
         if let Some(r) = &mut self.receiver {
-            if r.ack_due() {
+            // A SACK goes at once when due, and rides along whenever data goes anyway.
+            if r.ack_due() || (bundling && r.ack_pending()) {
                 let sack = Chunk::Sack(r.build_sack());
                 w.push(&sack);
                 self.timers.stop(Timer::DelayedAck);

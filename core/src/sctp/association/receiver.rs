@@ -611,6 +611,11 @@ impl Receiver {
         self.ack_now
     }
 
+    /// Whether data arrived that no SACK has covered yet.
+    pub(crate) fn ack_pending(&self) -> bool {
+        self.ack_now || self.packets_since_ack > 0
+    }
+
     /// Ask for a SACK at once (delayed-ack timer expiry, SHUTDOWN, ...).
     pub(crate) fn request_ack(&mut self) {
         self.ack_now = true;

@@ -276,6 +276,12 @@ impl Sender {
         self.in_flight.is_empty() && self.round_robin.is_empty()
     }
 
+    /// Whether data (new or retransmitted) would go out now, so a pending SACK can ride along.
+    pub(crate) fn wants_to_send(&self) -> bool {
+        (!self.retransmit_queue.is_empty() || !self.round_robin.is_empty())
+            && self.outstanding_bytes < self.cwnd
+    }
+
     /// Whether sent data awaits acknowledgement (T3-rtx should run).
     pub(crate) fn has_in_flight(&self) -> bool {
         !self.in_flight.is_empty()
