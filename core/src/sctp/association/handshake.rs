@@ -238,6 +238,15 @@ impl Association {
             Duration::from_millis(self.since_epoch_ms(now).saturating_sub(contents.created_ms));
         if age > self.config.cookie_lifetime {
             self.stats.stale_cookies += 1;
+            let stale = Chunk::Error(vec![crate::sctp::wire::ErrorCause {
+                code: crate::sctp::wire::ErrorCause::STALE_COOKIE,
+                info: Bytes::copy_from_slice(
+                    &u32::try_from((age - self.config.cookie_lifetime).as_micros())
+                        .unwrap_or(u32::MAX)
+                        .to_be_bytes(),
+                ),
+            }]);
+            self.push_control(contents.peer_tag, stale);
             return None;
         }
         Some(contents)

@@ -530,7 +530,14 @@ impl Association {
                     self.terminate(CloseReason::Shutdown);
                 }
             }
-            Chunk::Error(_) => {}
+            Chunk::Error(causes) => {
+                // Our cookie went stale on the way: start over (RFC 9260 5.2.6).
+                let stale = causes.iter().any(|c| c.code == ErrorCause::STALE_COOKIE);
+                if stale && self.state == S::CookieEchoed {
+                    self.timers.stop(Timer::Cookie);
+                    self.send_init(now);
+                }
+            }
             Chunk::ForwardTsn {
                 new_cumulative_tsn,
                 streams,

@@ -445,6 +445,16 @@ fn stale_cookie_is_rejected() {
     b.handle_packet(now, &buf[..n]);
     assert_eq!(b.stats().stale_cookies, 1);
     assert_eq!(b.state(), AssociationState::Closed);
+    // The server says so, and the client starts over with a fresh INIT.
+    let n = b.poll_transmit(now, &mut buf).expect("stale cookie error");
+    a.handle_packet(now, &buf[..n]);
+    assert_eq!(a.state(), AssociationState::CookieWait);
+    let mut net = Net::new(14, now);
+    assert!(
+        net.run_until(&mut a, &mut b, Duration::from_secs(10), |a, b| {
+            a.is_established() && b.is_established()
+        })
+    );
 }
 
 #[test]
