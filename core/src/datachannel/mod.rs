@@ -223,10 +223,7 @@ impl DataChannels {
             return Ok(());
         }
         self.role = Some(role);
-        self.remote_max_message_size = match remote.max_message_size {
-            0 => self.config.max_message_size,
-            n => n.min(self.config.max_message_size),
-        };
+        self.set_remote_max_message_size(remote.max_message_size);
         let config = SctpConfig {
             remote_port: remote.port,
             ..self.config.clone()
@@ -265,6 +262,18 @@ impl DataChannels {
             }
         }
         Ok(())
+    }
+
+    /// The peer's `a=max-message-size` changed (renegotiation); 0 means no limit beyond
+    /// our own maximum.
+    pub fn set_remote_max_message_size(&mut self, size: usize) {
+        self.remote_max_message_size = match size {
+            0 => self.config.max_message_size,
+            n => n.min(self.config.max_message_size),
+        };
+        if let Some(a) = &mut self.association {
+            a.set_max_send_message_size(self.remote_max_message_size);
+        }
     }
 
     /// Create a channel (W3C `createDataChannel`).
