@@ -49,7 +49,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::rng::Rng;
-use crate::sctp::wire::{parse_packet, Chunk, CommonHeader, ErrorCause, PacketWriter, WireError};
+use crate::sctp::wire::{
+    parse_packet, Chunk, CommonHeader, ErrorCause, PacketWriter, WireError, COMMON_HEADER_LEN,
+};
 pub use config::{Reliability, SctpConfig, SctpRole};
 pub use event::{AssociationState, CloseReason, SctpEvent, SctpStats, SendError};
 pub use receiver::ReceivedMessage;
@@ -408,9 +410,15 @@ impl Association {
         let budget = buf.len().min(self.config.mtu);
         let buf = buf.get_mut(..budget)?;
         self.queue_reconfig_request(now);
-        if let Some((tag, _)) = self.control.front() {
-            let tag = *tag;
-            return self.write_control_packet(tag, buf);
+        while let Some(&(tag, _)) = self.control.front() {
+            let queued = self.control.len();
+            if let Some(n) = self.write_control_packet(tag, buf) {
+                return Some(n);
+            }
+            if self.control.len() == queued {
+                return None; // The buffer is too small for now; nothing was lost.
+            }
+            // Chunks too large for any packet were dropped: try what follows.
         }
         if !self.can_send_data() {
             return None;
@@ -493,8 +501,7 @@ impl Association {
             Chunk::InitAck(init) => self.handle_init_ack(now, init),
             Chunk::CookieEcho(cookie) => self.handle_cookie_echo(now, &cookie),
             Chunk::CookieAck => self.handle_cookie_ack(now),
-            Chunk::Data(d) | Chunk::IData(d) if self.negotiated.is_none() => {
-                let _ = d;
+            Chunk::Data(_) | Chunk::IData(_) if self.negotiated.is_none() => {
                 self.stats.out_of_the_blue += 1;
                 return false;
             }
@@ -680,7 +687,9 @@ impl Association {
                 break;
             }
             if !w.push(chunk) {
-                if w.is_empty() {
+                let never_fits = crate::sctp::wire::padded(chunk.encoded_len())
+                    > self.config.mtu.saturating_sub(COMMON_HEADER_LEN);
+                if w.is_empty() && never_fits {
                     // Can never fit: drop it rather than stall.
                     self.control.pop_front();
                     self.stats.control_overflow += 1;

@@ -729,3 +729,18 @@ fn partial_reliability_leaves_nothing_behind_over_many_networks() {
         assert_eq!(cum, Some(a.sender.last_assigned_tsn()), "seed {seed}");
     }
 }
+
+#[test]
+fn a_small_buffer_delays_control_chunks_without_losing_them() {
+    let (mut a, mut b, net) = pair_with(config(), config(), 26);
+    let now = net.now;
+    let mut buf = vec![0u8; 1500];
+    a.connect(now);
+    assert_eq!(a.poll_transmit(now, &mut buf[..8]), None);
+    let n = a
+        .poll_transmit(now, &mut buf)
+        .expect("INIT kept for a larger buffer");
+    b.handle_packet(now, &buf[..n]);
+    assert_eq!(b.poll_transmit(now, &mut buf[..40]), None);
+    assert!(b.poll_transmit(now, &mut buf).is_some(), "INIT ACK kept");
+}
