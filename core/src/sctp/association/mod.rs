@@ -716,7 +716,7 @@ impl Association {
         if let Some(r) = &mut self.receiver {
             // A SACK goes at once when due, and rides along whenever data goes anyway.
             if r.ack_due() || (bundling && r.ack_pending()) {
-                let sack = Chunk::Sack(r.build_sack());
+                let sack = Chunk::Sack(r.build_sack(w.remaining()));
                 w.push(&sack);
                 self.timers.stop(Timer::DelayedAck);
             }

@@ -621,16 +621,22 @@ impl Receiver {
         self.ack_now = true;
     }
 
-    /// Build a SACK and reset the acknowledgement schedule.
-    pub(crate) fn build_sack(&mut self) -> Sack {
+    /// Build a SACK of at most `max_len` bytes (gap blocks and duplicates beyond that are
+    /// left out) and reset the acknowledgement schedule.
+    pub(crate) fn build_sack(&mut self, max_len: usize) -> Sack {
         self.ack_now = false;
         self.packets_since_ack = 0;
         let a_rwnd = self.rwnd();
         self.last_advertised_rwnd = a_rwnd;
         let cum = self.cumulative_tsn;
+        let room = max_len.saturating_sub(16) / 4;
+        let mut duplicate_tsns = std::mem::take(&mut self.duplicates);
+        duplicate_tsns.truncate(room / 4);
+        let max_gaps = room - duplicate_tsns.len();
         let gap_blocks = self
             .ranges
             .iter()
+            .take(max_gaps)
             .take_while(|r| r.1 - cum <= u64::from(u16::MAX))
             .map(|r| GapBlock {
                 start: (r.0 - cum) as u16,
@@ -641,7 +647,7 @@ impl Receiver {
             cumulative_tsn_ack: cum as u32,
             a_rwnd,
             gap_blocks,
-            duplicate_tsns: std::mem::take(&mut self.duplicates),
+            duplicate_tsns,
         }
     }
 }

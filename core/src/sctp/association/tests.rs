@@ -744,3 +744,35 @@ fn a_small_buffer_delays_control_chunks_without_losing_them() {
     assert_eq!(b.poll_transmit(now, &mut buf[..40]), None);
     assert!(b.poll_transmit(now, &mut buf).is_some(), "INIT ACK kept");
 }
+
+#[test]
+fn a_small_mtu_still_carries_large_messages_under_loss() {
+    let c = SctpConfig {
+        mtu: 300,
+        ..config()
+    };
+    let (mut a, mut b, mut net) = connected_with(c.clone(), c, 27);
+    net.loss = 0.1;
+    net.reorder = 0.1;
+    let mut rng = Rng::from_seed(27);
+    let sent: Vec<Bytes> = (0..20)
+        .map(|i| {
+            let len = 1 + rng.below(60_000) as usize;
+            payload(&mut rng, len, i)
+        })
+        .collect();
+    for m in &sent {
+        a.send(net.now, 0, 53, m.clone(), false, Reliability::Reliable)
+            .expect("send");
+    }
+    let mut buf_check = Vec::new();
+    let mut got = Vec::new();
+    assert!(
+        net.run_until(&mut a, &mut b, Duration::from_secs(600), |_, b| {
+            messages(b, &mut got);
+            got.len() == sent.len()
+        })
+    );
+    buf_check.extend(got.iter().map(|m| m.data.clone()));
+    assert_eq!(buf_check, sent);
+}
