@@ -272,3 +272,22 @@ fn data_chunk_fixture() {
     let empty = Bytes::from_static(&[0, 0, 0, 1, 0, 2, 0, 3, 0, 0, 0, 51]);
     assert_eq!(Chunk::parse(0, 3, empty), Err(WireError::EmptyData));
 }
+
+#[test]
+fn checksum_is_stored_little_endian_as_deployed_stacks_do() {
+    // An INIT with one IPv4 address parameter (ports 0, tag 0), checksum bytes as a
+    // packet dissector shows them on the wire: 40 2c 0b 5f.
+    let mut p = vec![0u8; 12];
+    p[8..12].copy_from_slice(&[0x40, 0x2c, 0x0b, 0x5f]);
+    p.extend_from_slice(&[1, 0, 0, 0x1c]);
+    p.extend_from_slice(&[0u8; 16]);
+    p.extend_from_slice(&[0, 5, 0, 8, 127, 0, 0, 1]);
+    let packet = Bytes::from(p);
+    let (_, mut chunks) = parse_packet(&packet).expect("checksum verifies");
+    let Some(Ok(Chunk::Init(init))) = chunks.next() else {
+        panic!("not an INIT")
+    };
+    assert_eq!(init.params.unknown.len(), 1);
+    assert_eq!(init.params.unknown[0].param_type, 5);
+    assert_eq!(&init.params.unknown[0].value[..], &[127, 0, 0, 1]);
+}
