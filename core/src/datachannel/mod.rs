@@ -15,6 +15,40 @@
 //! called, so an application that stops reading stops acknowledging window: the peer
 //! is held back and memory stays bounded.
 //!
+//! ```
+//! use std::time::Instant;
+//! use sansrtc::datachannel::{DataChannelEvent, DataChannelInit, DataChannels, RemoteSctpParams};
+//! use sansrtc::dtls::DtlsRole;
+//! use sansrtc::rng::Rng;
+//! use sansrtc::sctp::SctpConfig;
+//!
+//! let now = Instant::now();
+//! let mut a = DataChannels::new(SctpConfig::default(), Rng::from_seed(1), now);
+//! let mut b = DataChannels::new(SctpConfig::default(), Rng::from_seed(2), now);
+//! let chat = a.create_data_channel(now, "chat", DataChannelInit::default()).unwrap();
+//! // DTLS is up: the PeerConnection knows its role and the peer's SDP values.
+//! a.start(now, DtlsRole::Client, RemoteSctpParams::default()).unwrap();
+//! b.start(now, DtlsRole::Server, RemoteSctpParams::default()).unwrap();
+//! let mut buf = [0u8; 1500];
+//! let mut received = Vec::new();
+//! for _ in 0..10 {
+//!     // Each packet is one DTLS application-data record each way.
+//!     while let Some(n) = a.poll_transmit(now, &mut buf) { b.handle_packet(now, &buf[..n]); }
+//!     while let Some(n) = b.poll_transmit(now, &mut buf) { a.handle_packet(now, &buf[..n]); }
+//!     while let Some(e) = a.poll_event() {
+//!         if e == DataChannelEvent::DataChannelOpen(chat) {
+//!             a.send_text(now, chat, "hello").unwrap();
+//!         }
+//!     }
+//!     while let Some(e) = b.poll_event() {
+//!         if let DataChannelEvent::DataChannelMessage { data, binary: false, .. } = e {
+//!             received.push(data);
+//!         }
+//!     }
+//! }
+//! assert_eq!(received, [&b"hello"[..]]);
+//! ```
+//!
 //! Stream ids follow RFC 8832 6: the DTLS client uses even ids, the server odd ones.
 //! Closing a channel resets its outgoing stream; the peer answers by resetting its own
 //! (RFC 8831 6.7), and the channel is closed when both directions are reset.
