@@ -655,3 +655,108 @@ fn abort_closes_every_channel_on_both_sides() {
         Err(DataChannelError::NoSuchChannel)
     );
 }
+
+/// Four channel kinds at once over loss, reordering and duplication: reliable channels
+/// deliver everything (ordered ones in order), partially reliable ones deliver a subset
+/// without duplicates (ordered ones in order), and nothing stays buffered on either side.
+#[test]
+fn mixed_channels_over_many_bad_networks() {
+    for seed in 80..90u64 {
+        let (mut a, mut b, mut net, reliable, _) = with_channel(seed, DataChannelInit::default());
+        let kinds = [
+            DataChannelInit {
+                ordered: false,
+                ..DataChannelInit::default()
+            },
+            DataChannelInit {
+                ordered: true,
+                max_retransmits: Some(1),
+                ..DataChannelInit::default()
+            },
+            DataChannelInit {
+                ordered: false,
+                max_packet_life_time: Some(150),
+                ..DataChannelInit::default()
+            },
+        ];
+        let mut ids = vec![reliable];
+        for (i, k) in kinds.into_iter().enumerate() {
+            ids.push(
+                a.dc.create_data_channel(net.now, &format!("k{i}"), k)
+                    .expect("create"),
+            );
+        }
+        assert!(
+            net.run_until(&mut a, &mut b, Duration::from_secs(10), |a, b| {
+                a.drain();
+                b.drain();
+                b.opened().len() == 4
+            })
+        );
+        let labels: HashMap<ChannelId, String> =
+            b.dc.channel_ids()
+                .filter_map(|id| b.dc.channel(id).map(|c| (id, c.label)))
+                .collect();
+        net.loss = 0.1;
+        net.reorder = 0.15;
+        net.duplicate = 0.05;
+        let mut rng = Rng::from_seed(seed);
+        let mut sent = 0u32;
+        let done = net.run_until(&mut a, &mut b, Duration::from_secs(600), |a, b| {
+            while sent < 400 {
+                let which = (sent % 4) as usize;
+                let len = 4 + rng.below(6000) as usize;
+                let mut v = vec![0u8; len];
+                v[..4].copy_from_slice(&sent.to_be_bytes());
+                match a
+                    .dc
+                    .send_data(Instant::now(), ids[which], Bytes::from(v), true)
+                {
+                    Ok(()) => sent += 1,
+                    Err(DataChannelError::BufferFull) => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            a.drain();
+            b.drain();
+            sent == 400 && a.dc.association().is_some_and(|x| x.total_buffered() == 0)
+        });
+        assert!(done, "seed {seed}");
+        net.loss = 0.0;
+        net.reorder = 0.0;
+        net.duplicate = 0.0;
+        net.run_until(&mut a, &mut b, Duration::from_secs(5), |a, b| {
+            a.drain();
+            b.drain();
+            false
+        });
+        let by_label = |label: &str| -> Vec<u32> {
+            b.messages()
+                .iter()
+                .filter(|m| labels.get(&m.0).map(String::as_str) == Some(label))
+                .map(|m| u32::from_be_bytes([m.1[0], m.1[1], m.1[2], m.1[3]]))
+                .collect()
+        };
+        let expected = |k: u32| (0..400u32).filter(|i| i % 4 == k).collect::<Vec<_>>();
+        assert_eq!(
+            by_label("chat"),
+            expected(0),
+            "seed {seed}: reliable ordered"
+        );
+        let mut unordered = by_label("k0");
+        unordered.sort_unstable();
+        assert_eq!(unordered, expected(1), "seed {seed}: reliable unordered");
+        let partial_ordered = by_label("k1");
+        assert!(
+            partial_ordered.windows(2).all(|w| w[0] < w[1]),
+            "seed {seed}"
+        );
+        let mut partial_unordered = by_label("k2");
+        let n = partial_unordered.len();
+        partial_unordered.sort_unstable();
+        partial_unordered.dedup();
+        assert_eq!(partial_unordered.len(), n, "seed {seed}: no duplicates");
+        let held = b.dc.association().map(|x| x.received_bytes_held());
+        assert_eq!(held, Some(0), "seed {seed}");
+    }
+}
