@@ -362,7 +362,9 @@ impl Association {
     /// Fire every timer that is due. Early or repeated calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance_clock(now);
-        while let Some(timer) = self.timers.take_expired(now) {
+        // Each due timer fires once per call, even one that re-arms itself at `now`
+        // (a zero RTO bound in the config must not spin here).
+        for timer in self.timers.take_all_expired(now) {
             match timer {
                 Timer::Init | Timer::Cookie => self.retransmit_handshake(now),
                 Timer::Retransmit => self.on_retransmission_timeout(now),
@@ -377,6 +379,7 @@ impl Association {
             }
             if self.state == AssociationState::Terminated {
                 self.timers.stop_all();
+                return;
             }
         }
     }

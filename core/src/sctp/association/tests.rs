@@ -776,3 +776,22 @@ fn a_small_mtu_still_carries_large_messages_under_loss() {
     buf_check.extend(got.iter().map(|m| m.data.clone()));
     assert_eq!(buf_check, sent);
 }
+
+#[test]
+fn zero_timer_bounds_do_not_spin() {
+    let c = SctpConfig {
+        rto_initial: Duration::ZERO,
+        rto_min: Duration::ZERO,
+        rto_max: Duration::ZERO,
+        heartbeat_interval: Duration::ZERO,
+        delayed_ack: Duration::ZERO,
+        ..SctpConfig::default()
+    };
+    let (mut a, mut b, mut net) = pair_with(c.clone(), c, 28);
+    net.loss = 0.5;
+    a.connect(net.now);
+    for _ in 0..200 {
+        a.handle_timeout(net.now);
+        net.step(&mut a, &mut b);
+    }
+}

@@ -66,12 +66,15 @@ impl TimerTable {
         self.deadlines.iter().flatten().min().copied()
     }
 
-    /// Stop and return the first timer due at `now`.
-    pub(crate) fn take_expired(&mut self, now: Instant) -> Option<Timer> {
-        let t = Timer::ALL
-            .into_iter()
-            .find(|t| self.deadlines[*t as usize].is_some_and(|d| d <= now))?;
-        self.stop(t);
-        Some(t)
+    /// Stop and return every timer due at `now`, in table order.
+    pub(crate) fn take_all_expired(&mut self, now: Instant) -> impl Iterator<Item = Timer> {
+        let mut due = [None; 7];
+        for t in Timer::ALL {
+            if self.deadlines[t as usize].is_some_and(|d| d <= now) {
+                self.stop(t);
+                due[t as usize] = Some(t);
+            }
+        }
+        due.into_iter().flatten()
     }
 }
