@@ -514,7 +514,12 @@ impl DataChannels {
     /// The lowest free stream id of our parity (ids of closed channels are reused).
     fn allocate_stream_id(&self) -> Option<u16> {
         let parity = self.parity();
-        (parity..self.config.streams)
+        let limit = self
+            .association
+            .as_ref()
+            .and_then(Association::outbound_streams)
+            .map_or(self.config.streams, |n| n.min(self.config.streams));
+        (parity..limit)
             .step_by(2)
             .find(|s| !self.by_stream.contains_key(s))
     }

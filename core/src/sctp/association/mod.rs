@@ -210,6 +210,11 @@ impl Association {
         self.negotiated.is_some_and(|n| n.reconfig)
     }
 
+    /// How many outgoing streams the peer accepts, once the handshake is done.
+    pub fn outbound_streams(&self) -> Option<u16> {
+        self.negotiated.map(|n| n.outbound_streams)
+    }
+
     /// Whether I-DATA was negotiated.
     pub fn interleaving(&self) -> bool {
         self.negotiated.is_some_and(|n| n.interleaving)
