@@ -15,8 +15,10 @@ use std::time::Instant;
 use super::{Association, SctpEvent, Timer};
 use crate::sctp::wire::{Chunk, ReConfigParam, ReconfigResult};
 
-/// Most streams in one request (keeps the chunk well under any MTU).
+/// Most streams in one request, ours or the peer's (keeps the chunk well under any MTU).
 const MAX_STREAMS_PER_REQUEST: usize = 128;
+/// A peer's reset request is refused while this many events wait unread.
+const MAX_QUEUED_EVENTS_FOR_RESET: usize = 4096;
 
 #[derive(Debug, Clone)]
 struct OutgoingRequest {
@@ -187,6 +189,16 @@ impl Association {
         last_assigned_tsn: u32,
         streams: Vec<u16>,
     ) {
+        if self.events.len() >= MAX_QUEUED_EVENTS_FOR_RESET
+            || streams.len() > MAX_STREAMS_PER_REQUEST
+        {
+            // Nobody is reading events, or the request is absurd: refuse rather than grow.
+            if seq == self.reconfig.peer_next_seq {
+                self.reconfig.peer_next_seq = seq.wrapping_add(1);
+            }
+            self.send_reconfig_response(seq, ReconfigResult::DENIED);
+            return;
+        }
         let r = &mut self.reconfig;
         if seq == r.peer_next_seq {
             r.peer_next_seq = seq.wrapping_add(1);
