@@ -1,13 +1,13 @@
 //! CRC32c (Castagnoli), the SCTP checksum (RFC 9260 appendix A, RFC 3309).
 //!
-//! Slicing-by-8 over tables built at compile time from the reflected polynomial
+//! Slicing-by-16 over tables built at compile time from the reflected polynomial
 //! `0x82F63B78`. The value is stored in the common header in little-endian byte order,
 //! as every deployed stack does.
 
 const POLY: u32 = 0x82F6_3B78;
 
-const fn build_tables() -> [[u32; 256]; 8] {
-    let mut tables = [[0u32; 256]; 8];
+const fn build_tables() -> [[u32; 256]; 16] {
+    let mut tables = [[0u32; 256]; 16];
     let mut i = 0;
     while i < 256 {
         let mut crc = i as u32;
@@ -24,7 +24,7 @@ const fn build_tables() -> [[u32; 256]; 8] {
         i += 1;
     }
     let mut t = 1;
-    while t < 8 {
+    while t < 16 {
         let mut i = 0;
         while i < 256 {
             let prev = tables[t - 1][i];
@@ -36,25 +36,36 @@ const fn build_tables() -> [[u32; 256]; 8] {
     tables
 }
 
-static TABLES: [[u32; 256]; 8] = build_tables();
+static TABLES: [[u32; 256]; 16] = build_tables();
 
 /// Continue a CRC32c over `data` from a running (non-finalised) state.
 fn update(mut crc: u32, data: &[u8]) -> u32 {
-    let mut blocks = data.chunks_exact(8);
+    let t = &TABLES;
+    let mut blocks = data.chunks_exact(16);
     for b in &mut blocks {
-        let lo = crc ^ u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        let hi = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
-        crc = TABLES[7][(lo & 0xFF) as usize]
-            ^ TABLES[6][((lo >> 8) & 0xFF) as usize]
-            ^ TABLES[5][((lo >> 16) & 0xFF) as usize]
-            ^ TABLES[4][(lo >> 24) as usize]
-            ^ TABLES[3][(hi & 0xFF) as usize]
-            ^ TABLES[2][((hi >> 8) & 0xFF) as usize]
-            ^ TABLES[1][((hi >> 16) & 0xFF) as usize]
-            ^ TABLES[0][(hi >> 24) as usize];
+        let w0 = crc ^ u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let w1 = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+        let w2 = u32::from_le_bytes([b[8], b[9], b[10], b[11]]);
+        let w3 = u32::from_le_bytes([b[12], b[13], b[14], b[15]]);
+        crc = t[15][(w0 & 0xFF) as usize]
+            ^ t[14][((w0 >> 8) & 0xFF) as usize]
+            ^ t[13][((w0 >> 16) & 0xFF) as usize]
+            ^ t[12][(w0 >> 24) as usize]
+            ^ t[11][(w1 & 0xFF) as usize]
+            ^ t[10][((w1 >> 8) & 0xFF) as usize]
+            ^ t[9][((w1 >> 16) & 0xFF) as usize]
+            ^ t[8][(w1 >> 24) as usize]
+            ^ t[7][(w2 & 0xFF) as usize]
+            ^ t[6][((w2 >> 8) & 0xFF) as usize]
+            ^ t[5][((w2 >> 16) & 0xFF) as usize]
+            ^ t[4][(w2 >> 24) as usize]
+            ^ t[3][(w3 & 0xFF) as usize]
+            ^ t[2][((w3 >> 8) & 0xFF) as usize]
+            ^ t[1][((w3 >> 16) & 0xFF) as usize]
+            ^ t[0][(w3 >> 24) as usize];
     }
     for &byte in blocks.remainder() {
-        crc = (crc >> 8) ^ TABLES[0][((crc ^ u32::from(byte)) & 0xFF) as usize];
+        crc = (crc >> 8) ^ t[0][((crc ^ u32::from(byte)) & 0xFF) as usize];
     }
     crc
 }
