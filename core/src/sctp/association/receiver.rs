@@ -223,12 +223,13 @@ impl Receiver {
         let fits = self.stored_bytes + len <= self.buffer_limit
             || (t == self.cumulative_tsn + 1
                 && self.stored_bytes + len <= self.buffer_limit + HOLE_FILL_SLACK);
+        let had_gaps = !self.ranges.is_empty();
         if !fits || t - self.cumulative_tsn > MAX_TSN_AHEAD || !self.mark_received(t) {
             self.ack_now = true;
             return DataOutcome::Dropped;
         }
-        if !self.ranges.is_empty() {
-            // Out of order: tell the sender at once (RFC 9260 6.7).
+        if had_gaps || !self.ranges.is_empty() {
+            // Out of order, or filling a hole: tell the sender at once (RFC 9260 6.7).
             self.ack_now = true;
         }
         let complete = if interleaved {
