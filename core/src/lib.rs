@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod datachannel;
 pub mod dtls;
 pub mod endpoint;
 pub mod ice;
@@ -30,6 +31,7 @@ pub mod media;
 pub mod peer;
 pub mod rng;
 pub mod rtp;
+pub mod sctp;
 pub mod sdp;
 pub mod srtp;
 pub mod stun;

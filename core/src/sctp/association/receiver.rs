@@ -1,0 +1,660 @@
+//! The receiving half: which TSNs arrived (cumulative point, gap ranges, duplicates),
+//! reassembly of fragmented messages (by TSN run for DATA, by message id and fragment
+//! sequence number for I-DATA), ordered delivery per stream, the advertised window,
+//! and when to SACK.
+//!
+//! TSNs are unwrapped to `u64` on entry, so every structure here is ordered without
+//! serial-number arithmetic. Memory is bounded by the receive buffer: every stored
+//! fragment and undelivered message counts against it, and the advertised window is what
+//! is left.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::sctp::wire::{DataChunk, GapBlock, Sack};
+
+/// Per-message bookkeeping charged against the receive buffer, so that a flood of tiny
+/// messages is bounded as well as a few large ones.
+const MESSAGE_OVERHEAD: usize = 64;
+/// Most gap ranges kept; a TSN that would open another is dropped (the sender resends it).
+const MAX_GAP_RANGES: usize = 128;
+/// Most duplicate TSNs reported in one SACK.
+const MAX_DUPLICATES: usize = 32;
+/// TSNs further than this beyond the cumulative point are dropped.
+const MAX_TSN_AHEAD: u64 = 1 << 20;
+/// Extra room for the chunk at the cumulative point when the buffer is full, so that
+/// out-of-order data can never block the chunk that would let it be delivered.
+const HOLE_FILL_SLACK: usize = 64 * 1024;
+
+/// A whole message received on a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    /// Stream identifier.
+    pub stream_id: u16,
+    /// Payload protocol identifier.
+    pub ppid: u32,
+    /// The message.
+    pub data: Bytes,
+    /// Whether it was sent unordered.
+    pub unordered: bool,
+}
+
+/// What became of one received DATA chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DataOutcome {
+    /// New data, taken.
+    Accepted,
+    /// Already received.
+    Duplicate,
+    /// No room (or too far ahead): not acknowledged, the sender will resend it.
+    Dropped,
+    /// A message larger than the configured maximum: the association must abort.
+    Oversized,
+}
+
+#[derive(Debug)]
+struct Fragment {
+    stream_id: u16,
+    ssn: u32,
+    ppid: u32,
+    beginning: bool,
+    ending: bool,
+    unordered: bool,
+    payload: Bytes,
+}
+
+#[derive(Debug, Default)]
+struct PartialMessage {
+    fragments: BTreeMap<u32, Bytes>,
+    ppid: u32,
+    last_fsn: Option<u32>,
+    bytes: usize,
+}
+
+#[derive(Debug, Default)]
+struct InboundStream {
+    next_id: u32,
+    pending: BTreeMap<u32, ReceivedMessage>,
+    /// The last unordered MID an I-FORWARD-TSN skipped: late fragments of it are stale.
+    unordered_skipped: Option<u32>,
+}
+
+/// The receiving half of an association.
+#[derive(Debug)]
+pub(crate) struct Receiver {
+    cumulative_tsn: u64,
+    ranges: Vec<(u64, u64)>,
+    duplicates: Vec<u32>,
+    fragments: BTreeMap<u64, Fragment>,
+    partial: BTreeMap<(u16, bool, u32), PartialMessage>,
+    streams: HashMap<u16, InboundStream>,
+    ready: VecDeque<ReceivedMessage>,
+    stored_bytes: usize,
+    buffer_limit: usize,
+    max_message_size: usize,
+    /// Message ids wrap at 2^16 (DATA's SSN) or 2^32 (I-DATA's MID).
+    id_mask: u32,
+    packets_since_ack: u32,
+    ack_now: bool,
+    last_advertised_rwnd: u32,
+}
+
+fn serial_newer(a: u32, b: u32, mask: u32) -> bool {
+    let d = a.wrapping_sub(b) & mask;
+    d != 0 && d <= mask / 2
+}
+
+impl Receiver {
+    pub(crate) fn new(
+        peer_initial_tsn: u32,
+        buffer_limit: usize,
+        max_message_size: usize,
+        interleaving: bool,
+    ) -> Self {
+        Receiver {
+            cumulative_tsn: (1u64 << 32) + u64::from(peer_initial_tsn) - 1,
+            ranges: Vec::new(),
+            duplicates: Vec::new(),
+            fragments: BTreeMap::new(),
+            partial: BTreeMap::new(),
+            streams: HashMap::new(),
+            ready: VecDeque::new(),
+            stored_bytes: 0,
+            buffer_limit,
+            max_message_size,
+            id_mask: if interleaving { u32::MAX } else { 0xFFFF },
+            packets_since_ack: 0,
+            ack_now: false,
+            last_advertised_rwnd: buffer_limit.min(u32::MAX as usize) as u32,
+        }
+    }
+
+    fn unwrap_tsn(&self, tsn: u32) -> u64 {
+        let diff = i64::from(tsn.wrapping_sub(self.cumulative_tsn as u32) as i32);
+        (self.cumulative_tsn as i64 + diff).max(0) as u64
+    }
+
+    /// The cumulative TSN, as it goes on the wire.
+    pub(crate) fn cumulative_tsn(&self) -> u32 {
+        self.cumulative_tsn as u32
+    }
+
+    /// Whether every TSN up to `tsn` (inclusive, serial) has been received.
+    pub(crate) fn has_received_through(&self, tsn: u32) -> bool {
+        self.unwrap_tsn(tsn) <= self.cumulative_tsn
+    }
+
+    /// The window we advertise: what is left of the receive buffer.
+    pub(crate) fn rwnd(&self) -> u32 {
+        self.buffer_limit
+            .saturating_sub(self.stored_bytes)
+            .min(u32::MAX as usize) as u32
+    }
+
+    /// Bytes held: fragments, messages waiting for order, messages not yet taken.
+    pub(crate) fn stored_bytes(&self) -> usize {
+        self.stored_bytes
+    }
+
+    fn is_received(&self, t: u64) -> bool {
+        if t <= self.cumulative_tsn {
+            return true;
+        }
+        let i = self.ranges.partition_point(|r| r.1 < t);
+        self.ranges.get(i).is_some_and(|r| r.0 <= t)
+    }
+
+    /// Record `t` as received; false if it would need a gap range beyond the bound.
+    fn mark_received(&mut self, t: u64) -> bool {
+        if t == self.cumulative_tsn + 1 {
+            self.cumulative_tsn = t;
+            self.absorb_ranges();
+            return true;
+        }
+        let i = self.ranges.partition_point(|r| r.1 + 1 < t);
+        match self.ranges.get(i).copied() {
+            Some((_, end)) if end + 1 == t => {
+                self.ranges[i].1 = t;
+                if let Some(&(next_start, next_end)) = self.ranges.get(i + 1) {
+                    if next_start == t + 1 {
+                        self.ranges[i].1 = next_end;
+                        self.ranges.remove(i + 1);
+                    }
+                }
+            }
+            Some((start, _)) if start == t + 1 => self.ranges[i].0 = t,
+            _ => {
+                if self.ranges.len() >= MAX_GAP_RANGES {
+                    return false;
+                }
+                self.ranges.insert(i, (t, t));
+            }
+        }
+        true
+    }
+
+    fn absorb_ranges(&mut self) {
+        let mut absorbed = 0;
+        for r in &self.ranges {
+            if r.0 > self.cumulative_tsn + 1 {
+                break;
+            }
+            self.cumulative_tsn = self.cumulative_tsn.max(r.1);
+            absorbed += 1;
+        }
+        self.ranges.drain(..absorbed);
+    }
+
+    /// Take one DATA or I-DATA chunk.
+    pub(crate) fn receive_data(&mut self, chunk: DataChunk, interleaved: bool) -> DataOutcome {
+        let t = self.unwrap_tsn(chunk.tsn);
+        if chunk.flags.immediate {
+            self.ack_now = true;
+        }
+        if self.is_received(t) {
+            if self.duplicates.len() < MAX_DUPLICATES {
+                self.duplicates.push(chunk.tsn);
+            }
+            self.ack_now = true;
+            return DataOutcome::Duplicate;
+        }
+        let len = chunk.payload.len();
+        let fits = self.stored_bytes + len <= self.buffer_limit
+            || (t == self.cumulative_tsn + 1
+                && self.stored_bytes + len <= self.buffer_limit + HOLE_FILL_SLACK);
+        let had_gaps = !self.ranges.is_empty();
+        if !fits || t - self.cumulative_tsn > MAX_TSN_AHEAD || !self.mark_received(t) {
+            self.ack_now = true;
+            return DataOutcome::Dropped;
+        }
+        if had_gaps || !self.ranges.is_empty() {
+            // Out of order, or filling a hole: tell the sender at once (RFC 9260 6.7).
+            self.ack_now = true;
+        }
+        let complete = if interleaved {
+            self.reassemble_interleaved(chunk)
+        } else {
+            self.reassemble_by_tsn(t, chunk)
+        };
+        match complete {
+            Ok(Some(assembled)) => {
+                self.deliver(assembled);
+                DataOutcome::Accepted
+            }
+            Ok(None) => DataOutcome::Accepted,
+            Err(()) => DataOutcome::Oversized,
+        }
+    }
+
+    fn reassemble_by_tsn(&mut self, t: u64, chunk: DataChunk) -> Result<Option<Assembled>, ()> {
+        let f = chunk.flags;
+        if f.beginning && f.ending {
+            return self.whole(chunk).map(Some);
+        }
+        let same = |a: &Fragment| {
+            a.stream_id == chunk.stream_id
+                && a.unordered == f.unordered
+                && (f.unordered || a.ssn == chunk.message_id)
+        };
+        let fragment = Fragment {
+            stream_id: chunk.stream_id,
+            ssn: chunk.message_id,
+            ppid: chunk.ppid,
+            beginning: f.beginning,
+            ending: f.ending,
+            unordered: f.unordered,
+            payload: chunk.payload.clone(),
+        };
+        self.stored_bytes += fragment.payload.len();
+        self.fragments.insert(t, fragment);
+        // Only an ending fragment, or one that fills a hole before later fragments, can
+        // complete a message: in-order arrival costs one walk per message, not per chunk.
+        if !f.ending && !self.fragments.contains_key(&(t + 1)) {
+            return Ok(None);
+        }
+        let mut first = None;
+        let mut expect = t;
+        for (&k, frag) in self.fragments.range(..=t).rev() {
+            if k != expect || !same(frag) || (k != t && frag.ending) {
+                break;
+            }
+            if frag.beginning {
+                first = Some(k);
+                break;
+            }
+            expect -= 1;
+        }
+        let Some(first) = first else { return Ok(None) };
+        let mut last = None;
+        for (expect, (&k, frag)) in (t..).zip(self.fragments.range(t..)) {
+            if k != expect || !same(frag) || (k != t && frag.beginning) {
+                break;
+            }
+            if frag.ending {
+                last = Some(k);
+                break;
+            }
+        }
+        let Some(last) = last else { return Ok(None) };
+        let total: usize = self
+            .fragments
+            .range(first..=last)
+            .map(|(_, f)| f.payload.len())
+            .sum();
+        if total > self.max_message_size {
+            return Err(());
+        }
+        let mut data = BytesMut::with_capacity(total);
+        let mut ppid = 0;
+        for k in first..=last {
+            if let Some(frag) = self.fragments.remove(&k) {
+                if k == first {
+                    ppid = frag.ppid;
+                }
+                data.extend_from_slice(&frag.payload);
+            }
+        }
+        // The fragments' bytes now belong to the message.
+        self.stored_bytes += MESSAGE_OVERHEAD;
+        Ok(Some(Assembled {
+            message_id: chunk.message_id,
+            message: ReceivedMessage {
+                stream_id: chunk.stream_id,
+                ppid,
+                data: data.freeze(),
+                unordered: f.unordered,
+            },
+        }))
+    }
+
+    fn whole(&mut self, chunk: DataChunk) -> Result<Assembled, ()> {
+        if chunk.payload.len() > self.max_message_size {
+            return Err(());
+        }
+        self.stored_bytes += chunk.payload.len() + MESSAGE_OVERHEAD;
+        Ok(Assembled {
+            message_id: chunk.message_id,
+            message: ReceivedMessage {
+                stream_id: chunk.stream_id,
+                ppid: chunk.ppid,
+                data: chunk.payload,
+                unordered: chunk.flags.unordered,
+            },
+        })
+    }
+
+    fn reassemble_interleaved(&mut self, chunk: DataChunk) -> Result<Option<Assembled>, ()> {
+        let f = chunk.flags;
+        if f.beginning && f.ending {
+            return self.whole(chunk).map(Some);
+        }
+        let key = (chunk.stream_id, f.unordered, chunk.message_id);
+        if self.is_skipped(chunk.stream_id, f.unordered, chunk.message_id) {
+            // A late fragment of a message the sender abandoned.
+            return Ok(None);
+        }
+        let fsn = if f.beginning { 0 } else { chunk.fragment_seq };
+        let max = self.max_message_size;
+        let partial = self.partial.entry(key).or_default();
+        let beyond_end = partial.last_fsn.is_some_and(|l| fsn > l);
+        let end_before_others = f.ending && partial.fragments.range(fsn..).next().is_some();
+        if beyond_end || end_before_others || partial.fragments.contains_key(&fsn) {
+            // Inconsistent fragment numbering: the TSN stays acknowledged, the bytes go.
+            return Ok(None);
+        }
+        if f.beginning {
+            partial.ppid = chunk.ppid;
+        }
+        if f.ending {
+            partial.last_fsn = Some(fsn);
+        }
+        let len = chunk.payload.len();
+        partial.bytes += len;
+        partial.fragments.insert(fsn, chunk.payload);
+        self.stored_bytes += len;
+        if partial.bytes > max {
+            return Err(());
+        }
+        let complete = partial
+            .last_fsn
+            .is_some_and(|l| partial.fragments.len() as u64 == u64::from(l) + 1);
+        if !complete {
+            return Ok(None);
+        }
+        let Some(partial) = self.partial.remove(&key) else {
+            return Ok(None);
+        };
+        let mut data = BytesMut::with_capacity(partial.bytes);
+        for payload in partial.fragments.values() {
+            data.extend_from_slice(payload);
+        }
+        self.stored_bytes += MESSAGE_OVERHEAD;
+        Ok(Some(Assembled {
+            message_id: chunk.message_id,
+            message: ReceivedMessage {
+                stream_id: chunk.stream_id,
+                ppid: partial.ppid,
+                data: data.freeze(),
+                unordered: f.unordered,
+            },
+        }))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn debug_dump(&self) -> String {
+        format!(
+            "partial {:?} fragments {:?} streams {:?}",
+            self.partial
+                .iter()
+                .map(|(k, p)| (k, p.fragments.keys().collect::<Vec<_>>(), p.last_fsn))
+                .collect::<Vec<_>>(),
+            self.fragments.keys().collect::<Vec<_>>(),
+            self.streams
+                .iter()
+                .map(|(k, s)| (
+                    k,
+                    s.next_id,
+                    s.pending.keys().collect::<Vec<_>>(),
+                    s.unordered_skipped
+                ))
+                .collect::<Vec<_>>()
+        )
+    }
+
+    /// Whether an I-FORWARD-TSN already skipped this message (or, ordered, it is older
+    /// than the next one expected).
+    fn is_skipped(&self, stream_id: u16, unordered: bool, mid: u32) -> bool {
+        let Some(stream) = self.streams.get(&stream_id) else {
+            return false;
+        };
+        let mask = self.id_mask;
+        if unordered {
+            stream
+                .unordered_skipped
+                .is_some_and(|last| !serial_newer(mid, last, mask))
+        } else {
+            serial_newer(stream.next_id, mid, mask)
+        }
+    }
+
+    /// Hand a whole message on: at once if unordered, else in SSN/MID order per stream.
+    fn deliver(&mut self, a: Assembled) {
+        if a.message.unordered {
+            self.ready.push_back(a.message);
+            return;
+        }
+        let mask = self.id_mask;
+        let stream = self.streams.entry(a.message.stream_id).or_default();
+        if a.message_id == stream.next_id {
+            self.ready.push_back(a.message);
+            stream.next_id = stream.next_id.wrapping_add(1) & mask;
+            while let Some(m) = stream.pending.remove(&stream.next_id) {
+                self.ready.push_back(m);
+                stream.next_id = stream.next_id.wrapping_add(1) & mask;
+            }
+        } else if serial_newer(a.message_id, stream.next_id, mask) {
+            stream.pending.insert(a.message_id, a.message);
+        } else {
+            // An old message id: a confused peer. Release its bytes.
+            self.stored_bytes = self
+                .stored_bytes
+                .saturating_sub(a.message.data.len() + MESSAGE_OVERHEAD);
+        }
+    }
+
+    /// The next whole message; it keeps its share of the buffer until [`Receiver::release`].
+    pub(crate) fn next_ready(&mut self) -> Option<ReceivedMessage> {
+        self.ready.pop_front()
+    }
+
+    /// The application took a message of `len` bytes: free its share of the buffer, and
+    /// announce the larger window if it grew by a quarter of the buffer.
+    pub(crate) fn release(&mut self, len: usize) {
+        self.stored_bytes = self.stored_bytes.saturating_sub(len + MESSAGE_OVERHEAD);
+        if self.rwnd()
+            >= self
+                .last_advertised_rwnd
+                .saturating_add(self.window_update_step())
+        {
+            self.ack_now = true;
+        }
+    }
+
+    fn window_update_step(&self) -> u32 {
+        (self.buffer_limit / 4).min(u32::MAX as usize) as u32
+    }
+
+    /// FORWARD-TSN / I-FORWARD-TSN: move the cumulative point, drop what was skipped,
+    /// and deliver what waited behind skipped ordered messages. `streams` holds
+    /// (stream, unordered, last skipped SSN/MID).
+    pub(crate) fn forward_tsn(&mut self, new_cumulative_tsn: u32, streams: &[(u16, bool, u32)]) {
+        self.ack_now = true;
+        let t = self.unwrap_tsn(new_cumulative_tsn);
+        if t > self.cumulative_tsn {
+            if t - self.cumulative_tsn > MAX_TSN_AHEAD {
+                return;
+            }
+            self.cumulative_tsn = t;
+            self.ranges.retain(|r| r.1 > t);
+            self.absorb_ranges();
+        }
+        // Fragments at or below the sender's new point belong to abandoned messages and
+        // can never complete. Fragments the new point merely let us absorb (received
+        // after a skipped hole) are live: keep them.
+        let keep = self.fragments.split_off(&(t + 1));
+        let dropped: usize = self.fragments.values().map(|f| f.payload.len()).sum();
+        self.fragments = keep;
+        self.stored_bytes = self.stored_bytes.saturating_sub(dropped);
+        self.drop_orphan_fragments();
+        let mask = self.id_mask;
+        for &(stream_id, unordered, id) in streams {
+            let id = id & mask;
+            // I-DATA: drop partial messages up to the skipped MID.
+            let stale: Vec<_> = self
+                .partial
+                .range((stream_id, unordered, 0)..=(stream_id, unordered, u32::MAX))
+                .filter(|(k, _)| !serial_newer(k.2, id, mask))
+                .map(|(k, _)| *k)
+                .collect();
+            for k in stale {
+                if let Some(p) = self.partial.remove(&k) {
+                    self.stored_bytes = self.stored_bytes.saturating_sub(p.bytes);
+                }
+            }
+            let stream = self.streams.entry(stream_id).or_default();
+            if unordered {
+                if mask == u32::MAX {
+                    stream.unordered_skipped = Some(id);
+                }
+                continue;
+            }
+            if !serial_newer(id.wrapping_add(1) & mask, stream.next_id, mask) {
+                continue;
+            }
+            // Deliver what waited for the skipped ids, then continue after them.
+            let waiting: Vec<u32> = stream
+                .pending
+                .keys()
+                .copied()
+                .filter(|k| !serial_newer(*k, id, mask))
+                .collect();
+            let mut sorted: Vec<u32> = waiting;
+            sorted.sort_by_key(|k| k.wrapping_sub(stream.next_id) & mask);
+            for k in sorted {
+                if let Some(m) = stream.pending.remove(&k) {
+                    self.ready.push_back(m);
+                }
+            }
+            stream.next_id = id.wrapping_add(1) & mask;
+            while let Some(m) = stream.pending.remove(&stream.next_id) {
+                self.ready.push_back(m);
+                stream.next_id = stream.next_id.wrapping_add(1) & mask;
+            }
+        }
+    }
+
+    /// Drop fragments at or below the cumulative point that can no longer complete: every
+    /// TSN there has arrived or was skipped, so a run that does not start with a first
+    /// fragment, or breaks before reaching the cumulative point, lost part of its message.
+    fn drop_orphan_fragments(&mut self) {
+        while let Some((&first, f)) = self.fragments.first_key_value() {
+            if first > self.cumulative_tsn {
+                return;
+            }
+            let mut last = first;
+            if f.beginning {
+                for (expect, (&k, g)) in (first..).zip(self.fragments.range(first..)) {
+                    if k != expect || (k != first && g.beginning) {
+                        break;
+                    }
+                    last = k;
+                    if g.ending {
+                        break;
+                    }
+                }
+                if last >= self.cumulative_tsn {
+                    return; // A live partial message waiting for later TSNs.
+                }
+            }
+            let tail = self.fragments.split_off(&(last + 1));
+            let dropped: usize = self.fragments.values().map(|f| f.payload.len()).sum();
+            self.fragments = tail;
+            self.stored_bytes = self.stored_bytes.saturating_sub(dropped);
+        }
+    }
+
+    /// The peer reset its outgoing streams (our incoming ones): numbering restarts at 0.
+    pub(crate) fn reset_streams(&mut self, streams: &[u16]) {
+        for s in streams {
+            if let Some(stream) = self.streams.remove(s) {
+                let freed: usize = stream
+                    .pending
+                    .values()
+                    .map(|m| m.data.len() + MESSAGE_OVERHEAD)
+                    .sum();
+                self.stored_bytes = self.stored_bytes.saturating_sub(freed);
+            }
+        }
+    }
+
+    /// Note one received packet that carried DATA; true if a SACK is due now.
+    pub(crate) fn packet_with_data(&mut self) -> bool {
+        self.packets_since_ack += 1;
+        if self.packets_since_ack >= 2 {
+            self.ack_now = true;
+        }
+        self.ack_now
+    }
+
+    /// Whether a SACK should go out at once.
+    pub(crate) fn ack_due(&self) -> bool {
+        self.ack_now
+    }
+
+    /// Whether data arrived that no SACK has covered yet.
+    pub(crate) fn ack_pending(&self) -> bool {
+        self.ack_now || self.packets_since_ack > 0
+    }
+
+    /// Ask for a SACK at once (delayed-ack timer expiry, SHUTDOWN, ...).
+    pub(crate) fn request_ack(&mut self) {
+        self.ack_now = true;
+    }
+
+    /// Build a SACK of at most `max_len` bytes (gap blocks and duplicates beyond that are
+    /// left out) and reset the acknowledgement schedule.
+    pub(crate) fn build_sack(&mut self, max_len: usize) -> Sack {
+        self.ack_now = false;
+        self.packets_since_ack = 0;
+        let a_rwnd = self.rwnd();
+        self.last_advertised_rwnd = a_rwnd;
+        let cum = self.cumulative_tsn;
+        let room = max_len.saturating_sub(16) / 4;
+        let mut duplicate_tsns = std::mem::take(&mut self.duplicates);
+        duplicate_tsns.truncate(room / 4);
+        let max_gaps = room - duplicate_tsns.len();
+        let gap_blocks = self
+            .ranges
+            .iter()
+            .take(max_gaps)
+            .take_while(|r| r.1 - cum <= u64::from(u16::MAX))
+            .map(|r| GapBlock {
+                start: (r.0 - cum) as u16,
+                end: (r.1 - cum) as u16,
+            })
+            .collect();
+        Sack {
+            cumulative_tsn_ack: cum as u32,
+            a_rwnd,
+            gap_blocks,
+            duplicate_tsns,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Assembled {
+    message_id: u32,
+    message: ReceivedMessage,
+}
