@@ -5,6 +5,7 @@
 
 pub mod echo;
 pub mod http;
+pub mod media;
 pub mod runtime;
 pub mod websocket;
 pub mod whip_whep;
