@@ -217,7 +217,8 @@ impl Depacketizer {
         }
     }
 
-    /// Take one RTP packet. A malformed payload is an error (the frame it belonged to
+    /// Take one RTP packet (its payload with padding removed; an empty one is padding
+    /// and only keeps the sequence). A malformed payload is an error (the frame it belonged to
     /// is dropped as incomplete); a packet older than the last one is ignored.
     pub fn push(
         &mut self,
@@ -238,6 +239,11 @@ impl Depacketizer {
             }
         }
         self.last_seq = Some(sequence_number);
+        if payload.is_empty() {
+            // Padding only (senders probe bandwidth this way on the media SSRC when they
+            // have no RTX): it takes a sequence number and carries no frame data.
+            return Ok(out);
+        }
         let descriptor = match Descriptor::parse(payload) {
             Ok(d) => d,
             Err(e) => {
@@ -446,9 +452,23 @@ mod tests {
     }
 
     #[test]
+    fn padding_between_frames_is_no_loss() {
+        let mut p = Packetizer::new(0);
+        let mut d = Depacketizer::new();
+        let key = p.packetize(&keyframe(16, 16, &[1]), 1200);
+        assert!(d.push(10, 0, true, &key[0]).expect("ok").frame.is_some());
+        assert_eq!(d.push(11, 0, false, &[]), Ok(Pushed::default()));
+        assert_eq!(d.push(12, 0, false, &[]), Ok(Pushed::default()));
+        let inter = p.packetize(&interframe(&[2]), 1200);
+        let pushed = d.push(13, 3000, true, &inter[0]).expect("ok");
+        assert!(!pushed.lost);
+        assert!(pushed.frame.is_some_and(|f| !f.keyframe));
+    }
+
+    #[test]
     fn malformed_packets_are_errors() {
         let mut d = Depacketizer::new();
-        assert_eq!(d.push(1, 0, true, &[]), Err(Vp8Error::Truncated));
+        assert_eq!(d.push(1, 0, true, &[0x80]), Err(Vp8Error::Truncated));
         assert_eq!(d.push(2, 0, true, &[0x80, 0x80]), Err(Vp8Error::Truncated));
         // A duplicate is ignored.
         assert_eq!(d.push(2, 0, true, &[0x10, 0]), Ok(Pushed::default()));
