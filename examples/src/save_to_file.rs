@@ -297,6 +297,10 @@ impl Recording<'_> {
     }
 
     fn audio_packet(&mut self, packet: &RtpPacket) -> bool {
+        if packet.payload.is_empty() {
+            // Padding only: nothing to write.
+            return true;
+        }
         if self.opus.is_none() {
             let path = self.recorder.out_dir.join(AUDIO_FILE);
             let serial = std::time::SystemTime::now()
@@ -354,4 +358,22 @@ audio.ogg (Opus). The files are finished when you press Stop or leave the page.<
   document.getElementById('local').srcObject = stream;
   for (const track of stream.getTracks()) pc.addTrack(track, stream);"#,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Unwrap;
+
+    #[test]
+    fn timestamps_extend_across_wrap_around() {
+        let mut u = Unwrap::default();
+        let first = u.extend(u32::MAX - 2999);
+        assert_eq!(u.extend(u32::MAX), first + 2999);
+        assert_eq!(u.extend(2000), first + 5000);
+        // A step back (reordering) stays below, without underflow.
+        assert_eq!(u.extend(1000), first + 4000);
+        let mut u = Unwrap::default();
+        let first = u.extend(0);
+        assert_eq!(u.extend(u32::MAX - 9), first - 10);
+    }
 }

@@ -299,19 +299,24 @@ struct Pacer {
     rewind: Arc<AtomicBool>,
 }
 
-/// Playback position in one track.
-struct Cursor<'a> {
-    track: &'a TrackData,
+/// One track being sent: where, and how far.
+struct Stream<'a> {
+    cursor: Cursor<'a>,
     transceiver: TransceiverId,
     payload_type: u8,
     kind: MediaKind,
+    sequence: u16,
+    timestamp_base: u32,
+}
+
+/// Playback position in one track.
+struct Cursor<'a> {
+    track: &'a TrackData,
     /// The next unit to send.
     index: usize,
     /// Added to a unit's time: grows by a period per loop and by the skipped time on a
     /// rewind, so that time never runs backwards.
     offset: u64,
-    sequence: u16,
-    timestamp_base: u32,
 }
 
 impl Cursor<'_> {
@@ -335,12 +340,14 @@ impl Cursor<'_> {
     /// Resume at the last keyframe at or before the next unit.
     fn rewind(&mut self) {
         let now = self.time();
-        if let Some(k) = (0..=self.index.min(self.track.units.len() - 1))
-            .rev()
-            .find(|&i| self.track.units[i].keyframe)
+        let units = &self.track.units;
+        let last = self.index.min(units.len().saturating_sub(1));
+        if let Some(k) = units
+            .get(..=last)
+            .and_then(|before| before.iter().rposition(|u| u.keyframe))
         {
             self.index = k;
-            self.offset = now - self.track.units[k].time;
+            self.offset = now.saturating_sub(units[k].time);
         }
     }
 }
@@ -350,18 +357,20 @@ impl Pacer {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
-        let mut cursors: Vec<Cursor<'_>> = tracks
+        let mut streams: Vec<Stream<'_>> = tracks
             .iter()
-            .map(|&(transceiver, kind, payload_type)| Cursor {
-                track: match kind {
-                    MediaKind::Video => &self.media.video,
-                    MediaKind::Audio => &self.media.audio,
+            .map(|&(transceiver, kind, payload_type)| Stream {
+                cursor: Cursor {
+                    track: match kind {
+                        MediaKind::Video => &self.media.video,
+                        MediaKind::Audio => &self.media.audio,
+                    },
+                    index: 0,
+                    offset: 0,
                 },
                 transceiver,
                 payload_type,
                 kind,
-                index: 0,
-                offset: 0,
                 sequence: seed as u16,
                 timestamp_base: seed.rotate_left(16),
             })
@@ -370,25 +379,25 @@ impl Pacer {
         let start = Instant::now();
         while !self.stop.load(Ordering::SeqCst) {
             if self.rewind.swap(false, Ordering::SeqCst) {
-                for c in cursors.iter_mut().filter(|c| c.kind == MediaKind::Video) {
-                    c.rewind();
+                for s in streams.iter_mut().filter(|s| s.kind == MediaKind::Video) {
+                    s.cursor.rewind();
                     self.stats.keyframe_requests.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            let Some(next) = cursors.iter_mut().min_by_key(|c| c.due(start)) else {
+            let Some(next) = streams.iter_mut().min_by_key(|s| s.cursor.due(start)) else {
                 return;
             };
-            let due = next.due(start);
+            let due = next.cursor.due(start);
             let now = Instant::now();
             if due > now {
                 // Sleep in short steps so that stopping is quick.
                 std::thread::sleep((due - now).min(Duration::from_millis(20)));
                 continue;
             }
-            let Some(unit) = next.track.units.get(next.index) else {
+            let Some(unit) = next.cursor.track.units.get(next.cursor.index) else {
                 return;
             };
-            let timestamp = next.timestamp_base.wrapping_add(next.time() as u32);
+            let timestamp = next.timestamp_base.wrapping_add(next.cursor.time() as u32);
             let payloads = match next.kind {
                 MediaKind::Video => packetizer
                     .packetize(&unit.data, MAX_PAYLOAD)
@@ -418,7 +427,7 @@ impl Pacer {
                 MediaKind::Audio => &self.stats.audio_packets,
             };
             counter.fetch_add(count as u64, Ordering::Relaxed);
-            next.advance();
+            next.cursor.advance();
         }
     }
 }
@@ -437,4 +446,110 @@ pub fn page() -> String {
   pc.addTransceiver('video', { direction: 'recvonly' });
   pc.addTransceiver('audio', { direction: 'recvonly' });"#,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::ivf::{IvfHeader, IvfWriter};
+    use crate::media::ogg::{OpusHead, OpusWriter};
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("sansrtc-send-{}-{name}", std::process::id()))
+    }
+
+    /// Files with frames at 0, 3000, 6000 (keyframes at 0 and 6000) and three 20 ms
+    /// Opus packets.
+    fn write_files(video: &Path, audio: &Path) {
+        let key = [0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x10, 0, 0x10, 0];
+        let file = File::create(video).expect("create");
+        let mut ivf = IvfWriter::new(file, IvfHeader::vp8(16, 16)).expect("ivf");
+        ivf.write_frame(0, &key).expect("frame");
+        ivf.write_frame(3000, &[0x31, 0, 0]).expect("frame");
+        ivf.write_frame(6000, &key).expect("frame");
+        ivf.finish().expect("finish");
+        let head = OpusHead {
+            channels: 2,
+            pre_skip: 312,
+            input_rate: 48_000,
+        };
+        let mut ogg = OpusWriter::new(Vec::new(), 1, head).expect("ogg");
+        for _ in 0..3 {
+            ogg.write_packet(&[0xf8, 1, 2]).expect("packet");
+        }
+        std::fs::write(audio, ogg.finish().expect("finish")).expect("write");
+    }
+
+    #[test]
+    fn load_loop_and_rewind() {
+        let (video, audio) = (temp("v.ivf"), temp("a.ogg"));
+        write_files(&video, &audio);
+        let media = Media::load(&video, &audio).expect("load");
+        assert_eq!(media.counts(), (3, 3));
+        assert_eq!(media.video.period, 9000);
+        assert_eq!(media.audio.period, 2880);
+        let times: Vec<u64> = media.audio.units.iter().map(|u| u.time).collect();
+        assert_eq!(times, [0, 960, 1920]);
+
+        let mut c = Cursor {
+            track: &media.video,
+            index: 0,
+            offset: 0,
+        };
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            seen.push(c.time());
+            c.advance();
+        }
+        // Looping: time runs on by the period.
+        assert_eq!(seen, [0, 3000, 6000, 9000, 12000]);
+        // Next is frame 2 (an interframe, at 15000): resume at keyframe 0 at that time.
+        assert_eq!(c.index, 2);
+        c.advance();
+        c.advance();
+        assert_eq!((c.index, c.time()), (1, 21000));
+        c.rewind();
+        assert_eq!((c.index, c.time()), (0, 21000));
+        c.advance();
+        assert_eq!(c.time(), 24000);
+        let start = Instant::now();
+        assert_eq!(
+            c.due(start) - start,
+            Duration::from_micros(24000 * 1_000_000 / 90_000)
+        );
+        let _ = std::fs::remove_file(&video);
+        let _ = std::fs::remove_file(&audio);
+    }
+
+    #[test]
+    fn unusable_files_are_errors() {
+        let (video, audio) = (temp("bad.ivf"), temp("bad.ogg"));
+        write_files(&video, &audio);
+        assert!(matches!(
+            Media::load(&audio, &audio),
+            Err(LoadError::Ivf(IvfError::NotIvf))
+        ));
+        assert!(matches!(
+            Media::load(&video, &video),
+            Err(LoadError::Ogg(_))
+        ));
+        assert!(matches!(
+            Media::load(&temp("missing"), &audio),
+            Err(LoadError::Io(_))
+        ));
+        // A file that starts with an interframe.
+        let mut ivf = IvfWriter::new(
+            File::create(&video).expect("create"),
+            IvfHeader::vp8(16, 16),
+        )
+        .expect("ivf");
+        ivf.write_frame(0, &[0x31, 0, 0]).expect("frame");
+        ivf.finish().expect("finish");
+        assert!(matches!(
+            Media::load(&video, &audio),
+            Err(LoadError::Unusable(_))
+        ));
+        let _ = std::fs::remove_file(&video);
+        let _ = std::fs::remove_file(&audio);
+    }
 }

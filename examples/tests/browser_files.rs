@@ -7,7 +7,9 @@
 //!   Ogg Opus file whose every page's CRC checks, with OpusHead and at least 50 packets
 //!   that Chromium's own decoder turns into about as much audio as their TOCs say.
 //! - `send_from_file` with those files: a receive-only page decodes the video
-//!   (`framesDecoded > 0`) and receives the audio (`packetsReceived > 0`).
+//!   (`framesDecoded > 0`) and receives the audio (`packetsReceived > 0`), and goes on
+//!   decoding past the end of the file (looping). A second page is refused while one
+//!   records.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -96,6 +98,20 @@ fn record(browser: &mut BrowserPeer, dir: &std::path::Path) -> (usize, usize) {
         let s = running.recorder.stats();
         (s.frames < 30 || s.audio_packets < 100).then(|| format!("{s:?}"))
     });
+    // A second page is refused while this one records.
+    let mut second = BrowserPeer::spawn(BrowserKind::Chromium).expect("spawn browser");
+    second
+        .call(json!({"cmd": "goto", "url": format!("http://{}/", running.addr)}))
+        .expect("open the page again");
+    wait_until("the second page refused", || {
+        let status = page_status(&mut second);
+        let error = status
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        (!error.contains("another page is recording")).then(|| status.to_string())
+    });
+    drop(second);
     // Stopping on the page closes the WebSocket: the server finishes the files.
     eval(browser, "window.sansrtcStop(); return true;");
     wait_until("the recording finished", || {
@@ -204,6 +220,11 @@ fn save_to_file_then_send_from_file_chromium() {
     wait_until("audio from the file received", || {
         let received = inbound(&mut browser, "audio", "packetsReceived");
         (received == 0).then(|| format!("{:?}", running.player.stats()))
+    });
+    // Looping: the page goes on decoding past the end of the file.
+    wait_until("more frames decoded than the file holds", || {
+        let decoded = inbound(&mut browser, "video", "framesDecoded");
+        (decoded <= frames as u64 + 5).then(|| format!("{decoded} of {frames}"))
     });
     let _ = std::fs::remove_dir_all(&dir);
 }
