@@ -22,7 +22,6 @@ use futures_lite::future::block_on;
 use sansrtc::media::RtpPacket;
 use sansrtc::{Config, Event, MediaKind, TransceiverId};
 use sansrtc_std::{Options, PeerHandle};
-use serde_json::json;
 
 use crate::http::{self, Reply, Request, Response};
 use crate::media::ivf::{IvfHeader, IvfWriter};
@@ -116,11 +115,8 @@ impl Recorder {
                 let recorder = self.clone();
                 Reply::WebSocket(Box::new(move |ws| {
                     if recorder.busy.swap(true, Ordering::SeqCst) {
-                        let out = ws.sender();
                         let message = "another page is recording; try again when it stops";
-                        let _ = out.send_json(&json!({"type": "error", "message": message}));
-                        out.close();
-                        return;
+                        return session::refuse(ws, message);
                     }
                     let session = recorder.clone();
                     recorder.signaling.websocket_session(

@@ -55,15 +55,11 @@ impl Signaling {
         answer: Answer,
         session: impl FnOnce(PeerHandle, Candidates) + Send + 'static,
     ) {
-        let out = ws.sender();
         let pc = match self.new_peer() {
             Ok(pc) => pc,
-            Err(e) => {
-                let _ = out.send_json(&json!({"type": "error", "message": e.to_string()}));
-                out.close();
-                return;
-            }
+            Err(e) => return refuse(ws, &e.to_string()),
         };
+        let out = ws.sender();
         let events = {
             let pc = pc.clone();
             let out = out.clone();
@@ -88,6 +84,16 @@ impl Signaling {
         block_on(pc.close());
         let _ = events.join();
     }
+}
+
+/// Send the page an error message and close the WebSocket, waiting (up to 2 s) for the
+/// page's side of the closing handshake so that the message is not lost to a reset.
+pub fn refuse(mut ws: WebSocket, message: &str) {
+    let out = ws.sender();
+    let _ = out.send_json(&json!({"type": "error", "message": message}));
+    out.close();
+    let _ = ws.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    while ws.recv().is_some() {}
 }
 
 fn handle_signal(

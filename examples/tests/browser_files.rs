@@ -1,15 +1,15 @@
 //! The file examples with a real browser (inside the loopback-only network namespace of
 //! `scripts/test.sh`):
-//! - `save_to_file`: Chromium's fake camera and microphone go to the example's page;
+//! - `save_to_file`: a browser's fake camera and microphone go to the example's page;
 //!   once the server has written enough, the page stops, and the files must be finished
 //!   and valid: the IVF header ('DKIF', VP80, a plausible size matching the first
 //!   keyframe, the frame count), at least 10 frames starting with a keyframe, and an
 //!   Ogg Opus file whose every page's CRC checks, with OpusHead and at least 50 packets
-//!   that Chromium's own decoder turns into about as much audio as their TOCs say.
+//!   that the browser's own decoder turns into about as much audio as their TOCs say.
 //! - `send_from_file` with those files: a receive-only page decodes the video
 //!   (`framesDecoded > 0`) and receives the audio (`packetsReceived > 0`), and goes on
 //!   decoding past the end of the file (looping). A second page is refused while one
-//!   records.
+//!   records. Once with Chromium, once with Firefox ESR.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -86,7 +86,7 @@ fn temp_dir() -> PathBuf {
 
 /// Record with `save_to_file` and check the files; returns the number of frames and
 /// audio packets written.
-fn record(browser: &mut BrowserPeer, dir: &std::path::Path) -> (usize, usize) {
+fn record(kind: BrowserKind, browser: &mut BrowserPeer, dir: &std::path::Path) -> (usize, usize) {
     let rt = Runtime::new(RuntimeKind::Tokio).expect("runtime");
     let running =
         save_to_file::start(any_port(), rt, media_options_for(LOOPBACK), dir).expect("server");
@@ -99,7 +99,7 @@ fn record(browser: &mut BrowserPeer, dir: &std::path::Path) -> (usize, usize) {
         (s.frames < 30 || s.audio_packets < 100).then(|| format!("{s:?}"))
     });
     // A second page is refused while this one records.
-    let mut second = BrowserPeer::spawn(BrowserKind::Chromium).expect("spawn browser");
+    let mut second = BrowserPeer::spawn(kind).expect("spawn browser");
     second
         .call(json!({"cmd": "goto", "url": format!("http://{}/", running.addr)}))
         .expect("open the page again");
@@ -119,7 +119,7 @@ fn record(browser: &mut BrowserPeer, dir: &std::path::Path) -> (usize, usize) {
         (s.recordings == 0).then(|| format!("{s:?}"))
     });
     let stats = running.recorder.stats();
-    eprintln!("save_to_file: {stats:?}");
+    eprintln!("save_to_file from {kind:?}: {stats:?}");
 
     // The IVF file.
     let file = std::fs::File::open(dir.join(VIDEO_FILE)).expect("video.ivf written");
@@ -170,7 +170,7 @@ fn record(browser: &mut BrowserPeer, dir: &std::path::Path) -> (usize, usize) {
         .map(|p| u64::from(opus_samples(p).expect("valid TOC")))
         .sum();
     assert_eq!(opus.final_granule, u64::from(opus.head.pre_skip) + samples);
-    // Chromium's decoder reads the file: about as long as the packets say.
+    // The browser's decoder reads the file: about as long as the packets say.
     let bytes: Vec<u8> = ogg.clone();
     let decoded = eval(
         browser,
@@ -186,17 +186,17 @@ fn record(browser: &mut BrowserPeer, dir: &std::path::Path) -> (usize, usize) {
     let expected = (samples - u64::from(opus.head.pre_skip)) as f64 / 48_000.0;
     assert!(
         (decoded - expected).abs() < 0.1 * expected + 0.05,
-        "Chromium decoded {decoded} s, the packets hold {expected} s"
+        "{kind:?} decoded {decoded} s, the packets hold {expected} s"
     );
     (frames.len(), opus.packets.len())
 }
 
-#[test]
-fn save_to_file_then_send_from_file_chromium() {
+/// Record from `kind`, then play the files back to the same browser.
+fn save_then_send(kind: BrowserKind) {
     let dir = temp_dir();
-    let mut browser = BrowserPeer::spawn(BrowserKind::Chromium)
-        .expect("spawn browser (scripts/test.sh installs it)");
-    let (frames, packets) = record(&mut browser, &dir);
+    let mut browser =
+        BrowserPeer::spawn(kind).expect("spawn browser (scripts/test.sh installs it)");
+    let (frames, packets) = record(kind, &mut browser, &dir);
 
     let media = Media::load(&dir.join(VIDEO_FILE), &dir.join(AUDIO_FILE)).expect("load the files");
     assert_eq!(media.counts(), (frames, packets));
@@ -227,4 +227,14 @@ fn save_to_file_then_send_from_file_chromium() {
         (decoded <= frames as u64 + 5).then(|| format!("{decoded} of {frames}"))
     });
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn save_to_file_then_send_from_file_chromium() {
+    save_then_send(BrowserKind::Chromium);
+}
+
+#[test]
+fn save_to_file_then_send_from_file_firefox() {
+    save_then_send(BrowserKind::Firefox);
 }
