@@ -451,6 +451,31 @@ mod tests {
             .is_some_and(|f| f.keyframe && f.timestamp == 9000));
     }
 
+    /// A frame in two partitions, with 7-bit picture ids, TL0PICIDX and TID fields (as
+    /// a temporally layered sender writes them): S on partition 1 does not start a frame.
+    #[test]
+    fn partitions_and_extended_fields() {
+        let key = keyframe(32, 16, &[1, 2, 3]);
+        let (first, second) = key.split_at(5);
+        let mut d = Depacketizer::new();
+        let mut packet = |b0: u8, data: &[u8]| {
+            let mut p = vec![b0, 0xe0, 0x11, 0x05, 0x40];
+            p.extend_from_slice(data);
+            p
+        };
+        let p1 = packet(0x90, first);
+        let p2 = packet(0x91, &second[..2]);
+        let p3 = packet(0x81, &second[2..]);
+        assert_eq!(d.push(7, 90, false, &p1).expect("ok"), Pushed::default());
+        assert_eq!(d.push(8, 90, false, &p2).expect("ok"), Pushed::default());
+        let pushed = d.push(9, 90, true, &p3).expect("ok");
+        assert!(!pushed.lost);
+        let frame = pushed.frame.expect("a frame");
+        assert_eq!(frame.data, key);
+        assert!(frame.keyframe);
+        assert_eq!(keyframe_size(&frame.data), Some((32, 16)));
+    }
+
     #[test]
     fn padding_between_frames_is_no_loss() {
         let mut p = Packetizer::new(0);
