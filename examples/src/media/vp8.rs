@@ -458,7 +458,7 @@ mod tests {
         let key = keyframe(32, 16, &[1, 2, 3]);
         let (first, second) = key.split_at(5);
         let mut d = Depacketizer::new();
-        let mut packet = |b0: u8, data: &[u8]| {
+        let packet = |b0: u8, data: &[u8]| {
             let mut p = vec![b0, 0xe0, 0x11, 0x05, 0x40];
             p.extend_from_slice(data);
             p
