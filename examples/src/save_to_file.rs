@@ -2,8 +2,13 @@
 //! signaling with trickle ICE, as in `echo`), and the server writes what it receives:
 //! VP8 frames (depacketized per RFC 7741) to `video.ivf` and Opus packets to an Ogg Opus
 //! `audio.ogg` in the output directory. The files are finished (IVF frame count, Ogg
-//! EOS page) when the page leaves. One recording at a time; a second page is refused
-//! while one records.
+//! EOS page) when the page leaves; each recording replaces the files. One recording at
+//! a time; a second page is refused while one records.
+//!
+//! The IVF header has the first keyframe's size (a later keyframe may change it, as
+//! VP8 allows); `OpusHead` says two channels (WebRTC's Opus is always signalled as
+//! stereo) and granule positions follow the packets' TOC durations. The two files each
+//! start at their first usable packet; they are not aligned to each other.
 //!
 //! Frames are kept only from the first keyframe on; after a sequence gap the
 //! incomplete frame is dropped, frames are skipped until the next keyframe, and the
