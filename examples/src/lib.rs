@@ -1,10 +1,16 @@
 //! What the examples share: a small blocking HTTP/1.1 server and WebSocket (signaling
-//! only), the runtime choice (`--runtime tokio|smol|std`), and the servers of the `echo`
-//! and `whip_whep` examples as library code so that the browser tests run exactly what a
-//! newcomer runs.
+//! only), the runtime choice (`--runtime tokio|smol|std`), the WebSocket session code
+//! (`session`), the codecs and containers of the file examples (`media`: VP8 over RTP,
+//! IVF, Ogg Opus), and the servers of the `echo`, `whip_whep`, `save_to_file` and
+//! `send_from_file` examples as library code so that the browser tests run exactly what
+//! a newcomer runs.
 
 pub mod echo;
 pub mod http;
+pub mod media;
 pub mod runtime;
+pub mod save_to_file;
+pub mod send_from_file;
+pub mod session;
 pub mod websocket;
 pub mod whip_whep;

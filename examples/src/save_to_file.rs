@@ -1,0 +1,380 @@
+//! The `save_to_file` example's server: the page sends camera and microphone (WebSocket
+//! signaling with trickle ICE, as in `echo`), and the server writes what it receives:
+//! VP8 frames (depacketized per RFC 7741) to `video.ivf` and Opus packets to an Ogg Opus
+//! `audio.ogg` in the output directory. The files are finished (IVF frame count, Ogg
+//! EOS page) when the page leaves; each recording replaces the files. One recording at
+//! a time; a second page is refused while one records.
+//!
+//! The IVF header has the first keyframe's size (a later keyframe may change it, as
+//! VP8 allows); `OpusHead` says two channels (WebRTC's Opus is always signalled as
+//! stereo) and granule positions follow the packets' TOC durations. The two files each
+//! start at their first usable packet; they are not aligned to each other.
+//!
+//! Frames are kept only from the first keyframe on; after a sequence gap the
+//! incomplete frame is dropped, frames are skipped until the next keyframe, and the
+//! browser is asked for one (at most every 250 ms), so that the file always decodes.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufWriter;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_lite::future::block_on;
+use sansrtc::media::RtpPacket;
+use sansrtc::{Config, Event, MediaKind, TransceiverId};
+use sansrtc_std::{Options, PeerHandle};
+
+use crate::http::{self, Reply, Request, Response};
+use crate::media::ivf::{IvfHeader, IvfWriter};
+use crate::media::ogg::{OpusHead, OpusWriter};
+use crate::media::vp8::{self, Depacketizer};
+use crate::runtime::Runtime;
+use crate::session::{self, run_events, Answer, Candidates, Signaling};
+
+/// The video file's name in the output directory.
+pub const VIDEO_FILE: &str = "video.ivf";
+/// The audio file's name in the output directory.
+pub const AUDIO_FILE: &str = "audio.ogg";
+/// Keyframe requests are sent at most this often.
+const KEYFRAME_INTERVAL: Duration = Duration::from_millis(250);
+/// The encoder delay of libopus at 48 kHz, as `OpusHead` pre-skip.
+const PRE_SKIP: u16 = 312;
+
+/// The session configuration: Opus and VP8 only (what the files hold).
+pub fn config() -> Config {
+    crate::whip_whep::broadcast_config()
+}
+
+/// Counters the tests read (over all recordings so far).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RecorderStats {
+    /// Recordings finished (files closed).
+    pub recordings: u64,
+    /// VP8 frames written.
+    pub frames: u64,
+    /// Of which keyframes.
+    pub keyframes: u64,
+    /// Opus packets written.
+    pub audio_packets: u64,
+    /// Packets that could not be used (malformed, other codecs, lost frames).
+    pub dropped: u64,
+    /// Keyframe requests sent.
+    pub keyframe_requests: u64,
+}
+
+/// The recording service.
+pub struct Recorder {
+    signaling: Signaling,
+    out_dir: PathBuf,
+    busy: AtomicBool,
+    stats: Mutex<RecorderStats>,
+}
+
+/// A running server.
+pub struct Running {
+    /// The HTTP address.
+    pub addr: SocketAddr,
+    /// The service, for its counters.
+    pub recorder: Arc<Recorder>,
+}
+
+/// Start the server on `addr` (port 0 picks one), writing into `out_dir` (created if
+/// missing), with `config()` for every session.
+pub fn start(
+    addr: SocketAddr,
+    runtime: Runtime,
+    options: Options,
+    out_dir: &Path,
+) -> std::io::Result<Running> {
+    std::fs::create_dir_all(out_dir)?;
+    let recorder = Arc::new(Recorder {
+        signaling: Signaling::new(runtime, options, config()),
+        out_dir: out_dir.to_path_buf(),
+        busy: AtomicBool::new(false),
+        stats: Mutex::new(RecorderStats::default()),
+    });
+    let routes = recorder.clone();
+    let page: Arc<str> = page().into();
+    let addr = http::spawn(addr, Arc::new(move |req| routes.route(req, &page)))?;
+    Ok(Running { addr, recorder })
+}
+
+impl Recorder {
+    /// The counters.
+    pub fn stats(&self) -> RecorderStats {
+        *self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn count(&self, f: impl FnOnce(&mut RecorderStats)) {
+        f(&mut self.stats.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    fn route(self: &Arc<Self>, req: Request, page: &str) -> Reply {
+        match (req.method.as_str(), req.path.as_str()) {
+            ("GET", "/") => Response::html(page).into(),
+            ("GET", "/ws") => {
+                let recorder = self.clone();
+                Reply::WebSocket(Box::new(move |ws| {
+                    if recorder.busy.swap(true, Ordering::SeqCst) {
+                        let message = "another page is recording; try again when it stops";
+                        return session::refuse(ws, message);
+                    }
+                    let session = recorder.clone();
+                    recorder.signaling.websocket_session(
+                        ws,
+                        Answer::Receive,
+                        move |pc, candidates| session.record(&pc, candidates),
+                    );
+                    recorder.busy.store(false, Ordering::SeqCst);
+                }))
+            }
+            (_, "/" | "/ws") => Response::text(405, "method not allowed").into(),
+            _ => Response::text(404, format!("no such resource: {}", req.path)).into(),
+        }
+    }
+
+    /// One session's recording: until the PeerConnection closes, then finish the files.
+    fn record(&self, pc: &PeerHandle, candidates: Candidates) {
+        let mut rec = Recording {
+            recorder: self,
+            tracks: HashMap::new(),
+            video: Depacketizer::new(),
+            ivf: None,
+            timestamps: Unwrap::default(),
+            pts_origin: None,
+            opus: None,
+            last_request: None,
+        };
+        run_events(pc, candidates, |pc, event| {
+            if let Event::Rtp {
+                track: transceiver,
+                packet,
+                ..
+            } = event
+            {
+                rec.packet(pc, transceiver, &packet);
+            }
+            true
+        });
+        rec.finish();
+    }
+}
+
+/// What a transceiver carries: its kind and the payload type of VP8 or Opus.
+#[derive(Debug, Clone, Copy)]
+struct TrackCodec {
+    kind: MediaKind,
+    payload_type: Option<u8>,
+}
+
+/// Extends 32-bit RTP timestamps to 64 bits across wrap-around (steps of less than half
+/// the range either way).
+#[derive(Debug, Default)]
+struct Unwrap {
+    last: Option<(u32, u64)>,
+}
+
+impl Unwrap {
+    fn extend(&mut self, ts: u32) -> u64 {
+        let extended = match self.last {
+            // Start high so that a step back does not go below zero.
+            None => 1 << 32,
+            Some((last, e)) => e.saturating_add_signed(i64::from(ts.wrapping_sub(last) as i32)),
+        };
+        self.last = Some((ts, extended));
+        extended
+    }
+}
+
+struct Recording<'a> {
+    recorder: &'a Recorder,
+    tracks: HashMap<TransceiverId, TrackCodec>,
+    video: Depacketizer,
+    ivf: Option<IvfWriter<BufWriter<File>>>,
+    timestamps: Unwrap,
+    /// The extended timestamp of the first frame written.
+    pts_origin: Option<u64>,
+    opus: Option<OpusWriter<BufWriter<File>>>,
+    last_request: Option<Instant>,
+}
+
+impl Recording<'_> {
+    fn track(&mut self, pc: &PeerHandle, id: TransceiverId) -> Option<TrackCodec> {
+        if let Some(t) = self.tracks.get(&id) {
+            return Some(*t);
+        }
+        let track = block_on(pc.call(move |pc, _| {
+            pc.transceiver(id).map(|t| TrackCodec {
+                kind: t.kind,
+                payload_type: t
+                    .codecs
+                    .iter()
+                    .find(|c| {
+                        c.name.eq_ignore_ascii_case(match t.kind {
+                            MediaKind::Video => "vp8",
+                            MediaKind::Audio => "opus",
+                        })
+                    })
+                    .map(|c| c.payload_type),
+            })
+        }))
+        .ok()
+        .flatten()?;
+        self.tracks.insert(id, track);
+        Some(track)
+    }
+
+    fn packet(&mut self, pc: &PeerHandle, id: TransceiverId, packet: &RtpPacket) {
+        let used = match self.track(pc, id) {
+            Some(t) if t.payload_type == Some(packet.payload_type) => match t.kind {
+                MediaKind::Video => self.video_packet(pc, id, packet),
+                MediaKind::Audio => self.audio_packet(packet),
+            },
+            _ => false,
+        };
+        if !used {
+            self.recorder.count(|s| s.dropped += 1);
+        }
+    }
+
+    fn video_packet(&mut self, pc: &PeerHandle, id: TransceiverId, packet: &RtpPacket) -> bool {
+        let pushed = self.video.push(
+            packet.sequence_number,
+            packet.timestamp,
+            packet.marker,
+            &packet.payload,
+        );
+        let (frame, lost, ok) = match pushed {
+            Ok(p) => (p.frame, p.lost, true),
+            Err(_) => (None, true, false),
+        };
+        if lost
+            && self
+                .last_request
+                .is_none_or(|t| t.elapsed() >= KEYFRAME_INTERVAL)
+        {
+            self.last_request = Some(Instant::now());
+            if block_on(pc.request_keyframe(id)).is_ok() {
+                self.recorder.count(|s| s.keyframe_requests += 1);
+            }
+        }
+        let Some(frame) = frame else {
+            return ok;
+        };
+        if self.ivf.is_none() {
+            let Some((width, height)) = vp8::keyframe_size(&frame.data) else {
+                return false;
+            };
+            let path = self.recorder.out_dir.join(VIDEO_FILE);
+            let file = File::create(&path).map(BufWriter::new);
+            match file.and_then(|f| IvfWriter::new(f, IvfHeader::vp8(width, height))) {
+                Ok(w) => self.ivf = Some(w),
+                Err(e) => {
+                    eprintln!("save_to_file: cannot write {}: {e}", path.display());
+                    return false;
+                }
+            }
+        }
+        // Presentation times in the 90 kHz RTP clock, from the first frame on.
+        let extended = self.timestamps.extend(frame.timestamp);
+        let origin = *self.pts_origin.get_or_insert(extended);
+        let Some(ivf) = self.ivf.as_mut() else {
+            return false;
+        };
+        if let Err(e) = ivf.write_frame(extended.saturating_sub(origin), &frame.data) {
+            eprintln!("save_to_file: writing {VIDEO_FILE}: {e}");
+            return false;
+        }
+        let key = frame.keyframe;
+        self.recorder.count(|s| {
+            s.frames += 1;
+            s.keyframes += u64::from(key);
+        });
+        true
+    }
+
+    fn audio_packet(&mut self, packet: &RtpPacket) -> bool {
+        if packet.payload.is_empty() {
+            // Padding only: nothing to write.
+            return true;
+        }
+        if self.opus.is_none() {
+            let path = self.recorder.out_dir.join(AUDIO_FILE);
+            let serial = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.subsec_nanos());
+            let head = OpusHead {
+                channels: 2,
+                pre_skip: PRE_SKIP,
+                input_rate: 48_000,
+            };
+            let file = File::create(&path).map(BufWriter::new);
+            match file.and_then(|f| OpusWriter::new(f, serial, head)) {
+                Ok(w) => self.opus = Some(w),
+                Err(e) => {
+                    eprintln!("save_to_file: cannot write {}: {e}", path.display());
+                    return false;
+                }
+            }
+        }
+        let Some(opus) = self.opus.as_mut() else {
+            return false;
+        };
+        // A malformed packet (no valid TOC) is refused and not counted.
+        if opus.write_packet(&packet.payload).is_err() {
+            return false;
+        }
+        self.recorder.count(|s| s.audio_packets += 1);
+        true
+    }
+
+    fn finish(self) {
+        if let Some(ivf) = self.ivf {
+            if let Err(e) = ivf.finish() {
+                eprintln!("save_to_file: finishing {VIDEO_FILE}: {e}");
+            }
+        }
+        if let Some(opus) = self.opus {
+            if let Err(e) = opus.finish() {
+                eprintln!("save_to_file: finishing {AUDIO_FILE}: {e}");
+            }
+        }
+        self.recorder.count(|s| s.recordings += 1);
+    }
+}
+
+/// The page: camera and microphone out, a preview, and a button that stops recording.
+pub fn page() -> String {
+    session::page(
+        "sansrtc save_to_file",
+        r#"<p>Your camera and microphone are recorded by the server to video.ivf (VP8) and
+audio.ogg (Opus). The files are finished when you press Stop or leave the page.</p>
+<video id="local" autoplay muted playsinline></video>
+<p><button onclick="window.sansrtcStop()">Stop recording</button></p>"#,
+        r#"  const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+  document.getElementById('local').srcObject = stream;
+  for (const track of stream.getTracks()) pc.addTrack(track, stream);"#,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Unwrap;
+
+    #[test]
+    fn timestamps_extend_across_wrap_around() {
+        let mut u = Unwrap::default();
+        let first = u.extend(u32::MAX - 2999);
+        assert_eq!(u.extend(u32::MAX), first + 2999);
+        assert_eq!(u.extend(2000), first + 5000);
+        // A step back (reordering) stays below, without underflow.
+        assert_eq!(u.extend(1000), first + 4000);
+        let mut u = Unwrap::default();
+        let first = u.extend(0);
+        assert_eq!(u.extend(u32::MAX - 9), first - 10);
+    }
+}

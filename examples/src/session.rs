@@ -1,0 +1,224 @@
+//! What the WebSocket examples (`echo`, `save_to_file`, `send_from_file`) share: the
+//! signaling of one session over a WebSocket (the page's offer and trickled candidates
+//! in, the answer and our candidates out), answering an offer with or without sending
+//! tracks, the event loop of a session, and the page skeleton with its signaling script.
+
+use futures_lite::future::block_on;
+use sansrtc::{Config, ConnectionState, Event, IceCandidateInit, MediaKind, SessionDescription};
+use sansrtc_std::{Error, Options, PeerHandle};
+use serde_json::{json, Value};
+
+use crate::runtime::Runtime;
+use crate::websocket::{Message, WebSocket, WsSender};
+
+/// How the server answers an offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Add a sending track on every offered transceiver (sendrecv or sendonly m-lines).
+    Send,
+    /// Only receive (recvonly m-lines).
+    Receive,
+}
+
+/// Where a session's local candidates go (to the page, over the WebSocket).
+pub type Candidates = Box<dyn FnMut(IceCandidateInit) + Send>;
+
+/// Makes the PeerConnections of an example's sessions.
+pub struct Signaling {
+    runtime: Runtime,
+    options: Options,
+    config: Config,
+}
+
+impl Signaling {
+    /// Sessions on this runtime with these socket options and this configuration.
+    pub fn new(runtime: Runtime, options: Options, config: Config) -> Signaling {
+        Signaling {
+            runtime,
+            options,
+            config,
+        }
+    }
+
+    /// A new PeerConnection for a session.
+    pub fn new_peer(&self) -> Result<PeerHandle, Error> {
+        self.runtime.peer(self.config.clone(), self.options.clone())
+    }
+
+    /// Run one page's session over its WebSocket until the page goes away, then close
+    /// the PeerConnection and wait for `session` to return. `session` runs on its own
+    /// thread with the PeerConnection and where to send local candidates; it normally
+    /// runs `run_events`, which ends once the PeerConnection is closed.
+    pub fn websocket_session(
+        &self,
+        mut ws: WebSocket,
+        answer: Answer,
+        session: impl FnOnce(PeerHandle, Candidates) + Send + 'static,
+    ) {
+        let pc = match self.new_peer() {
+            Ok(pc) => pc,
+            Err(e) => return refuse(ws, &e.to_string()),
+        };
+        let out = ws.sender();
+        let events = {
+            let pc = pc.clone();
+            let out = out.clone();
+            std::thread::spawn(move || {
+                session(
+                    pc,
+                    Box::new(move |c| {
+                        let _ = out.send_json(&json!({"type": "candidate", "candidate": c}));
+                    }),
+                )
+            })
+        };
+        while let Some(message) = ws.recv() {
+            let Message::Text(text) = message else {
+                continue;
+            };
+            if let Err(e) = handle_signal(&pc, &out, &text, answer) {
+                let _ = out.send_json(&json!({"type": "error", "message": e}));
+            }
+        }
+        // The page went away: close the PeerConnection; its event thread then ends.
+        block_on(pc.close());
+        let _ = events.join();
+    }
+}
+
+/// Send the page an error message and close the WebSocket, waiting (up to 2 s) for the
+/// page's side of the closing handshake so that the message is not lost to a reset.
+pub fn refuse(mut ws: WebSocket, message: &str) {
+    let out = ws.sender();
+    let _ = out.send_json(&json!({"type": "error", "message": message}));
+    out.close();
+    let _ = ws.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    while ws.recv().is_some() {}
+}
+
+fn handle_signal(
+    pc: &PeerHandle,
+    out: &WsSender,
+    text: &str,
+    answer: Answer,
+) -> Result<(), String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("bad JSON: {e}"))?;
+    match value.get("type").and_then(Value::as_str) {
+        Some("offer") => {
+            let offer: SessionDescription =
+                serde_json::from_value(value).map_err(|e| format!("bad offer: {e}"))?;
+            let answer = answer_offer(pc, offer, answer).map_err(|e| e.to_string())?;
+            out.send_json(&serde_json::to_value(&answer).map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())
+        }
+        Some("candidate") => {
+            let Some(c) = value.get("candidate").filter(|c| !c.is_null()) else {
+                return Ok(());
+            };
+            let candidate: IceCandidateInit =
+                serde_json::from_value(c.clone()).map_err(|e| format!("bad candidate: {e}"))?;
+            block_on(pc.add_ice_candidate(candidate)).map_err(|e| e.to_string())
+        }
+        other => Err(format!("unknown message type {other:?}")),
+    }
+}
+
+/// Apply the offer and answer it. With `Answer::Send`, first add a sending track for
+/// each offered transceiver (reusing it, so a sendrecv m-line stays sendrecv and a
+/// recvonly one becomes sendonly).
+pub fn answer_offer(
+    pc: &PeerHandle,
+    offer: SessionDescription,
+    answer: Answer,
+) -> Result<SessionDescription, Error> {
+    block_on(pc.set_remote_description(offer))?;
+    if answer == Answer::Send {
+        let kinds: Vec<MediaKind> = block_on(pc.call(|pc, _| {
+            pc.transceivers()
+                .iter()
+                .filter(|t| !t.has_track && !t.stopped)
+                .map(|t| t.kind)
+                .collect()
+        }))?;
+        for kind in kinds {
+            block_on(pc.add_track(kind, vec!["sansrtc".into()]))?;
+        }
+    }
+    let answer = block_on(pc.create_answer())?;
+    block_on(pc.set_local_description(answer.clone()))?;
+    Ok(block_on(pc.local_description())?.unwrap_or(answer))
+}
+
+/// Run a session's events until its PeerConnection fails or closes (it is closed
+/// then): local candidates go to `on_candidate`, every other event to `on_event`,
+/// which returns false to end the session early.
+pub fn run_events(
+    pc: &PeerHandle,
+    mut on_candidate: impl FnMut(IceCandidateInit),
+    mut on_event: impl FnMut(&PeerHandle, Event) -> bool,
+) {
+    while let Some(event) = block_on(pc.next_event()) {
+        match event {
+            Event::IceCandidate(c) => on_candidate(c),
+            Event::ConnectionStateChange(
+                state @ (ConnectionState::Failed | ConnectionState::Closed),
+            ) => {
+                let _ = on_event(pc, Event::ConnectionStateChange(state));
+                break;
+            }
+            event => {
+                if !on_event(pc, event) {
+                    break;
+                }
+            }
+        }
+    }
+    block_on(pc.close());
+}
+
+/// A page: `body` (HTML) above a status line, and a script that connects the WebSocket
+/// at `/ws`, creates `window.pc`, runs `setup` (the body of an async function of `pc`
+/// that adds tracks or transceivers and handlers), then offers and trickles candidates
+/// both ways. `window.sansrtcStatus` reports progress (the browser tests read it);
+/// `window.sansrtcStop()` closes the session.
+pub fn page(title: &str, body: &str, setup: &str) -> String {
+    format!(
+        r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:sans-serif;margin:2em}}video{{width:45%;background:#222;margin:.5%}}</style></head>
+<body>
+<h1>{title}</h1>
+{body}
+<p id="status">connecting...</p>
+<script>
+const status = window.sansrtcStatus = {{ state: 'new', error: null }};
+const show = (s) => {{ status.state = s; document.getElementById('status').textContent = s; }};
+async function setup(pc) {{
+{setup}
+}}
+async function main() {{
+  const ws = new WebSocket(`ws://${{location.host}}/ws`);
+  const pc = window.pc = new RTCPeerConnection();
+  window.sansrtcStop = () => {{ pc.close(); ws.close(); show('stopped'); }};
+  pc.onicecandidate = (e) => {{
+    if (e.candidate) ws.send(JSON.stringify({{ type: 'candidate', candidate: e.candidate.toJSON() }}));
+  }};
+  pc.onconnectionstatechange = () => show(pc.connectionState);
+  ws.onmessage = async (m) => {{
+    const msg = JSON.parse(m.data);
+    if (msg.type === 'answer') await pc.setRemoteDescription(msg);
+    else if (msg.type === 'candidate') await pc.addIceCandidate(msg.candidate);
+    else if (msg.type === 'error') {{ status.error = msg.message; show('error: ' + msg.message); }}
+  }};
+  await new Promise((resolve, reject) => {{ ws.onopen = resolve; ws.onerror = reject; }});
+  await setup(pc);
+  const offer = await pc.createOffer();
+  await pc.setLocalDescription(offer);
+  ws.send(JSON.stringify(offer));
+  show('negotiating');
+}}
+main().catch((e) => {{ status.error = String(e); show('error: ' + e); }});
+</script></body></html>
+"#
+    )
+}
