@@ -38,6 +38,7 @@ pub mod stun;
 pub mod transmit;
 
 pub use config::{Config, IceServer, IceTransportPolicy};
+pub use datachannel::{ChannelId, DataChannelInit};
 pub use endpoint::{Endpoint, EndpointStats, PeerId};
 pub use media::{Direction, MediaKind, TransceiverId, TransceiverInit};
 pub use peer::{ConnectionState, Event, OfferOptions, PeerConnection, SignalingState};

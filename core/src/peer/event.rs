@@ -74,6 +74,30 @@ pub enum Event {
     TrackMuted(crate::media::TransceiverId),
     /// Packets arrive again on a muted remote track (W3C `unmute`).
     TrackUnmuted(crate::media::TransceiverId),
+    /// The remote opened a data channel (W3C `datachannel`); `DataChannelOpen` follows.
+    DataChannel {
+        /// The new channel.
+        channel: crate::datachannel::ChannelId,
+        /// Its label.
+        label: String,
+        /// Its sub-protocol.
+        protocol: String,
+    },
+    /// A data channel is open (W3C `open`), ours or the remote's.
+    DataChannelOpen(crate::datachannel::ChannelId),
+    /// A data channel message (W3C `message`).
+    DataChannelMessage {
+        /// The channel.
+        channel: crate::datachannel::ChannelId,
+        /// The message (empty for an empty message).
+        data: bytes::Bytes,
+        /// Binary rather than text.
+        binary: bool,
+    },
+    /// A data channel closed (W3C `close`); its id is no longer valid.
+    DataChannelClose(crate::datachannel::ChannelId),
+    /// A channel's buffered amount fell to its low threshold (W3C `bufferedamountlow`).
+    BufferedAmountLow(crate::datachannel::ChannelId),
     /// A received RTP packet, decrypted.
     Rtp {
         /// The remote track (the transceiver receiving it) it belongs to.

@@ -4,6 +4,7 @@
 //! ICE agent; datagrams are classified once (RFC 7983) and handed to the layer they belong
 //! to; `poll_*` only drain the layers. Nothing here reads a clock or touches a socket.
 
+mod data;
 mod error;
 pub mod event;
 mod negotiation;
@@ -123,6 +124,10 @@ pub struct PeerConnection {
     transport_seq: u16,
     /// Per receiving transceiver: when its last packet arrived and whether it is muted.
     media_activity: Vec<(TransceiverId, Instant, bool)>,
+    /// Data channels and the SCTP association under them.
+    data: crate::datachannel::DataChannels,
+    data_started: bool,
+    sctp_scratch: Vec<u8>,
 }
 
 impl PeerConnection {
@@ -138,6 +143,7 @@ impl PeerConnection {
         };
         let ice = IceAgent::new(&config.ice, rng.fork(), config.ice_lite);
         let neg = Negotiation::new(rng.fork());
+        let data = data::new_data_channels(config.mtu, rng.fork(), now);
         let mut pc = PeerConnection {
             config,
             certificate,
@@ -176,7 +182,12 @@ impl PeerConnection {
             next_report: None,
             transport_seq: 0,
             media_activity: Vec::new(),
+            data,
+            data_started: false,
+            sctp_scratch: vec![0u8; 2048],
         };
+        let max_message_size = pc.data_max_message_size();
+        pc.neg.set_max_message_size(max_message_size);
         if let Some(origin) = pc.config.clock_origin {
             pc.clock_origin = origin;
         }
@@ -519,8 +530,11 @@ impl PeerConnection {
         if self.closed {
             return;
         }
-        // RTCP BYE for our senders, then close_notify; poll_transmit still drains both.
+        // RTCP BYE for our senders, SCTP ABORT, then close_notify; poll_transmit still
+        // drains them.
         self.send_bye();
+        self.data.abort();
+        self.pump_data(now);
         if let Some(d) = self.dtls.as_mut() {
             d.close();
         }
@@ -582,6 +596,9 @@ impl PeerConnection {
         if let Some(d) = self.dtls.as_mut() {
             d.handle_timeout(now);
         }
+        if self.data_started {
+            self.data.handle_timeout(now);
+        }
         if self.next_report.is_some_and(|t| now >= t) {
             self.send_reports(now);
         }
@@ -628,7 +645,15 @@ impl PeerConnection {
             .filter(|(_, _, muted)| !muted)
             .map(|(_, last, _)| *last + MUTE_AFTER)
             .min();
-        let dtls = [dtls, self.next_report, mute].into_iter().flatten().min();
+        let sctp = if self.data_started {
+            self.data.poll_timeout()
+        } else {
+            None
+        };
+        let dtls = [dtls, self.next_report, mute, sctp]
+            .into_iter()
+            .flatten()
+            .min();
         match (self.ice.poll_timeout(), dtls) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -727,6 +752,7 @@ impl PeerConnection {
             self.announce_tracks();
         }
         self.maybe_start_dtls(now);
+        self.maybe_start_sctp(now);
         self.pump(now);
         self.update_negotiation_needed();
     }
@@ -1357,17 +1383,25 @@ impl PeerConnection {
                     }
                     self.srtp = Some((srtp_profile, keying_material));
                     self.dtls_state = DtlsState::Connected;
+                    self.maybe_start_sctp(now);
                 }
                 DtlsEvent::Failed(e) => {
                     self.dtls_state = DtlsState::Failed;
                     self.push_event(Event::DtlsFailed(e));
                 }
                 DtlsEvent::Closed => self.dtls_state = DtlsState::Closed,
-                // SCTP over DTLS arrives with the data-channel work.
-                DtlsEvent::ApplicationData(_) => {}
+                // One SCTP packet per record (RFC 8261).
+                DtlsEvent::ApplicationData(packet) => {
+                    if self.data_started {
+                        self.data.handle_packet(now, &packet);
+                    } else {
+                        self.stats.datagrams_dropped += 1;
+                    }
+                }
             }
             self.update_connection_state();
         }
+        self.pump_data(now);
     }
 
     /// `connectionState` from the ICE and DTLS transports' states (W3C 4.4.3).

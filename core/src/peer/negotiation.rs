@@ -102,7 +102,9 @@ impl Applied {
 enum SlotKind {
     /// An audio/video transceiver.
     Transceiver(TransceiverId),
-    /// A section we rejected (data channels until they exist, unknown media).
+    /// The data-channel section (one per connection).
+    Data,
+    /// A section we rejected (unknown media, a second data section).
     Foreign(Box<Media>),
 }
 
@@ -161,6 +163,19 @@ pub(crate) struct Negotiation {
     restart_creds: Option<IceRestart>,
     roles_set: bool,
     remote_ufrag: Option<String>,
+    /// A data channel was created: offers carry a data section.
+    data_wanted: bool,
+    /// Our `a=max-message-size`.
+    max_message_size: u64,
+}
+
+/// The SCTP parameters of a negotiated data section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SctpParams {
+    /// The peer's `a=sctp-port`.
+    pub remote_port: u16,
+    /// The peer's `a=max-message-size` (65536 when absent, RFC 8841 6.1; 0: no limit).
+    pub remote_max_message_size: u64,
 }
 
 impl Negotiation {
@@ -187,7 +202,39 @@ impl Negotiation {
             restart_creds: None,
             roles_set: false,
             remote_ufrag: None,
+            data_wanted: false,
+            max_message_size: 262_144,
         }
+    }
+
+    // ------------------------------------------------------------ data channels
+
+    /// A data channel exists: the next offer carries a data section.
+    pub(crate) fn want_data(&mut self, max_message_size: u64) {
+        self.data_wanted = true;
+        self.max_message_size = max_message_size;
+    }
+
+    /// Our `a=max-message-size`, for answers too.
+    pub(crate) fn set_max_message_size(&mut self, max_message_size: u64) {
+        self.max_message_size = max_message_size;
+    }
+
+    /// The data section's SCTP parameters once both current descriptions accept it.
+    pub(crate) fn negotiated_sctp(&self) -> Option<SctpParams> {
+        let index = self
+            .slots
+            .iter()
+            .position(|s| matches!(s.kind, SlotKind::Data))?;
+        let local = self.current_local.as_ref()?.1.media.get(index)?;
+        let remote = self.current_remote.as_ref()?.1.media.get(index)?;
+        if local.is_rejected() || remote.is_rejected() {
+            return None;
+        }
+        Some(SctpParams {
+            remote_port: remote.sctp_port.unwrap_or(jsep::SCTP_PORT),
+            remote_max_message_size: remote.max_message_size.unwrap_or(65_536),
+        })
     }
 
     // ------------------------------------------------------------ transceivers
@@ -484,6 +531,7 @@ impl Negotiation {
         let occupant_done = match self.slots.get(i).map(|s| &s.kind) {
             Some(SlotKind::Transceiver(id)) => self.transceiver(*id).is_some_and(|t| t.stopped),
             Some(SlotKind::Foreign(_)) => true,
+            Some(SlotKind::Data) => false,
             None => false,
         };
         occupant_done && rejected(&self.current_local) && rejected(&self.current_remote)
@@ -538,6 +586,13 @@ impl Negotiation {
                 None => plan.push(slot),
             }
         }
+        if self.data_wanted && !plan.iter().any(|s| matches!(s.kind, SlotKind::Data)) {
+            let mid = self.unused_mid(&plan);
+            plan.push(Slot {
+                mid,
+                kind: SlotKind::Data,
+            });
+        }
         let origin = self.next_origin();
         let cname = self.cname.clone();
         let (ufrag, pwd) = match &restart {
@@ -578,6 +633,7 @@ impl Negotiation {
                     }
                     None => Media::new(MediaType::Audio, jsep::RTP_PROTOCOL),
                 },
+                SlotKind::Data => jsep::data_media(&slot.mid, self.max_message_size, &transport),
                 SlotKind::Foreign(m) => {
                     let mut r = jsep::rejected_media(m);
                     r.mid = Some(slot.mid.clone());
@@ -602,7 +658,7 @@ impl Negotiation {
     fn plan_slot_taken(kind: &SlotKind, committed: &[Slot], i: usize) -> bool {
         match (kind, committed.get(i).map(|s| &s.kind)) {
             (SlotKind::Transceiver(a), Some(SlotKind::Transceiver(b))) => a != b,
-            (SlotKind::Transceiver(_), Some(SlotKind::Foreign(_))) => true,
+            (SlotKind::Transceiver(_), Some(SlotKind::Foreign(_) | SlotKind::Data)) => true,
             _ => false,
         }
     }
@@ -659,6 +715,19 @@ impl Negotiation {
                     }
                     None => jsep::rejected_media(remote),
                 },
+                SlotKind::Data if !remote.is_rejected() => {
+                    let transport = LocalTransport {
+                        ufrag: &ctx.ufrag,
+                        pwd: &ctx.pwd,
+                        fingerprint: &ctx.fingerprint,
+                        setup,
+                        candidates: &no_candidates,
+                        end_of_candidates: false,
+                        ice_lite: ctx.ice_lite,
+                        cname: &cname,
+                    };
+                    jsep::data_media(&slot.mid, self.max_message_size, &transport)
+                }
                 _ => jsep::rejected_media(remote),
             };
             media.push(m);
@@ -1014,6 +1083,7 @@ impl Negotiation {
                     .transceiver(*id)
                     .is_some_and(|t| jsep::media_kind(m) == Some(t.kind)),
                 SlotKind::Foreign(f) => f.media_type == m.media_type,
+                SlotKind::Data => m.media_type == MediaType::Application,
             };
             if !same_mid || !same_kind {
                 return Err(NegotiationError::OfferMismatch { index: i });
@@ -1048,6 +1118,21 @@ impl Negotiation {
                     }),
                     _,
                 ) => SlotKind::Foreign(f),
+                (
+                    Some(Slot {
+                        kind: SlotKind::Data,
+                        ..
+                    }),
+                    _,
+                ) => SlotKind::Data,
+                (None, None)
+                    if jsep::is_data_media(m)
+                        && !m.is_rejected()
+                        && !plan.iter().any(|s: &Slot| matches!(s.kind, SlotKind::Data))
+                        && !self.slots.iter().any(|s| matches!(s.kind, SlotKind::Data)) =>
+                {
+                    SlotKind::Data
+                }
                 (None, Some(kind)) if !m.is_rejected() => {
                     let reusable = self
                         .transceivers
@@ -1127,8 +1212,11 @@ impl Negotiation {
             return true;
         }
         let Some((local_kind, local)) = self.current_local.as_ref() else {
-            return self.transceivers.iter().any(|t| !t.stopped);
+            return self.data_wanted || self.transceivers.iter().any(|t| !t.stopped);
         };
+        if self.data_wanted && !self.slots.iter().any(|s| matches!(s.kind, SlotKind::Data)) {
+            return true;
+        }
         let remote = self.current_remote.as_ref().map(|(_, s)| s);
         for t in &self.transceivers {
             if t.stopped {

@@ -194,6 +194,29 @@ pub fn transceiver_media(
     m
 }
 
+/// The SDP protocol of data channels (RFC 8841).
+pub const SCTP_PROTOCOL: &str = "UDP/DTLS/SCTP";
+/// The SCTP port we use (RFC 8841 default).
+pub const SCTP_PORT: u16 = 5000;
+
+/// Whether an m-line carries WebRTC data channels.
+pub fn is_data_media(m: &Media) -> bool {
+    m.media_type == MediaType::Application
+        && m.protocol.ends_with("SCTP")
+        && m.formats.iter().any(|f| f == "webrtc-datachannel")
+}
+
+/// Our data-channel m-line (RFC 8841), for an offer or an answer.
+pub fn data_media(mid: &str, max_message_size: u64, transport: &LocalTransport<'_>) -> Media {
+    let mut m = Media::new(MediaType::Application, SCTP_PROTOCOL);
+    m.formats = vec!["webrtc-datachannel".into()];
+    m.mid = Some(mid.to_string());
+    add_transport(&mut m, transport);
+    m.sctp_port = Some(SCTP_PORT);
+    m.max_message_size = Some(max_message_size);
+    m
+}
+
 /// A rejected (port 0) copy of a remote m-line we cannot or will not accept.
 pub fn rejected_media(remote: &Media) -> Media {
     let mut m = Media::new(remote.media_type.clone(), &remote.protocol);

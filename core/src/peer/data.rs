@@ -1,0 +1,178 @@
+//! Data channels in the PeerConnection: the W3C `createDataChannel` API and the glue
+//! between DTLS application data and the [`DataChannels`] layer (SCTP). The SDP side
+//! lives in `negotiation.rs` (the data section); this file starts the association once
+//! DTLS is connected and the data section is negotiated, moves SCTP packets in and out
+//! of DTLS records, and turns data-channel events into [`Event`]s.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::{DtlsState, Event, PeerConnection};
+use crate::datachannel::{
+    ChannelId, DataChannelError, DataChannelEvent, DataChannelInfo, DataChannelInit, DataChannels,
+    RemoteSctpParams,
+};
+use crate::sctp::SctpConfig;
+
+/// DTLS 1.2 record overhead around one SCTP packet: header 13, explicit nonce 8, GCM tag 16.
+const DTLS_RECORD_OVERHEAD: usize = 37;
+
+/// The SCTP configuration of a PeerConnection: packets sized to fit one DTLS record
+/// within the path MTU, retransmission timers suited to an ICE-verified path.
+pub(super) fn sctp_config(mtu: usize) -> SctpConfig {
+    let defaults = SctpConfig::default();
+    SctpConfig {
+        mtu: mtu.saturating_sub(DTLS_RECORD_OVERHEAD).max(512),
+        rto_initial: std::time::Duration::from_millis(500),
+        rto_min: std::time::Duration::from_millis(200),
+        ..defaults
+    }
+}
+
+pub(super) fn new_data_channels(mtu: usize, rng: crate::rng::Rng, now: Instant) -> DataChannels {
+    DataChannels::new(sctp_config(mtu), rng, now)
+}
+
+impl PeerConnection {
+    /// `createDataChannel(label, init)`. The first channel makes negotiation needed (the
+    /// next offer carries a data section); channels created before the connection is up
+    /// open once it is (`Event::DataChannelOpen`).
+    pub fn create_data_channel(
+        &mut self,
+        now: Instant,
+        label: &str,
+        init: DataChannelInit,
+    ) -> Result<ChannelId, DataChannelError> {
+        self.advance(now);
+        if self.closed {
+            return Err(DataChannelError::NotOpen);
+        }
+        let id = self.data.create_data_channel(now, label, init)?;
+        self.neg.want_data(self.data_max_message_size());
+        self.update_negotiation_needed();
+        self.pump(now);
+        Ok(id)
+    }
+
+    /// Send a message (`RTCDataChannel.send`); `binary` picks the PPID. Empty messages
+    /// are sent as RFC 8831 6.6 says. Past the send buffer's cap this fails with
+    /// `BufferFull`: wait for `Event::BufferedAmountLow`.
+    pub fn send_data(
+        &mut self,
+        now: Instant,
+        channel: ChannelId,
+        data: Bytes,
+        binary: bool,
+    ) -> Result<(), DataChannelError> {
+        self.advance(now);
+        if self.closed {
+            return Err(DataChannelError::NotOpen);
+        }
+        self.data.send_data(now, channel, data, binary)?;
+        self.pump(now);
+        Ok(())
+    }
+
+    /// Send a text message.
+    pub fn send_text(
+        &mut self,
+        now: Instant,
+        channel: ChannelId,
+        text: &str,
+    ) -> Result<(), DataChannelError> {
+        self.send_data(now, channel, Bytes::copy_from_slice(text.as_bytes()), false)
+    }
+
+    /// `RTCDataChannel.close()`: queued messages go first, then the stream is reset in
+    /// both directions and `Event::DataChannelClose` follows on both sides.
+    pub fn close_data_channel(&mut self, now: Instant, channel: ChannelId) {
+        self.advance(now);
+        self.data.close(channel);
+        self.pump(now);
+    }
+
+    /// `RTCDataChannel.bufferedAmount`: bytes queued and not yet acknowledged.
+    pub fn buffered_amount(&self, channel: ChannelId) -> usize {
+        self.data.buffered_amount(channel)
+    }
+
+    /// `RTCDataChannel.bufferedAmountLowThreshold`.
+    pub fn set_buffered_amount_low_threshold(&mut self, channel: ChannelId, threshold: usize) {
+        self.data
+            .set_buffered_amount_low_threshold(channel, threshold);
+    }
+
+    /// A channel's label, protocol, stream id, reliability and state.
+    pub fn data_channel(&self, channel: ChannelId) -> Option<DataChannelInfo> {
+        self.data.channel(channel)
+    }
+
+    /// The ids of every open or opening channel.
+    pub fn data_channel_ids(&self) -> Vec<ChannelId> {
+        self.data.channel_ids().collect()
+    }
+
+    pub(super) fn data_max_message_size(&self) -> u64 {
+        sctp_config(self.config.mtu).max_message_size as u64
+    }
+
+    /// Start SCTP once DTLS is connected and the data section is negotiated (at first
+    /// connection, or later when a renegotiation adds the first channel).
+    pub(super) fn maybe_start_sctp(&mut self, now: Instant) {
+        if self.data_started || self.dtls_state != DtlsState::Connected {
+            return;
+        }
+        let (Some(params), Some(role)) = (self.neg.negotiated_sctp(), self.dtls_role()) else {
+            return;
+        };
+        let remote = RemoteSctpParams {
+            port: params.remote_port,
+            max_message_size: usize::try_from(params.remote_max_message_size).unwrap_or(usize::MAX),
+        };
+        if self.data.start(now, role, remote).is_ok() {
+            self.data_started = true;
+        }
+    }
+
+    /// Move SCTP packets into DTLS records and data-channel events into ours.
+    pub(super) fn pump_data(&mut self, now: Instant) {
+        if self.data_started {
+            if let Some(dtls) = self.dtls.as_mut() {
+                while let Some(n) = self.data.poll_transmit(now, &mut self.sctp_scratch) {
+                    let packet = self.sctp_scratch.get(..n).unwrap_or_default();
+                    if dtls.send_application_data(packet).is_err() {
+                        self.stats.datagrams_dropped += 1;
+                    }
+                }
+            }
+        }
+        while let Some(event) = self.data.poll_event() {
+            let event = match event {
+                DataChannelEvent::DataChannel {
+                    channel,
+                    label,
+                    protocol,
+                } => Event::DataChannel {
+                    channel,
+                    label,
+                    protocol,
+                },
+                DataChannelEvent::DataChannelOpen(c) => Event::DataChannelOpen(c),
+                DataChannelEvent::DataChannelMessage {
+                    channel,
+                    data,
+                    binary,
+                } => Event::DataChannelMessage {
+                    channel,
+                    data,
+                    binary,
+                },
+                DataChannelEvent::DataChannelClose(c) => Event::DataChannelClose(c),
+                DataChannelEvent::BufferedAmountLow(c) => Event::BufferedAmountLow(c),
+                _ => continue,
+            };
+            self.push_event(event);
+        }
+    }
+}
