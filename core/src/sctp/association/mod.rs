@@ -220,7 +220,7 @@ impl Association {
         self.negotiated.is_some_and(|n| n.interleaving)
     }
 
-    /// Largest message we send (change it to the peer's SDP `max-message-size`).
+    /// Largest message we accept: what our SDP `a=max-message-size` should say.
     pub fn max_message_size(&self) -> usize {
         self.config.max_message_size
     }
