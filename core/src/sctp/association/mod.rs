@@ -53,7 +53,7 @@ use crate::sctp::wire::{
     parse_packet, Chunk, CommonHeader, ErrorCause, PacketWriter, WireError, COMMON_HEADER_LEN,
 };
 pub use config::{Reliability, SctpConfig, SctpRole};
-pub use event::{AssociationState, CloseReason, SctpEvent, SctpStats, SendError};
+pub use event::{AssociationError, AssociationState, CloseReason, SctpEvent, SctpStats, SendError};
 pub use receiver::ReceivedMessage;
 use receiver::{DataOutcome, Receiver};
 use reconfig::StreamReconfig;
@@ -112,9 +112,9 @@ impl Association {
         role: SctpRole,
         mut rng: Rng,
         now: Instant,
-    ) -> Result<Self, ring::error::Unspecified> {
+    ) -> Result<Self, AssociationError> {
         let mut key = [0u8; 32];
-        crate::rng::secret_bytes(&mut key)?;
+        crate::rng::secret_bytes(&mut key).map_err(|_| AssociationError::NoRandomness)?;
         let cookie_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key);
         let local_tag = rng.next_u32().max(1);
         let local_initial_tsn = rng.next_u32();
