@@ -305,9 +305,14 @@ impl Association {
 
     /// Handle one received SCTP packet. Bad packets are dropped and counted.
     pub fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
+        self.handle_packet_bytes(now, Bytes::copy_from_slice(packet));
+    }
+
+    /// [`Association::handle_packet`] for a packet already in `Bytes`: user data is
+    /// sliced out of it without a copy.
+    pub fn handle_packet_bytes(&mut self, now: Instant, packet: Bytes) {
         self.advance_clock(now);
         self.stats.packets_received += 1;
-        let packet = Bytes::copy_from_slice(packet);
         let (header, chunks) = match parse_packet(&packet) {
             Ok(p) => p,
             Err(WireError::BadChecksum) => {
