@@ -237,6 +237,12 @@ impl DataChannels {
         self.association.as_ref()
     }
 
+    /// Our SCTP settings: the local port and maximum message size go in our SDP
+    /// (`a=sctp-port`, `a=max-message-size`).
+    pub fn config(&self) -> &SctpConfig {
+        &self.config
+    }
+
     /// Counters.
     pub fn stats(&self) -> DataChannelStats {
         self.stats

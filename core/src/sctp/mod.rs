@@ -33,8 +33,8 @@ pub mod association;
 pub mod wire;
 
 pub use association::{
-    Association, AssociationState, CloseReason, ReceivedMessage, Reliability, SctpConfig,
-    SctpEvent, SctpRole, SctpStats, SendError,
+    Association, AssociationError, AssociationState, CloseReason, ReceivedMessage, Reliability,
+    SctpConfig, SctpEvent, SctpRole, SctpStats, SendError,
 };
 
 #[cfg(test)]

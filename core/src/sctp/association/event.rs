@@ -2,6 +2,15 @@
 
 use super::ReceivedMessage;
 
+/// Why [`Association::new`](super::Association::new) failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AssociationError {
+    /// The operating system gave no randomness for the cookie key.
+    #[error("no secret randomness for the cookie key")]
+    NoRandomness,
+}
+
 /// Why [`Association::send`](super::Association::send) refused a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

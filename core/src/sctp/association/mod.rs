@@ -53,7 +53,7 @@ use crate::sctp::wire::{
     parse_packet, Chunk, CommonHeader, ErrorCause, PacketWriter, WireError, COMMON_HEADER_LEN,
 };
 pub use config::{Reliability, SctpConfig, SctpRole};
-pub use event::{AssociationState, CloseReason, SctpEvent, SctpStats, SendError};
+pub use event::{AssociationError, AssociationState, CloseReason, SctpEvent, SctpStats, SendError};
 pub use receiver::ReceivedMessage;
 use receiver::{DataOutcome, Receiver};
 use reconfig::StreamReconfig;
@@ -112,9 +112,9 @@ impl Association {
         role: SctpRole,
         mut rng: Rng,
         now: Instant,
-    ) -> Result<Self, ring::error::Unspecified> {
+    ) -> Result<Self, AssociationError> {
         let mut key = [0u8; 32];
-        crate::rng::secret_bytes(&mut key)?;
+        crate::rng::secret_bytes(&mut key).map_err(|_| AssociationError::NoRandomness)?;
         let cookie_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key);
         let local_tag = rng.next_u32().max(1);
         let local_initial_tsn = rng.next_u32();
@@ -220,7 +220,7 @@ impl Association {
         self.negotiated.is_some_and(|n| n.interleaving)
     }
 
-    /// Largest message we send (change it to the peer's SDP `max-message-size`).
+    /// Largest message we accept: what our SDP `a=max-message-size` should say.
     pub fn max_message_size(&self) -> usize {
         self.config.max_message_size
     }
@@ -305,9 +305,14 @@ impl Association {
 
     /// Handle one received SCTP packet. Bad packets are dropped and counted.
     pub fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
+        self.handle_packet_bytes(now, Bytes::copy_from_slice(packet));
+    }
+
+    /// [`Association::handle_packet`] for a packet already in `Bytes`: user data is
+    /// sliced out of it without a copy.
+    pub fn handle_packet_bytes(&mut self, now: Instant, packet: Bytes) {
         self.advance_clock(now);
         self.stats.packets_received += 1;
-        let packet = Bytes::copy_from_slice(packet);
         let (header, chunks) = match parse_packet(&packet) {
             Ok(p) => p,
             Err(WireError::BadChecksum) => {
