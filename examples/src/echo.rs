@@ -1,4 +1,4 @@
-//! The `echo` example's server: the seed's flow end to end. The page it serves sends
+//! The `echo` example's server: the seed's flow end to end, data channel included. The page it serves sends
 //! camera and microphone; the server answers, trickles candidates both ways over a
 //! WebSocket, and sends every received RTP packet straight back on its own track of the
 //! same kind, so the page shows its own camera coming back through sansrtc. Scripts can
@@ -104,6 +104,16 @@ fn echo_events(pc: &PeerHandle, candidates: Candidates) {
             let _ = block_on(pc.request_keyframe(transceiver));
             true
         }
+        // Every data channel message goes back on its channel (a full send buffer drops
+        // the echo: the page sends little).
+        Event::DataChannelMessage {
+            channel,
+            data,
+            binary,
+        } => !matches!(
+            block_on(pc.send_data(channel, data, binary)),
+            Err(sansrtc_std::Error::Closed)
+        ),
         _ => true,
     });
 }
@@ -119,6 +129,11 @@ pub fn page() -> String {
   };
   const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
   document.getElementById('local').srcObject = stream;
-  for (const track of stream.getTracks()) pc.addTrack(track, stream);"#,
+  for (const track of stream.getTracks()) pc.addTrack(track, stream);
+  // A data channel too: every message comes back.
+  const dc = window.dc = pc.createDataChannel('echo');
+  status.echoes = [];
+  dc.onopen = () => { status.channel = 'open'; dc.send('hello from the page'); };
+  dc.onmessage = (m) => { status.echoes.push(m.data); };"#,
     )
 }

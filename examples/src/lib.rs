@@ -5,6 +5,7 @@
 //! `send_from_file` examples as library code so that the browser tests run exactly what
 //! a newcomer runs.
 
+pub mod chat;
 pub mod echo;
 pub mod http;
 pub mod media;

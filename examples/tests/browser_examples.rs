@@ -7,13 +7,13 @@
 //!   (tokio, smol, std) with Chromium, and once with Firefox ESR as publisher and viewer.
 //!   The time from joining to the first decoded frame is printed (never asserted).
 //! - `echo`: the echo page over WebSocket with trickle ICE both ways gets its own camera
-//!   back and decodes it.
+//!   back and decodes it, and its data channel message comes back.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use sansrtc_examples::runtime::{media_options_for, Runtime, RuntimeKind};
-use sansrtc_examples::{echo, whip_whep};
+use sansrtc_examples::{chat, echo, whip_whep};
 use sansrtc_tests::browser::{BrowserKind, BrowserPeer};
 use serde_json::{json, Value};
 
@@ -163,4 +163,50 @@ fn echo_over_websocket_chromium() {
         let packets = inbound(&mut browser, "audio", "packetsReceived");
         (packets == 0).then(|| packets.to_string())
     });
+    wait_until("the data channel message echoed", || {
+        let status = page_status(&mut browser);
+        let echoes = status.get("echoes").cloned().unwrap_or(Value::Null);
+        (echoes != json!(["hello from the page"])).then(|| status.to_string())
+    });
+}
+
+#[test]
+fn chat_relays_between_two_chromium_pages() {
+    let rt = Runtime::new(RuntimeKind::Smol).expect("runtime");
+    let running = chat::start(any_port(), rt, media_options_for(LOOPBACK)).expect("server");
+    let url = format!("http://{}/", running.addr);
+    let mut pages = Vec::new();
+    for _ in 0..2 {
+        let mut browser = BrowserPeer::spawn(BrowserKind::Chromium).expect("spawn browser");
+        browser
+            .call(json!({"cmd": "goto", "url": url}))
+            .expect("open the chat page");
+        pages.push(browser);
+    }
+    for (i, page) in pages.iter_mut().enumerate() {
+        wait_until(&format!("page {i}'s channel open"), || {
+            let status = page_status(page);
+            (status.get("channel") != Some(&json!("open"))).then(|| status.to_string())
+        });
+    }
+    wait_until("both pages in the room", || {
+        (running.chat.member_count() < 2).then(|| running.chat.member_count().to_string())
+    });
+    eval(
+        &mut pages[0],
+        "window.say('hello from page 0'); return true;",
+    );
+    eval(&mut pages[1], "window.say('and from page 1'); return true;");
+    for (i, expected) in [(1usize, "hello from page 0"), (0, "and from page 1")] {
+        wait_until(&format!("page {i} got {expected:?}"), || {
+            let status = page_status(&mut pages[i]);
+            let got = status.get("received").cloned().unwrap_or(Value::Null);
+            (got != json!([expected])).then(|| status.to_string())
+        });
+    }
+    assert_eq!(
+        running.chat.relayed(),
+        2,
+        "each message went to the one other page only"
+    );
 }

@@ -138,6 +138,9 @@ pub enum Error {
     /// Sending media failed.
     #[error(transparent)]
     Send(#[from] sansrtc::peer::SendError),
+    /// A data channel call failed.
+    #[error(transparent)]
+    DataChannel(#[from] sansrtc::datachannel::DataChannelError),
     /// The Endpoint has no such peer (removed).
     #[error("no such peer")]
     NoSuchPeer,

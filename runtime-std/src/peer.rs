@@ -9,8 +9,10 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Instant;
 
+use bytes::Bytes;
 use sansrtc::media::RtpPacket;
 use sansrtc::peer::{NegotiationError, OfferOptions, PeerStats};
+use sansrtc::{ChannelId, DataChannelInit};
 use sansrtc::{
     Config, ConnectionState, Endpoint, Event, IceCandidateInit, MediaKind, PeerConnection, PeerId,
     Protocol, SessionDescription, SignalingState, TransceiverId, TransceiverInit,
@@ -186,6 +188,64 @@ impl Handle<PeerConnection> {
         Ok(self
             .call(move |pc, _| pc.request_keyframe(transceiver))
             .await??)
+    }
+
+    /// `createDataChannel`: the first channel makes negotiation needed; it opens once the
+    /// connection is up (`Event::DataChannelOpen`).
+    pub async fn create_data_channel(
+        &self,
+        label: impl Into<String>,
+        init: DataChannelInit,
+    ) -> Result<ChannelId, Error> {
+        let label = label.into();
+        Ok(self
+            .call(move |pc, now| pc.create_data_channel(now, &label, init))
+            .await??)
+    }
+
+    /// Send a data channel message (`binary` picks the PPID). Fails with
+    /// `DataChannelError::BufferFull` past the send buffer: wait for
+    /// `Event::BufferedAmountLow`.
+    pub async fn send_data(
+        &self,
+        channel: ChannelId,
+        data: Bytes,
+        binary: bool,
+    ) -> Result<(), Error> {
+        Ok(self
+            .call(move |pc, now| pc.send_data(now, channel, data, binary))
+            .await??)
+    }
+
+    /// Send a text message.
+    pub async fn send_text(
+        &self,
+        channel: ChannelId,
+        text: impl Into<String>,
+    ) -> Result<(), Error> {
+        self.send_data(channel, Bytes::from(text.into()), false)
+            .await
+    }
+
+    /// Close a data channel (both sides get `Event::DataChannelClose`).
+    pub async fn close_data_channel(&self, channel: ChannelId) -> Result<(), Error> {
+        self.call(move |pc, now| pc.close_data_channel(now, channel))
+            .await
+    }
+
+    /// `bufferedAmount` of a channel.
+    pub async fn buffered_amount(&self, channel: ChannelId) -> Result<usize, Error> {
+        self.call(move |pc, _| pc.buffered_amount(channel)).await
+    }
+
+    /// `bufferedAmountLowThreshold` of a channel.
+    pub async fn set_buffered_amount_low_threshold(
+        &self,
+        channel: ChannelId,
+        threshold: usize,
+    ) -> Result<(), Error> {
+        self.call(move |pc, _| pc.set_buffered_amount_low_threshold(channel, threshold))
+            .await
     }
 
     /// `localDescription`.

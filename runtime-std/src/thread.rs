@@ -14,8 +14,8 @@ use futures_lite::future::block_on;
 use sansrtc::media::RtpPacket;
 use sansrtc::peer::{OfferOptions, PeerStats};
 use sansrtc::{
-    Config, ConnectionState, Event, IceCandidateInit, MediaKind, SessionDescription,
-    SignalingState, TransceiverId, TransceiverInit,
+    ChannelId, Config, ConnectionState, DataChannelInit, Event, IceCandidateInit, MediaKind,
+    SessionDescription, SignalingState, TransceiverId, TransceiverInit,
 };
 
 use crate::driver::{
@@ -122,6 +122,31 @@ impl PeerConnection {
     /// Ask the remote for a keyframe.
     pub fn request_keyframe(&self, transceiver: TransceiverId) -> Result<(), Error> {
         block_on(self.handle.request_keyframe(transceiver))
+    }
+    /// `createDataChannel`.
+    pub fn create_data_channel(
+        &self,
+        label: &str,
+        init: DataChannelInit,
+    ) -> Result<ChannelId, Error> {
+        block_on(self.handle.create_data_channel(label, init))
+    }
+    /// Send a data channel message.
+    pub fn send_data(
+        &self,
+        channel: ChannelId,
+        data: bytes::Bytes,
+        binary: bool,
+    ) -> Result<(), Error> {
+        block_on(self.handle.send_data(channel, data, binary))
+    }
+    /// Send a text message.
+    pub fn send_text(&self, channel: ChannelId, text: &str) -> Result<(), Error> {
+        block_on(self.handle.send_text(channel, text))
+    }
+    /// Close a data channel.
+    pub fn close_data_channel(&self, channel: ChannelId) -> Result<(), Error> {
+        block_on(self.handle.close_data_channel(channel))
     }
     /// `connectionState`.
     pub fn connection_state(&self) -> Result<ConnectionState, Error> {
