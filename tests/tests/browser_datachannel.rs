@@ -294,3 +294,284 @@ fn chromium_offers_core_is_dtls_client() {
 fn core_offers_chromium_is_dtls_client() {
     run(true);
 }
+
+/// Set up before the offer: the page counts what arrives on the core's lossy channel
+/// (it may open before the page's own channels exist).
+const PAGE_LOSSY_SETUP: &str = r#"
+const st = window.__pr = { received: 0, core_received: 0, done: false, open: 0 };
+window.pc.ondatachannel = (e) => {
+  if (e.channel.label === 'core-lossy') e.channel.onmessage = () => { st.core_received++; };
+};
+return true;
+"#;
+
+/// Once connected: an unordered channel that never retransmits (`maxRetransmits: 0`)
+/// carries 500 messages to the core, then a reliable control channel says so.
+const PAGE_LOSSY: &str = r#"
+const st = window.__pr;
+const lossy = window.pc.createDataChannel('lossy', { ordered: false, maxRetransmits: 0 });
+const control = window.pc.createDataChannel('control');
+const ready = () => {
+  if (++st.open < 2) return;
+  const filler = 'x'.repeat(1000);
+  for (let i = 0; i < 500; i++) lossy.send(`${i}:${filler}`);
+  control.send('page-done');
+};
+lossy.onopen = ready; control.onopen = ready;
+control.onmessage = (m) => { if (m.data === 'core-done') st.done = true; };
+return true;
+"#;
+
+/// Seeded loss on DTLS datagrams (both directions) while `lossy` is set; STUN is never
+/// dropped, so ICE stays up.
+struct LossyLink {
+    rng: u64,
+    dropped: u64,
+}
+
+impl LossyLink {
+    fn drop_it(&mut self, data: &[u8], lossy: bool) -> bool {
+        if !lossy || !data.first().is_some_and(|b| (20..=63).contains(b)) {
+            return false;
+        }
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let drop = self.rng.is_multiple_of(10);
+        self.dropped += u64::from(drop);
+        drop
+    }
+
+    fn drive(&mut self, pc: &mut PeerConnection, socket: &UdpSocket, lossy: bool, slice: Duration) {
+        let local = socket.local_addr().expect("addr");
+        let end = Instant::now() + slice;
+        let mut out = vec![0u8; 2048];
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let now = Instant::now();
+            while let Some(t) = pc.poll_transmit(now, &mut out) {
+                let data = &out[..t.len];
+                if !self.drop_it(data, lossy) {
+                    let _ = socket.send_to(data, t.remote);
+                }
+            }
+            if now >= end {
+                return;
+            }
+            let left = end
+                .saturating_duration_since(now)
+                .max(Duration::from_millis(1));
+            let wait = pc
+                .poll_timeout()
+                .map(|d| d.saturating_duration_since(now))
+                .unwrap_or(slice)
+                .clamp(Duration::from_millis(1), left);
+            socket.set_read_timeout(Some(wait)).expect("timeout");
+            match socket.recv_from(&mut buf) {
+                Ok((n, remote)) => {
+                    if !self.drop_it(&buf[..n], lossy) {
+                        pc.handle_datagram(
+                            Instant::now(),
+                            sansrtc::Datagram {
+                                local,
+                                remote,
+                                protocol: Protocol::Udp,
+                                data: &buf[..n],
+                            },
+                        );
+                    }
+                }
+                Err(_) => pc.handle_timeout(Instant::now()),
+            }
+        }
+    }
+}
+
+/// A partially reliable unordered channel each way under 10 % loss: each side gets most
+/// of the 500 messages and abandons the rest (FORWARD-TSN), and a reliable channel on
+/// the same association still gets through afterwards.
+fn partial_reliability(kind: BrowserKind) {
+    let mut browser =
+        BrowserPeer::spawn(kind).expect("spawn browser (scripts/test.sh installs it)");
+    browser
+        .call(json!({"cmd": "create", "config": {}}))
+        .expect("create");
+    browser
+        .call(json!({"cmd": "eval", "js": PAGE_LOSSY_SETUP}))
+        .expect("page setup");
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind loopback");
+    let local = socket.local_addr().expect("addr");
+    let start = Instant::now();
+    let mut pc = PeerConnection::new(Config::default(), start).expect("pc");
+    pc.add_local_address(start, local, Protocol::Udp);
+    let lossy_core = pc
+        .create_data_channel(
+            start,
+            "core-lossy",
+            DataChannelInit {
+                ordered: false,
+                max_retransmits: Some(0),
+                ..Default::default()
+            },
+        )
+        .expect("channel");
+    let offer = pc.create_offer(OfferOptions::default()).expect("offer");
+    pc.set_local_description(start, offer.clone())
+        .expect("local");
+    browser
+        .call(json!({"cmd": "setRemoteDescription", "desc": serde_json::to_value(&offer).expect("json")}))
+        .expect("offer");
+    let answer = browser
+        .call(json!({"cmd": "createAnswer"}))
+        .expect("answer");
+    browser
+        .call(json!({"cmd": "setLocalDescription", "desc": answer}))
+        .expect("local");
+    let answer: SessionDescription = serde_json::from_value(answer).expect("answer");
+    pc.set_remote_description(start, answer).expect("answer");
+
+    let mut link = LossyLink {
+        rng: 0x2545_f491_4f6c_dd1d,
+        dropped: 0,
+    };
+    let (mut started, mut core_sent, mut page_done) = (false, false, false);
+    let mut received_lossy = 0usize;
+    let mut channels: Vec<(ChannelId, String)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut page = Value::Null;
+    // Done once both control messages arrived and neither side received anything on the
+    // lossy channels for a second (the losses are then abandoned, not late).
+    let mut last_change = (Instant::now(), 0usize, 0u64);
+    loop {
+        let page_count = page
+            .get("core_received")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        if (received_lossy, page_count) != (last_change.1, last_change.2) {
+            last_change = (Instant::now(), received_lossy, page_count);
+        }
+        let quiet = last_change.0.elapsed() > Duration::from_secs(1);
+        if page_done && page.get("done") == Some(&json!(true)) && quiet {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out: page {page}, core got {received_lossy}, {:?}",
+            pc.sctp_stats()
+        );
+        link.drive(&mut pc, &socket, started, Duration::from_millis(5));
+        while let Some(ev) = pc.poll_event() {
+            match ev {
+                Event::IceCandidate(c) => {
+                    let v = serde_json::to_value(&c).expect("json");
+                    browser
+                        .call(json!({"cmd": "addIceCandidate", "candidate": v}))
+                        .expect("candidate");
+                }
+                Event::DataChannel { channel, label, .. } => channels.push((channel, label)),
+                Event::DataChannelMessage { channel, data, .. } => {
+                    match channels
+                        .iter()
+                        .find(|(c, _)| *c == channel)
+                        .map(|(_, l)| l.as_str())
+                    {
+                        Some("lossy") => received_lossy += 1,
+                        Some("control") if &data[..] == b"page-done" => page_done = true,
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        while let Some(ev) = browser.next_event(Duration::from_millis(0)) {
+            if ev.get("event").and_then(Value::as_str) == Some("icecandidate") {
+                let c = ev.get("candidate").cloned().unwrap_or(Value::Null);
+                if !c.is_null() {
+                    let init: IceCandidateInit = serde_json::from_value(c).expect("candidate");
+                    pc.add_ice_candidate(Instant::now(), init)
+                        .expect("candidate");
+                }
+            }
+        }
+        if !started && pc.connection_state() == ConnectionState::Connected {
+            // Loss starts now, once ICE and DTLS are up.
+            started = true;
+            browser
+                .call(json!({"cmd": "eval", "js": PAGE_LOSSY}))
+                .expect("page test");
+        }
+        let control = channels
+            .iter()
+            .find(|(_, l)| l == "control")
+            .map(|(c, _)| *c);
+        let core_open = pc
+            .data_channel(lossy_core)
+            .is_some_and(|i| i.state == sansrtc::datachannel::DataChannelState::Open);
+        if let (false, Some(control), true) = (core_sent, control, core_open) {
+            core_sent = true;
+            let filler = "y".repeat(1000);
+            for i in 0..500 {
+                pc.send_text(Instant::now(), lossy_core, &format!("{i}:{filler}"))
+                    .expect("send");
+            }
+            pc.send_text(Instant::now(), control, "core-done")
+                .expect("done");
+        }
+        if started {
+            page = browser
+                .call(json!({"cmd": "eval", "js": "return window.__pr;"}))
+                .expect("eval");
+        }
+    }
+    let page_received = page
+        .get("core_received")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let stats = pc.sctp_stats().expect("association");
+    eprintln!(
+        "partial reliability with {kind:?}, 10 % loss ({} datagrams dropped): core got {received_lossy}/500, page got {page_received}/500; core abandoned {}, sent {} FORWARD-TSN",
+        link.dropped, stats.abandoned_messages, stats.forward_tsns_sent
+    );
+    eprintln!(
+        "core SCTP stats: {stats:?}; data channel stats {:?}",
+        pc.data_channel_stats()
+    );
+    assert!(link.dropped > 20, "the link really lost datagrams");
+    // The browser's sender abandons what it loses (a lost fragment or a retransmission
+    // timeout costs every message in flight), so only a floor is asserted for that
+    // direction: runs here delivered 100-414 of 500 from Chromium and 382-397 from
+    // Firefox. Our receiver kept everything that arrived.
+    assert!(
+        received_lossy > 50 && received_lossy < 500,
+        "core: {received_lossy} of 500 delivered"
+    );
+    assert_eq!(stats.data_dropped_no_room, 0, "{stats:?}");
+    // Our sender: every message was delivered or abandoned (announced by FORWARD-TSN).
+    assert!(
+        page_received > 300 && page_received < 500,
+        "page: {page_received} of 500 delivered"
+    );
+    assert!(
+        stats.abandoned_messages > 0 && stats.forward_tsns_sent > 0,
+        "{stats:?}"
+    );
+    assert!(
+        page_received + stats.abandoned_messages >= 500,
+        "delivered {page_received} + abandoned {} covers all 500",
+        stats.abandoned_messages
+    );
+    assert!(
+        page_done,
+        "the reliable control channel got through after the losses"
+    );
+}
+
+#[test]
+fn chromium_partial_reliability_under_loss() {
+    partial_reliability(BrowserKind::Chromium);
+}
+
+#[test]
+fn firefox_partial_reliability_under_loss() {
+    partial_reliability(BrowserKind::Firefox);
+}

@@ -108,6 +108,16 @@ impl PeerConnection {
         self.data.channel(channel)
     }
 
+    /// The SCTP association's counters, once it exists.
+    pub fn sctp_stats(&self) -> Option<crate::sctp::SctpStats> {
+        self.data.association().map(|a| a.stats())
+    }
+
+    /// Data channel messages that could not be delivered, counted.
+    pub fn data_channel_stats(&self) -> crate::datachannel::DataChannelStats {
+        self.data.stats()
+    }
+
     /// The ids of every open or opening channel.
     pub fn data_channel_ids(&self) -> Vec<ChannelId> {
         self.data.channel_ids().collect()
