@@ -113,6 +113,12 @@ impl PeerConnection {
         self.data.association().map(|a| a.stats())
     }
 
+    /// Whether the association uses I-DATA (RFC 8260 message interleaving), which it does
+    /// when both sides offered it.
+    pub fn sctp_interleaving(&self) -> bool {
+        self.data.association().is_some_and(|a| a.interleaving())
+    }
+
     /// Data channel messages that could not be delivered, counted.
     pub fn data_channel_stats(&self) -> crate::datachannel::DataChannelStats {
         self.data.stats()
