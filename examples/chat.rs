@@ -6,22 +6,12 @@
 
 use std::process::ExitCode;
 
-use sansrtc_examples::runtime::{Args, Runtime};
+use sansrtc_examples::runtime::{init, park_forever};
 
 fn main() -> ExitCode {
-    let args = match Args::parse() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match Runtime::new(args.runtime) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the {} runtime: {e}", args.runtime);
-            return ExitCode::FAILURE;
-        }
+    let (args, runtime) = match init() {
+        Ok(started) => started,
+        Err(code) => return code,
     };
     let options = args.media_options();
     match sansrtc_examples::chat::start(args.addr, runtime, options) {
@@ -30,9 +20,7 @@ fn main() -> ExitCode {
                 "sansrtc chat ({} runtime): open http://{}/ in two or more tabs",
                 args.runtime, running.addr
             );
-            loop {
-                std::thread::park();
-            }
+            park_forever()
         }
         Err(e) => {
             eprintln!("cannot serve on {}: {e}", args.addr);

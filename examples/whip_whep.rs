@@ -7,22 +7,12 @@
 
 use std::process::ExitCode;
 
-use sansrtc_examples::runtime::{Args, Runtime};
+use sansrtc_examples::runtime::{init, park_forever};
 
 fn main() -> ExitCode {
-    let args = match Args::parse() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match Runtime::new(args.runtime) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the {} runtime: {e}", args.runtime);
-            return ExitCode::FAILURE;
-        }
+    let (args, runtime) = match init() {
+        Ok(started) => started,
+        Err(code) => return code,
     };
     match sansrtc_examples::whip_whep::start(args.addr, &runtime, args.media_options()) {
         Ok(running) => {
@@ -33,9 +23,7 @@ fn main() -> ExitCode {
             );
             println!("  publish: http://{addr}/publish   (WHIP endpoint http://{addr}/whip)");
             println!("  watch:   http://{addr}/watch     (WHEP endpoint http://{addr}/whep)");
-            loop {
-                std::thread::park();
-            }
+            park_forever()
         }
         Err(e) => {
             eprintln!("cannot serve on {}: {e}", args.addr);

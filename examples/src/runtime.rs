@@ -157,3 +157,24 @@ pub fn media_options_for(ip: std::net::IpAddr) -> Options {
     };
     options
 }
+
+/// What every example's `main` does first: parse the shared arguments and start the
+/// runtime. On failure the problem is printed and the exit code to return is given.
+pub fn init() -> Result<(Args, Runtime), std::process::ExitCode> {
+    let args = Args::parse().map_err(|e| {
+        eprintln!("{e}");
+        std::process::ExitCode::from(2)
+    })?;
+    let runtime = Runtime::new(args.runtime).map_err(|e| {
+        eprintln!("cannot start the {} runtime: {e}", args.runtime);
+        std::process::ExitCode::FAILURE
+    })?;
+    Ok((args, runtime))
+}
+
+/// Serve until the process is stopped (the servers run on their own threads).
+pub fn park_forever() -> ! {
+    loop {
+        std::thread::park();
+    }
+}

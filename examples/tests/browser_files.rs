@@ -13,7 +13,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use sansrtc_examples::media::ivf::IvfReader;
 use sansrtc_examples::media::ogg::{opus_samples, OpusFile};
@@ -21,58 +20,13 @@ use sansrtc_examples::media::vp8;
 use sansrtc_examples::runtime::{media_options_for, Runtime, RuntimeKind};
 use sansrtc_examples::save_to_file::{self, AUDIO_FILE, VIDEO_FILE};
 use sansrtc_examples::send_from_file::{self, Media};
-use sansrtc_tests::browser::{BrowserKind, BrowserPeer};
+use sansrtc_tests::browser::{wait_until, BrowserKind, BrowserPeer};
 use serde_json::{json, Value};
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-const WAIT: Duration = Duration::from_secs(40);
 
 fn any_port() -> SocketAddr {
     SocketAddr::new(LOOPBACK, 0)
-}
-
-fn eval(browser: &mut BrowserPeer, js: &str) -> Value {
-    browser
-        .call(json!({"cmd": "eval", "js": js}))
-        .unwrap_or_else(|e| panic!("eval: {e}"))
-}
-
-fn page_status(browser: &mut BrowserPeer) -> Value {
-    eval(browser, "return window.sansrtcStatus || null;")
-}
-
-/// Sum of an inbound-rtp field over the page's `window.pc` stats for one kind.
-fn inbound(browser: &mut BrowserPeer, kind: &str, field: &str) -> u64 {
-    let js = format!(
-        "const r = await window.pc.getStats(); let n = 0; \
-         r.forEach((s) => {{ if (s.type === 'inbound-rtp' && s.kind === '{kind}') n += s['{field}'] || 0; }}); return n;"
-    );
-    eval(browser, &js).as_u64().unwrap_or(0)
-}
-
-/// Poll `check` every 100 ms until it holds; panics with `what` after `WAIT`.
-fn wait_until(what: &str, mut check: impl FnMut() -> Option<String>) {
-    let deadline = Instant::now() + WAIT;
-    let mut last = String::new();
-    while Instant::now() < deadline {
-        match check() {
-            None => return,
-            Some(state) => last = state,
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}; last seen: {last}");
-}
-
-fn wait_connected(browser: &mut BrowserPeer, who: &str) {
-    wait_until(&format!("{who} connected"), || {
-        let status = page_status(browser);
-        if let Some(e) = status.get("error").and_then(Value::as_str) {
-            panic!("{who} page failed: {e}");
-        }
-        (status.get("state").and_then(Value::as_str) != Some("connected"))
-            .then(|| status.to_string())
-    });
 }
 
 fn temp_dir() -> PathBuf {
@@ -93,7 +47,7 @@ fn record(kind: BrowserKind, browser: &mut BrowserPeer, dir: &std::path::Path) -
     browser
         .call(json!({"cmd": "goto", "url": format!("http://{}/", running.addr)}))
         .expect("open the save_to_file page");
-    wait_connected(browser, "save_to_file page");
+    browser.wait_connected("save_to_file page");
     wait_until("30 frames and 100 audio packets recorded", || {
         let s = running.recorder.stats();
         (s.frames < 30 || s.audio_packets < 100).then(|| format!("{s:?}"))
@@ -104,7 +58,7 @@ fn record(kind: BrowserKind, browser: &mut BrowserPeer, dir: &std::path::Path) -
         .call(json!({"cmd": "goto", "url": format!("http://{}/", running.addr)}))
         .expect("open the page again");
     wait_until("the second page refused", || {
-        let status = page_status(&mut second);
+        let status = second.page_status();
         let error = status
             .get("error")
             .and_then(Value::as_str)
@@ -113,7 +67,7 @@ fn record(kind: BrowserKind, browser: &mut BrowserPeer, dir: &std::path::Path) -
     });
     drop(second);
     // Stopping on the page closes the WebSocket: the server finishes the files.
-    eval(browser, "window.sansrtcStop(); return true;");
+    browser.eval("window.sansrtcStop(); return true;");
     wait_until("the recording finished", || {
         let s = running.recorder.stats();
         (s.recordings == 0).then(|| format!("{s:?}"))
@@ -172,17 +126,15 @@ fn record(kind: BrowserKind, browser: &mut BrowserPeer, dir: &std::path::Path) -
     assert_eq!(opus.final_granule, u64::from(opus.head.pre_skip) + samples);
     // The browser's decoder reads the file: about as long as the packets say.
     let bytes: Vec<u8> = ogg.clone();
-    let decoded = eval(
-        browser,
-        &format!(
+    let decoded = browser
+        .eval(&format!(
             "const bytes = new Uint8Array({}); \
              const ctx = new OfflineAudioContext(1, 48000, 48000); \
              const audio = await ctx.decodeAudioData(bytes.buffer); return audio.duration;",
             serde_json::to_string(&bytes).expect("json")
-        ),
-    )
-    .as_f64()
-    .expect("decodeAudioData gave a duration");
+        ))
+        .as_f64()
+        .expect("decodeAudioData gave a duration");
     let expected = (samples - u64::from(opus.head.pre_skip)) as f64 / 48_000.0;
     assert!(
         (decoded - expected).abs() < 0.1 * expected + 0.05,
@@ -206,24 +158,18 @@ fn save_then_send(kind: BrowserKind) {
     browser
         .call(json!({"cmd": "goto", "url": format!("http://{}/", running.addr)}))
         .expect("open the send_from_file page");
-    wait_connected(&mut browser, "send_from_file page");
+    browser.wait_connected("send_from_file page");
     wait_until("video from the file decoded", || {
-        let decoded = inbound(&mut browser, "video", "framesDecoded");
-        (decoded == 0).then(|| {
-            format!(
-                "{} / {:?}",
-                page_status(&mut browser),
-                running.player.stats()
-            )
-        })
+        let decoded = browser.inbound("video", "framesDecoded");
+        (decoded == 0).then(|| format!("{} / {:?}", browser.page_status(), running.player.stats()))
     });
     wait_until("audio from the file received", || {
-        let received = inbound(&mut browser, "audio", "packetsReceived");
+        let received = browser.inbound("audio", "packetsReceived");
         (received == 0).then(|| format!("{:?}", running.player.stats()))
     });
     // Looping: the page goes on decoding past the end of the file.
     wait_until("more frames decoded than the file holds", || {
-        let decoded = inbound(&mut browser, "video", "framesDecoded");
+        let decoded = browser.inbound("video", "framesDecoded");
         (decoded <= frames as u64 + 5).then(|| format!("{decoded} of {frames}"))
     });
     let _ = std::fs::remove_dir_all(&dir);

@@ -171,6 +171,58 @@ impl Drop for BrowserPeer {
     }
 }
 
+/// How long the page helpers wait for a condition.
+pub const PAGE_WAIT: Duration = Duration::from_secs(40);
+
+impl BrowserPeer {
+    /// Run `js` (the body of an async function) in the current page; panics on error.
+    pub fn eval(&mut self, js: &str) -> Value {
+        self.call(json!({"cmd": "eval", "js": js}))
+            .unwrap_or_else(|e| panic!("eval {js}: {e}"))
+    }
+
+    /// `window.sansrtcStatus` of an example's page.
+    pub fn page_status(&mut self) -> Value {
+        self.eval("return window.sansrtcStatus || null;")
+    }
+
+    /// The sum of an `inbound-rtp` field over the page's `window.pc` stats for one kind.
+    pub fn inbound(&mut self, kind: &str, field: &str) -> u64 {
+        let js = format!(
+            "const r = await window.pc.getStats(); let n = 0; \
+             r.forEach((s) => {{ if (s.type === 'inbound-rtp' && s.kind === '{kind}') n += s['{field}'] || 0; }}); return n;"
+        );
+        self.eval(&js).as_u64().unwrap_or(0)
+    }
+
+    /// Wait until an example's page reports `connected`; panics if it reports an error.
+    pub fn wait_connected(&mut self, who: &str) {
+        wait_until(&format!("{who} connected"), || {
+            let status = self.page_status();
+            if let Some(e) = status.get("error").and_then(Value::as_str) {
+                panic!("{who} page failed: {e}");
+            }
+            (status.get("state").and_then(Value::as_str) != Some("connected"))
+                .then(|| status.to_string())
+        });
+    }
+}
+
+/// Poll `check` every 100 ms until it returns `None`; panics naming `what` and the last
+/// state `check` reported after [`PAGE_WAIT`].
+pub fn wait_until(what: &str, mut check: impl FnMut() -> Option<String>) {
+    let deadline = Instant::now() + PAGE_WAIT;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match check() {
+            None => return,
+            Some(state) => last = state,
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}; last seen: {last}");
+}
+
 /// Drive a PeerConnection over a real UDP socket for `slice` of wall time: send what it
 /// polls, feed what arrives, fire its timers. The small loop the browser tests run.
 pub fn drive(

@@ -684,6 +684,16 @@ impl Negotiation {
         for (remote, slot) in offer.media.iter().zip(plan.iter()) {
             let offered_setup = offer.setup_of(remote).unwrap_or(Setup::ActPass);
             setup = jsep::answer_setup(offered_setup);
+            let transport = LocalTransport {
+                ufrag: &ctx.ufrag,
+                pwd: &ctx.pwd,
+                fingerprint: &ctx.fingerprint,
+                setup,
+                candidates: &no_candidates,
+                end_of_candidates: false,
+                ice_lite: ctx.ice_lite,
+                cname: &cname,
+            };
             let m = match &slot.kind {
                 SlotKind::Transceiver(id) if !remote.is_rejected() => match self.transceiver(*id) {
                     Some(t) => {
@@ -692,16 +702,6 @@ impl Negotiation {
                             jsep::answer_extensions(&config.header_extensions, t.kind, remote);
                         let dir =
                             jsep::answer_direction(t.direction, remote.direction_or_default());
-                        let transport = LocalTransport {
-                            ufrag: &ctx.ufrag,
-                            pwd: &ctx.pwd,
-                            fingerprint: &ctx.fingerprint,
-                            setup,
-                            candidates: &no_candidates,
-                            end_of_candidates: false,
-                            ice_lite: ctx.ice_lite,
-                            cname: &cname,
-                        };
                         let mut m =
                             jsep::transceiver_media(t, &slot.mid, dir, &codecs, &exts, &transport);
                         jsep::answer_simulcast(remote, &mut m, &exts);
@@ -716,16 +716,6 @@ impl Negotiation {
                     None => jsep::rejected_media(remote),
                 },
                 SlotKind::Data if !remote.is_rejected() => {
-                    let transport = LocalTransport {
-                        ufrag: &ctx.ufrag,
-                        pwd: &ctx.pwd,
-                        fingerprint: &ctx.fingerprint,
-                        setup,
-                        candidates: &no_candidates,
-                        end_of_candidates: false,
-                        ice_lite: ctx.ice_lite,
-                        cname: &cname,
-                    };
                     jsep::data_media(&slot.mid, self.max_message_size, &transport)
                 }
                 _ => jsep::rejected_media(remote),
