@@ -38,6 +38,7 @@
 //! ```
 
 pub mod client;
+pub mod event;
 pub mod wire;
 
 #[cfg(test)]
@@ -45,8 +46,6 @@ mod server_model;
 #[cfg(test)]
 mod tests;
 
-pub use client::{
-    PermissionError, TurnClient, TurnConfig, TurnError, TurnEvent, TurnInput, TurnSendError,
-    TurnStats, MAX_CHANNELS, MAX_PERMISSIONS,
-};
+pub use client::{TurnClient, TurnConfig, MAX_CHANNELS, MAX_PERMISSIONS};
+pub use event::{PermissionError, TurnError, TurnEvent, TurnInput, TurnSendError, TurnStats};
 pub use wire::{long_term_key, ChannelData, ChannelDataError, DataIndication};
