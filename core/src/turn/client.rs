@@ -490,7 +490,8 @@ impl TurnClient {
     }
 
     /// Release the allocation (Refresh with LIFETIME 0). [`TurnEvent::Deallocated`]
-    /// follows once the server answers or the request times out.
+    /// follows once the server answers or the request times out. Before the allocation
+    /// exists this just stops the client, with no event; after a failure it does nothing.
     pub fn close(&mut self, now: Instant) {
         self.tick(now);
         match self.state {
@@ -819,7 +820,9 @@ impl TurnClient {
 
     fn schedule_refresh(&mut self, now: Instant, lifetime: Duration) {
         self.expires = Some(now + lifetime);
-        self.refresh_at = Some(now + lifetime.mul_f64(0.75));
+        // At least a second apart, so a server granting a tiny lifetime cannot cause a
+        // refresh storm (the allocation then expires and fails instead).
+        self.refresh_at = Some(now + lifetime.mul_f64(0.75).max(Duration::from_secs(1)));
     }
 
     fn fail_transaction(&mut self, _now: Instant, kind: TxKind, error: TurnError) {

@@ -573,3 +573,19 @@ fn mutated_server_answers_never_panic() {
     }
     assert!(!answers.is_empty());
 }
+
+#[test]
+fn a_zero_lifetime_grant_does_not_cause_a_refresh_storm() {
+    let mut net = Net::default();
+    net.server.default_lifetime = 0;
+    net.run_for(Duration::from_secs(60));
+    assert!(
+        net.server.seen.len() <= 3,
+        "{} requests",
+        net.server.seen.len()
+    );
+    assert_eq!(
+        net.events.last(),
+        Some(&TurnEvent::AllocationFailed(TurnError::Timeout))
+    );
+}
