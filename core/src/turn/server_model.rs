@@ -59,6 +59,12 @@ pub(super) struct ServerModel {
     pub garbage: Option<Rng>,
     /// Pad ChannelData to four bytes (stream transports).
     pub pad_channel_data: bool,
+    /// Lose this many datagrams from the client.
+    pub drop_requests: u32,
+    /// Answer CreatePermission and ChannelBind for this IP with 403.
+    pub forbidden_peer: Option<IpAddr>,
+    /// Answer the unauthenticated Allocate with a 401 that lacks REALM and NONCE.
+    pub bare_challenge: bool,
     nonce_counter: u32,
 }
 
@@ -81,6 +87,9 @@ impl ServerModel {
             silent: false,
             garbage: None,
             pad_channel_data: false,
+            drop_requests: 0,
+            forbidden_peer: None,
+            bare_challenge: false,
             nonce_counter: 0,
         }
     }
@@ -103,6 +112,10 @@ impl ServerModel {
     /// A datagram from the client.
     pub fn handle(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         if self.silent {
+            return;
+        }
+        if self.drop_requests > 0 {
+            self.drop_requests -= 1;
             return;
         }
         if let Some(rng) = self.garbage.as_mut() {
@@ -193,7 +206,7 @@ impl ServerModel {
                 code,
                 reason: "model".into(),
             });
-        if matches!(code, 401 | 438) {
+        if matches!(code, 401 | 438) && !self.bare_challenge {
             m = m
                 .with(Attribute::Realm(self.realm.clone()))
                 .with(Attribute::Nonce(self.nonce.clone()));
@@ -248,6 +261,9 @@ impl ServerModel {
 
     fn permission(&mut self, now: Instant, msg: &Message) -> Result<Vec<Attribute>, u16> {
         let peer = msg.xor_peer_address().ok_or(400u16)?;
+        if self.forbidden_peer == Some(peer.ip()) {
+            return Err(403);
+        }
         let a = self.live_allocation(now).ok_or(437u16)?;
         a.permissions.retain(|(ip, _)| *ip != peer.ip());
         a.permissions.push((peer.ip(), now + PERMISSION_LIFETIME));
@@ -256,6 +272,9 @@ impl ServerModel {
 
     fn channel_bind(&mut self, now: Instant, msg: &Message) -> Result<Vec<Attribute>, u16> {
         let peer = msg.xor_peer_address().ok_or(400u16)?;
+        if self.forbidden_peer == Some(peer.ip()) {
+            return Err(403);
+        }
         let channel = msg
             .channel_number()
             .filter(|c| is_valid_channel(*c))

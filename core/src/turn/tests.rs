@@ -589,3 +589,82 @@ fn a_zero_lifetime_grant_does_not_cause_a_refresh_storm() {
         Some(&TurnEvent::AllocationFailed(TurnError::Timeout))
     );
 }
+
+#[test]
+fn lost_requests_are_retransmitted() {
+    let mut net = Net::default();
+    net.server.drop_requests = 3;
+    net.run_for(Duration::from_secs(5));
+    assert!(net.client.is_allocated(), "{:?}", net.events);
+    assert_eq!(net.client.stats().retransmits, 3);
+}
+
+#[test]
+fn a_challenge_without_realm_and_nonce_fails_clearly() {
+    let mut net = Net::default();
+    net.server.bare_challenge = true;
+    net.run_for(Duration::from_secs(60));
+    assert_eq!(
+        net.events,
+        vec![TurnEvent::AllocationFailed(TurnError::BadChallenge)]
+    );
+    assert_eq!(net.wire.len(), 1);
+}
+
+#[test]
+fn forbidden_peer_fails_its_permission_and_channel_only() {
+    let mut net = Net::default();
+    net.allocated();
+    let bad = addr("203.0.113.9:1");
+    let good = addr("203.0.113.5:6000");
+    net.server.forbidden_peer = Some(bad.ip());
+    net.client
+        .create_permission(net.now, bad.ip())
+        .expect("request");
+    net.client.bind_channel(net.now, good).expect("request");
+    net.pump();
+    assert_eq!(
+        net.count_events(|e| *e == TurnEvent::PermissionFailed(bad.ip(), TurnError::Forbidden)),
+        1
+    );
+    assert_eq!(
+        net.client.send_to(net.now, bad, b"x"),
+        Err(TurnSendError::NoPermission)
+    );
+    assert!(net.client.is_allocated());
+    assert_eq!(net.client.channel_of(good), Some(0x4000));
+    // A failed ChannelBind: the peer keeps its permission and Send indications.
+    let other = addr("203.0.113.9:2");
+    net.server.forbidden_peer = Some(other.ip());
+    net.client.bind_channel(net.now, other).expect("request");
+    net.pump();
+    assert!(net.events.iter().any(
+        |e| matches!(e, TurnEvent::ChannelBindFailed(p, TurnError::Forbidden) if *p == other)
+    ));
+    assert_eq!(net.client.channel_of(other), None);
+}
+
+#[test]
+fn queues_are_bounded() {
+    let mut net = Net::default();
+    net.allocated();
+    let peer = addr("203.0.113.5:6000");
+    net.client
+        .create_permission(net.now, peer.ip())
+        .expect("permission");
+    net.pump();
+    let results: Vec<_> = (0..1000)
+        .map(|_| net.client.send_to(net.now, peer, &[1; 100]))
+        .collect();
+    let queued = results.iter().filter(|r| r.is_ok()).count();
+    assert!((100..1000).contains(&queued), "{queued}");
+    assert!(results[queued..]
+        .iter()
+        .all(|r| *r == Err(TurnSendError::QueueFull)));
+    // Permissions and channels are bounded too.
+    for i in 0..(MAX_PERMISSIONS as u32 + 10) {
+        let ip = std::net::Ipv4Addr::from(0xC633_6400 + i).into();
+        let r = net.client.create_permission(net.now, ip);
+        assert_eq!(r.is_err(), i as usize >= MAX_PERMISSIONS - 1, "{i}");
+    }
+}
