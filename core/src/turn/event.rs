@@ -68,7 +68,7 @@ pub enum PermissionError {
     /// The peer's address family differs from the relayed address's.
     #[error("peer address family differs from the relayed address")]
     FamilyMismatch,
-    /// [`MAX_PERMISSIONS`] or [`MAX_CHANNELS`] reached, or channel numbers exhausted.
+    /// [`MAX_PERMISSIONS`](crate::turn::MAX_PERMISSIONS) or [`MAX_CHANNELS`](crate::turn::MAX_CHANNELS) reached, or channel numbers exhausted.
     #[error("too many TURN permissions or channels")]
     TooMany,
 }
@@ -145,7 +145,7 @@ pub enum TurnEvent {
     },
     /// A ChannelBind failed; data to that peer keeps using Send indications.
     ChannelBindFailed(SocketAddr, TurnError),
-    /// The allocation was released after [`TurnClient::close`]. Terminal.
+    /// The allocation was released after [`TurnClient::close`](crate::turn::TurnClient::close). Terminal.
     Deallocated,
 }
 
