@@ -668,3 +668,66 @@ fn queues_are_bounded() {
         assert_eq!(r.is_err(), i as usize >= MAX_PERMISSIONS - 1, "{i}");
     }
 }
+
+#[test]
+fn ipv6_relay_carries_data_both_ways() {
+    let mut net = Net::default();
+    net.server.relayed = addr("[2001:db8::1]:50000");
+    let relayed = net.allocated();
+    assert_eq!(relayed, addr("[2001:db8::1]:50000"));
+    let peer = addr("[2001:db8:5::9]:6000");
+    assert_eq!(
+        net.client
+            .create_permission(net.now, "203.0.113.5".parse().expect("ip")),
+        Err(PermissionError::FamilyMismatch)
+    );
+    net.client
+        .create_permission(net.now, peer.ip())
+        .expect("permission");
+    net.pump();
+    net.client.send_to(net.now, peer, b"v6").expect("send");
+    net.pump();
+    assert_eq!(net.server.to_peers, vec![(peer, b"v6".to_vec())]);
+    net.peer_sends(peer, b"back");
+    assert_eq!(net.received, vec![(peer, b"back".to_vec())]);
+    net.client.bind_channel(net.now, peer).expect("bind");
+    net.pump();
+    net.peer_sends(peer, b"channel");
+    assert_eq!(net.received.last(), Some(&(peer, b"channel".to_vec())));
+}
+
+#[test]
+fn other_stun_responses_from_the_server_are_passed_on() {
+    let mut net = Net::default();
+    net.allocated();
+    // ICE's srflx Binding response from the same server, and an unknown transaction.
+    let binding = stun::Message::new(
+        Class::Success,
+        Method::BINDING,
+        stun::TransactionId([1; 12]),
+    )
+    .with(stun::Attribute::XorMappedAddress(net.client_addr))
+    .encode_to_vec(None, true);
+    let server = net.server.addr;
+    assert_eq!(
+        net.client.handle_datagram(net.now, server, &binding),
+        TurnInput::NotTurn
+    );
+    let unknown = stun::Message::new(
+        Class::Success,
+        Method::REFRESH,
+        stun::TransactionId([2; 12]),
+    )
+    .encode_to_vec(None, true);
+    assert_eq!(
+        net.client.handle_datagram(net.now, server, &unknown),
+        TurnInput::NotTurn
+    );
+    // A ChannelData for a channel never bound is dropped, not passed on.
+    assert_eq!(
+        net.client
+            .handle_datagram(net.now, server, &[0x40, 0x07, 0, 1, 9]),
+        TurnInput::Consumed
+    );
+    assert!(net.client.is_allocated());
+}
