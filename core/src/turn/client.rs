@@ -20,9 +20,12 @@
 //! refreshed every 5 minutes) live only while allocated. Every request is a STUN
 //! transaction retransmitted by [`RetransmitTimer`] over UDP (one try with a long
 //! timeout over stream transports), so a silent server fails the allocation within the
-//! transaction timeout. Responses are matched by transaction id and source address, and
-//! only accepted with a valid MESSAGE-INTEGRITY (except the 401/438 challenges); anything
-//! else from the server is dropped and counted.
+//! transaction timeout. Responses are matched by source address and transaction id (a
+//! response to a transaction this client did not start is [`TurnInput::NotTurn`], so ICE's
+//! own Binding requests to the same server still work). A success needs a valid
+//! MESSAGE-INTEGRITY; an error a valid one or none (so a server that omits it still gives
+//! a clear failure rather than a timeout); the 401/438 challenges need none. Anything else
+//! from the server is dropped and counted.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -127,13 +130,24 @@ struct Channel {
     refresh_at: Option<Instant>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Credentials {
     username: String,
     password: String,
     realm: Option<String>,
     nonce: Option<String>,
     key: Option<[u8; 16]>,
+}
+
+/// Never prints the password or the key.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("realm", &self.realm)
+            .field("nonce", &self.nonce)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A TURN client for one allocation on one server. Same shape as the other sans-IO

@@ -731,3 +731,12 @@ fn other_stun_responses_from_the_server_are_passed_on() {
     );
     assert!(net.client.is_allocated());
 }
+
+#[test]
+fn debug_output_hides_the_password() {
+    let mut net = Net::default();
+    net.allocated();
+    let shown = format!("{:?}", net.client);
+    assert!(shown.contains("alice"));
+    assert!(!shown.contains("secret"));
+}
