@@ -65,6 +65,10 @@ pub(super) struct ServerModel {
     pub forbidden_peer: Option<IpAddr>,
     /// Answer the unauthenticated Allocate with a 401 that lacks REALM and NONCE.
     pub bare_challenge: bool,
+    /// For each coming answer to a request, whether it is lost (after processing).
+    pub lose_answers: VecDeque<bool>,
+    /// The last answer, sent again for a retransmitted request (RFC 8489 section 6.3).
+    last_answer: Option<(stun::TransactionId, Vec<u8>)>,
     nonce_counter: u32,
 }
 
@@ -90,6 +94,8 @@ impl ServerModel {
             drop_requests: 0,
             forbidden_peer: None,
             bare_challenge: false,
+            lose_answers: VecDeque::new(),
+            last_answer: None,
             nonce_counter: 0,
         }
     }
@@ -160,6 +166,15 @@ impl ServerModel {
         if msg.class != Class::Request {
             return;
         }
+        if let Some((_, answer)) = self
+            .last_answer
+            .as_ref()
+            .filter(|(id, _)| *id == msg.transaction_id)
+        {
+            let answer = answer.clone();
+            self.answer(msg.transaction_id, answer);
+            return;
+        }
         let key = self.key();
         let authenticated = msg.username() == Some(self.username.as_str())
             && msg.realm() == Some(self.realm.as_str())
@@ -171,7 +186,7 @@ impl ServerModel {
         });
         if !authenticated {
             let reply = self.error(&msg, 401, false);
-            self.to_client.push_back(reply);
+            self.answer(msg.transaction_id, reply);
             return;
         }
         if msg.nonce() != Some(self.nonce.as_str()) || self.stale_nonces > 0 {
@@ -179,7 +194,7 @@ impl ServerModel {
             self.nonce_counter += 1;
             self.nonce = format!("nonce-{}", self.nonce_counter);
             let reply = self.error(&msg, 438, false);
-            self.to_client.push_back(reply);
+            self.answer(msg.transaction_id, reply);
             return;
         }
         let reply = match msg.method {
@@ -197,6 +212,14 @@ impl ServerModel {
             }
             Err(code) => self.error(&msg, code, true),
         };
+        self.answer(msg.transaction_id, reply);
+    }
+
+    fn answer(&mut self, id: stun::TransactionId, reply: Vec<u8>) {
+        self.last_answer = Some((id, reply.clone()));
+        if self.lose_answers.pop_front() == Some(true) {
+            return;
+        }
         self.to_client.push_back(reply);
     }
 

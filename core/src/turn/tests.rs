@@ -740,3 +740,39 @@ fn debug_output_hides_the_password() {
     assert!(shown.contains("alice"));
     assert!(!shown.contains("secret"));
 }
+
+#[test]
+fn lost_responses_are_recovered_by_retransmission() {
+    let mut net = Net::default();
+    // Lose the 401 and then the success: the server answers the retransmissions again.
+    net.server.lose_answers = [true, false, true, false].into();
+    net.run_for(Duration::from_secs(5));
+    assert!(net.client.is_allocated(), "{:?}", net.events);
+    assert_eq!(net.client.stats().retransmits, 2);
+    assert_eq!(
+        net.count_events(|e| matches!(e, TurnEvent::Allocated { .. })),
+        1
+    );
+    // A duplicated success (late retransmission answer) changes nothing.
+    let peer = addr("203.0.113.5:6000");
+    net.client
+        .create_permission(net.now, peer.ip())
+        .expect("permission");
+    let mut buf = [0u8; 1500];
+    let (_, n) = net
+        .client
+        .poll_transmit(net.now, &mut buf)
+        .expect("request");
+    net.server.handle(net.now, net.client_addr, &buf[..n]);
+    let answer = net.server.to_client.pop_front().expect("answer");
+    let server = net.server.addr;
+    assert_eq!(
+        net.client.handle_datagram(net.now, server, &answer),
+        TurnInput::Consumed
+    );
+    assert_eq!(
+        net.client.handle_datagram(net.now, server, &answer),
+        TurnInput::NotTurn
+    );
+    assert!(net.client.has_permission(peer.ip()));
+}
