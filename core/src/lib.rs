@@ -36,6 +36,7 @@ pub mod sdp;
 pub mod srtp;
 pub mod stun;
 pub mod transmit;
+pub mod turn;
 
 pub use config::{Config, IceServer, IceTransportPolicy};
 pub use datachannel::{ChannelId, DataChannelInit};

@@ -298,7 +298,7 @@ pub fn peek_class_method(buf: &[u8]) -> Option<(Class, Method)> {
 }
 
 /// Iterate `(type, value, offset of the attribute header)` over a checked message.
-fn raw_attributes(buf: &[u8]) -> impl Iterator<Item = (u16, &[u8], usize)> {
+pub(crate) fn raw_attributes(buf: &[u8]) -> impl Iterator<Item = (u16, &[u8], usize)> {
     let mut at = HEADER_LEN;
     std::iter::from_fn(move || {
         let kind = be16(buf, at)?;
@@ -447,7 +447,11 @@ pub fn verify_fingerprint(raw: &[u8]) -> bool {
     be32(value, 0) == Some(crc32(covered) ^ FINGERPRINT_XOR)
 }
 
-fn parse_address(value: &[u8], xor: Option<&[u8; 12]>, k: u16) -> Result<SocketAddr, StunError> {
+pub(crate) fn parse_address(
+    value: &[u8],
+    xor: Option<&[u8; 12]>,
+    k: u16,
+) -> Result<SocketAddr, StunError> {
     let bad = StunError::BadAttribute { kind: k };
     let family = *value.get(1).ok_or(bad)?;
     let mut port = be16(value, 2).ok_or(bad)?;
