@@ -57,11 +57,13 @@ fn broadcast(kind: BrowserKind, runtime: RuntimeKind) {
         "a joining viewer asks the publisher for a keyframe: {before:?} -> {after:?}"
     );
     assert!(after.forwarded > 0);
-    let status = viewer.page_status();
-    assert!(
-        status.get("patches").and_then(Value::as_u64).unwrap_or(0) > 0,
-        "the viewer trickled candidates with PATCH: {status}"
-    );
+    // The viewer trickles its candidates with PATCH (the connection may already be up
+    // through the peer-reflexive candidate its first check revealed).
+    wait_until("the viewer's PATCH trickle answered", || {
+        let status = viewer.page_status();
+        (status.get("patches").and_then(Value::as_u64).unwrap_or(0) == 0)
+            .then(|| status.to_string())
+    });
     eprintln!(
         "whip_whep {kind:?} on {runtime}: first frame {} ms after the viewer opened /watch",
         first_frame.as_millis()
