@@ -131,29 +131,18 @@ pub fn interface_addresses() -> Vec<IpAddr> {
 /// `stun:` URLs of the configuration whose host is a name, as `(host, port)`: the core
 /// uses literal addresses itself; runtimes resolve these and call `add_stun_server`.
 pub fn stun_host_names(config: &sansrtc::Config) -> Vec<(String, u16)> {
-    let mut out = Vec::new();
-    for url in config.ice_servers.iter().flat_map(|s| s.urls.iter()) {
-        let Some(rest) = url.strip_prefix("stun:") else {
-            continue;
-        };
-        let rest = rest.split('?').next().unwrap_or(rest);
-        if rest.parse::<SocketAddr>().is_ok()
-            || rest.trim_matches(['[', ']']).parse::<IpAddr>().is_ok()
-        {
-            continue;
-        }
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) => match p.parse::<u16>() {
-                Ok(port) => (h, port),
-                Err(_) => continue,
-            },
-            None => (rest, 3478),
-        };
-        if !host.is_empty() {
-            out.push((host.to_owned(), port));
-        }
-    }
-    out
+    use sansrtc::turn::{Scheme, ServerHost, ServerUrl};
+    config
+        .ice_servers
+        .iter()
+        .flat_map(|s| s.urls.iter())
+        .filter_map(|url| ServerUrl::parse(url).ok())
+        .filter(|u| u.scheme == Scheme::Stun)
+        .filter_map(|u| match u.host {
+            ServerHost::Name(name) => Some((name, u.port)),
+            ServerHost::Ip(_) => None,
+        })
+        .collect()
 }
 
 /// Resolve the configuration's STUN host names (blocking DNS; the async runtimes run

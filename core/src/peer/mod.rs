@@ -1435,15 +1435,10 @@ impl PeerConnection {
 /// The address of a `stun:` URL whose host is an IP literal (RFC 7064): `stun:1.2.3.4`,
 /// `stun:1.2.3.4:3478`, `stun:[::1]:3478`. Host names and other schemes give `None`.
 fn stun_url_address(url: &str) -> Option<SocketAddr> {
-    let rest = url.strip_prefix("stun:")?;
-    let rest = rest.split('?').next().unwrap_or(rest);
-    if let Ok(addr) = rest.parse::<SocketAddr>() {
-        return Some(addr);
-    }
-    let ip = rest.trim_start_matches('[').trim_end_matches(']');
-    ip.parse::<std::net::IpAddr>()
+    crate::turn::ServerUrl::parse(url)
         .ok()
-        .map(|ip| SocketAddr::new(ip, 3478))
+        .filter(|u| u.scheme == crate::turn::Scheme::Stun)
+        .and_then(|u| u.socket_addr())
 }
 
 #[cfg(test)]

@@ -39,6 +39,7 @@
 
 pub mod client;
 pub mod event;
+pub mod url;
 pub mod wire;
 
 #[cfg(test)]
@@ -48,4 +49,5 @@ mod tests;
 
 pub use client::{TurnClient, TurnConfig, MAX_CHANNELS, MAX_PERMISSIONS};
 pub use event::{PermissionError, TurnError, TurnEvent, TurnInput, TurnSendError, TurnStats};
+pub use url::{Scheme, ServerHost, ServerTransport, ServerUrl, UrlError};
 pub use wire::{long_term_key, ChannelData, ChannelDataError, DataIndication};
