@@ -171,6 +171,35 @@ impl Drop for BrowserPeer {
     }
 }
 
+impl BrowserPeer {
+    /// Hand one of the core's candidates to the page's `window.pc` (`addIceCandidate`).
+    pub fn add_core_candidate(&mut self, candidate: &sansrtc::IceCandidateInit) {
+        let v = serde_json::to_value(candidate).expect("candidate json");
+        self.call(json!({"cmd": "addIceCandidate", "candidate": v}))
+            .expect("browser adds the core's candidate");
+    }
+
+    /// Take every waiting browser event: trickled candidates go to `pc`, the rest are
+    /// returned in order.
+    pub fn forward_candidates(&mut self, pc: &mut sansrtc::PeerConnection) -> Vec<Value> {
+        let mut others = Vec::new();
+        while let Some(ev) = self.next_event(Duration::from_millis(0)) {
+            if ev.get("event").and_then(Value::as_str) != Some("icecandidate") {
+                others.push(ev);
+                continue;
+            }
+            let c = ev.get("candidate").cloned().unwrap_or(Value::Null);
+            if !c.is_null() {
+                let init: sansrtc::IceCandidateInit =
+                    serde_json::from_value(c).expect("browser candidate json");
+                pc.add_ice_candidate(Instant::now(), init)
+                    .expect("core adds the browser's candidate");
+            }
+        }
+        others
+    }
+}
+
 /// How long the page helpers wait for a condition.
 pub const PAGE_WAIT: Duration = Duration::from_secs(40);
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use sansrtc::datachannel::DataChannelError;
 use sansrtc::peer::{ConnectionState, Event};
-use sansrtc::sdp::{IceCandidateInit, SessionDescription};
+use sansrtc::sdp::SessionDescription;
 use sansrtc::{ChannelId, Config, DataChannelInit, OfferOptions, PeerConnection, Protocol};
 use sansrtc_tests::browser::{drive, BrowserKind, BrowserPeer};
 use serde_json::{json, Value};
@@ -185,12 +185,7 @@ fn run(core_offers: bool) {
         drive(&mut pc, &socket, &mut buf, Duration::from_millis(5));
         while let Some(ev) = pc.poll_event() {
             match ev {
-                Event::IceCandidate(c) => {
-                    let v = serde_json::to_value(&c).expect("json");
-                    browser
-                        .call(json!({"cmd": "addIceCandidate", "candidate": v}))
-                        .expect("candidate");
-                }
+                Event::IceCandidate(c) => browser.add_core_candidate(&c),
                 Event::DataChannel { channel, label, .. } => {
                     echo.remote_channels.push((channel, label))
                 }
@@ -210,16 +205,7 @@ fn run(core_offers: bool) {
             }
         }
         echo.flush(&mut pc);
-        while let Some(ev) = browser.next_event(Duration::from_millis(0)) {
-            if ev.get("event").and_then(Value::as_str) == Some("icecandidate") {
-                let c = ev.get("candidate").cloned().unwrap_or(Value::Null);
-                if !c.is_null() {
-                    let init: IceCandidateInit = serde_json::from_value(c).expect("candidate json");
-                    pc.add_ice_candidate(Instant::now(), init)
-                        .expect("core adds candidate");
-                }
-            }
-        }
+        browser.forward_candidates(&mut pc);
         if !started && pc.connection_state() == ConnectionState::Connected {
             started = true;
             browser
@@ -463,12 +449,7 @@ fn partial_reliability(kind: BrowserKind) {
         link.drive(&mut pc, &socket, started, Duration::from_millis(5));
         while let Some(ev) = pc.poll_event() {
             match ev {
-                Event::IceCandidate(c) => {
-                    let v = serde_json::to_value(&c).expect("json");
-                    browser
-                        .call(json!({"cmd": "addIceCandidate", "candidate": v}))
-                        .expect("candidate");
-                }
+                Event::IceCandidate(c) => browser.add_core_candidate(&c),
                 Event::DataChannel { channel, label, .. } => channels.push((channel, label)),
                 Event::DataChannelMessage { channel, data, .. } => {
                     match channels
@@ -484,16 +465,7 @@ fn partial_reliability(kind: BrowserKind) {
                 _ => {}
             }
         }
-        while let Some(ev) = browser.next_event(Duration::from_millis(0)) {
-            if ev.get("event").and_then(Value::as_str) == Some("icecandidate") {
-                let c = ev.get("candidate").cloned().unwrap_or(Value::Null);
-                if !c.is_null() {
-                    let init: IceCandidateInit = serde_json::from_value(c).expect("candidate");
-                    pc.add_ice_candidate(Instant::now(), init)
-                        .expect("candidate");
-                }
-            }
-        }
+        browser.forward_candidates(&mut pc);
         if !started && pc.connection_state() == ConnectionState::Connected {
             // Loss starts now, once ICE and DTLS are up.
             started = true;

@@ -10,7 +10,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use sansrtc::peer::{ConnectionState, Event};
-use sansrtc::sdp::{IceCandidateInit, SessionDescription};
+use sansrtc::sdp::SessionDescription;
 use sansrtc::srtp::SrtpProfile;
 use sansrtc::{Config, MediaKind, OfferOptions, PeerConnection, Protocol};
 use sansrtc_tests::browser::{drive, BrowserKind, BrowserPeer};
@@ -110,12 +110,7 @@ fn echo_media(kind: BrowserKind, core_offers: bool, profiles: Vec<SrtpProfile>) 
         drive(&mut pc, &socket, &mut buf, Duration::from_millis(10));
         while let Some(ev) = pc.poll_event() {
             match ev {
-                Event::IceCandidate(c) => {
-                    let v = serde_json::to_value(&c).expect("json");
-                    browser
-                        .call(json!({"cmd": "addIceCandidate", "candidate": v}))
-                        .expect("browser adds candidate");
-                }
+                Event::IceCandidate(c) => browser.add_core_candidate(&c),
                 Event::Track(_) => counts.tracks += 1,
                 Event::Rtp { track, packet, .. } => {
                     match kinds.iter().find(|(id, _)| *id == track).map(|(_, k)| *k) {
@@ -131,16 +126,7 @@ fn echo_media(kind: BrowserKind, core_offers: bool, profiles: Vec<SrtpProfile>) 
                 _ => {}
             }
         }
-        while let Some(ev) = browser.next_event(Duration::from_millis(0)) {
-            if ev.get("event").and_then(Value::as_str) == Some("icecandidate") {
-                let c = ev.get("candidate").cloned().unwrap_or(Value::Null);
-                if !c.is_null() {
-                    let init: IceCandidateInit = serde_json::from_value(c).expect("candidate json");
-                    pc.add_ice_candidate(Instant::now(), init)
-                        .expect("core adds candidate");
-                }
-            }
-        }
+        browser.forward_candidates(&mut pc);
         if Instant::now() >= next_stats {
             next_stats = Instant::now() + Duration::from_millis(500);
             last_stats = browser.call(json!({"cmd": "getStats"})).expect("stats");

@@ -97,12 +97,7 @@ fn chromium_simulcast_streams_arrive_by_rid() {
         drive(&mut pc, &socket, &mut buf, Duration::from_millis(10));
         while let Some(ev) = pc.poll_event() {
             match ev {
-                Event::IceCandidate(c) => {
-                    let v = serde_json::to_value(&c).expect("json");
-                    browser
-                        .call(json!({"cmd": "addIceCandidate", "candidate": v}))
-                        .expect("browser adds candidate");
-                }
+                Event::IceCandidate(c) => browser.add_core_candidate(&c),
                 Event::Track(t) => track_rids = Some(t.rids),
                 Event::Rtp { track, rid, packet } => {
                     tracks.insert(track);
