@@ -70,7 +70,8 @@ impl PeerConnection {
             return Err(DataChannelError::NotOpen);
         }
         self.data.send_data(now, channel, data, binary)?;
-        self.pump(now);
+        // Only SCTP changed: move its packets into DTLS, without the full dispatch.
+        self.pump_data(now);
         Ok(())
     }
 
