@@ -29,6 +29,7 @@ pub mod network;
 pub mod node;
 pub mod signaling;
 pub mod timeline;
+pub mod turn;
 
 #[cfg(test)]
 mod harness_tests;
@@ -38,6 +39,7 @@ pub use network::{LoggedEvent, Network, NodeId};
 pub use node::{Node, Probe, Received, StunServer};
 pub use signaling::SentDescription;
 pub use timeline::{describe, describe_datagram};
+pub use turn::TurnNode;
 
 /// A PeerConnection configuration with a fixed seed, for deterministic tests.
 pub fn seeded_config(seed: u64) -> sansrtc::Config {

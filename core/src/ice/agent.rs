@@ -94,6 +94,9 @@ pub struct SelectedPair {
     pub remote: SocketAddr,
     /// Transport.
     pub protocol: Protocol,
+    /// The type of our candidate: `Relay` when media goes through a TURN server (then
+    /// `local` is the relayed address on the server).
+    pub local_kind: CandidateKind,
 }
 
 /// What the agent tells its owner.
@@ -223,6 +226,9 @@ pub struct IceAgent {
     nomination_attempts: u32,
     stats: IceStats,
     closed: bool,
+    /// Relay allocations under way: gathering is not complete until each has given a
+    /// candidate or failed (the TURN client bounds how long that takes).
+    relays_pending: usize,
 }
 
 impl IceAgent {
@@ -263,6 +269,7 @@ impl IceAgent {
             nomination_attempts: 0,
             stats: IceStats::default(),
             closed: false,
+            relays_pending: 0,
         }
     }
 
@@ -286,10 +293,16 @@ impl IceAgent {
     /// The selected pair.
     pub fn selected_pair(&self) -> Option<SelectedPair> {
         let p = self.pairs.get(self.selected?)?;
+        let local_kind = self
+            .locals
+            .iter()
+            .find(|l| l.base == p.local && l.candidate.kind != CandidateKind::ServerReflexive)
+            .map_or(CandidateKind::Host, |l| l.candidate.kind);
         Some(SelectedPair {
             local: p.local,
             remote: p.remote,
             protocol: Protocol::Udp,
+            local_kind,
         })
     }
 
@@ -428,6 +441,87 @@ impl IceAgent {
         }
     }
 
+    /// A relay allocation has started: gathering waits for it to give a candidate
+    /// ([`IceAgent::add_relay_candidate`]) or fail ([`IceAgent::relay_failed`]).
+    pub fn relay_started(&mut self) {
+        if !self.closed {
+            self.relays_pending += 1;
+        }
+    }
+
+    /// A relay allocation failed: gathering stops waiting for it.
+    pub fn relay_failed(&mut self, now: Instant) {
+        self.relays_pending = self.relays_pending.saturating_sub(1);
+        self.check_gathering_complete(now);
+    }
+
+    /// A TURN allocation gave `relayed` (the address on the server, which is also the
+    /// candidate's base: checks from it go through the server) and `mapped` (our address
+    /// as the server saw it, the candidate's related address). `server` makes the
+    /// foundation. Announced once gathering has started, paired like a host candidate.
+    pub fn add_relay_candidate(
+        &mut self,
+        now: Instant,
+        relayed: SocketAddr,
+        mapped: Option<SocketAddr>,
+        server: SocketAddr,
+    ) {
+        self.relays_pending = self.relays_pending.saturating_sub(1);
+        if self.closed
+            || self.locals.len() >= MAX_LOCAL
+            || self.locals.iter().any(|l| l.base == relayed)
+        {
+            self.check_gathering_complete(now);
+            return;
+        }
+        let kind = CandidateKind::Relay;
+        let relays = self
+            .locals
+            .iter()
+            .filter(|l| l.candidate.kind == kind)
+            .count();
+        // Like host candidates: earlier allocations first.
+        let pref =
+            60_000u16.saturating_sub(u16::try_from(relays).unwrap_or(u16::MAX).saturating_mul(64));
+        let candidate = Candidate {
+            foundation: foundation_for(kind, relayed.ip(), Some(server), Protocol::Udp),
+            component: 1,
+            protocol: Protocol::Udp,
+            priority: candidate_priority(kind, pref, 1),
+            address: CandidateAddress::Ip(relayed),
+            kind,
+            related_address: mapped,
+            tcp_type: None,
+            extensions: Vec::new(),
+        };
+        self.locals.push(LocalCandidate {
+            candidate,
+            base: relayed,
+            announced: false,
+        });
+        let index = self.locals.len() - 1;
+        for r in 0..self.remotes.len() {
+            self.add_pair(index, r);
+        }
+        if self.gathering != IceGatheringState::New {
+            self.announce_locals();
+        }
+        self.check_gathering_complete(now);
+        self.schedule_checks(now);
+        self.update_state(now);
+    }
+
+    /// The remote candidates' addresses (for TURN permissions), and how many there are
+    /// in this generation: the list only grows until an ICE restart clears it.
+    pub fn remote_addresses(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.remotes.iter().map(|r| r.addr)
+    }
+
+    /// How many remote candidates this generation has.
+    pub fn remote_count(&self) -> usize {
+        self.remotes.len()
+    }
+
     /// Start gathering: announce host candidates and ask the STUN servers for srflx ones.
     pub fn start_gathering(&mut self, now: Instant) {
         if self.closed {
@@ -478,9 +572,16 @@ impl IceAgent {
             .iter()
             .any(|t| matches!(t.kind, TxKind::Srflx { .. }));
         let timed_out = self.gather_deadline.is_some_and(|d| now >= d);
-        if self.gathering == IceGatheringState::Gathering && (!pending || timed_out) {
+        if self.gathering != IceGatheringState::Gathering {
+            return;
+        }
+        if timed_out {
+            // Past the deadline nothing is waited for but relays, whose clients bound it.
+            self.gather_deadline = None;
             self.transactions
                 .retain(|t| !matches!(t.kind, TxKind::Srflx { .. }));
+        }
+        if (!pending || timed_out) && self.relays_pending == 0 {
             self.gather_deadline = None;
             self.set_gathering(IceGatheringState::Complete);
         }
@@ -582,8 +683,10 @@ impl IceAgent {
         for l in &mut self.locals {
             l.announced = false;
         }
+        // Host and relayed candidates stay (the allocation outlives the restart);
+        // server-reflexive ones are learned again.
         self.locals
-            .retain(|l| l.candidate.kind == CandidateKind::Host);
+            .retain(|l| matches!(l.candidate.kind, CandidateKind::Host | CandidateKind::Relay));
         self.gathering = IceGatheringState::New;
         self.gather_deadline = None;
         self.set_state(IceConnectionState::Checking);
@@ -621,8 +724,10 @@ impl IceAgent {
         let (Some(local), Some(remote)) = (self.locals.get(l), self.remotes.get(r)) else {
             return;
         };
-        if local.candidate.kind != CandidateKind::Host
-            || local.candidate.protocol != Protocol::Udp
+        if !matches!(
+            local.candidate.kind,
+            CandidateKind::Host | CandidateKind::Relay
+        ) || local.candidate.protocol != Protocol::Udp
             || local.base.is_ipv4() != remote.addr.is_ipv4()
             || self
                 .pairs

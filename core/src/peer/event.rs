@@ -114,4 +114,15 @@ pub enum Event {
     /// DTLS failed (for example the peer's certificate does not match its SDP
     /// fingerprint); `connectionState` becomes `failed`.
     DtlsFailed(crate::dtls::DtlsError),
+    /// A TURN server gave no relay candidate, or lost the allocation (W3C
+    /// `icecandidateerror`): wrong credentials, quota, an unreachable or garbled server.
+    /// Other candidates keep working; gathering no longer waits for this one.
+    IceCandidateError {
+        /// The server's URL as configured.
+        url: String,
+        /// Our socket (or stream) the allocation was made from.
+        local: std::net::SocketAddr,
+        /// What went wrong.
+        error: crate::turn::TurnError,
+    },
 }

@@ -8,6 +8,7 @@ mod data;
 mod error;
 pub mod event;
 mod negotiation;
+mod relay;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -30,6 +31,7 @@ use crate::transmit::{Datagram, DatagramKind, Protocol, Transmit};
 pub use error::{AddCandidateError, NegotiationError, Operation, PeerError, SendError};
 pub use event::{ConnectionState, Event, IceConnectionState, IceGatheringState, SignalingState};
 pub use negotiation::OfferOptions;
+pub use relay::{TurnServer, MAX_RELAYS};
 
 use negotiation::Negotiation;
 
@@ -63,8 +65,17 @@ pub struct PeerStats {
     pub events_dropped: u64,
     /// Remote candidates that did not parse or were over the limit.
     pub remote_candidates_dropped: u64,
-    /// ICE server URLs that could not be used (not STUN, or a host name the core cannot resolve).
+    /// ICE server URLs the core did not use itself: host names it cannot resolve, TURN
+    /// over TCP or TLS (the runtime opens those and calls `add_stun_server` /
+    /// `add_turn_server`), URLs that do not parse, TURN servers past [`MAX_RELAYS`].
     pub ice_servers_skipped: u64,
+    /// Datagrams for a relayed pair that the TURN client could not send (no allocation
+    /// any more, too large); dropped.
+    pub relay_send_failed: u64,
+    /// Datagrams dropped because they arrived outside a relay under the relay policy.
+    pub relay_policy_dropped: u64,
+    /// Each TURN client's counters, in the order the servers were added.
+    pub turn: Vec<crate::turn::TurnStats>,
     /// The ICE agent's counters.
     pub ice: IceStats,
     /// The DTLS association's counters.
@@ -128,6 +139,9 @@ pub struct PeerConnection {
     data: crate::datachannel::DataChannels,
     data_started: bool,
     sctp_scratch: Vec<u8>,
+    /// TURN clients and their relayed candidates.
+    relays: relay::Relays,
+    relay_scratch: Vec<u8>,
 }
 
 impl PeerConnection {
@@ -144,6 +158,9 @@ impl PeerConnection {
         let ice = IceAgent::new(&config.ice, rng.fork(), config.ice_lite);
         let neg = Negotiation::new(rng.fork());
         let data = data::new_data_channels(config.mtu, rng.fork(), now);
+        let (mut relays, turn_for_runtime) = relay::Relays::new(&config.ice_servers, rng.fork());
+        relays.hide_mapped =
+            config.ice_transport_policy == crate::config::IceTransportPolicy::Relay;
         let mut pc = PeerConnection {
             config,
             certificate,
@@ -185,7 +202,10 @@ impl PeerConnection {
             data,
             data_started: false,
             sctp_scratch: vec![0u8; 2048],
+            relays,
+            relay_scratch: Vec::new(),
         };
+        pc.stats.ice_servers_skipped += turn_for_runtime + pc.relays.refused;
         let max_message_size = pc.data_max_message_size();
         pc.neg.set_max_message_size(max_message_size);
         if let Some(origin) = pc.config.clock_origin {
@@ -205,7 +225,9 @@ impl PeerConnection {
         for url in urls {
             match stun_url_address(&url) {
                 Some(addr) => self.ice.add_stun_server(now, addr),
-                None => self.stats.ice_servers_skipped += 1,
+                // TURN URLs are the relay module's (and counted there).
+                None if !is_turn_url(&url) => self.stats.ice_servers_skipped += 1,
+                None => {}
             }
         }
     }
@@ -314,6 +336,7 @@ impl PeerConnection {
     pub fn stats(&self) -> PeerStats {
         let mut s = self.stats.clone();
         s.ice = self.ice.stats();
+        s.turn = self.relays.stats();
         s.dtls = self
             .dtls
             .as_ref()
@@ -501,14 +524,34 @@ impl PeerConnection {
         if self.closed {
             return;
         }
+        if protocol == Protocol::Udp {
+            self.relays.add_base(now, &mut self.ice, addr);
+        }
         // `iceTransportPolicy: "relay"`: no host (or, from it, server-reflexive) candidate
-        // may reveal or use this address. Without TURN there is nothing to relay through,
-        // so such a PeerConnection gathers no candidates at all.
-        if self.config.ice_transport_policy == crate::config::IceTransportPolicy::Relay {
+        // may reveal or use this address; it only carries the TURN allocations.
+        if self.config.ice_transport_policy != crate::config::IceTransportPolicy::Relay {
+            self.ice.add_local_address(now, addr, protocol);
+        }
+        self.pump(now);
+    }
+
+    /// Allocate a relay on a TURN server the runtime resolved or connected to (a host
+    /// name, `?transport=tcp`, `turns:`; the core itself starts `turn:` URLs with an IP
+    /// literal over UDP from the configuration). The allocation starts when gathering
+    /// does (at once if it already has); its relayed address becomes a relay candidate,
+    /// or an [`Event::IceCandidateError`] says why not. Up to [`MAX_RELAYS`] servers.
+    pub fn add_turn_server(&mut self, now: Instant, server: TurnServer) {
+        self.advance(now);
+        if self.closed {
             return;
         }
-        self.ice.add_local_address(now, addr, protocol);
+        self.relays.add_server(now, &mut self.ice, server);
         self.pump(now);
+    }
+
+    /// Each TURN allocation's URL and, while it exists, its relayed address.
+    pub fn turn_allocations(&self) -> Vec<(String, Option<SocketAddr>)> {
+        self.relays.allocations()
     }
 
     /// Use a STUN server at a resolved address for server-reflexive candidates (the core
@@ -540,6 +583,8 @@ impl PeerConnection {
         }
         self.dtls_state = DtlsState::Closed;
         self.closed = true;
+        // Allocations are released once the goodbyes above went out through them.
+        self.relays.close_later();
         self.ice.close();
         while self.ice.poll_event().is_some() {}
         self.signaling = SignalingState::Closed;
@@ -554,6 +599,40 @@ impl PeerConnection {
         self.advance(now);
         self.stats.datagrams_received += 1;
         if self.closed {
+            self.stats.datagrams_dropped += 1;
+            return;
+        }
+        let mut datagram = datagram;
+        if !self.relays.is_empty() {
+            if let Some(i) = self
+                .relays
+                .route(datagram.local, datagram.remote, datagram.protocol)
+            {
+                match self.relays.input(now, i, datagram.remote, datagram.data) {
+                    relay::RelayInput::Consumed => {
+                        self.pump(now);
+                        return;
+                    }
+                    relay::RelayInput::Peer {
+                        relayed,
+                        peer,
+                        data,
+                    } => {
+                        datagram = Datagram {
+                            local: relayed,
+                            remote: peer,
+                            protocol: Protocol::Udp,
+                            data,
+                        }
+                    }
+                    relay::RelayInput::NotTurn => {}
+                }
+            }
+        }
+        if self.config.ice_transport_policy == crate::config::IceTransportPolicy::Relay
+            && !self.relays.is_relayed(datagram.local)
+        {
+            self.stats.relay_policy_dropped += 1;
             self.stats.datagrams_dropped += 1;
             return;
         }
@@ -593,6 +672,9 @@ impl PeerConnection {
             return;
         }
         self.ice.handle_timeout(now);
+        if !self.relays.is_empty() {
+            self.relays.handle_timeout(now);
+        }
         if let Some(d) = self.dtls.as_mut() {
             d.handle_timeout(now);
         }
@@ -608,6 +690,37 @@ impl PeerConnection {
 
     /// The next datagram to send, written into `buf`.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        if self.relays.is_empty() {
+            return self.poll_transmit_direct(now, buf);
+        }
+        if let Some(t) = self.relays.poll_transmit(now, buf) {
+            return Some(t);
+        }
+        loop {
+            let Some(t) = self.poll_transmit_direct(now, buf) else {
+                if self.closed && self.relays.close_now(now) {
+                    return self.relays.poll_transmit(now, buf);
+                }
+                return None;
+            };
+            // A datagram from a relayed address goes to the TURN server, wrapped.
+            if !self.relays.is_relayed(t.local) {
+                return Some(t);
+            }
+            let mut scratch = std::mem::take(&mut self.relay_scratch);
+            scratch.clear();
+            scratch.extend_from_slice(buf.get(..t.len).unwrap_or_default());
+            let wrapped = self.relays.wrap(now, t.local, t.remote, &scratch, buf);
+            self.relay_scratch = scratch;
+            match wrapped {
+                Some(Ok(t)) => return Some(t),
+                _ => self.stats.relay_send_failed += 1,
+            }
+        }
+    }
+
+    /// The next datagram of ICE, DTLS or media, before relaying.
+    fn poll_transmit_direct(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         if !self.closed {
             if let Some(t) = self.ice.poll_transmit(now, buf) {
                 self.pump(now);
@@ -650,7 +763,12 @@ impl PeerConnection {
         } else {
             None
         };
-        let dtls = [dtls, self.next_report, mute, sctp]
+        let relays = if self.relays.is_empty() {
+            None
+        } else {
+            self.relays.poll_timeout()
+        };
+        let dtls = [dtls, self.next_report, mute, sctp, relays]
             .into_iter()
             .flatten()
             .min();
@@ -744,6 +862,7 @@ impl PeerConnection {
         }
         if out.start_gathering && !self.gathering_started {
             self.gathering_started = true;
+            self.relays.start(now, &mut self.ice);
             self.ice.start_gathering(now);
         }
         self.set_signaling(out.signaling);
@@ -1314,6 +1433,11 @@ impl PeerConnection {
 
     /// Move the ICE agent's events into ours, translating them.
     fn pump(&mut self, now: Instant) {
+        if !self.relays.is_empty() {
+            for ev in self.relays.pump(now, &mut self.ice) {
+                self.push_event(ev);
+            }
+        }
         while let Some(ev) = self.ice.poll_event() {
             match ev {
                 IceEvent::LocalCandidate(c) => {
@@ -1350,7 +1474,10 @@ impl PeerConnection {
                     }
                     self.update_connection_state();
                 }
-                IceEvent::SelectedPairChange(_) => self.maybe_start_dtls(now),
+                IceEvent::SelectedPairChange(pair) => {
+                    self.relays.on_selected(now, pair);
+                    self.maybe_start_dtls(now);
+                }
                 IceEvent::MdnsCandidate(c) => {
                     if let CandidateAddress::Mdns { hostname, .. } = &c.address {
                         let candidate = self.neg.remote_candidate_init(
@@ -1430,6 +1557,11 @@ impl PeerConnection {
             self.push_event(Event::ConnectionStateChange(state));
         }
     }
+}
+
+fn is_turn_url(url: &str) -> bool {
+    crate::turn::ServerUrl::parse(url).is_ok_and(|u| u.scheme.is_turn())
+        || url.to_ascii_lowercase().starts_with("turn")
 }
 
 /// The address of a `stun:` URL whose host is an IP literal (RFC 7064): `stun:1.2.3.4`,

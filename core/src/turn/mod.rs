@@ -42,8 +42,11 @@ pub mod event;
 pub mod url;
 pub mod wire;
 
-#[cfg(test)]
-mod server_model;
+/// A TURN server model for simulation tests (the core's own tests and the harness's
+/// TURN node in `sansrtc-tests`); not part of the API.
+#[cfg(any(test, feature = "turn-server-model"))]
+#[doc(hidden)]
+pub mod server_model;
 #[cfg(test)]
 mod tests;
 

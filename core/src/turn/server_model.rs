@@ -2,6 +2,7 @@
 //! Allocate (401 challenge, then success with the long-term key), Refresh,
 //! CreatePermission, ChannelBind, Send/Data indications and ChannelData, with lifetimes
 //! on the virtual clock. Test-only; knobs inject stale nonces, quotas, silence, garbage.
+#![allow(missing_docs)]
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -15,7 +16,7 @@ const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);
 const CHANNEL_LIFETIME: Duration = Duration::from_secs(600);
 
 #[derive(Debug)]
-pub(super) struct Allocation {
+pub struct Allocation {
     pub client: SocketAddr,
     pub expires: Instant,
     pub permissions: Vec<(IpAddr, Instant)>,
@@ -30,14 +31,14 @@ impl Allocation {
 
 /// Every request the server saw: method, whether it carried valid credentials, LIFETIME.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Seen {
+pub struct Seen {
     pub method: Method,
     pub authenticated: bool,
     pub lifetime: Option<u32>,
 }
 
 #[derive(Debug)]
-pub(super) struct ServerModel {
+pub struct ServerModel {
     pub addr: SocketAddr,
     pub relayed: SocketAddr,
     pub realm: String,

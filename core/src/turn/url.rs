@@ -165,6 +165,16 @@ impl ServerUrl {
             ServerHost::Name(_) => None,
         }
     }
+
+    /// Whether a runtime must do something before the core can use this server: resolve
+    /// a host name, or open the TCP or TLS stream. The core itself uses `stun:` and
+    /// `turn:` URLs with an IP-literal host over UDP; for the others the runtime calls
+    /// `PeerConnection::add_stun_server` or `PeerConnection::add_turn_server`.
+    pub fn needs_runtime(&self) -> bool {
+        matches!(self.host, ServerHost::Name(_))
+            || self.scheme.is_secure()
+            || self.transport == ServerTransport::Tcp
+    }
 }
 
 fn split_host_port(authority: &str) -> Result<(ServerHost, Option<&str>), UrlError> {
