@@ -2,8 +2,9 @@
 # The whole sansrtc test suite, browser tests included, as a newcomer or CI runs it.
 #
 # On a fresh Debian machine it first installs what is missing: Chromium and Firefox ESR
-# (the real peers of the browser tests), iproute2 and util-linux (for the loopback-only
-# network namespace), Node.js and the pinned node packages in tests/browser. Then it checks
+# (the real peers of the browser tests), coturn (the TURN server of the TURN tests: only
+# its binary, which each test starts on 127.0.0.1), iproute2 and util-linux (for the
+# loopback-only network namespace), Node.js and the pinned node packages in tests/browser. Then it checks
 # formatting and lints, builds every test outside the namespace (cargo may need the
 # registry), and runs the whole suite inside `unshare -n` with only loopback up, so no test
 # can reach any other address. Browser tests are never skipped: a missing browser fails.
@@ -19,6 +20,7 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+command -v turnserver >/dev/null 2>&1 || missing+=(coturn)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "== installing ${missing[*]}"
   as_root apt-get update -q

@@ -16,6 +16,7 @@ pub mod driver;
 pub mod game;
 pub mod net;
 pub mod peer;
+pub mod stream;
 pub mod thread;
 
 pub use driver::{Capacity, Core, Error, Handle, RuntimeCounters};

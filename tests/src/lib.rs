@@ -24,6 +24,7 @@
 //! ```
 
 pub mod browser;
+pub mod coturn;
 pub mod link;
 pub mod network;
 pub mod node;
