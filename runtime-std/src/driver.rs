@@ -21,7 +21,9 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures_lite::Stream;
-use sansrtc::{Datagram, Endpoint, Event, PeerConnection, PeerId, Protocol, Transmit};
+use sansrtc::{Datagram, Endpoint, Event, PeerConnection, PeerId, Protocol, Transmit, TurnServer};
+
+use crate::stream::{StreamInput, StreamSlot};
 
 /// The largest datagram read from a socket.
 pub const MAX_DATAGRAM: usize = 65_536;
@@ -46,6 +48,11 @@ pub trait Core: Send + 'static {
     fn close(&mut self, now: Instant);
     /// True for events that may be dropped when the application does not keep up.
     fn is_media(event: &Self::Event) -> bool;
+    /// A TURN server the runtime resolved or connected to (a stream's local address, or
+    /// one of our UDP sockets). Cores that do not relay ignore it.
+    fn add_turn_server(&mut self, now: Instant, server: TurnServer) {
+        let _ = (now, server);
+    }
 }
 
 fn is_media_event(event: &Event) -> bool {
@@ -75,8 +82,12 @@ impl Core for PeerConnection {
     fn is_media(event: &Event) -> bool {
         is_media_event(event)
     }
+    fn add_turn_server(&mut self, now: Instant, server: TurnServer) {
+        PeerConnection::add_turn_server(self, now, server)
+    }
 }
 
+/// The Endpoint is a server reached on its own socket: it does not relay.
 impl Core for Endpoint {
     type Event = (PeerId, Event);
     fn handle_datagram(&mut self, now: Instant, datagram: Datagram<'_>) {
@@ -153,6 +164,8 @@ pub struct RuntimeStats {
     datagrams_sent: AtomicU64,
     send_errors: AtomicU64,
     events_dropped: AtomicU64,
+    turn_streams_connected: AtomicU64,
+    turn_stream_failures: AtomicU64,
 }
 
 /// A snapshot of [`RuntimeStats`].
@@ -167,6 +180,12 @@ pub struct RuntimeCounters {
     pub send_errors: u64,
     /// Media events dropped because the application did not read events.
     pub events_dropped: u64,
+    /// TURN streams (TCP or TLS) opened and handed to the core.
+    pub turn_streams_connected: u64,
+    /// TURN streams that could not be opened (name, refused by the `NetConfig`,
+    /// connection, TLS) or that ended (closed by the server, junk or an oversized message
+    /// on the stream, a write that could not make progress).
+    pub turn_stream_failures: u64,
 }
 
 impl RuntimeStats {
@@ -177,6 +196,8 @@ impl RuntimeStats {
             datagrams_sent: self.datagrams_sent.load(Ordering::Relaxed),
             send_errors: self.send_errors.load(Ordering::Relaxed),
             events_dropped: self.events_dropped.load(Ordering::Relaxed),
+            turn_streams_connected: self.turn_streams_connected.load(Ordering::Relaxed),
+            turn_stream_failures: self.turn_stream_failures.load(Ordering::Relaxed),
         }
     }
 }
@@ -228,6 +249,9 @@ pub struct DriverChannels<C: Core> {
     pub events: async_channel::Sender<C::Event>,
     /// Shared counters.
     pub stats: Arc<RuntimeStats>,
+    /// What the TURN stream threads report (see [`crate::stream`]); closed at once when
+    /// there are none.
+    pub streams: async_channel::Receiver<StreamInput>,
 }
 
 /// Refuse further commands and drop the queued ones, so that every caller still waiting
@@ -247,6 +271,7 @@ impl<C: Core> Handle<C> {
         let (command_tx, command_rx) = async_channel::bounded(capacity.commands.max(1));
         let (event_tx, event_rx) = async_channel::bounded(capacity.events.max(1));
         let stats = Arc::new(RuntimeStats::default());
+        let (_, streams) = async_channel::bounded(1);
         let handle = Handle {
             commands: command_tx,
             events: event_rx,
@@ -257,6 +282,7 @@ impl<C: Core> Handle<C> {
             commands: command_rx,
             events: event_tx,
             stats,
+            streams,
         };
         (handle, driver)
     }
@@ -328,6 +354,14 @@ pub struct DriverState<C: Core> {
     buf: Vec<u8>,
     stats: Arc<RuntimeStats>,
     closing: bool,
+    streams: Vec<TurnStreamSlot>,
+}
+
+/// A TURN stream as the driver knows it.
+struct TurnStreamSlot {
+    slot: StreamSlot,
+    username: String,
+    password: String,
 }
 
 /// What the driver loop should do after a command.
@@ -348,6 +382,73 @@ impl<C: Core> DriverState<C> {
             buf: vec![0u8; MAX_DATAGRAM],
             stats,
             closing: false,
+            streams: Vec::new(),
+        }
+    }
+
+    /// Route the core's TCP transmits between `local` and `server` to this stream once
+    /// it connects (its input index is its position in the order added), and tell the
+    /// core about it then.
+    pub fn add_turn_stream(&mut self, slot: StreamSlot, username: String, password: String) {
+        self.streams.push(TurnStreamSlot {
+            slot,
+            username,
+            password,
+        });
+    }
+
+    /// Apply what a TURN stream's threads report.
+    pub fn handle_stream(&mut self, now: Instant, input: StreamInput) {
+        match input {
+            StreamInput::Connected {
+                index,
+                local,
+                server,
+                control,
+            } => {
+                let Some(s) = self.streams.get_mut(index) else {
+                    return;
+                };
+                s.slot.connected(local, server, control);
+                self.stats
+                    .turn_streams_connected
+                    .fetch_add(1, Ordering::Relaxed);
+                let server = TurnServer {
+                    url: s.slot.target.url.clone(),
+                    local,
+                    server,
+                    protocol: Protocol::Tcp,
+                    username: s.username.clone(),
+                    password: s.password.clone(),
+                };
+                self.core.add_turn_server(now, server);
+            }
+            StreamInput::Frame { index, data } => {
+                let Some((local, remote)) = self.streams.get(index).and_then(|s| s.slot.addresses)
+                else {
+                    return;
+                };
+                self.stats
+                    .datagrams_received
+                    .fetch_add(1, Ordering::Relaxed);
+                self.core.handle_datagram(
+                    now,
+                    Datagram {
+                        local,
+                        remote,
+                        protocol: Protocol::Tcp,
+                        data: &data,
+                    },
+                );
+            }
+            StreamInput::Closed { index, .. } => {
+                if let Some(s) = self.streams.get_mut(index) {
+                    s.slot.closed();
+                }
+                self.stats
+                    .turn_stream_failures
+                    .fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -412,6 +513,22 @@ impl<C: Core> DriverState<C> {
         mut send: impl FnMut(usize, SocketAddr, &[u8]) -> bool,
     ) {
         while let Some(t) = self.core.poll_transmit(now, &mut self.buf) {
+            if t.protocol == Protocol::Tcp {
+                // One framed TURN message for the stream between these two addresses.
+                let data = self.buf.get(..t.len).unwrap_or_default();
+                let written = self
+                    .streams
+                    .iter()
+                    .find(|s| s.slot.addresses == Some((t.local, t.remote)))
+                    .is_some_and(|s| s.slot.try_write(data));
+                let counter = if written {
+                    &self.stats.datagrams_sent
+                } else {
+                    &self.stats.send_errors
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             let Some(index) = self.local.iter().position(|a| *a == t.local) else {
                 self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
                 continue;
@@ -481,6 +598,7 @@ pub trait AsyncTimer {
 
 enum Wake<C> {
     Command(Option<Command<C>>),
+    Stream(Option<StreamInput>),
     Datagram(usize, io::Result<(usize, SocketAddr)>),
     Timer,
 }
@@ -494,9 +612,14 @@ pub async fn run<C: Core, S: AsyncUdp, T: AsyncTimer>(
     channels: DriverChannels<C>,
 ) {
     let DriverChannels {
-        commands, events, ..
+        commands,
+        events,
+        streams,
+        ..
     } = channels;
     let mut commands = std::pin::pin!(commands);
+    let mut streams = std::pin::pin!(streams);
+    let mut streams_open = true;
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut armed: Option<Option<Instant>> = None;
     let mut next_socket = 0usize;
@@ -532,6 +655,11 @@ pub async fn run<C: Core, S: AsyncUdp, T: AsyncTimer>(
                     }
                 }
             }
+            if streams_open {
+                if let Poll::Ready(input) = streams.as_mut().poll_next(cx) {
+                    return Poll::Ready(Wake::Stream(input));
+                }
+            }
             if let Poll::Ready(c) = commands.as_mut().poll_next(cx) {
                 return Poll::Ready(Wake::Command(c));
             }
@@ -559,6 +687,16 @@ pub async fn run<C: Core, S: AsyncUdp, T: AsyncTimer>(
                     }
                 }
             }
+            Wake::Stream(None) => streams_open = false,
+            Wake::Stream(Some(input)) => {
+                state.handle_stream(now, input);
+                for _ in 1..RECV_BATCH {
+                    match streams.try_recv() {
+                        Ok(input) => state.handle_stream(now, input),
+                        Err(_) => break,
+                    }
+                }
+            }
             Wake::Datagram(i, Ok((len, remote))) => {
                 state.handle_datagram(now, i, remote, buf.get(..len).unwrap_or_default());
                 // Read what else is waiting on this socket, up to a batch.
@@ -583,6 +721,8 @@ pub async fn run<C: Core, S: AsyncUdp, T: AsyncTimer>(
         state.handle_timeout(Instant::now());
     }
     refuse_commands(&commands);
+    // Stream threads stop at their next report; the streams close when `state` drops.
+    streams.close();
     // Final flush of goodbyes (close_notify, BYE).
     let now = Instant::now();
     state.flush_transmits(now, |i, remote, data| {

@@ -35,16 +35,23 @@ impl Driver<PeerConnection> {
     pub fn new(config: Config, net: &NetConfig, now: Instant) -> Result<Driver, crate::Error> {
         let sockets = net.bind_udp()?;
         let stun = resolve_stun_servers(&config);
-        let mut pc = PeerConnection::new(config, now)?;
         let mut addrs = Vec::with_capacity(sockets.len());
         for socket in &sockets {
             socket.set_nonblocking(true)?;
-            let addr = socket.local_addr()?;
-            pc.add_local_address(now, addr, sansrtc::Protocol::Udp);
-            addrs.push(addr);
+            addrs.push(socket.local_addr()?);
+        }
+        // UDP `turn:` host names are resolved here too; TURN over TCP and TLS needs the
+        // stream threads of the other runtimes and is not offered by this thread-free driver.
+        let udp_turn = crate::net::resolve_udp_turn_servers(&config, net, &addrs);
+        let mut pc = PeerConnection::new(config, now)?;
+        for addr in &addrs {
+            pc.add_local_address(now, *addr, sansrtc::Protocol::Udp);
         }
         for server in stun {
             pc.add_stun_server(now, server);
+        }
+        for server in udp_turn {
+            pc.add_turn_server(now, server);
         }
         Ok(Driver::with_core(pc, sockets, addrs))
     }

@@ -155,6 +155,96 @@ pub fn resolve_stun_servers(config: &sansrtc::Config) -> Vec<SocketAddr> {
         .collect()
 }
 
+/// A `turn:`/`turns:` URL of the configuration that the runtime must handle (a host name,
+/// `?transport=tcp`, `turns:`: `ServerUrl::needs_runtime`), with its credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RuntimeTurnServer {
+    /// The URL as configured.
+    pub url: String,
+    /// The parsed URL.
+    pub parsed: sansrtc::turn::ServerUrl,
+    /// The username (empty when the configuration has none).
+    pub username: String,
+    /// The password (empty when the configuration has none).
+    pub password: String,
+}
+
+/// Never prints the password.
+impl std::fmt::Debug for RuntimeTurnServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeTurnServer")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RuntimeTurnServer {
+    /// Over a stream (TCP, or TLS for `turns:`) rather than UDP.
+    pub fn is_stream(&self) -> bool {
+        self.parsed.transport == sansrtc::turn::ServerTransport::Tcp
+    }
+}
+
+/// The configuration's TURN URLs the core leaves to the runtime, in order.
+pub fn runtime_turn_servers(config: &sansrtc::Config) -> Vec<RuntimeTurnServer> {
+    use sansrtc::turn::ServerUrl;
+    let mut out = Vec::new();
+    for server in &config.ice_servers {
+        for url in &server.urls {
+            let Ok(parsed) = ServerUrl::parse(url) else {
+                continue;
+            };
+            if parsed.scheme.is_turn() && parsed.needs_runtime() {
+                out.push(RuntimeTurnServer {
+                    url: url.clone(),
+                    parsed,
+                    username: server.username.clone().unwrap_or_default(),
+                    password: server.credential.clone().unwrap_or_default(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Resolve the configuration's UDP `turn:` URLs with host names (blocking DNS) into
+/// servers for `PeerConnection::add_turn_server`, each from a bound socket of the
+/// server's address family, to addresses `net` allows (loopback only in loopback mode).
+/// Names that do not resolve, and servers no socket can reach, are skipped.
+pub fn resolve_udp_turn_servers(
+    config: &sansrtc::Config,
+    net: &NetConfig,
+    sockets: &[SocketAddr],
+) -> Vec<sansrtc::TurnServer> {
+    let mut out = Vec::new();
+    for turn in runtime_turn_servers(config)
+        .into_iter()
+        .filter(|t| !t.is_stream())
+    {
+        let Ok(addresses) = crate::stream::resolve(&turn.parsed, net) else {
+            continue;
+        };
+        let found = addresses.iter().find_map(|server| {
+            sockets
+                .iter()
+                .find(|local| local.is_ipv4() == server.is_ipv4())
+                .map(|local| (*local, *server))
+        });
+        if let Some((local, server)) = found {
+            out.push(sansrtc::TurnServer {
+                url: turn.url,
+                local,
+                server,
+                protocol: sansrtc::Protocol::Udp,
+                username: turn.username,
+                password: turn.password,
+            });
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +279,43 @@ mod tests {
         };
         assert!(config.addresses().is_empty());
         assert!(config.bind_udp().is_err());
+    }
+
+    #[test]
+    fn turn_urls_the_core_cannot_handle_go_to_the_runtime() {
+        let config = sansrtc::Config {
+            ice_servers: vec![sansrtc::IceServer {
+                urls: vec![
+                    "turn:127.0.0.1:3478".into(),
+                    "turn:127.0.0.1:3478?transport=tcp".into(),
+                    "turns:127.0.0.1:5349".into(),
+                    "turn:localhost:3478".into(),
+                    "stun:localhost".into(),
+                ],
+                username: Some("u".into()),
+                credential: Some("p".into()),
+            }],
+            ..Default::default()
+        };
+        let urls: Vec<(String, bool)> = runtime_turn_servers(&config)
+            .into_iter()
+            .map(|t| (t.url.clone(), t.is_stream()))
+            .collect();
+        assert_eq!(
+            urls,
+            vec![
+                ("turn:127.0.0.1:3478?transport=tcp".to_owned(), true),
+                ("turns:127.0.0.1:5349".to_owned(), true),
+                ("turn:localhost:3478".to_owned(), false),
+            ]
+        );
+        let local: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+        let udp = resolve_udp_turn_servers(&config, &NetConfig::loopback(), &[local]);
+        assert_eq!(udp.len(), 1);
+        assert_eq!(udp[0].local, local);
+        assert!(udp[0].server.ip().is_loopback());
+        assert_eq!(udp[0].server.port(), 3478);
+        assert_eq!(udp[0].password, "p");
     }
 
     #[test]

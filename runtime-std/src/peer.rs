@@ -19,7 +19,12 @@ use sansrtc::{
 };
 
 use crate::driver::{Capacity, DriverChannels, DriverState, Error, Handle};
-use crate::net::{resolve_stun_servers, NetConfig};
+use crate::net::{resolve_stun_servers, resolve_udp_turn_servers, runtime_turn_servers, NetConfig};
+use crate::stream::{spawn_stream, StreamTarget, TlsRoots};
+
+/// Reports from TURN stream threads waiting for the driver (each stream's reader stops
+/// while this is full).
+const STREAM_INPUTS: usize = 256;
 
 /// Runtime options (what the core's `Config` cannot know).
 #[derive(Debug, Clone, Default)]
@@ -28,6 +33,9 @@ pub struct Options {
     pub net: NetConfig,
     /// Channel capacities.
     pub capacity: Capacity,
+    /// The certificates `turns:` servers are checked against (the platform's by default,
+    /// plus any extra ones).
+    pub tls_roots: TlsRoots,
 }
 
 impl Options {
@@ -70,6 +78,11 @@ fn bind(options: &Options) -> Result<(Vec<UdpSocket>, Vec<SocketAddr>), Error> {
 pub fn prepare_peer(config: Config, options: &Options) -> Result<Prepared<PeerConnection>, Error> {
     let (sockets, addrs) = bind(options)?;
     let stun = resolve_stun_servers(&config);
+    let udp_turn = resolve_udp_turn_servers(&config, &options.net, &addrs);
+    let stream_turn: Vec<_> = runtime_turn_servers(&config)
+        .into_iter()
+        .filter(|t| t.is_stream())
+        .collect();
     let now = Instant::now();
     let mut pc = PeerConnection::new(config, now)?;
     for addr in &addrs {
@@ -78,8 +91,31 @@ pub fn prepare_peer(config: Config, options: &Options) -> Result<Prepared<PeerCo
     for server in stun {
         pc.add_stun_server(now, server);
     }
-    let (handle, channels) = Handle::new(options.capacity, addrs.clone());
-    let state = DriverState::new(pc, addrs, channels.stats.clone());
+    for server in udp_turn {
+        pc.add_turn_server(now, server);
+    }
+    let (handle, mut channels) = Handle::new(options.capacity, addrs.clone());
+    let mut state = DriverState::new(pc, addrs, channels.stats.clone());
+    // TURN over TCP and TLS: each stream connects on its own thread and is handed to the
+    // core when it is open (see `stream`).
+    if !stream_turn.is_empty() {
+        let (tx, rx) = async_channel::bounded(STREAM_INPUTS);
+        for (index, turn) in stream_turn.into_iter().enumerate() {
+            let target = StreamTarget {
+                url: turn.url,
+                parsed: turn.parsed,
+            };
+            let slot = spawn_stream(
+                index,
+                target,
+                options.net.clone(),
+                options.tls_roots.clone(),
+                tx.clone(),
+            )?;
+            state.add_turn_stream(slot, turn.username, turn.password);
+        }
+        channels.streams = rx;
+    }
     Ok(Prepared {
         state,
         sockets,

@@ -22,6 +22,7 @@ use crate::driver::{
     refuse_commands, Command, Core, DriverChannels, DriverState, Error, Flow, MAX_DATAGRAM,
 };
 use crate::peer::{prepare_peer, prepare_server, Options, PeerHandle, ServerHandle};
+use crate::stream::StreamInput;
 
 /// How often reader threads look up from a quiet socket to see whether to stop.
 const READER_POLL: Duration = Duration::from_millis(200);
@@ -31,6 +32,7 @@ const INPUT_QUEUE: usize = 4096;
 enum Input<C> {
     Command(Command<C>),
     Datagram(usize, SocketAddr, Vec<u8>),
+    Stream(StreamInput),
     HandlesGone,
 }
 
@@ -208,6 +210,18 @@ pub fn spawn_driver<C: Core>(
             .name(format!("sansrtc-reader-{i}"))
             .spawn(move || read_loop(i, socket, tx, stop))?;
     }
+    // TURN stream reports (already off the driver: the stream threads block, not it).
+    let streams = channels.streams.clone();
+    let stream_tx = input_tx.clone();
+    thread::Builder::new()
+        .name("sansrtc-turn-streams".into())
+        .spawn(move || {
+            while let Ok(input) = streams.recv_blocking() {
+                if stream_tx.send(Input::Stream(input)).is_err() {
+                    return;
+                }
+            }
+        })?;
     let commands = channels.commands.clone();
     let tx = input_tx;
     thread::Builder::new()
@@ -275,6 +289,7 @@ fn drive<C: Core>(
                 }
             }
             Ok(Input::Datagram(i, remote, data)) => state.handle_datagram(now, i, remote, &data),
+            Ok(Input::Stream(input)) => state.handle_stream(now, input),
             Ok(Input::HandlesGone) | Err(RecvTimeoutError::Disconnected) => {
                 state.close(now);
                 stop.store(true, Ordering::Relaxed);
@@ -284,6 +299,8 @@ fn drive<C: Core>(
         state.handle_timeout(Instant::now());
     }
     refuse_commands(&channels.commands);
+    // Stream threads and the forwarder stop at their next report.
+    channels.streams.close();
     // Commands the command thread already moved to the input queue are dropped with it.
     drop(inputs);
     let now = Instant::now();

@@ -84,7 +84,10 @@ impl Coturn {
     /// TCP and TLS connections.
     pub fn start() -> Result<Coturn, CoturnError> {
         let dir = TempDir::new("coturn")?;
-        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])?;
+        let cert = rcgen::generate_simple_self_signed(vec![
+            "127.0.0.1".to_owned(),
+            "localhost".to_owned(),
+        ])?;
         let cert_path = dir.path().join("cert.pem");
         let key_path = dir.path().join("key.pem");
         std::fs::write(&cert_path, cert.cert.pem())?;

@@ -217,7 +217,7 @@ fn relay_round_trip(t: Transport) {
     s.wait_for("the allocation", |s| s.client.is_allocated());
     let allocated = started.elapsed();
     let relayed = s.client.relayed_address().expect("relayed address");
-    println!(
+    eprintln!(
         "TURN over {t:?}: allocated {relayed} in {:.1} ms (connect included), {} requests",
         allocated.as_secs_f64() * 1000.0,
         s.client.stats().requests_sent
