@@ -14,6 +14,8 @@ import readline from 'node:readline';
 
 const argv = process.argv.slice(2);
 const kind = argv.includes('--browser') ? argv[argv.indexOf('--browser') + 1] : 'chromium';
+// Extra Chromium switches a test asks for (`--chromium-arg SWITCH`, repeatable).
+const extraChromiumArgs = argv.flatMap((a, i) => (a === '--chromium-arg' && argv[i + 1] ? [argv[i + 1]] : []));
 
 const CHROMIUM_ARGS = [
   '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -59,7 +61,7 @@ async function launch() {
     browser = await chromium.launch({
       executablePath: process.env.CHROMIUM_BIN || '/usr/bin/chromium',
       headless: true,
-      args: CHROMIUM_ARGS,
+      args: [...CHROMIUM_ARGS, ...extraChromiumArgs],
     });
     const context = await browser.newContext();
     page = await context.newPage();
@@ -112,6 +114,7 @@ async function pageCommand({ cmd, args }) {
       p.onconnectionstatechange = () => push({ event: 'connectionstatechange', state: p.connectionState });
       p.onsignalingstatechange = () => push({ event: 'signalingstatechange', state: p.signalingState });
       p.onicegatheringstatechange = () => push({ event: 'icegatheringstatechange', state: p.iceGatheringState });
+      p.onicecandidateerror = (e) => push({ event: 'icecandidateerror', url: e.url, errorCode: e.errorCode, errorText: e.errorText });
       p.ontrack = (e) => push({ event: 'track', kind: e.track.kind, mid: e.transceiver && e.transceiver.mid });
       p.ondatachannel = (e) => { wireChannel(e.channel); push({ event: 'datachannel', label: e.channel.label }); };
       return true;

@@ -50,6 +50,15 @@ impl BrowserPeer {
     /// unless loopback is the only network interface (the namespace `scripts/test.sh`
     /// makes), so a browser test can never send to any other address.
     pub fn spawn(kind: BrowserKind) -> std::io::Result<BrowserPeer> {
+        BrowserPeer::spawn_with_args(kind, &[])
+    }
+
+    /// [`BrowserPeer::spawn`] with extra command-line switches for Chromium (ignored for
+    /// Firefox).
+    pub fn spawn_with_args(
+        kind: BrowserKind,
+        chromium_args: &[&str],
+    ) -> std::io::Result<BrowserPeer> {
         // /proc/net/dev lists the interfaces of this process's network namespace.
         let interfaces: Vec<String> = std::fs::read_to_string("/proc/net/dev")?
             .lines()
@@ -70,6 +79,7 @@ impl BrowserPeer {
             .arg(&script)
             .arg("--browser")
             .arg(kind.arg())
+            .args(chromium_args.iter().flat_map(|a| ["--chromium-arg", a]))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
