@@ -465,6 +465,7 @@ impl TurnStream {
                 framer: Framer::default(),
                 raw: vec![0u8; READ_CHUNK],
                 plain: vec![0u8; READ_CHUNK],
+                frames: Vec::new(),
             },
             StreamWriter {
                 tcp: write_tcp,
@@ -508,6 +509,7 @@ pub struct StreamReader {
     framer: Framer,
     raw: Vec<u8>,
     plain: Vec<u8>,
+    frames: Vec<Vec<u8>>,
 }
 
 impl StreamReader {
@@ -520,9 +522,27 @@ impl StreamReader {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
             Err(e) => return Err(e.into()),
         };
-        let Some(tls) = &self.tls else {
+        let Some(tls) = self.tls.clone() else {
             return Ok(self.framer.feed(&self.raw[..n], on_frame)?);
         };
+        // Decrypt under the lock, hand the frames on after releasing it, so a full driver
+        // input channel never holds up the writer. What one read yields is bounded: 16 KiB
+        // of records plus the one partial message the framer held.
+        let mut frames = std::mem::take(&mut self.frames);
+        let result = self.decrypt(&tls, n, &mut frames);
+        for frame in frames.drain(..) {
+            on_frame(&frame);
+        }
+        self.frames = frames;
+        result
+    }
+
+    fn decrypt(
+        &mut self,
+        tls: &Mutex<rustls::ClientConnection>,
+        n: usize,
+        frames: &mut Vec<Vec<u8>>,
+    ) -> Result<(), StreamError> {
         let mut conn = lock(tls);
         let mut input = &self.raw[..n];
         while !input.is_empty() {
@@ -534,7 +554,9 @@ impl StreamReader {
             loop {
                 match conn.reader().read(&mut self.plain) {
                     Ok(0) => return Err(StreamError::Closed),
-                    Ok(m) => self.framer.feed(&self.plain[..m], &mut on_frame)?,
+                    Ok(m) => self
+                        .framer
+                        .feed(&self.plain[..m], |f| frames.push(f.to_vec()))?,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) => return Err(e.into()),
                 }

@@ -253,3 +253,132 @@ fn chromium_refuses_an_untrusted_turns_certificate() {
         "{errors:?}"
     );
 }
+
+/// Both sides relayed: Chromium over TURN/UDP, and the core on the blocking std runtime
+/// under the relay policy over `turns:` (the runtime's TLS stream, coturn's certificate as
+/// the trusted root), so every packet crosses coturn twice.
+#[test]
+fn chromium_and_a_relay_only_runtime_peer_over_turns() {
+    let turn = Coturn::start().expect("turnserver");
+    let mut browser = BrowserPeer::spawn(BrowserKind::Chromium)
+        .expect("spawn browser (scripts/test.sh installs it)");
+    browser
+        .call(json!({"cmd": "create", "config": {
+            "iceServers": [{"urls": [turn.udp_url()], "username": turn.username(), "credential": turn.password()}],
+            "iceTransportPolicy": "relay",
+        }}))
+        .expect("create");
+    let config = Config {
+        ice_servers: vec![sansrtc::IceServer {
+            urls: vec![turn.tls_url()],
+            username: Some(turn.username().into()),
+            credential: Some(turn.password().into()),
+        }],
+        ice_transport_policy: sansrtc::IceTransportPolicy::Relay,
+        ..Default::default()
+    };
+    let options = sansrtc_std::Options {
+        tls_roots: sansrtc_std::stream::TlsRoots::only(vec![turn.certificate_der().to_vec()]),
+        ..sansrtc_std::Options::loopback()
+    };
+    let start = Instant::now();
+    let pc = sansrtc_std::PeerConnection::with_options(config, options).expect("std pc");
+    browser
+        .call(json!({"cmd": "getUserMedia", "audio": false, "video": true}))
+        .expect("getUserMedia");
+    browser
+        .call(json!({"cmd": "createDataChannel", "label": "chat"}))
+        .expect("data channel");
+    let offer = browser.call(json!({"cmd": "createOffer"})).expect("offer");
+    browser
+        .call(json!({"cmd": "setLocalDescription", "desc": offer}))
+        .expect("set local");
+    let offer: SessionDescription = serde_json::from_value(offer).expect("offer json");
+    pc.set_remote_description(offer).expect("remote offer");
+    pc.add_track(MediaKind::Video, vec!["core".into()])
+        .expect("video");
+    let answer = pc.create_answer().expect("answer");
+    pc.set_local_description(answer.clone())
+        .expect("local answer");
+    browser
+        .call(json!({"cmd": "setRemoteDescription", "desc": serde_json::to_value(&answer).expect("json")}))
+        .expect("browser takes answer");
+
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let (mut video_rtp, mut echoed, mut sent) = (0u64, Vec::<String>::new(), 0usize);
+    let (mut connected_at, mut channel_open, mut next_send) = (None, false, Instant::now());
+    while Instant::now() < deadline && !(video_rtp > 10 && echoed.len() >= MESSAGES) {
+        while let Some(ev) = pc.try_next_event() {
+            match ev {
+                Event::IceCandidate(c) => {
+                    assert!(
+                        c.candidate.is_empty() || c.candidate.contains(" typ relay"),
+                        "{}",
+                        c.candidate
+                    );
+                    browser.add_core_candidate(&c)
+                }
+                Event::Rtp { .. } => video_rtp += 1,
+                Event::DataChannelMessage {
+                    channel,
+                    data,
+                    binary,
+                } => pc.send_data(channel, data, binary).expect("echo"),
+                Event::ConnectionStateChange(ConnectionState::Connected) => {
+                    connected_at.get_or_insert_with(|| start.elapsed());
+                }
+                Event::IceCandidateError { url, error, .. } => {
+                    panic!("core's TURN {url} failed: {error}")
+                }
+                _ => {}
+            }
+        }
+        while let Some(ev) = browser.next_event(Duration::from_millis(5)) {
+            match ev.get("event").and_then(Value::as_str) {
+                Some("icecandidate") => {
+                    let c = ev.get("candidate").cloned().unwrap_or(Value::Null);
+                    if !c.is_null() {
+                        let init: sansrtc::IceCandidateInit =
+                            serde_json::from_value(c).expect("candidate json");
+                        pc.add_ice_candidate(init).expect("core adds candidate");
+                    }
+                }
+                Some("datachannelopen") => channel_open = true,
+                Some("message") => {
+                    if let Some(text) = ev.get("data").and_then(Value::as_str) {
+                        echoed.push(text.to_owned());
+                    }
+                }
+                _ => {}
+            }
+        }
+        if channel_open && sent < MESSAGES && Instant::now() >= next_send {
+            next_send = Instant::now() + Duration::from_millis(50);
+            browser
+                .call(json!({"cmd": "send", "label": "chat", "data": format!("relayed {sent}")}))
+                .expect("send");
+            sent += 1;
+        }
+    }
+    let selected = browser.eval(SELECTED_LOCAL);
+    let core_pair = smol::block_on(pc.handle().call(|pc, _| pc.selected_pair()))
+        .expect("driver")
+        .expect("core selected pair");
+    eprintln!(
+        "Chromium over TURN/UDP with a relay-only std peer over TURN/TLS: connected in {:.0} ms; Chromium {selected}; core {core_pair:?}",
+        connected_at.unwrap_or_default().as_secs_f64() * 1000.0
+    );
+    assert_eq!(
+        selected.get("type").and_then(Value::as_str),
+        Some("relay"),
+        "{selected}"
+    );
+    assert_eq!(core_pair.local_kind, sansrtc::ice::CandidateKind::Relay);
+    assert!(turn.relay_ports().contains(&core_pair.local.port()));
+    assert!(turn.relay_ports().contains(&core_pair.remote.port()));
+    assert_eq!(pc.handle().runtime_stats().turn_streams_connected, 1);
+    assert!(video_rtp > 10, "video RTP at the core: {video_rtp}");
+    let expected: Vec<String> = (0..MESSAGES).map(|i| format!("relayed {i}")).collect();
+    assert_eq!(echoed, expected);
+    pc.close();
+}
