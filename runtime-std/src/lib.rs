@@ -10,6 +10,9 @@
 //!   STUN host name resolution; [`driver`]: the [`Core`] trait, the cloneable [`Handle`]
 //!   and the async driver loop that `sansrtc-tokio` and `sansrtc-smol` run with their
 //!   own socket and timer types. Written once, used by all three runtimes.
+//! - [`stream`]: TURN over TCP and TLS (`turn:...?transport=tcp`, `turns:`): resolving,
+//!   connecting within the [`NetConfig`], rustls, framing; threads that report to the
+//!   driver loop of every runtime.
 #![forbid(unsafe_code)]
 
 pub mod driver;
