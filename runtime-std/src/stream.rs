@@ -843,6 +843,36 @@ mod tests {
     }
 
     #[test]
+    fn explicit_addresses_bind_the_stream_and_the_filter_applies() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+        let server = listener.local_addr().expect("addr");
+        let net = NetConfig {
+            interfaces: Interfaces::Addresses(vec![IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)]),
+            ..NetConfig::default()
+        };
+        let stream = connect_tcp(server, &net).expect("connect");
+        assert_eq!(
+            stream.local_addr().expect("addr").ip(),
+            IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+        );
+        // No configured address of the server's family: refused before any packet.
+        let v6: SocketAddr = "[::1]:3478".parse().expect("addr");
+        assert!(matches!(
+            connect_tcp(v6, &net),
+            Err(StreamError::NotAllowed(_))
+        ));
+        // A filter that refuses the only address leaves nothing to connect from.
+        let filtered = NetConfig {
+            ip_filter: Some(Arc::new(|_| false)),
+            ..net
+        };
+        assert!(matches!(
+            connect_tcp(server, &filtered),
+            Err(StreamError::NotAllowed(_))
+        ));
+    }
+
+    #[test]
     fn loopback_mode_never_contacts_other_servers() {
         let net = NetConfig::loopback();
         let far: SocketAddr = "192.0.2.1:3478".parse().expect("addr");
