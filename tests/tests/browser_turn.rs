@@ -9,7 +9,7 @@
 //! certificate: coturn's self-signed one is refused (`icecandidateerror` 701, no relay
 //! candidate; asserted below), so the TLS case runs Chromium with
 //! `--ignore-certificate-errors`, which its TURN TLS client honours. Prints the time to
-//! connected.
+//! connected. Firefox ESR too, over TURN/UDP and TURN/TCP.
 //!
 //! `unshare -n sh -c 'ip link set lo up && cargo test -p sansrtc-tests --test browser_turn'`
 
@@ -31,6 +31,8 @@ const SELECTED_LOCAL: &str = r#"
     const r = await window.pc.getStats();
     let pairId = null;
     r.forEach((s) => { if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId; });
+    // Firefox has no transport stats: its selected pair says so itself.
+    if (!pairId) r.forEach((s) => { if (s.type === 'candidate-pair' && s.selected) pairId = s.id; });
     if (!pairId) return null;
     const pair = r.get(pairId);
     const local = pair && r.get(pair.localCandidateId);
@@ -40,8 +42,14 @@ const SELECTED_LOCAL: &str = r#"
                      remote: remote ? remote.address + ':' + remote.port : null } : null;
 "#;
 
-fn relayed(url: String, turn: &Coturn, relay_protocol: &str, chromium_args: &[&str]) {
-    let mut browser = BrowserPeer::spawn_with_args(BrowserKind::Chromium, chromium_args)
+fn relayed(
+    kind: BrowserKind,
+    url: String,
+    turn: &Coturn,
+    relay_protocol: &str,
+    chromium_args: &[&str],
+) {
+    let mut browser = BrowserPeer::spawn_with_args(kind, chromium_args)
         .expect("spawn browser (scripts/test.sh installs it)");
     browser
         .call(json!({"cmd": "create", "config": {
@@ -115,12 +123,15 @@ fn relayed(url: String, turn: &Coturn, relay_protocol: &str, chromium_args: &[&s
                     }
                     let init: sansrtc::IceCandidateInit =
                         serde_json::from_value(c).expect("browser candidate json");
+                    // Firefox ends with an empty candidate (end-of-candidates).
                     assert!(
-                        init.candidate.contains(" typ relay"),
+                        init.candidate.is_empty() || init.candidate.contains(" typ relay"),
                         "the relay policy gathers relay candidates only: {}",
                         init.candidate
                     );
-                    browser_relay_candidates += 1;
+                    if !init.candidate.is_empty() {
+                        browser_relay_candidates += 1;
+                    }
                     pc.add_ice_candidate(Instant::now(), init)
                         .expect("core adds the browser's candidate");
                 }
@@ -145,12 +156,12 @@ fn relayed(url: String, turn: &Coturn, relay_protocol: &str, chromium_args: &[&s
     let selected = browser.eval(SELECTED_LOCAL);
     let state = browser.call(json!({"cmd": "state"})).expect("state");
     eprintln!(
-        "Chromium over {url} (relay only): connected in {:.0} ms; selected local {selected}",
+        "{kind:?} over {url} (relay only): connected in {:.0} ms; selected local {selected}",
         connected_at.unwrap_or_default().as_secs_f64() * 1000.0
     );
     assert!(
         browser_relay_candidates > 0,
-        "Chromium gathered no relay candidate over {url}; state {state}; coturn log:\n{}",
+        "{kind:?} gathered no relay candidate over {url}; state {state}; coturn log:\n{}",
         turn.log()
     );
     assert!(connected_at.is_some(), "never connected; browser {state}");
@@ -182,24 +193,37 @@ fn relayed(url: String, turn: &Coturn, relay_protocol: &str, chromium_args: &[&s
 #[test]
 fn chromium_relayed_over_turn_udp() {
     let turn = Coturn::start().expect("turnserver");
-    relayed(turn.udp_url(), &turn, "udp", &[]);
+    relayed(BrowserKind::Chromium, turn.udp_url(), &turn, "udp", &[]);
 }
 
 #[test]
 fn chromium_relayed_over_turn_tcp() {
     let turn = Coturn::start().expect("turnserver");
-    relayed(turn.tcp_url(), &turn, "tcp", &[]);
+    relayed(BrowserKind::Chromium, turn.tcp_url(), &turn, "tcp", &[]);
 }
 
 #[test]
 fn chromium_relayed_over_turn_tls() {
     let turn = Coturn::start().expect("turnserver");
     relayed(
+        BrowserKind::Chromium,
         turn.tls_url(),
         &turn,
         "tls",
         &["--ignore-certificate-errors"],
     );
+}
+
+#[test]
+fn firefox_relayed_over_turn_udp() {
+    let turn = Coturn::start().expect("turnserver");
+    relayed(BrowserKind::Firefox, turn.udp_url(), &turn, "udp", &[]);
+}
+
+#[test]
+fn firefox_relayed_over_turn_tcp() {
+    let turn = Coturn::start().expect("turnserver");
+    relayed(BrowserKind::Firefox, turn.tcp_url(), &turn, "tcp", &[]);
 }
 
 #[test]
