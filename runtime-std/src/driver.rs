@@ -53,6 +53,11 @@ pub trait Core: Send + 'static {
     fn add_turn_server(&mut self, now: Instant, server: TurnServer) {
         let _ = (now, server);
     }
+    /// A configured TURN URL the runtime could not resolve or connect to, so the core
+    /// stops waiting for it. Cores that do not relay ignore it.
+    fn turn_server_unreachable(&mut self, now: Instant, url: &str) {
+        let _ = (now, url);
+    }
 }
 
 fn is_media_event(event: &Event) -> bool {
@@ -84,6 +89,9 @@ impl Core for PeerConnection {
     }
     fn add_turn_server(&mut self, now: Instant, server: TurnServer) {
         PeerConnection::add_turn_server(self, now, server)
+    }
+    fn turn_server_unreachable(&mut self, now: Instant, url: &str) {
+        PeerConnection::turn_server_unreachable(self, now, url)
     }
 }
 
@@ -443,6 +451,12 @@ impl<C: Core> DriverState<C> {
             }
             StreamInput::Closed { index, .. } => {
                 if let Some(s) = self.streams.get_mut(index) {
+                    // Never opened: the core stops waiting for it in gathering and says
+                    // why. (One that ended after opening fails in the core's TURN client.)
+                    if s.slot.addresses.is_none() {
+                        let url = s.slot.target.url.clone();
+                        self.core.turn_server_unreachable(now, &url);
+                    }
                     s.slot.closed();
                 }
                 self.stats

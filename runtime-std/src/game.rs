@@ -42,7 +42,14 @@ impl Driver<PeerConnection> {
         }
         // UDP `turn:` host names are resolved here too; TURN over TCP and TLS needs the
         // stream threads of the other runtimes and is not offered by this thread-free driver.
-        let udp_turn = crate::net::resolve_udp_turn_servers(&config, net, &addrs);
+        let (udp_turn, mut unreachable) =
+            crate::net::resolve_udp_turn_servers(&config, net, &addrs);
+        unreachable.extend(
+            crate::net::runtime_turn_servers(&config)
+                .into_iter()
+                .filter(|t| t.is_stream())
+                .map(|t| t.url),
+        );
         let mut pc = PeerConnection::new(config, now)?;
         for addr in &addrs {
             pc.add_local_address(now, *addr, sansrtc::Protocol::Udp);
@@ -52,6 +59,9 @@ impl Driver<PeerConnection> {
         }
         for server in udp_turn {
             pc.add_turn_server(now, server);
+        }
+        for url in unreachable {
+            pc.turn_server_unreachable(now, &url);
         }
         Ok(Driver::with_core(pc, sockets, addrs))
     }

@@ -211,18 +211,21 @@ pub fn runtime_turn_servers(config: &sansrtc::Config) -> Vec<RuntimeTurnServer> 
 /// Resolve the configuration's UDP `turn:` URLs with host names (blocking DNS) into
 /// servers for `PeerConnection::add_turn_server`, each from a bound socket of the
 /// server's address family, to addresses `net` allows (loopback only in loopback mode).
-/// Names that do not resolve, and servers no socket can reach, are skipped.
+/// The URLs of names that do not resolve, or of servers no socket can reach, come back
+/// second, for `PeerConnection::turn_server_unreachable`.
 pub fn resolve_udp_turn_servers(
     config: &sansrtc::Config,
     net: &NetConfig,
     sockets: &[SocketAddr],
-) -> Vec<sansrtc::TurnServer> {
+) -> (Vec<sansrtc::TurnServer>, Vec<String>) {
     let mut out = Vec::new();
+    let mut failed = Vec::new();
     for turn in runtime_turn_servers(config)
         .into_iter()
         .filter(|t| !t.is_stream())
     {
         let Ok(addresses) = crate::stream::resolve(&turn.parsed, net) else {
+            failed.push(turn.url);
             continue;
         };
         let found = addresses.iter().find_map(|server| {
@@ -240,9 +243,11 @@ pub fn resolve_udp_turn_servers(
                 username: turn.username,
                 password: turn.password,
             });
+        } else {
+            failed.push(turn.url);
         }
     }
-    out
+    (out, failed)
 }
 
 #[cfg(test)]
@@ -310,12 +315,18 @@ mod tests {
             ]
         );
         let local: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
-        let udp = resolve_udp_turn_servers(&config, &NetConfig::loopback(), &[local]);
+        let (udp, failed) = resolve_udp_turn_servers(&config, &NetConfig::loopback(), &[local]);
+        assert!(failed.is_empty());
         assert_eq!(udp.len(), 1);
         assert_eq!(udp[0].local, local);
         assert!(udp[0].server.ip().is_loopback());
         assert_eq!(udp[0].server.port(), 3478);
         assert_eq!(udp[0].password, "p");
+        // No socket of the server's family: reported, not silently skipped.
+        let v6: SocketAddr = "[::1]:40000".parse().expect("addr");
+        let (udp, failed) = resolve_udp_turn_servers(&config, &NetConfig::loopback(), &[v6]);
+        assert!(udp.is_empty());
+        assert_eq!(failed, vec!["turn:localhost:3478".to_owned()]);
     }
 
     #[test]

@@ -78,7 +78,7 @@ fn bind(options: &Options) -> Result<(Vec<UdpSocket>, Vec<SocketAddr>), Error> {
 pub fn prepare_peer(config: Config, options: &Options) -> Result<Prepared<PeerConnection>, Error> {
     let (sockets, addrs) = bind(options)?;
     let stun = resolve_stun_servers(&config);
-    let udp_turn = resolve_udp_turn_servers(&config, &options.net, &addrs);
+    let (udp_turn, unreachable) = resolve_udp_turn_servers(&config, &options.net, &addrs);
     let stream_turn: Vec<_> = runtime_turn_servers(&config)
         .into_iter()
         .filter(|t| t.is_stream())
@@ -93,6 +93,9 @@ pub fn prepare_peer(config: Config, options: &Options) -> Result<Prepared<PeerCo
     }
     for server in udp_turn {
         pc.add_turn_server(now, server);
+    }
+    for url in unreachable {
+        pc.turn_server_unreachable(now, &url);
     }
     let (handle, mut channels) = Handle::new(options.capacity, addrs.clone());
     let mut state = DriverState::new(pc, addrs, channels.stats.clone());

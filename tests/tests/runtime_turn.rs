@@ -90,6 +90,7 @@ async fn connect_and_exchange(a: &PeerHandle, b: &PeerHandle) -> Duration {
     let mut received = [0usize, 0];
     let mut seq = 0u16;
     let mut relay_candidates = [0usize, 0];
+    let mut ended = [false, false];
     while received.iter().any(|r| *r < 5) {
         assert!(
             Instant::now() < deadline,
@@ -106,6 +107,12 @@ async fn connect_and_exchange(a: &PeerHandle, b: &PeerHandle) -> Duration {
                 progressed = true;
                 match event {
                     Event::IceCandidate(c) => {
+                        assert!(
+                            !ended[i],
+                            "peer {i}: candidate after end-of-candidates: {}",
+                            c.candidate
+                        );
+                        ended[i] = c.candidate.is_empty();
                         if c.candidate.contains(" typ relay") {
                             relay_candidates[i] += 1;
                         }
@@ -251,6 +258,37 @@ async fn loopback_mode_refuses_a_server_elsewhere_without_connecting() {
         assert!(Instant::now() < deadline, "{:?}", pc.runtime_stats());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // The application hears why, and gathering does not wait for them.
+    pc.add_track(MediaKind::Audio, vec!["a".into()])
+        .await
+        .expect("track");
+    let offer = pc.create_offer(Default::default()).await.expect("offer");
+    pc.set_local_description(offer).await.expect("local");
+    let mut unreachable = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no end-of-candidates: {unreachable:?}"
+        );
+        match pc.try_next_event() {
+            Some(Event::IceCandidateError { url, error, .. }) => {
+                assert_eq!(error, sansrtc::turn::TurnError::Unreachable);
+                unreachable.push(url);
+            }
+            Some(Event::IceCandidate(c)) if c.candidate.is_empty() => break,
+            Some(_) => {}
+            None => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+    unreachable.sort();
+    assert_eq!(
+        unreachable,
+        vec![
+            "turn:192.0.2.1:3478?transport=tcp".to_owned(),
+            "turns:192.0.2.1".to_owned()
+        ]
+    );
     pc.close().await;
 }
 
@@ -327,11 +365,9 @@ fn slow_proxy(to: std::net::SocketAddr, delay: Duration) -> u16 {
     port
 }
 
-/// The core starts a late server's allocation at once and trickles its relay candidate.
-/// Known gap (core side): the core does not know a runtime stream is still opening, so
-/// under the relay policy it has already signalled end-of-candidates (empty candidate)
-/// when the late relay candidate follows; our core accepts that, a browser would refuse
-/// the late candidate.
+/// The core starts a late server's allocation as soon as its stream opens and trickles
+/// its relay candidate; gathering waits for it, so end-of-candidates comes after it (the
+/// exchange asserts no candidate follows end-of-candidates).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_that_connects_after_gathering_began_still_connects() {
     let turn = Coturn::start().expect("turnserver");

@@ -341,3 +341,101 @@ fn an_hour_with_a_60_second_lifetime_keeps_the_relay() {
         assert_eq!(pair.local_kind, CandidateKind::Relay);
     }
 }
+
+/// A TURN URL the core leaves to the runtime (a host name) holds gathering: until the
+/// runtime hands the server over (its relay candidate then comes before
+/// end-of-candidates), reports it unreachable, or the wait runs out.
+#[test]
+fn gathering_waits_for_servers_left_to_the_runtime() {
+    let turn = addr("198.51.100.1:3478");
+    let url = "turn:turn.example.org?transport=udp".to_string();
+    for outcome in ["handed over", "unreachable", "never"] {
+        let mut net = Network::new(51);
+        let node = TurnNode::new(turn, 2, USER, PASS, 51);
+        let addresses = node.addresses();
+        net.add_node("turn", node, &addresses);
+        let mut alice = seeded_config(51);
+        alice.ice_servers = vec![IceServer {
+            urls: vec![url.clone()],
+            username: Some(USER.into()),
+            credential: Some(PASS.into()),
+        }];
+        let (a, b) = net.two_peers_with(
+            alice,
+            seeded_config(52),
+            &[addr("10.0.0.1:5000")],
+            &[addr("10.0.0.2:6000")],
+        );
+        assert_eq!(
+            net.peer(a).stats().ice_servers_skipped,
+            1,
+            "left to the runtime"
+        );
+        net.trickle(a, b, Duration::from_millis(20));
+        net.trickle(b, a, Duration::from_millis(20));
+        net.negotiate(a, b).expect("negotiate");
+        assert!(net.run_until(Duration::from_secs(3), |n| n.connected(a, b)));
+        assert!(
+            !gathering_done(&net, a),
+            "{outcome}: gathering waits for the runtime"
+        );
+        let now = net.now();
+        match outcome {
+            "handed over" => net.peer(a).add_turn_server(
+                now,
+                sansrtc::TurnServer {
+                    url: url.clone(),
+                    local: addr("10.0.0.1:5000"),
+                    server: turn,
+                    protocol: sansrtc::Protocol::Udp,
+                    username: USER.into(),
+                    password: PASS.into(),
+                },
+            ),
+            "unreachable" => net.peer(a).turn_server_unreachable(now, &url),
+            _ => {}
+        }
+        assert!(net.run_until(Duration::from_secs(15), |n| gathering_done(n, a)));
+        let done_at = net.elapsed();
+        let cands = candidates(&net, a);
+        let errors: Vec<TurnError> = net
+            .events_of(a)
+            .filter_map(|e| match e {
+                Event::IceCandidateError { error, .. } => Some(error.clone()),
+                _ => None,
+            })
+            .collect();
+        match outcome {
+            "handed over" => {
+                assert!(cands.iter().any(|c| c.contains(" typ relay ")), "{cands:?}");
+                assert!(errors.is_empty(), "{errors:?}");
+            }
+            "unreachable" => {
+                assert_eq!(errors, vec![TurnError::Unreachable]);
+                assert!(done_at < Duration::from_secs(4));
+            }
+            _ => {
+                assert_eq!(errors, vec![TurnError::Timeout]);
+                assert!(done_at >= sansrtc::peer::RUNTIME_TURN_WAIT);
+            }
+        }
+        // Nothing is trickled after end-of-candidates.
+        let last = net
+            .events_of(a)
+            .filter_map(|e| match e {
+                Event::IceCandidate(c) => Some(c.candidate.clone()),
+                _ => None,
+            })
+            .last();
+        assert_eq!(last.as_deref(), Some(""), "{outcome}");
+        net.run_for(Duration::from_secs(20));
+        let last = net
+            .events_of(a)
+            .filter_map(|e| match e {
+                Event::IceCandidate(c) => Some(c.candidate.clone()),
+                _ => None,
+            })
+            .last();
+        assert_eq!(last.as_deref(), Some(""), "{outcome}: still last");
+    }
+}

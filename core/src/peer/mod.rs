@@ -31,7 +31,7 @@ use crate::transmit::{Datagram, DatagramKind, Protocol, Transmit};
 pub use error::{AddCandidateError, NegotiationError, Operation, PeerError, SendError};
 pub use event::{ConnectionState, Event, IceConnectionState, IceGatheringState, SignalingState};
 pub use negotiation::OfferOptions;
-pub use relay::{TurnServer, MAX_RELAYS};
+pub use relay::{TurnServer, MAX_RELAYS, RUNTIME_TURN_WAIT};
 
 use negotiation::Negotiation;
 
@@ -549,6 +549,20 @@ impl PeerConnection {
         self.pump(now);
     }
 
+    /// The runtime could not resolve or connect to a configured TURN URL that the core
+    /// left to it (`ServerUrl::needs_runtime`): gathering stops waiting for it and an
+    /// [`Event::IceCandidateError`] with [`crate::turn::TurnError::Unreachable`] says so.
+    /// Without this call or an `add_turn_server` for the URL, gathering waits for it up
+    /// to [`relay::RUNTIME_TURN_WAIT`] after it starts.
+    pub fn turn_server_unreachable(&mut self, now: Instant, url: &str) {
+        self.advance(now);
+        if self.closed {
+            return;
+        }
+        self.relays.unreachable(now, &mut self.ice, url);
+        self.pump(now);
+    }
+
     /// Each TURN allocation's URL and, while it exists, its relayed address.
     pub fn turn_allocations(&self) -> Vec<(String, Option<SocketAddr>)> {
         self.relays.allocations()
@@ -673,7 +687,7 @@ impl PeerConnection {
         }
         self.ice.handle_timeout(now);
         if !self.relays.is_empty() {
-            self.relays.handle_timeout(now);
+            self.relays.handle_timeout(now, &mut self.ice);
         }
         if let Some(d) = self.dtls.as_mut() {
             d.handle_timeout(now);

@@ -23,12 +23,17 @@ use crate::config::IceServer;
 use crate::ice::{CandidateKind, IceAgent, SelectedPair};
 use crate::rng::Rng;
 use crate::transmit::{Protocol, Transmit};
-use crate::turn::{ServerUrl, TurnClient, TurnEvent, TurnInput, TurnSendError, TurnStats};
+use crate::turn::{
+    ServerUrl, TurnClient, TurnError, TurnEvent, TurnInput, TurnSendError, TurnStats,
+};
 
 use super::Event;
 
 /// Most TURN servers one PeerConnection allocates on.
 pub const MAX_RELAYS: usize = 8;
+/// How long gathering waits, from its start, for the runtime to hand over a TURN server
+/// the core cannot reach itself (a host name, TCP, TLS) or to report it unreachable.
+pub const RUNTIME_TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A TURN server at a resolved address, reached from one of our sockets or streams
 /// (`RTCIceServer` after the runtime has done what the core cannot: resolve the host and,
@@ -114,6 +119,13 @@ pub(crate) struct Relays {
     /// ICE's remote candidate count when permissions were last brought up to date.
     permissions_for: usize,
     close_pending: bool,
+    /// Configured URLs the runtime must resolve or connect: gathering waits for each (once
+    /// started) until `add_server` brings it, the runtime reports it unreachable, or
+    /// `await_deadline` passes.
+    awaited: Vec<String>,
+    await_deadline: Option<Instant>,
+    /// Events for the application, drained by `pump`.
+    events: Vec<Event>,
     /// Under the relay policy the candidates' related address is not revealed.
     pub(crate) hide_mapped: bool,
     /// Servers refused (over [`MAX_RELAYS`], or a URL that did not parse).
@@ -134,6 +146,9 @@ impl Relays {
             started: false,
             permissions_for: 0,
             close_pending: false,
+            awaited: Vec::new(),
+            await_deadline: None,
+            events: Vec::new(),
             hide_mapped: false,
             refused: 0,
         };
@@ -160,16 +175,21 @@ impl Relays {
                         })
                     }
                     Some(_) => relays.refused += 1,
-                    None => for_runtime += 1,
+                    None => {
+                        for_runtime += 1;
+                        if relays.awaited.len() < MAX_RELAYS {
+                            relays.awaited.push(url.clone());
+                        }
+                    }
                 }
             }
         }
         (relays, for_runtime)
     }
 
-    /// Nothing to relay through: the hot paths skip this module.
+    /// Nothing to relay through or wait for: the hot paths skip this module.
     pub(crate) fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.is_empty() && self.await_deadline.is_none() && self.events.is_empty()
     }
 
     /// A local UDP socket: configured servers of its family can now be allocated on.
@@ -189,11 +209,42 @@ impl Relays {
             self.refused += 1;
             return;
         }
-        if self.started {
-            self.start_one(now, ice, server);
-        } else {
+        if !self.started {
             self.queued.push(server);
+            return;
         }
+        // A server gathering already waits for hands its wait over to its allocation.
+        let awaited = self.take_awaited(&server.url);
+        self.start_one(now, ice, server, awaited);
+    }
+
+    fn take_awaited(&mut self, url: &str) -> bool {
+        match self.awaited.iter().position(|u| u == url) {
+            Some(i) => {
+                self.awaited.remove(i);
+                if self.awaited.is_empty() {
+                    self.await_deadline = None;
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The runtime could not resolve or connect to `url` (one the core left to it).
+    pub(crate) fn unreachable(&mut self, now: Instant, ice: &mut IceAgent, url: &str) {
+        let started = self.started;
+        if !self.take_awaited(url) {
+            return;
+        }
+        if started {
+            ice.relay_failed(now);
+        }
+        self.events.push(Event::IceCandidateError {
+            url: url.to_string(),
+            local: SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), 0),
+            error: TurnError::Unreachable,
+        });
     }
 
     /// Gathering started: allocate on every server known so far.
@@ -203,7 +254,14 @@ impl Relays {
         }
         self.started = true;
         for server in std::mem::take(&mut self.queued) {
-            self.start_one(now, ice, server);
+            self.take_awaited(&server.url);
+            self.start_one(now, ice, server, false);
+        }
+        for _ in &self.awaited {
+            ice.relay_started();
+        }
+        if !self.awaited.is_empty() {
+            self.await_deadline = Some(now + RUNTIME_TURN_WAIT);
         }
         self.start_configured(now, ice);
     }
@@ -229,11 +287,12 @@ impl Relays {
             });
         }
         for server in start {
-            self.start_one(now, ice, server);
+            self.start_one(now, ice, server, false);
         }
     }
 
-    fn start_one(&mut self, now: Instant, ice: &mut IceAgent, server: TurnServer) {
+    /// Start an allocation; `waited` when gathering already counts it.
+    fn start_one(&mut self, now: Instant, ice: &mut IceAgent, server: TurnServer, waited: bool) {
         if self.entries.len() >= MAX_RELAYS
             || self
                 .entries
@@ -241,6 +300,9 @@ impl Relays {
                 .any(|e| e.local == server.local && e.client.server() == server.server)
         {
             self.refused += 1;
+            if waited {
+                ice.relay_failed(now);
+            }
             return;
         }
         let client = TurnClient::new(
@@ -251,7 +313,9 @@ impl Relays {
             self.rng.fork(),
             now,
         );
-        ice.relay_started();
+        if !waited {
+            ice.relay_started();
+        }
         self.entries.push(Entry {
             url: server.url,
             local: server.local,
@@ -351,9 +415,20 @@ impl Relays {
         })
     }
 
-    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant, ice: &mut IceAgent) {
         for e in &mut self.entries {
             e.client.handle_timeout(now);
+        }
+        if self.await_deadline.is_some_and(|d| now >= d) {
+            self.await_deadline = None;
+            for url in std::mem::take(&mut self.awaited) {
+                ice.relay_failed(now);
+                self.events.push(Event::IceCandidateError {
+                    url,
+                    local: SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), 0),
+                    error: TurnError::Timeout,
+                });
+            }
         }
     }
 
@@ -361,6 +436,7 @@ impl Relays {
         self.entries
             .iter()
             .filter_map(|e| e.client.poll_timeout())
+            .chain(self.await_deadline)
             .min()
     }
 
@@ -368,7 +444,7 @@ impl Relays {
     /// permissions in step with ICE's remote candidates. Returns the events for the
     /// application.
     pub(crate) fn pump(&mut self, now: Instant, ice: &mut IceAgent) -> Vec<Event> {
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.events);
         let mut new_allocation = false;
         for e in &mut self.entries {
             while let Some(ev) = e.client.poll_event() {

@@ -42,6 +42,10 @@ pub enum TurnError {
     /// answering garbage), or the lifetime ran out before a refresh succeeded.
     #[error("TURN server did not answer in time")]
     Timeout,
+    /// The runtime could not resolve or connect to the server (host name, refused by
+    /// the network configuration, TCP or TLS failure).
+    #[error("TURN server unreachable (name, connection or TLS failure)")]
+    Unreachable,
 }
 
 impl TurnError {
