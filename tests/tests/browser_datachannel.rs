@@ -199,7 +199,12 @@ fn run(core_offers: bool) {
                 }
                 Event::DataChannelClose(c) => echo.closed.push(c),
                 Event::ConnectionStateChange(ConnectionState::Failed) => {
-                    panic!("connection failed")
+                    panic!(
+                        "connection failed: ice {:?}, dtls {:?}, {:?}",
+                        pc.ice_connection_state(),
+                        pc.dtls_state(),
+                        pc.stats()
+                    )
                 }
                 _ => {}
             }

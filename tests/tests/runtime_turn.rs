@@ -4,8 +4,9 @@
 //! certificate as the only trusted root) connect and exchange RTP; a blocking std peer
 //! over `turn:localhost` (a host name the runtime resolves, UDP) and a tokio peer over
 //! `turns:localhost` (SNI by name) do the same. Servers the `NetConfig` does not allow,
-//! and a "server" that sends junk on the stream, are refused and counted. Prints the time
-//! to connected per pairing.
+//! and a "server" that sends junk on the stream, are refused and counted (and reported to
+//! the application as `IceCandidateError`); coturn also answers server-reflexive gathering
+//! as a STUN server. Prints the time to connected per pairing.
 //!
 //! `unshare -n sh -c 'ip link set lo up && cargo test -p sansrtc-tests --test runtime_turn'`
 
@@ -392,4 +393,53 @@ async fn a_relay_that_connects_after_gathering_began_still_connects() {
     assert!(took >= Duration::from_millis(700));
     a.close().await;
     b.close().await;
+}
+
+/// coturn doubles as a STUN server: a tokio peer with `stun:localhost:PORT` (a name the
+/// runtime resolves) gets its Binding answered and completes gathering. On loopback the
+/// server-reflexive address equals the host address, so no srflx candidate is announced
+/// (a redundant candidate is pruned, RFC 8445 section 5.1.3), which the test checks too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coturn_answers_server_reflexive_gathering() {
+    let turn = Coturn::start().expect("turnserver");
+    let config = Config {
+        ice_servers: vec![IceServer::url(format!(
+            "stun:localhost:{}",
+            turn.udp_addr().port()
+        ))],
+        ..Default::default()
+    };
+    let pc = sansrtc_tokio::PeerConnection::with_options(config, Options::loopback())
+        .await
+        .expect("pc");
+    pc.add_track(MediaKind::Audio, vec!["a".into()])
+        .await
+        .expect("track");
+    let offer = pc.create_offer(Default::default()).await.expect("offer");
+    pc.set_local_description(offer).await.expect("local");
+    let mut candidates = Vec::new();
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        assert!(Instant::now() < deadline, "gathering never completed");
+        match pc.try_next_event() {
+            Some(Event::IceCandidate(c)) if c.candidate.is_empty() => break,
+            Some(Event::IceCandidate(c)) => candidates.push(c.candidate),
+            Some(_) => {}
+            None => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
+    let stats = pc.call(|pc, _| pc.stats()).await.expect("stats");
+    // The core left the host name to the runtime, which resolved it.
+    assert_eq!(stats.ice_servers_skipped, 1);
+    assert!(
+        stats.ice.responses_received >= 1,
+        "coturn answered the Binding request: {:?}",
+        stats.ice
+    );
+    assert!(
+        candidates.iter().all(|c| c.contains(" typ host")),
+        "{candidates:?}"
+    );
+    assert_eq!(candidates.len(), 1, "{candidates:?}");
+    pc.close().await;
 }
