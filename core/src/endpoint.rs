@@ -487,13 +487,15 @@ impl Endpoint {
         }
     }
 
+    /// Drop the stale entries in place (no new heap: the forwarding path must not
+    /// allocate, and it moves deadlines on every packet).
     fn rebuild_timers(&mut self) {
-        let mut heap = BinaryHeap::with_capacity(self.live);
-        for (i, slot) in self.slots.iter().enumerate() {
-            if let Some(at) = slot.peer.as_ref().and_then(|e| e.deadline) {
-                heap.push(Reverse((at, u32::try_from(i).unwrap_or(u32::MAX))));
-            }
-        }
-        self.timers = heap;
+        let slots = &self.slots;
+        self.timers.retain(|Reverse((at, i))| {
+            slots
+                .get(*i as usize)
+                .and_then(|s| s.peer.as_ref())
+                .is_some_and(|e| e.deadline == Some(*at))
+        });
     }
 }

@@ -108,7 +108,10 @@ pub struct PeerConnection {
     srtp: Option<(SrtpProfile, Vec<u8>)>,
     srtp_in: Option<SrtpContext>,
     srtp_out: Option<SrtpContext>,
-    media_out: VecDeque<Vec<u8>>,
+    /// Protected RTP/RTCP waiting for `poll_transmit`, in reused buffers.
+    media_out: rtp::pool::PacketQueue,
+    /// Received RTP payloads and RTCP, handed out as slices of reused chunks.
+    media_in: rtp::pool::PayloadPool,
     ssrc_map: std::collections::HashMap<u32, TransceiverId>,
     /// The rid each remote SSRC announced (browsers stop sending the rid extension once
     /// the stream is known, so later packets inherit it from here).
@@ -169,7 +172,8 @@ impl PeerConnection {
             srtp: None,
             srtp_in: None,
             srtp_out: None,
-            media_out: VecDeque::new(),
+            media_out: Default::default(),
+            media_in: Default::default(),
             ssrc_map: std::collections::HashMap::new(),
             ssrc_rids: std::collections::HashMap::new(),
             announced_tracks: Vec::new(),
@@ -618,12 +622,7 @@ impl PeerConnection {
         let dtls = self.dtls.as_mut().and_then(|d| d.poll_transmit(buf));
         let len = match dtls {
             Some(len) => len,
-            None => {
-                let packet = self.media_out.pop_front()?;
-                let dst = buf.get_mut(..packet.len())?;
-                dst.copy_from_slice(&packet);
-                packet.len()
-            }
+            None => self.media_out.pop_into(buf)?,
         };
         Some(Transmit {
             local: pair.local,
@@ -893,7 +892,7 @@ impl PeerConnection {
             let Ok(n) = srtp.unprotect_rtcp(scratch, data.len()) else {
                 return true;
             };
-            let plain = bytes::Bytes::copy_from_slice(scratch.get(..n).unwrap_or_default());
+            let plain = self.media_in.copy(scratch.get(..n).unwrap_or_default());
             self.on_rtcp(now, &plain);
             let asked: Vec<u32> = rtp::keyframe_requests(&plain).collect();
             for media_ssrc in asked {
@@ -950,7 +949,7 @@ impl PeerConnection {
             timestamp: header.timestamp(),
             marker: header.marker(),
             ssrc,
-            payload: bytes::Bytes::copy_from_slice(header.payload()),
+            payload: self.media_in.copy(header.payload()),
         };
         self.stats.rtp_received += 1;
         self.note_media(now, id);
@@ -1083,19 +1082,24 @@ impl PeerConnection {
             .find(|(_, u)| u == ExtensionKind::TransportCc.uri())
             .and_then(|(i, _)| u8::try_from(*i).ok())
             .filter(|i| (1..=14).contains(i));
-        let mid = t.mid.clone().unwrap_or_default();
+        // Borrowed, not cloned: `t` lives in `self.neg`, disjoint from the fields below.
+        let mid: &str = t.mid.as_deref().unwrap_or_default();
         let ssrc = t.sender_ssrc;
         let srtp = self.srtp_out.as_mut().ok_or(SendError::NotConnected)?;
         if self.media_out.len() >= MAX_MEDIA_QUEUE {
             return Err(SendError::QueueFull);
         }
         let twcc = self.transport_seq.to_be_bytes();
-        let mut exts: Vec<(u8, &[u8])> = Vec::with_capacity(2);
+        // At most two extensions, on the stack (no allocation per packet).
+        let mut exts: [(u8, &[u8]); 2] = [(0, &[]); 2];
+        let mut n_exts = 0;
         if let Some(id) = mid_ext.filter(|_| !mid.is_empty() && mid.len() <= 16) {
-            exts.push((id, mid.as_bytes()));
+            exts[n_exts] = (id, mid.as_bytes());
+            n_exts += 1;
         }
         if let Some(id) = twcc_ext {
-            exts.push((id, &twcc));
+            exts[n_exts] = (id, &twcc);
+            n_exts += 1;
         }
         let n = rtp::write_rtp(
             &RtpWrite {
@@ -1104,7 +1108,7 @@ impl PeerConnection {
                 sequence_number: packet.sequence_number,
                 timestamp: packet.timestamp,
                 ssrc,
-                extensions: &exts,
+                extensions: exts.get(..n_exts).unwrap_or_default(),
                 payload: &packet.payload,
             },
             &mut self.scratch,
@@ -1114,7 +1118,7 @@ impl PeerConnection {
             .protect_rtp(&mut self.scratch, n)
             .map_err(|_| SendError::TooLarge)?;
         self.media_out
-            .push_back(self.scratch.get(..n).unwrap_or_default().to_vec());
+            .push(self.scratch.get(..n).unwrap_or_default());
         self.stats.rtp_sent += 1;
         if twcc_ext.is_some() {
             self.transport_seq = self.transport_seq.wrapping_add(1);
@@ -1197,7 +1201,7 @@ impl PeerConnection {
         }
         if let Ok(n) = srtp.protect_rtcp(&mut self.scratch, len) {
             self.media_out
-                .push_back(self.scratch.get(..n).unwrap_or_default().to_vec());
+                .push(self.scratch.get(..n).unwrap_or_default());
         }
     }
 
@@ -1295,7 +1299,7 @@ impl PeerConnection {
                 .protect_rtcp(&mut self.scratch, n)
                 .map_err(|_| SendError::TooLarge)?;
             self.media_out
-                .push_back(self.scratch.get(..n).unwrap_or_default().to_vec());
+                .push(self.scratch.get(..n).unwrap_or_default());
         }
         Ok(())
     }
