@@ -50,8 +50,18 @@ fn try_once<T>(f: impl FnOnce() -> T) -> Option<T> {
     catch_unwind(AssertUnwindSafe(f)).ok()
 }
 
+/// `--stack NAME` (sansrtc, str0m or rtc) runs one stack only (for profiling).
 fn for_all<T>(mut f: impl FnMut(usize) -> Option<T>) -> [Option<T>; 3] {
-    [f(0), f(1), f(2)]
+    let args: Vec<String> = std::env::args().collect();
+    let only = args
+        .iter()
+        .position(|a| a == "--stack")
+        .and_then(|i| args.get(i + 1));
+    let mut run = |i: usize| match only {
+        Some(name) if name != stack_name(i) => None,
+        _ => f(i),
+    };
+    [run(0), run(1), run(2)]
 }
 
 fn stack_name(i: usize) -> &'static str {
@@ -118,6 +128,24 @@ fn run_rows(plan: &Plan, only: Option<&str>) -> Vec<Row> {
             higher_is_better: true,
             values,
             note: String::new(),
+        });
+    }
+
+    for viewers in [1usize, 10, 100] {
+        if !want("forward") {
+            break;
+        }
+        let packets = plan.packets / viewers.max(10) * 10;
+        let r = med(plan.runs, || {
+            sansrtc_bench::stack_endpoint::forward(viewers, packets)
+        });
+        eprintln!("endpoint forward 1->{viewers}: {r:?}");
+        rows.push(Row {
+            name: format!("media 1 -> {viewers} viewers through sansrtc's Endpoint (one socket)"),
+            unit: "M pkts out/s",
+            higher_is_better: true,
+            values: [r.map(|x| x / 1e6), Some(f64::NAN), Some(f64::NAN)],
+            note: "sansrtc only (the anchors have no one-socket server)".into(),
         });
     }
 
@@ -210,6 +238,7 @@ fn run_rows(plan: &Plan, only: Option<&str>) -> Vec<Row> {
 fn fmt(v: Option<f64>) -> String {
     match v {
         None => "failed".into(),
+        Some(x) if x.is_nan() => "n/a".into(),
         Some(x) if x >= 100.0 => format!("{x:.0}"),
         Some(x) if x >= 10.0 => format!("{x:.1}"),
         Some(x) => format!("{x:.2}"),
@@ -219,7 +248,7 @@ fn fmt(v: Option<f64>) -> String {
 /// How many times better sansrtc is than `other` (> 1: sansrtc ahead).
 fn ratio(row: &Row, other: usize) -> String {
     match (row.values[0], row.values[other]) {
-        (Some(s), Some(o)) if s > 0.0 && o > 0.0 => {
+        (Some(s), Some(o)) if s > 0.0 && o > 0.0 && o.is_finite() => {
             let r = if row.higher_is_better { s / o } else { o / s };
             format!("{r:.2}x")
         }
@@ -235,7 +264,12 @@ fn main() {
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1))
         .map(String::as_str);
-    let plan = if quick {
+    let packets = args
+        .iter()
+        .position(|a| a == "--packets")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|p| p.parse().ok());
+    let mut plan = if quick {
         Plan {
             runs: 3,
             setup_connections: 100,
@@ -256,6 +290,12 @@ fn main() {
             dc_wall: Duration::from_secs(1),
         }
     };
+    if let Some(p) = packets {
+        plan.packets = p;
+    }
+    if args.iter().any(|a| a == "--once") {
+        plan.runs = 1;
+    }
     let wall = Instant::now();
     let rows = run_rows(&plan, only);
     println!(

@@ -826,15 +826,29 @@ impl PeerConnection {
 
     /// A packet arrived for a transceiver: refresh its activity, unmute it if muted.
     fn note_media(&mut self, now: Instant, id: TransceiverId) {
-        match self.media_activity.iter_mut().find(|(t, _, _)| *t == id) {
-            Some(entry) => {
+        // Kept sorted by id: a binary search per packet, not a scan of every track.
+        match self
+            .media_activity
+            .binary_search_by_key(&id, |(t, _, _)| *t)
+        {
+            Ok(i) => {
+                let entry = &mut self.media_activity[i];
                 entry.1 = now;
                 if std::mem::replace(&mut entry.2, false) {
                     self.push_event(Event::TrackUnmuted(id));
                 }
             }
-            None => self.media_activity.push((id, now, false)),
+            Err(i) => self.media_activity.insert(i, (id, now, false)),
         }
+    }
+
+    /// A transceiver by id without a scan in the usual case: ids are handed out in
+    /// order, so a transceiver usually sits at its id's index; otherwise search.
+    fn media_transceiver(&self, id: TransceiverId) -> Option<&Transceiver> {
+        let all = self.neg.transceivers();
+        all.get(id.0 as usize)
+            .filter(|t| t.id == id)
+            .or_else(|| all.iter().find(|t| t.id == id))
     }
 
     /// Report tracks that went quiet for `MUTE_AFTER` as muted.
@@ -972,7 +986,7 @@ impl PeerConnection {
 
     /// The rid header extension of a packet, as negotiated on its transceiver.
     fn packet_rid(&self, id: TransceiverId, header: &RtpHeader<'_>) -> Option<String> {
-        let t = self.neg.transceiver(id)?;
+        let t = self.media_transceiver(id)?;
         let ext = t
             .header_extensions
             .iter()
@@ -1054,9 +1068,11 @@ impl PeerConnection {
         transceiver: TransceiverId,
         packet: &RtpPacket,
     ) -> Result<(), SendError> {
-        let t = self
-            .neg
-            .transceiver(transceiver)
+        let all = self.neg.transceivers();
+        let t = all
+            .get(transceiver.0 as usize)
+            .filter(|t| t.id == transceiver)
+            .or_else(|| all.iter().find(|t| t.id == transceiver))
             .ok_or(SendError::UnknownTransceiver)?;
         if !t.current_direction.is_some_and(Direction::sends) || t.stopped {
             return Err(SendError::NotSending);
@@ -1124,8 +1140,7 @@ impl PeerConnection {
             self.transport_seq = self.transport_seq.wrapping_add(1);
         }
         let clock_rate = self
-            .neg
-            .transceiver(transceiver)
+            .media_transceiver(transceiver)
             .and_then(|t| t.codecs.iter().find(|c| c.payload_type == pt))
             .map_or(90_000, |c| c.clock_rate);
         let counters = self.send_counters.entry(ssrc).or_default();
