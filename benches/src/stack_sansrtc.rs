@@ -186,10 +186,7 @@ impl crate::Pair for SansPair {
     }
 
     fn advance_to(&mut self, t: Instant) {
-        loop {
-            let Some(next) = self.next_due().filter(|n| *n <= t) else {
-                break;
-            };
+        while let Some(next) = self.next_due().filter(|n| *n <= t) {
             self.now = self.now.max(next);
             let now = self.now;
             while self.wire.front().is_some_and(|d| d.at <= now) {
