@@ -91,8 +91,11 @@ pub trait Pair: Sized {
     /// are pushed to `out`.
     fn server_receive(&mut self, data: &[u8], out: &mut Vec<Self::Rtp>);
     /// The server sends a received packet on its own track; returns the datagrams it
-    /// produced (written into a scratch buffer and dropped).
-    fn server_forward(&mut self, packet: &Self::Rtp) -> usize;
+    /// produced (written into a scratch buffer and dropped, or put on the wire to the
+    /// client when `deliver`).
+    fn server_forward(&mut self, packet: &Self::Rtp, deliver: bool) -> usize;
+    /// RTP packets the client has received (checks that forwarding really delivers).
+    fn client_rtp(&self) -> u64;
     /// Data channel: hand the client as many `message`s as it takes, move one turn of
     /// datagrams; returns the total bytes the server has received so far.
     fn data_turn(&mut self, message: &Bytes) -> u64;

@@ -70,7 +70,7 @@ pub fn forward<P: Pair>(viewers: usize, packets: usize) -> f64 {
         publisher.server_receive(data, &mut rtp);
         for p in rtp.drain(..) {
             for v in &mut views {
-                out += v.server_forward(&p);
+                out += v.server_forward(&p, false);
             }
         }
     }

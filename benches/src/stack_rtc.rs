@@ -35,6 +35,7 @@ struct End {
     received_bytes: u64,
     /// Sending tracks: sender and its SSRC.
     senders: Vec<(RTCRtpSenderId, u32)>,
+    rtp_received: u64,
 }
 
 fn opus() -> RTCRtpCodec {
@@ -98,6 +99,7 @@ impl End {
             channel_open: None,
             received_bytes: 0,
             senders: Vec::new(),
+            rtp_received: 0,
         }
     }
 
@@ -123,7 +125,10 @@ impl End {
         }
         while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
             match message {
-                RTCMessage::RtpPacket(_, p) => rtp.push(p),
+                RTCMessage::RtpPacket(_, p) => {
+                    self.rtp_received += 1;
+                    rtp.push(p)
+                }
                 RTCMessage::DataChannelMessage(_, m) => self.received_bytes += m.data.len() as u64,
                 _ => {}
             }
@@ -360,7 +365,7 @@ impl crate::Pair for RtcPair {
         }
     }
 
-    fn server_forward(&mut self, packet: &rtp::Packet) -> usize {
+    fn server_forward(&mut self, packet: &rtp::Packet, deliver: bool) -> usize {
         let Some(&(id, ssrc)) = self.server.senders.first() else {
             return 0;
         };
@@ -373,10 +378,22 @@ impl crate::Pair for RtcPair {
             let _ = s.write_rtp(self.now, p);
         }
         let mut n = 0;
-        while self.server.pc.poll_write().is_some() {
+        while let Some(w) = self.server.pc.poll_write() {
             n += 1;
+            if deliver {
+                self.wire.push_back(InFlight {
+                    at: self.now + LATENCY,
+                    from: w.transport.local_addr,
+                    to: w.transport.peer_addr,
+                    data: w.message.to_vec(),
+                });
+            }
         }
         n
+    }
+
+    fn client_rtp(&self) -> u64 {
+        self.client.rtp_received
     }
 
     fn data_turn(&mut self, message: &Bytes) -> u64 {

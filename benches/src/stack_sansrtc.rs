@@ -30,6 +30,7 @@ pub struct SansPair {
     channel: Option<ChannelId>,
     server_channel_open: bool,
     client_channel_open: bool,
+    client_rtp: u64,
     received_bytes: u64,
     /// The server's sending transceiver (viewer pairs).
     server_track: Option<TransceiverId>,
@@ -70,6 +71,7 @@ impl SansPair {
                     self.client_connected = true
                 }
                 Event::DataChannelOpen(_) => self.client_channel_open = true,
+                Event::Rtp { .. } => self.client_rtp += 1,
                 _ => {}
             }
         }
@@ -112,6 +114,7 @@ impl crate::Pair for SansPair {
             channel: None,
             server_channel_open: false,
             client_channel_open: false,
+            client_rtp: 0,
             received_bytes: 0,
             server_track: None,
         }
@@ -272,16 +275,28 @@ impl crate::Pair for SansPair {
         }
     }
 
-    fn server_forward(&mut self, packet: &RtpPacket) -> usize {
+    fn server_forward(&mut self, packet: &RtpPacket, deliver: bool) -> usize {
         let Some(track) = self.server_track else {
             return 0;
         };
         let _ = self.server.send_rtp(track, packet);
         let mut n = 0;
-        while self.server.poll_transmit(self.now, &mut self.buf).is_some() {
+        while let Some(t) = self.server.poll_transmit(self.now, &mut self.buf) {
             n += 1;
+            if deliver {
+                self.wire.push_back(InFlight {
+                    at: self.now + LATENCY,
+                    from: t.local,
+                    to: t.remote,
+                    data: self.buf[..t.len].to_vec(),
+                });
+            }
         }
         n
+    }
+
+    fn client_rtp(&self) -> u64 {
+        self.client_rtp
     }
 
     fn data_turn(&mut self, message: &Bytes) -> u64 {

@@ -25,6 +25,7 @@ struct End {
     channel: Option<ChannelId>,
     received_bytes: u64,
     media_added: Vec<(Mid, Direction)>,
+    rtp_received: u64,
 }
 
 impl End {
@@ -40,6 +41,7 @@ impl End {
             channel: None,
             received_bytes: 0,
             media_added: Vec::new(),
+            rtp_received: 0,
         }
     }
 
@@ -62,7 +64,10 @@ impl End {
                     Event::ChannelOpen(id, _) => self.channel = Some(id),
                     Event::ChannelData(d) => self.received_bytes += d.data.len() as u64,
                     Event::MediaAdded(m) => self.media_added.push((m.mid, m.direction)),
-                    Event::RtpPacket(p) => rtp.push(p),
+                    Event::RtpPacket(p) => {
+                        self.rtp_received += 1;
+                        rtp.push(p)
+                    }
                     _ => {}
                 },
                 Err(e) => panic!("str0m poll_output: {e}"),
@@ -258,7 +263,7 @@ impl crate::Pair for Str0mPair {
         self.server.drain(self.now, &mut sink, out);
     }
 
-    fn server_forward(&mut self, packet: &RtpPacket) -> usize {
+    fn server_forward(&mut self, packet: &RtpPacket, deliver: bool) -> usize {
         if self.server_send.is_none() {
             // MediaAdded may come only once the connection is up.
             self.server_send = self
@@ -291,7 +296,17 @@ impl crate::Pair for Str0mPair {
         let mut n = 0;
         loop {
             match self.server.rtc.poll_output() {
-                Ok(Output::Transmit(_)) => n += 1,
+                Ok(Output::Transmit(t)) => {
+                    n += 1;
+                    if deliver {
+                        self.wire.push_back(InFlight {
+                            at: self.now + LATENCY,
+                            from: t.source,
+                            to: t.destination,
+                            data: t.contents.to_vec(),
+                        });
+                    }
+                }
                 Ok(Output::Timeout(t)) => {
                     self.server.timeout = Some(t);
                     break;
@@ -301,6 +316,10 @@ impl crate::Pair for Str0mPair {
             }
         }
         n
+    }
+
+    fn client_rtp(&self) -> u64 {
+        self.client.rtp_received
     }
 
     fn data_turn(&mut self, message: &Bytes) -> u64 {

@@ -91,7 +91,7 @@ fn peer_connection_forwarding_allocates_nothing_per_packet() {
             publisher.server_receive(data, &mut rtp);
             for p in rtp.drain(..) {
                 for v in &mut viewers {
-                    out += v.server_forward(&p);
+                    out += v.server_forward(&p, false);
                 }
             }
         }
