@@ -65,6 +65,9 @@ struct PeerEntry {
     ufrag: String,
     /// The address pairs indexed to this peer (removed with it).
     addresses: Vec<(SocketAddr, SocketAddr)>,
+    /// The pair its last transmit was indexed under, known to map to it: a peer sends
+    /// every media packet on the same pair, so `learn` skips the hash lookup then.
+    learned: Option<(SocketAddr, SocketAddr)>,
     in_output_queue: bool,
     in_event_queue: bool,
     /// Closed by `close_peer`: removed once its last datagram is sent.
@@ -145,6 +148,7 @@ impl Endpoint {
             pc,
             deadline: None,
             addresses: Vec::new(),
+            learned: None,
             in_output_queue: false,
             in_event_queue: false,
             closing: false,
@@ -396,8 +400,25 @@ impl Endpoint {
     /// Index what a peer sends: the address pair, and a request's transaction id.
     fn learn(&mut self, index: u32, now: Instant, t: &Transmit, data: &[u8]) {
         let key = (t.local, t.remote);
-        if self.by_address.get(&key) != Some(&index) {
-            self.by_address.insert(key, index);
+        let cached = self
+            .slots
+            .get(index as usize)
+            .and_then(|s| s.peer.as_ref())
+            .is_some_and(|e| e.learned == Some(key));
+        if !cached {
+            let previous = self.by_address.insert(key, index);
+            if let Some(prev) = previous.filter(|p| *p != index) {
+                // The pair moved to this peer: the previous owner's cache is stale.
+                if let Some(e) = self
+                    .slots
+                    .get_mut(prev as usize)
+                    .and_then(|s| s.peer.as_mut())
+                {
+                    if e.learned == Some(key) {
+                        e.learned = None;
+                    }
+                }
+            }
             if let Some(entry) = self
                 .slots
                 .get_mut(index as usize)
@@ -406,6 +427,7 @@ impl Endpoint {
                 if !entry.addresses.contains(&key) {
                     entry.addresses.push(key);
                 }
+                entry.learned = Some(key);
             }
         }
         if DatagramKind::classify(data) == DatagramKind::Stun
@@ -487,13 +509,15 @@ impl Endpoint {
         }
     }
 
+    /// Drop the stale entries in place (no new heap: the forwarding path must not
+    /// allocate, and it moves deadlines on every packet).
     fn rebuild_timers(&mut self) {
-        let mut heap = BinaryHeap::with_capacity(self.live);
-        for (i, slot) in self.slots.iter().enumerate() {
-            if let Some(at) = slot.peer.as_ref().and_then(|e| e.deadline) {
-                heap.push(Reverse((at, u32::try_from(i).unwrap_or(u32::MAX))));
-            }
-        }
-        self.timers = heap;
+        let slots = &self.slots;
+        self.timers.retain(|Reverse((at, i))| {
+            slots
+                .get(*i as usize)
+                .and_then(|s| s.peer.as_ref())
+                .is_some_and(|e| e.deadline == Some(*at))
+        });
     }
 }

@@ -119,7 +119,10 @@ pub struct PeerConnection {
     srtp: Option<(SrtpProfile, Vec<u8>)>,
     srtp_in: Option<SrtpContext>,
     srtp_out: Option<SrtpContext>,
-    media_out: VecDeque<Vec<u8>>,
+    /// Protected RTP/RTCP waiting for `poll_transmit`, in reused buffers.
+    media_out: rtp::pool::PacketQueue,
+    /// Received RTP payloads and RTCP, handed out as slices of reused chunks.
+    media_in: rtp::pool::PayloadPool,
     ssrc_map: std::collections::HashMap<u32, TransceiverId>,
     /// The rid each remote SSRC announced (browsers stop sending the rid extension once
     /// the stream is known, so later packets inherit it from here).
@@ -186,7 +189,8 @@ impl PeerConnection {
             srtp: None,
             srtp_in: None,
             srtp_out: None,
-            media_out: VecDeque::new(),
+            media_out: Default::default(),
+            media_in: Default::default(),
             ssrc_map: std::collections::HashMap::new(),
             ssrc_rids: std::collections::HashMap::new(),
             announced_tracks: Vec::new(),
@@ -745,12 +749,7 @@ impl PeerConnection {
         let dtls = self.dtls.as_mut().and_then(|d| d.poll_transmit(buf));
         let len = match dtls {
             Some(len) => len,
-            None => {
-                let packet = self.media_out.pop_front()?;
-                let dst = buf.get_mut(..packet.len())?;
-                dst.copy_from_slice(&packet);
-                packet.len()
-            }
+            None => self.media_out.pop_into(buf)?,
         };
         Some(Transmit {
             local: pair.local,
@@ -960,15 +959,29 @@ impl PeerConnection {
 
     /// A packet arrived for a transceiver: refresh its activity, unmute it if muted.
     fn note_media(&mut self, now: Instant, id: TransceiverId) {
-        match self.media_activity.iter_mut().find(|(t, _, _)| *t == id) {
-            Some(entry) => {
+        // Kept sorted by id: a binary search per packet, not a scan of every track.
+        match self
+            .media_activity
+            .binary_search_by_key(&id, |(t, _, _)| *t)
+        {
+            Ok(i) => {
+                let entry = &mut self.media_activity[i];
                 entry.1 = now;
                 if std::mem::replace(&mut entry.2, false) {
                     self.push_event(Event::TrackUnmuted(id));
                 }
             }
-            None => self.media_activity.push((id, now, false)),
+            Err(i) => self.media_activity.insert(i, (id, now, false)),
         }
+    }
+
+    /// A transceiver by id without a scan in the usual case: ids are handed out in
+    /// order, so a transceiver usually sits at its id's index; otherwise search.
+    fn media_transceiver(&self, id: TransceiverId) -> Option<&Transceiver> {
+        let all = self.neg.transceivers();
+        all.get(id.0 as usize)
+            .filter(|t| t.id == id)
+            .or_else(|| all.iter().find(|t| t.id == id))
     }
 
     /// Report tracks that went quiet for `MUTE_AFTER` as muted.
@@ -1026,7 +1039,7 @@ impl PeerConnection {
             let Ok(n) = srtp.unprotect_rtcp(scratch, data.len()) else {
                 return true;
             };
-            let plain = bytes::Bytes::copy_from_slice(scratch.get(..n).unwrap_or_default());
+            let plain = self.media_in.copy(scratch.get(..n).unwrap_or_default());
             self.on_rtcp(now, &plain);
             let asked: Vec<u32> = rtp::keyframe_requests(&plain).collect();
             for media_ssrc in asked {
@@ -1083,7 +1096,7 @@ impl PeerConnection {
             timestamp: header.timestamp(),
             marker: header.marker(),
             ssrc,
-            payload: bytes::Bytes::copy_from_slice(header.payload()),
+            payload: self.media_in.copy(header.payload()),
         };
         self.stats.rtp_received += 1;
         self.note_media(now, id);
@@ -1106,7 +1119,7 @@ impl PeerConnection {
 
     /// The rid header extension of a packet, as negotiated on its transceiver.
     fn packet_rid(&self, id: TransceiverId, header: &RtpHeader<'_>) -> Option<String> {
-        let t = self.neg.transceiver(id)?;
+        let t = self.media_transceiver(id)?;
         let ext = t
             .header_extensions
             .iter()
@@ -1188,9 +1201,11 @@ impl PeerConnection {
         transceiver: TransceiverId,
         packet: &RtpPacket,
     ) -> Result<(), SendError> {
-        let t = self
-            .neg
-            .transceiver(transceiver)
+        let all = self.neg.transceivers();
+        let t = all
+            .get(transceiver.0 as usize)
+            .filter(|t| t.id == transceiver)
+            .or_else(|| all.iter().find(|t| t.id == transceiver))
             .ok_or(SendError::UnknownTransceiver)?;
         if !t.current_direction.is_some_and(Direction::sends) || t.stopped {
             return Err(SendError::NotSending);
@@ -1216,19 +1231,24 @@ impl PeerConnection {
             .find(|(_, u)| u == ExtensionKind::TransportCc.uri())
             .and_then(|(i, _)| u8::try_from(*i).ok())
             .filter(|i| (1..=14).contains(i));
-        let mid = t.mid.clone().unwrap_or_default();
+        // Borrowed, not cloned: `t` lives in `self.neg`, disjoint from the fields below.
+        let mid: &str = t.mid.as_deref().unwrap_or_default();
         let ssrc = t.sender_ssrc;
         let srtp = self.srtp_out.as_mut().ok_or(SendError::NotConnected)?;
         if self.media_out.len() >= MAX_MEDIA_QUEUE {
             return Err(SendError::QueueFull);
         }
         let twcc = self.transport_seq.to_be_bytes();
-        let mut exts: Vec<(u8, &[u8])> = Vec::with_capacity(2);
+        // At most two extensions, on the stack (no allocation per packet).
+        let mut exts: [(u8, &[u8]); 2] = [(0, &[]); 2];
+        let mut n_exts = 0;
         if let Some(id) = mid_ext.filter(|_| !mid.is_empty() && mid.len() <= 16) {
-            exts.push((id, mid.as_bytes()));
+            exts[n_exts] = (id, mid.as_bytes());
+            n_exts += 1;
         }
         if let Some(id) = twcc_ext {
-            exts.push((id, &twcc));
+            exts[n_exts] = (id, &twcc);
+            n_exts += 1;
         }
         let n = rtp::write_rtp(
             &RtpWrite {
@@ -1237,7 +1257,7 @@ impl PeerConnection {
                 sequence_number: packet.sequence_number,
                 timestamp: packet.timestamp,
                 ssrc,
-                extensions: &exts,
+                extensions: exts.get(..n_exts).unwrap_or_default(),
                 payload: &packet.payload,
             },
             &mut self.scratch,
@@ -1247,14 +1267,13 @@ impl PeerConnection {
             .protect_rtp(&mut self.scratch, n)
             .map_err(|_| SendError::TooLarge)?;
         self.media_out
-            .push_back(self.scratch.get(..n).unwrap_or_default().to_vec());
+            .push(self.scratch.get(..n).unwrap_or_default());
         self.stats.rtp_sent += 1;
         if twcc_ext.is_some() {
             self.transport_seq = self.transport_seq.wrapping_add(1);
         }
         let clock_rate = self
-            .neg
-            .transceiver(transceiver)
+            .media_transceiver(transceiver)
             .and_then(|t| t.codecs.iter().find(|c| c.payload_type == pt))
             .map_or(90_000, |c| c.clock_rate);
         let counters = self.send_counters.entry(ssrc).or_default();
@@ -1330,7 +1349,7 @@ impl PeerConnection {
         }
         if let Ok(n) = srtp.protect_rtcp(&mut self.scratch, len) {
             self.media_out
-                .push_back(self.scratch.get(..n).unwrap_or_default().to_vec());
+                .push(self.scratch.get(..n).unwrap_or_default());
         }
     }
 
@@ -1428,7 +1447,7 @@ impl PeerConnection {
                 .protect_rtcp(&mut self.scratch, n)
                 .map_err(|_| SendError::TooLarge)?;
             self.media_out
-                .push_back(self.scratch.get(..n).unwrap_or_default().to_vec());
+                .push(self.scratch.get(..n).unwrap_or_default());
         }
         Ok(())
     }

@@ -6,6 +6,7 @@
 //! acts on (PLI, FIR) is recognized; the full RTCP packet set is future work.
 
 pub mod extensions;
+pub(crate) mod pool;
 pub mod rtcp;
 
 pub use rtcp::{ReportBlock, RtcpError, RtcpPacket, SdesChunk};
