@@ -840,10 +840,16 @@ impl Message {
 
     /// [`Message::encode`] into a new vector.
     pub fn encode_to_vec(&self, integrity_key: Option<&[u8]>, fingerprint: bool) -> Vec<u8> {
-        let mut buf = vec![0u8; 65_535 + HEADER_LEN];
-        let n = self
-            .encode(integrity_key, fingerprint, &mut buf)
-            .unwrap_or(0);
+        // Our messages fit one MTU; only a larger one pays for the 64 KiB buffer.
+        let mut buf = vec![0u8; 1500];
+        let n = match self.encode(integrity_key, fingerprint, &mut buf) {
+            Ok(n) => n,
+            Err(_) => {
+                buf = vec![0u8; 65_535 + HEADER_LEN];
+                self.encode(integrity_key, fingerprint, &mut buf)
+                    .unwrap_or(0)
+            }
+        };
         buf.truncate(n);
         buf
     }
