@@ -208,6 +208,36 @@ fn run_rows(plan: &Plan, only: Option<&str>) -> Vec<Row> {
         });
     }
 
+    if want("loopback") {
+        let n = plan.packets * 2;
+        let raw = med(plan.runs, || sansrtc_bench::loopback::raw_udp(n));
+        eprintln!("loopback raw UDP: {raw:?}");
+        let rtp = med(plan.runs, || sansrtc_bench::loopback::tokio_rtp(n));
+        eprintln!("loopback tokio RTP: {rtp:?}");
+        let share = match (raw, rtp) {
+            (Some(r), Some(t)) if r > 0.0 => format!("{:.0}% of raw UDP", 100.0 * t / r),
+            _ => "-".into(),
+        };
+        rows.push(Row {
+            name: "loopback UDP, raw send_to/recv_from, 1212 B (this machine's limit, same run)"
+                .into(),
+            unit: "k pkts/s",
+            higher_is_better: true,
+            values: [raw.map(|r| r / 1e3), Some(f64::NAN), Some(f64::NAN)],
+            note: "the anchor for the row below".into(),
+        });
+        rows.push(Row {
+            name: "RTP one way over loopback UDP through the tokio runtime (SRTP, 1200 B payload)"
+                .into(),
+            unit: "k pkts/s",
+            higher_is_better: true,
+            values: [rtp.map(|r| r / 1e3), Some(f64::NAN), Some(f64::NAN)],
+            note: format!(
+                "{share}; one datagram per syscall (no sendmmsg/GSO yet); the anchors ship no runtime"
+            ),
+        });
+    }
+
     if want("datachannel") {
         let values = for_all(|i| {
             let r = match i {
