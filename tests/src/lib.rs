@@ -25,6 +25,7 @@
 
 pub mod browser;
 pub mod coturn;
+pub mod endpoint_setup;
 pub mod link;
 pub mod network;
 pub mod node;
