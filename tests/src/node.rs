@@ -54,6 +54,22 @@ impl Node for sansrtc::ice::IceAgent {
     }
 }
 
+/// The next of a server model's queued `(local, remote, bytes)` datagrams as a UDP
+/// transmit written into `buf` (dropped if it does not fit).
+pub(crate) fn pop_queued(
+    queue: &mut VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>,
+    buf: &mut [u8],
+) -> Option<Transmit> {
+    let (local, remote, data) = queue.pop_front()?;
+    buf.get_mut(..data.len())?.copy_from_slice(&data);
+    Some(Transmit {
+        local,
+        remote,
+        protocol: Protocol::Udp,
+        len: data.len(),
+    })
+}
+
 /// Most responses a [`StunServer`] queues before it drops requests.
 const STUN_SERVER_QUEUE: usize = 1024;
 
@@ -90,14 +106,7 @@ impl Node for StunServer {
     }
     fn handle_timeout(&mut self, _now: Instant) {}
     fn poll_transmit(&mut self, _now: Instant, buf: &mut [u8]) -> Option<Transmit> {
-        let (local, remote, data) = self.queue.pop_front()?;
-        buf.get_mut(..data.len())?.copy_from_slice(&data);
-        Some(Transmit {
-            local,
-            remote,
-            protocol: Protocol::Udp,
-            len: data.len(),
-        })
+        crate::node::pop_queued(&mut self.queue, buf)
     }
     fn poll_timeout(&self) -> Option<Instant> {
         None

@@ -10,7 +10,7 @@ use std::time::Instant;
 use sansrtc::rng::Rng;
 use sansrtc::stun::Method;
 use sansrtc::turn::server_model::ServerModel;
-use sansrtc::{Datagram, Protocol, Transmit};
+use sansrtc::{Datagram, Transmit};
 
 use crate::Node;
 
@@ -150,14 +150,7 @@ impl Node for TurnNode {
     }
     fn handle_timeout(&mut self, _now: Instant) {}
     fn poll_transmit(&mut self, _now: Instant, buf: &mut [u8]) -> Option<Transmit> {
-        let (local, remote, data) = self.queue.pop_front()?;
-        buf.get_mut(..data.len())?.copy_from_slice(&data);
-        Some(Transmit {
-            local,
-            remote,
-            protocol: Protocol::Udp,
-            len: data.len(),
-        })
+        crate::node::pop_queued(&mut self.queue, buf)
     }
     fn poll_timeout(&self) -> Option<Instant> {
         None

@@ -25,6 +25,61 @@ use serde_json::{json, Value};
 
 const MESSAGES: usize = 5;
 
+/// The page's side of the data-channel check both tests run: once the "chat" channel is
+/// open, send `MESSAGES` texts 50 ms apart and collect what the core echoes back.
+struct Chat {
+    open: bool,
+    sent: usize,
+    next_send: Instant,
+    echoed: Vec<String>,
+}
+
+impl Chat {
+    fn new() -> Chat {
+        Chat {
+            open: false,
+            sent: 0,
+            next_send: Instant::now(),
+            echoed: Vec::new(),
+        }
+    }
+
+    /// Take the page's channel events; false for any other event.
+    fn on_event(&mut self, name: Option<&str>, ev: &Value) -> bool {
+        match name {
+            Some("datachannelopen") => self.open = true,
+            Some("message") => {
+                if let Some(text) = ev.get("data").and_then(Value::as_str) {
+                    self.echoed.push(text.to_owned());
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// Send the next message when it is due.
+    fn tick(&mut self, browser: &mut BrowserPeer) {
+        if self.open && self.sent < MESSAGES && Instant::now() >= self.next_send {
+            self.next_send = Instant::now() + Duration::from_millis(50);
+            browser
+                .call(json!({"cmd": "send", "label": "chat", "data": format!("relayed {}", self.sent)}))
+                .expect("send");
+            self.sent += 1;
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.echoed.len() >= MESSAGES
+    }
+
+    /// Every message came back, in order.
+    fn assert_echoed(&self) {
+        let expected: Vec<String> = (0..MESSAGES).map(|i| format!("relayed {i}")).collect();
+        assert_eq!(self.echoed, expected);
+    }
+}
+
 /// The selected pair's local candidate as Chromium reports it: `(candidateType,
 /// relayProtocol)`, or `None` before a pair is selected.
 const SELECTED_LOCAL: &str = r#"
@@ -87,13 +142,12 @@ fn relayed(
 
     let mut buf = vec![0u8; 2048];
     let deadline = Instant::now() + Duration::from_secs(40);
-    let (mut video_rtp, mut echoed, mut sent) = (0u64, Vec::<String>::new(), 0usize);
+    let mut video_rtp = 0u64;
+    let mut chat = Chat::new();
     let mut browser_relay_candidates = 0;
     let mut connected_at = None;
-    let mut channel_open = false;
     let mut failed = false;
-    let mut next_send = Instant::now();
-    while Instant::now() < deadline && !failed && !(video_rtp > 10 && echoed.len() >= MESSAGES) {
+    while Instant::now() < deadline && !failed && !(video_rtp > 10 && chat.done()) {
         drive(&mut pc, &socket, &mut buf, Duration::from_millis(10));
         while let Some(ev) = pc.poll_event() {
             match ev {
@@ -115,7 +169,11 @@ fn relayed(
             }
         }
         while let Some(ev) = browser.next_event(Duration::ZERO) {
-            match ev.get("event").and_then(Value::as_str) {
+            let name = ev.get("event").and_then(Value::as_str);
+            if chat.on_event(name, &ev) {
+                continue;
+            }
+            match name {
                 Some("icecandidate") => {
                     let c = ev.get("candidate").cloned().unwrap_or(Value::Null);
                     if c.is_null() {
@@ -135,23 +193,11 @@ fn relayed(
                     pc.add_ice_candidate(Instant::now(), init)
                         .expect("core adds the browser's candidate");
                 }
-                Some("datachannelopen") => channel_open = true,
                 Some("icecandidateerror") => eprintln!("Chromium: {ev}"),
-                Some("message") => {
-                    if let Some(text) = ev.get("data").and_then(Value::as_str) {
-                        echoed.push(text.to_owned());
-                    }
-                }
                 _ => {}
             }
         }
-        if channel_open && sent < MESSAGES && Instant::now() >= next_send {
-            next_send = Instant::now() + Duration::from_millis(50);
-            browser
-                .call(json!({"cmd": "send", "label": "chat", "data": format!("relayed {sent}")}))
-                .expect("send");
-            sent += 1;
-        }
+        chat.tick(&mut browser);
     }
     let selected = browser.eval(SELECTED_LOCAL);
     let state = browser.call(json!({"cmd": "state"})).expect("state");
@@ -186,8 +232,7 @@ fn relayed(
     assert_eq!(pair.local, local);
     assert_eq!(u64::from(pair.remote.port()), port, "{pair:?} {selected}");
     assert!(video_rtp > 10, "video RTP at the core: {video_rtp}");
-    let expected: Vec<String> = (0..MESSAGES).map(|i| format!("relayed {i}")).collect();
-    assert_eq!(echoed, expected);
+    chat.assert_echoed();
 }
 
 #[test]
@@ -329,9 +374,10 @@ fn chromium_and_a_relay_only_runtime_peer_over_turns() {
         .expect("browser takes answer");
 
     let deadline = Instant::now() + Duration::from_secs(40);
-    let (mut video_rtp, mut echoed, mut sent) = (0u64, Vec::<String>::new(), 0usize);
-    let (mut connected_at, mut channel_open, mut next_send) = (None, false, Instant::now());
-    while Instant::now() < deadline && !(video_rtp > 10 && echoed.len() >= MESSAGES) {
+    let mut video_rtp = 0u64;
+    let mut chat = Chat::new();
+    let mut connected_at = None;
+    while Instant::now() < deadline && !(video_rtp > 10 && chat.done()) {
         while let Some(ev) = pc.try_next_event() {
             match ev {
                 Event::IceCandidate(c) => {
@@ -358,31 +404,18 @@ fn chromium_and_a_relay_only_runtime_peer_over_turns() {
             }
         }
         while let Some(ev) = browser.next_event(Duration::from_millis(5)) {
-            match ev.get("event").and_then(Value::as_str) {
-                Some("icecandidate") => {
-                    let c = ev.get("candidate").cloned().unwrap_or(Value::Null);
-                    if !c.is_null() {
-                        let init: sansrtc::IceCandidateInit =
-                            serde_json::from_value(c).expect("candidate json");
-                        pc.add_ice_candidate(init).expect("core adds candidate");
-                    }
-                }
-                Some("datachannelopen") => channel_open = true,
-                Some("message") => {
-                    if let Some(text) = ev.get("data").and_then(Value::as_str) {
-                        echoed.push(text.to_owned());
-                    }
-                }
-                _ => {}
+            let name = ev.get("event").and_then(Value::as_str);
+            if chat.on_event(name, &ev) || name != Some("icecandidate") {
+                continue;
+            }
+            let c = ev.get("candidate").cloned().unwrap_or(Value::Null);
+            if !c.is_null() {
+                let init: sansrtc::IceCandidateInit =
+                    serde_json::from_value(c).expect("candidate json");
+                pc.add_ice_candidate(init).expect("core adds candidate");
             }
         }
-        if channel_open && sent < MESSAGES && Instant::now() >= next_send {
-            next_send = Instant::now() + Duration::from_millis(50);
-            browser
-                .call(json!({"cmd": "send", "label": "chat", "data": format!("relayed {sent}")}))
-                .expect("send");
-            sent += 1;
-        }
+        chat.tick(&mut browser);
     }
     let selected = browser.eval(SELECTED_LOCAL);
     let core_pair = smol::block_on(pc.handle().call(|pc, _| pc.selected_pair()))
@@ -402,7 +435,6 @@ fn chromium_and_a_relay_only_runtime_peer_over_turns() {
     assert!(turn.relay_ports().contains(&core_pair.remote.port()));
     assert_eq!(pc.handle().runtime_stats().turn_streams_connected, 1);
     assert!(video_rtp > 10, "video RTP at the core: {video_rtp}");
-    let expected: Vec<String> = (0..MESSAGES).map(|i| format!("relayed {i}")).collect();
-    assert_eq!(echoed, expected);
+    chat.assert_echoed();
     pc.close();
 }
