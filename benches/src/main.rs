@@ -208,14 +208,44 @@ fn run_rows(plan: &Plan, only: Option<&str>) -> Vec<Row> {
         });
     }
 
-    if want("loopback") {
+    if want("loopback raw") || want("loopback mmsg") || want("loopback tokio") {
+        use sansrtc_bench::loopback::{raw_udp, raw_udp_batched, tokio_rtp, Loopback};
         let n = plan.packets * 2;
-        let raw = med(plan.runs, || sansrtc_bench::loopback::raw_udp(n));
+        // Medians of the rate and of the CPU figure, each over the same runs.
+        let runs = |f: fn(usize) -> Loopback| {
+            let got: Vec<Loopback> = (0..plan.runs).filter_map(|_| try_once(|| f(n))).collect();
+            let pick = |m: fn(&Loopback) -> f64| {
+                let v: Vec<f64> = got.iter().map(m).filter(|x| x.is_finite()).collect();
+                (!v.is_empty()).then(|| median(v))
+            };
+            (pick(|l| l.rate), pick(|l| l.cpu_us), pick(|l| l.delivered))
+        };
+        // `--only` picks one of the three by "loopback raw", "mmsg" or "tokio".
+        let skip = (None, None, None);
+        let raw = if want("loopback raw") {
+            runs(raw_udp)
+        } else {
+            skip
+        };
         eprintln!("loopback raw UDP: {raw:?}");
-        let rtp = med(plan.runs, || sansrtc_bench::loopback::tokio_rtp(n));
+        let batched = if want("loopback mmsg") {
+            runs(raw_udp_batched)
+        } else {
+            skip
+        };
+        eprintln!("loopback raw UDP, batched: {batched:?}");
+        let rtp = if want("loopback tokio") {
+            runs(tokio_rtp)
+        } else {
+            skip
+        };
         eprintln!("loopback tokio RTP: {rtp:?}");
-        let share = match (raw, rtp) {
-            (Some(r), Some(t)) if r > 0.0 => format!("{:.0}% of raw UDP", 100.0 * t / r),
+        let share = |anchor: Option<f64>| match (anchor, rtp.0) {
+            (Some(r), Some(t)) if r > 0.0 => format!("{:.0}%", 100.0 * t / r),
+            _ => "-".into(),
+        };
+        let cpu = |c: Option<f64>, d: Option<f64>| match (c, d) {
+            (Some(c), Some(d)) => format!("{c:.1} µs CPU/pkt, {:.1}% delivered", 100.0 * d),
             _ => "-".into(),
         };
         rows.push(Row {
@@ -223,17 +253,30 @@ fn run_rows(plan: &Plan, only: Option<&str>) -> Vec<Row> {
                 .into(),
             unit: "k pkts/s",
             higher_is_better: true,
-            values: [raw.map(|r| r / 1e3), Some(f64::NAN), Some(f64::NAN)],
-            note: "the anchor for the row below".into(),
+            values: [raw.0.map(|r| r / 1e3), Some(f64::NAN), Some(f64::NAN)],
+            note: format!("one datagram per syscall; {}", cpu(raw.1, raw.2)),
+        });
+        rows.push(Row {
+            name: "loopback UDP, raw sendmmsg/recvmmsg, 1212 B (same run)".into(),
+            unit: "k pkts/s",
+            higher_is_better: true,
+            values: [batched.0.map(|r| r / 1e3), Some(f64::NAN), Some(f64::NAN)],
+            note: format!(
+                "batches of 32, as the runtimes do; {}",
+                cpu(batched.1, batched.2)
+            ),
         });
         rows.push(Row {
             name: "RTP one way over loopback UDP through the tokio runtime (SRTP, 1200 B payload)"
                 .into(),
             unit: "k pkts/s",
             higher_is_better: true,
-            values: [rtp.map(|r| r / 1e3), Some(f64::NAN), Some(f64::NAN)],
+            values: [rtp.0.map(|r| r / 1e3), Some(f64::NAN), Some(f64::NAN)],
             note: format!(
-                "{share}; one datagram per syscall (no sendmmsg/GSO yet); the anchors ship no runtime"
+                "{} of raw per-call, {} of raw batched; {} (both ends); the anchors ship no runtime",
+                share(raw.0),
+                share(batched.0),
+                cpu(rtp.1, rtp.2)
             ),
         });
     }

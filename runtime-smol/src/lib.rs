@@ -13,6 +13,7 @@ use std::ops::Deref;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use sansrtc_std::batch::Outgoing;
 use sansrtc_std::driver::{run, AsyncTimer, AsyncUdp, Core};
 use sansrtc_std::peer::{prepare_peer, prepare_server, Prepared};
 pub use sansrtc_std::{
@@ -23,14 +24,35 @@ use smol::future::FutureExt;
 /// smol's async socket for the shared driver loop.
 struct Udp(smol::Async<UdpSocket>);
 
+impl Udp {
+    /// Read what is waiting without blocking (`WouldBlock` when nothing is).
+    fn try_recv_batch(
+        &self,
+        local: SocketAddr,
+        f: &mut dyn FnMut(SocketAddr, &[u8]),
+    ) -> io::Result<usize> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsFd;
+            sansrtc_std::batch::recv_batch(self.0.get_ref().as_fd(), local, false, f)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = local;
+            sansrtc_std::batch::recv_each(|buf| self.0.get_ref().recv_from(buf), f)
+        }
+    }
+}
+
 impl AsyncUdp for Udp {
-    fn poll_recv_from(
+    fn poll_recv_batch(
         &self,
         cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<(usize, SocketAddr)>> {
+        local: SocketAddr,
+        f: &mut dyn FnMut(SocketAddr, &[u8]),
+    ) -> Poll<io::Result<usize>> {
         loop {
-            match self.0.get_ref().recv_from(buf) {
+            match self.try_recv_batch(local, f) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 result => return Poll::Ready(result),
             }
@@ -41,11 +63,16 @@ impl AsyncUdp for Udp {
             }
         }
     }
-    fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        self.0.get_ref().recv_from(buf)
-    }
-    fn try_send_to(&self, data: &[u8], remote: SocketAddr) -> io::Result<usize> {
-        self.0.get_ref().send_to(data, remote)
+    fn try_send_batch(&self, out: Outgoing<'_>) -> usize {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsFd;
+            sansrtc_std::batch::send_batch(self.0.get_ref().as_fd(), out).unwrap_or(0)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            sansrtc_std::batch::send_each(out, |bytes, to| self.0.get_ref().send_to(bytes, to))
+        }
     }
 }
 

@@ -15,6 +15,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -23,12 +24,18 @@ use std::time::Instant;
 use futures_lite::Stream;
 use sansrtc::{Datagram, Endpoint, Event, PeerConnection, PeerId, Protocol, Transmit, TurnServer};
 
+use crate::batch::{Outgoing, SEND_BATCH};
 use crate::stream::{StreamInput, StreamSlot};
 
 /// The largest datagram read from a socket.
 pub const MAX_DATAGRAM: usize = 65_536;
-/// Datagrams read in one batch before the driver flushes outputs.
-const RECV_BATCH: usize = 64;
+/// TURN stream reports taken in one go before the driver flushes outputs.
+const STREAM_BATCH: usize = 64;
+/// Commands applied in one go before the driver flushes outputs.
+const COMMAND_BATCH: usize = 64;
+/// Room for transmits collected into one send batch, beyond the full `MAX_DATAGRAM`
+/// buffer every `poll_transmit` call is still given (about 53 datagrams of RTP size).
+const SEND_ROOM: usize = 65_536;
 
 /// What a driver can drive: a PeerConnection or an Endpoint of many.
 pub trait Core: Send + 'static {
@@ -359,7 +366,11 @@ pub struct DriverState<C: Core> {
     /// The core.
     pub core: C,
     local: Vec<SocketAddr>,
-    buf: Vec<u8>,
+    /// Transmits collected for one batched send, back to back; `poll_transmit` always
+    /// gets at least `MAX_DATAGRAM` bytes of it.
+    arena: Vec<u8>,
+    /// The destination and range in `arena` of each collected transmit.
+    items: Vec<(SocketAddr, Range<usize>)>,
     stats: Arc<RuntimeStats>,
     closing: bool,
     streams: Vec<TurnStreamSlot>,
@@ -387,7 +398,8 @@ impl<C: Core> DriverState<C> {
         DriverState {
             core,
             local,
-            buf: vec![0u8; MAX_DATAGRAM],
+            arena: vec![0u8; MAX_DATAGRAM + SEND_ROOM],
+            items: Vec::with_capacity(SEND_BATCH),
             stats,
             closing: false,
             streams: Vec::new(),
@@ -520,16 +532,47 @@ impl<C: Core> DriverState<C> {
     }
 
     /// Send every pending transmit with `send(socket index, remote, bytes)`, which
-    /// returns false when the OS refused it.
+    /// returns false when the OS refused it. One datagram per call; runtimes with
+    /// batched IO use [`DriverState::flush_batched`].
     pub fn flush_transmits(
         &mut self,
         now: Instant,
         mut send: impl FnMut(usize, SocketAddr, &[u8]) -> bool,
     ) {
-        while let Some(t) = self.core.poll_transmit(now, &mut self.buf) {
+        self.flush_batched(now, |i, out| {
+            out.iter().filter(|(to, bytes)| send(i, *to, bytes)).count()
+        });
+    }
+
+    /// Send every pending transmit, in order, handing consecutive UDP transmits for one
+    /// socket to `send(socket index, datagrams)` in batches of up to [`SEND_BATCH`];
+    /// `send` returns how many the OS took (the rest are counted as send errors, lost
+    /// as on a congested link). TURN stream transmits go to their stream.
+    pub fn flush_batched(
+        &mut self,
+        now: Instant,
+        mut send: impl FnMut(usize, Outgoing<'_>) -> usize,
+    ) {
+        let mut used = 0;
+        let mut socket = 0;
+        loop {
+            if self.items.is_empty() {
+                used = 0;
+            } else if self.items.len() >= SEND_BATCH || self.arena.len() - used < MAX_DATAGRAM {
+                self.send_items(socket, &mut send);
+                used = 0;
+            }
+            let Some(out) = self.arena.get_mut(used..) else {
+                break;
+            };
+            let room = out.len();
+            let Some(t) = self.core.poll_transmit(now, out) else {
+                break;
+            };
+            let range = used..used + t.len.min(room);
             if t.protocol == Protocol::Tcp {
                 // One framed TURN message for the stream between these two addresses.
-                let data = self.buf.get(..t.len).unwrap_or_default();
+                let data = self.arena.get(range).unwrap_or_default();
                 let written = self
                     .streams
                     .iter()
@@ -547,12 +590,31 @@ impl<C: Core> DriverState<C> {
                 self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
-            let data = self.buf.get(..t.len).unwrap_or_default();
-            if send(index, t.remote, data) {
-                self.stats.datagrams_sent.fetch_add(1, Ordering::Relaxed);
-            } else {
-                self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            if index != socket && !self.items.is_empty() {
+                // Earlier transmits were for another socket: they go first. This one
+                // stays where it was written.
+                self.send_items(socket, &mut send);
             }
+            socket = index;
+            used = range.end;
+            self.items.push((t.remote, range));
+        }
+        if !self.items.is_empty() {
+            self.send_items(socket, &mut send);
+        }
+    }
+
+    fn send_items(&mut self, socket: usize, send: &mut impl FnMut(usize, Outgoing<'_>) -> usize) {
+        let total = self.items.len();
+        let taken = send(socket, Outgoing::new(&self.arena, &self.items)).min(total);
+        self.items.clear();
+        self.stats
+            .datagrams_sent
+            .fetch_add(taken as u64, Ordering::Relaxed);
+        if taken < total {
+            self.stats
+                .send_errors
+                .fetch_add((total - taken) as u64, Ordering::Relaxed);
         }
     }
 
@@ -588,18 +650,20 @@ impl<C: Core> DriverState<C> {
     }
 }
 
-/// A UDP socket of some executor.
+/// A UDP socket of some executor, read and written in batches (see [`crate::batch`]).
 pub trait AsyncUdp {
-    /// Wait until a datagram can be read, and read it.
-    fn poll_recv_from(
+    /// Wait until datagrams can be read, then read what is waiting (a batch at most),
+    /// calling `f(remote, bytes)` for each; returns how many. `local` is the address
+    /// the socket is bound on.
+    fn poll_recv_batch(
         &self,
         cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<(usize, SocketAddr)>>;
-    /// Read a datagram if one is waiting (`WouldBlock` otherwise).
-    fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)>;
-    /// Send without waiting (UDP: a full buffer loses the datagram).
-    fn try_send_to(&self, data: &[u8], remote: SocketAddr) -> io::Result<usize>;
+        local: SocketAddr,
+        f: &mut dyn FnMut(SocketAddr, &[u8]),
+    ) -> Poll<io::Result<usize>>;
+    /// Send without waiting; returns how many datagrams the OS took (UDP: a full
+    /// buffer loses the rest).
+    fn try_send_batch(&self, out: Outgoing<'_>) -> usize;
 }
 
 /// A resettable timer of some executor.
@@ -613,7 +677,8 @@ pub trait AsyncTimer {
 enum Wake<C> {
     Command(Option<Command<C>>),
     Stream(Option<StreamInput>),
-    Datagram(usize, io::Result<(usize, SocketAddr)>),
+    /// Datagrams were read and already fed to the core (or a read error).
+    Datagrams,
     Timer,
 }
 
@@ -634,15 +699,12 @@ pub async fn run<C: Core, S: AsyncUdp, T: AsyncTimer>(
     let mut commands = std::pin::pin!(commands);
     let mut streams = std::pin::pin!(streams);
     let mut streams_open = true;
-    let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut armed: Option<Option<Instant>> = None;
     let mut next_socket = 0usize;
     loop {
         let now = Instant::now();
-        state.flush_transmits(now, |i, remote, data| {
-            sockets
-                .get(i)
-                .is_some_and(|s| s.try_send_to(data, remote).is_ok())
+        state.flush_batched(now, |i, out| {
+            sockets.get(i).map_or(0, |s| s.try_send_batch(out))
         });
         while let Some(event) = state.forward_events(&events) {
             if events.send(event).await.is_err() {
@@ -658,15 +720,23 @@ pub async fn run<C: Core, S: AsyncUdp, T: AsyncTimer>(
             armed = Some(deadline);
         }
         let wake = std::future::poll_fn(|cx| {
-            // Rotate which socket is read first so none starves another.
+            // Rotate which socket is read first so none starves another. A batch read
+            // goes to the core at once, inside this poll: the datagrams sit in the
+            // thread's receive arena, which must not be held across an await.
             let n = sockets.len();
+            let now = Instant::now();
             for k in 0..n {
                 let i = (next_socket + k) % n;
-                if let Some(s) = sockets.get(i) {
-                    if let Poll::Ready(r) = s.poll_recv_from(cx, &mut buf) {
-                        next_socket = (i + 1) % n;
-                        return Poll::Ready(Wake::Datagram(i, r));
-                    }
+                let (Some(s), Some(local)) = (sockets.get(i), state.local_address(i)) else {
+                    continue;
+                };
+                let mut feed =
+                    |remote: SocketAddr, data: &[u8]| state.handle_datagram(now, i, remote, data);
+                // ICMP errors (port unreachable) surface as receive errors on Linux:
+                // ignored, like an empty read.
+                if s.poll_recv_batch(cx, local, &mut feed).is_ready() {
+                    next_socket = (i + 1) % n;
+                    return Poll::Ready(Wake::Datagrams);
                 }
             }
             if streams_open {
@@ -694,8 +764,13 @@ pub async fn run<C: Core, S: AsyncUdp, T: AsyncTimer>(
                 if state.apply(now, command) == Flow::Stop {
                     state.close(now);
                 }
-                // Take what else is queued without waiting.
-                while let Ok(command) = commands.try_recv() {
+                // Take what else is queued without waiting, up to a batch: then the loop
+                // sends what they produced before taking more (an unbounded drain while
+                // handles keep sending would overflow the core's media queue).
+                for _ in 1..COMMAND_BATCH {
+                    let Ok(command) = commands.try_recv() else {
+                        break;
+                    };
                     if state.apply(now, command) == Flow::Stop {
                         state.close(now);
                     }
@@ -704,32 +779,14 @@ pub async fn run<C: Core, S: AsyncUdp, T: AsyncTimer>(
             Wake::Stream(None) => streams_open = false,
             Wake::Stream(Some(input)) => {
                 state.handle_stream(now, input);
-                for _ in 1..RECV_BATCH {
+                for _ in 1..STREAM_BATCH {
                     match streams.try_recv() {
                         Ok(input) => state.handle_stream(now, input),
                         Err(_) => break,
                     }
                 }
             }
-            Wake::Datagram(i, Ok((len, remote))) => {
-                state.handle_datagram(now, i, remote, buf.get(..len).unwrap_or_default());
-                // Read what else is waiting on this socket, up to a batch.
-                if let Some(s) = sockets.get(i) {
-                    for _ in 1..RECV_BATCH {
-                        match s.try_recv_from(&mut buf) {
-                            Ok((len, remote)) => state.handle_datagram(
-                                now,
-                                i,
-                                remote,
-                                buf.get(..len).unwrap_or_default(),
-                            ),
-                            Err(_) => break,
-                        }
-                    }
-                }
-            }
-            // ICMP errors (port unreachable) surface as receive errors on Linux: ignore.
-            Wake::Datagram(_, Err(_)) => {}
+            Wake::Datagrams => {}
             Wake::Timer => {}
         }
         state.handle_timeout(Instant::now());
@@ -739,10 +796,119 @@ pub async fn run<C: Core, S: AsyncUdp, T: AsyncTimer>(
     streams.close();
     // Final flush of goodbyes (close_notify, BYE).
     let now = Instant::now();
-    state.flush_transmits(now, |i, remote, data| {
-        sockets
-            .get(i)
-            .is_some_and(|s| s.try_send_to(data, remote).is_ok())
+    state.flush_batched(now, |i, out| {
+        sockets.get(i).map_or(0, |s| s.try_send_batch(out))
     });
     state.forward_final_events(&events);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    /// A core that hands out queued transmits: (local, remote, length, fill byte).
+    struct Queued(VecDeque<(SocketAddr, SocketAddr, usize, u8)>);
+
+    impl Core for Queued {
+        type Event = ();
+        fn handle_datagram(&mut self, _: Instant, _: Datagram<'_>) {}
+        fn handle_timeout(&mut self, _: Instant) {}
+        fn poll_transmit(&mut self, _: Instant, buf: &mut [u8]) -> Option<Transmit> {
+            // Every call gets a whole datagram's room, however many are collected.
+            assert!(buf.len() >= MAX_DATAGRAM);
+            let (local, remote, len, fill) = self.0.pop_front()?;
+            buf.get_mut(..len)?.fill(fill);
+            Some(Transmit {
+                local,
+                remote,
+                protocol: Protocol::Udp,
+                len,
+            })
+        }
+        fn poll_event(&mut self) -> Option<()> {
+            None
+        }
+        fn poll_timeout(&self) -> Option<Instant> {
+            None
+        }
+        fn close(&mut self, _: Instant) {}
+        fn is_media(_: &()) -> bool {
+            false
+        }
+    }
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    /// Transmits are sent in order, batched per socket run, at most SEND_BATCH at a
+    /// time and never more bytes than the arena's room; what the OS refuses is counted.
+    #[test]
+    fn transmits_go_in_batches_per_socket_in_order() {
+        let (a, b, peer) = (addr(1000), addr(1001), addr(2000));
+        let mut queue = VecDeque::new();
+        // 40 small ones on a, 3 on b, 1 on a, one on an unknown socket, then 20 of 9,000
+        // bytes on a (the arena's room ends those batches before SEND_BATCH does).
+        for k in 0..40 {
+            queue.push_back((a, peer, 100, k as u8));
+        }
+        for k in 0..3 {
+            queue.push_back((b, peer, 10, 200 + k));
+        }
+        queue.push_back((a, peer, 7, 250));
+        queue.push_back((addr(9), peer, 7, 251));
+        for k in 0..20 {
+            queue.push_back((a, peer, 9000, k as u8));
+        }
+        let stats = Arc::new(RuntimeStats::default());
+        let mut state = DriverState::new(Queued(queue), vec![a, b], stats.clone());
+        let mut calls: Vec<(usize, Vec<(usize, u8)>)> = Vec::new();
+        state.flush_batched(Instant::now(), |socket, out| {
+            let seen: Vec<(usize, u8)> = out
+                .iter()
+                .map(|(to, bytes)| {
+                    assert_eq!(to, peer);
+                    assert!(bytes.iter().all(|v| Some(v) == bytes.first()));
+                    (bytes.len(), bytes.first().copied().unwrap_or_default())
+                })
+                .collect();
+            calls.push((socket, seen));
+            // The OS takes all but one of the first batch.
+            if calls.len() == 1 {
+                out.len() - 1
+            } else {
+                out.len()
+            }
+        });
+        let shape: Vec<(usize, usize)> = calls.iter().map(|(s, v)| (*s, v.len())).collect();
+        assert_eq!(
+            shape.get(..3),
+            Some(&[(0, SEND_BATCH), (0, 40 - SEND_BATCH), (1, 3)][..])
+        );
+        // After b's run: a's 7-byte transmit and the big ones, cut once more than
+        // SEND_ROOM bytes are collected (the socket-less one is no run break): 7 + 8 ×
+        // 9,000 passes 65,536, then 8 × 9,000 does, and 4 are left.
+        assert_eq!(SEND_ROOM, 65_536);
+        assert_eq!(shape.get(3..), Some(&[(0, 9), (0, 8), (0, 4)][..]));
+        // Every transmit went exactly once, in order.
+        let fills: Vec<u8> = calls
+            .iter()
+            .flat_map(|(_, v)| v.iter().map(|x| x.1))
+            .collect();
+        let mut want: Vec<u8> = (0..40).map(|k| k as u8).collect();
+        want.extend([200, 201, 202, 250]);
+        want.extend((0..20).map(|k| k as u8));
+        assert_eq!(fills, want);
+        // No call carried more than SEND_BATCH, nor more bytes than the arena's room
+        // plus the one datagram that ended it.
+        for (_, v) in &calls {
+            assert!(v.len() <= SEND_BATCH);
+            assert!(v.iter().map(|x| x.0).sum::<usize>() <= SEND_ROOM + MAX_DATAGRAM);
+        }
+        let counters = stats.snapshot();
+        assert_eq!(counters.datagrams_sent, 40 + 3 + 1 + 20 - 1);
+        // One refused by the OS, one for a socket the driver does not have.
+        assert_eq!(counters.send_errors, 2);
+    }
 }

@@ -15,6 +15,7 @@
 //!   driver loop of every runtime.
 #![forbid(unsafe_code)]
 
+pub mod batch;
 pub mod driver;
 pub mod game;
 pub mod net;

@@ -36,33 +36,64 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use sansrtc_std::batch::Outgoing;
 use sansrtc_std::driver::{run, AsyncTimer, AsyncUdp, Core};
 use sansrtc_std::peer::{prepare_peer, prepare_server, Prepared};
 pub use sansrtc_std::{
     Capacity, Error, Interfaces, NetConfig, Options, PeerHandle, RuntimeCounters, ServerHandle,
 };
+use tokio::io::Interest;
 
 /// A tokio UDP socket for the shared driver loop.
 struct Udp(tokio::net::UdpSocket);
 
 impl AsyncUdp for Udp {
-    fn poll_recv_from(
+    fn poll_recv_batch(
         &self,
         cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<(usize, SocketAddr)>> {
-        let mut read = tokio::io::ReadBuf::new(buf);
-        match self.0.poll_recv_from(cx, &mut read) {
-            Poll::Ready(Ok(addr)) => Poll::Ready(Ok((read.filled().len(), addr))),
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
+        local: SocketAddr,
+        f: &mut dyn FnMut(SocketAddr, &[u8]),
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            match self.0.poll_recv_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+            // `try_io` clears tokio's readiness when the read would block, so the next
+            // poll waits for the reactor again.
+            let read = self.0.try_io(Interest::READABLE, || {
+                #[cfg(target_os = "linux")]
+                {
+                    use std::os::fd::AsFd;
+                    sansrtc_std::batch::recv_batch(self.0.as_fd(), local, false, &mut *f)
+                }
+                #[cfg(not(target_os = "linux"))]
+                {
+                    let _ = local;
+                    sansrtc_std::batch::recv_each(|buf| self.0.try_recv_from(buf), &mut *f)
+                }
+            });
+            match read {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                result => return Poll::Ready(result),
+            }
         }
     }
-    fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        self.0.try_recv_from(buf)
-    }
-    fn try_send_to(&self, data: &[u8], remote: SocketAddr) -> io::Result<usize> {
-        self.0.try_send_to(data, remote)
+    fn try_send_batch(&self, out: Outgoing<'_>) -> usize {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsFd;
+            self.0
+                .try_io(Interest::WRITABLE, || {
+                    sansrtc_std::batch::send_batch(self.0.as_fd(), out)
+                })
+                .unwrap_or(0)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            sansrtc_std::batch::send_each(out, |bytes, to| self.0.try_send_to(bytes, to))
+        }
     }
 }
 
