@@ -151,7 +151,8 @@ mod linux {
                 .try_borrow_mut()
                 .map_err(|_| io::Error::other("batched socket IO re-entered on one thread"))?;
             let scratch = slot.get_or_insert_with(|| Scratch {
-                arena: vec![0u8; RECV_BATCH * MAX_DATAGRAM],
+                // Made on the first read: a thread that only sends never has one.
+                arena: Vec::new(),
                 recv_v4: MultiHeaders::preallocate(RECV_BATCH, None),
                 recv_v6: MultiHeaders::preallocate(RECV_BATCH, None),
                 send: MultiHeaders::preallocate(SEND_BATCH, None),
@@ -181,6 +182,11 @@ mod linux {
         f: &mut dyn FnMut(SocketAddr, &[u8]),
     ) -> io::Result<usize> {
         with_scratch(|scratch| {
+            if scratch.arena.is_empty() {
+                // Zeroed by the allocator (fresh pages), not written here: only the
+                // pages datagrams land on become resident.
+                scratch.arena = vec![0u8; RECV_BATCH * MAX_DATAGRAM];
+            }
             let headers = if local.is_ipv4() {
                 &mut scratch.recv_v4
             } else {

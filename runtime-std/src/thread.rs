@@ -2,8 +2,13 @@
 //! `.await`, over a driver thread. One reader thread per socket and one command thread
 //! feed a single bounded input queue; the driver thread waits on it with the core's
 //! deadline as timeout, so it wakes exactly for a datagram, a command or a timer.
+//!
+//! Readers read in batches (`recvmmsg` on Linux: block for the first datagram, take what
+//! else is already waiting) into buffers the driver hands back once it has fed them to
+//! the core, so a steady stream allocates nothing; the driver writes with `sendmmsg`.
 
 use std::net::{SocketAddr, UdpSocket};
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
@@ -18,9 +23,8 @@ use sansrtc::{
     SessionDescription, SignalingState, TransceiverId, TransceiverInit,
 };
 
-use crate::driver::{
-    refuse_commands, Command, Core, DriverChannels, DriverState, Error, Flow, MAX_DATAGRAM,
-};
+use crate::batch::Outgoing;
+use crate::driver::{refuse_commands, Command, Core, DriverChannels, DriverState, Error, Flow};
 use crate::peer::{prepare_peer, prepare_server, Options, PeerHandle, ServerHandle};
 use crate::stream::StreamInput;
 
@@ -29,11 +33,35 @@ const READER_POLL: Duration = Duration::from_millis(200);
 /// Inputs queued for the driver thread.
 const INPUT_QUEUE: usize = 4096;
 
+/// Spare batches kept per reader (handed back by the driver).
+const SPARE_BATCHES: usize = 4;
+
 enum Input<C> {
     Command(Command<C>),
-    Datagram(usize, SocketAddr, Vec<u8>),
+    Datagrams(usize, Received),
     Stream(StreamInput),
     HandlesGone,
+}
+
+/// Datagrams a reader read in one go: their bytes back to back, and each one's source
+/// and range. Reused: the driver returns it to its reader.
+#[derive(Default)]
+struct Received {
+    data: Vec<u8>,
+    datagrams: Vec<(SocketAddr, Range<usize>)>,
+}
+
+impl Received {
+    fn clear(&mut self) {
+        self.data.clear();
+        self.datagrams.clear();
+    }
+
+    fn push(&mut self, remote: SocketAddr, bytes: &[u8]) {
+        let start = self.data.len();
+        self.data.extend_from_slice(bytes);
+        self.datagrams.push((remote, start..self.data.len()));
+    }
 }
 
 /// A PeerConnection driven by a thread; cloneable; blocking methods.
@@ -201,14 +229,18 @@ pub fn spawn_driver<C: Core>(
     let (input_tx, input_rx) = sync_channel::<Input<C>>(INPUT_QUEUE);
     let stop = Arc::new(AtomicBool::new(false));
     let mut send_sockets = Vec::with_capacity(sockets.len());
+    let mut spares = Vec::with_capacity(sockets.len());
     for (i, socket) in sockets.into_iter().enumerate() {
         socket.set_read_timeout(Some(READER_POLL))?;
         send_sockets.push(socket.try_clone()?);
+        let local = socket.local_addr()?;
         let tx = input_tx.clone();
         let stop = stop.clone();
+        let (spare_tx, spare_rx) = sync_channel(SPARE_BATCHES);
+        spares.push(spare_tx);
         thread::Builder::new()
             .name(format!("sansrtc-reader-{i}"))
-            .spawn(move || read_loop(i, socket, tx, stop))?;
+            .spawn(move || read_loop(i, socket, local, tx, spare_rx, stop))?;
     }
     // TURN stream reports (already off the driver: the stream threads block, not it).
     let streams = channels.streams.clone();
@@ -236,36 +268,82 @@ pub fn spawn_driver<C: Core>(
         })?;
     thread::Builder::new()
         .name("sansrtc-driver".into())
-        .spawn(move || drive(state, send_sockets, channels, input_rx, stop))?;
+        .spawn(move || drive(state, send_sockets, spares, channels, input_rx, stop))?;
     Ok(())
 }
 
-fn read_loop<C>(index: usize, socket: UdpSocket, tx: SyncSender<Input<C>>, stop: Arc<AtomicBool>) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+fn read_loop<C>(
+    index: usize,
+    socket: UdpSocket,
+    local: SocketAddr,
+    tx: SyncSender<Input<C>>,
+    spares: Receiver<Received>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut batch = Received::default();
     while !stop.load(Ordering::Relaxed) {
+        batch.clear();
         // Errors are timeouts (to check `stop`) and ICMP reports: both ignored.
-        if let Ok((len, remote)) = socket.recv_from(&mut buf) {
-            let data = buf.get(..len).unwrap_or_default().to_vec();
-            if tx.send(Input::Datagram(index, remote, data)).is_err() {
-                return;
-            }
+        let _ = read_batch(&socket, local, &mut batch);
+        if batch.datagrams.is_empty() {
+            continue;
         }
+        let next = spares.try_recv().unwrap_or_default();
+        let full = std::mem::replace(&mut batch, next);
+        if tx.send(Input::Datagrams(index, full)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Block until a datagram arrives (or the read timeout), then take what else waits.
+fn read_batch(
+    socket: &UdpSocket,
+    local: SocketAddr,
+    batch: &mut Received,
+) -> std::io::Result<usize> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsFd;
+        crate::batch::recv_batch(socket.as_fd(), local, true, &mut |remote, bytes| {
+            batch.push(remote, bytes)
+        })
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = local;
+        let mut buf = vec![0u8; crate::driver::MAX_DATAGRAM];
+        let (len, remote) = socket.recv_from(&mut buf)?;
+        batch.push(remote, buf.get(..len).unwrap_or_default());
+        Ok(1)
+    }
+}
+
+/// Write a batch on a (blocking) std socket without waiting for buffer room.
+fn send_batch(socket: &UdpSocket, out: Outgoing<'_>) -> usize {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsFd;
+        crate::batch::send_batch(socket.as_fd(), out).unwrap_or(0)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        crate::batch::send_each(out, |bytes, to| socket.send_to(bytes, to))
     }
 }
 
 fn drive<C: Core>(
     mut state: DriverState<C>,
     sockets: Vec<UdpSocket>,
+    spares: Vec<SyncSender<Received>>,
     channels: DriverChannels<C>,
     inputs: Receiver<Input<C>>,
     stop: Arc<AtomicBool>,
 ) {
     loop {
         let now = Instant::now();
-        state.flush_transmits(now, |i, remote, data| {
-            sockets
-                .get(i)
-                .is_some_and(|s| s.send_to(data, remote).is_ok())
+        state.flush_batched(now, |i, out| {
+            sockets.get(i).map_or(0, |s| send_batch(s, out))
         });
         while let Some(event) = state.forward_events(&channels.events) {
             if channels.events.send_blocking(event).is_err() {
@@ -288,7 +366,16 @@ fn drive<C: Core>(
                     stop.store(true, Ordering::Relaxed);
                 }
             }
-            Ok(Input::Datagram(i, remote, data)) => state.handle_datagram(now, i, remote, &data),
+            Ok(Input::Datagrams(i, batch)) => {
+                for (remote, range) in &batch.datagrams {
+                    let data = batch.data.get(range.clone()).unwrap_or_default();
+                    state.handle_datagram(now, i, *remote, data);
+                }
+                // Back to its reader for reuse (dropped when it has enough).
+                if let Some(spare) = spares.get(i) {
+                    let _ = spare.try_send(batch);
+                }
+            }
             Ok(Input::Stream(input)) => state.handle_stream(now, input),
             Ok(Input::HandlesGone) | Err(RecvTimeoutError::Disconnected) => {
                 state.close(now);
@@ -304,10 +391,8 @@ fn drive<C: Core>(
     // Commands the command thread already moved to the input queue are dropped with it.
     drop(inputs);
     let now = Instant::now();
-    state.flush_transmits(now, |i, remote, data| {
-        sockets
-            .get(i)
-            .is_some_and(|s| s.send_to(data, remote).is_ok())
+    state.flush_batched(now, |i, out| {
+        sockets.get(i).map_or(0, |s| send_batch(s, out))
     });
     state.forward_final_events(&channels.events);
 }
