@@ -313,3 +313,56 @@ pub fn tokio_rtp(packets: usize) -> Loopback {
         }
     })
 }
+
+/// Each stack's core over real loopback UDP, the same way for all three: one thread, one
+/// transceiver; the client end protects [`WINDOW`] packets (`Pair::client_packets`),
+/// they cross the kernel with one `send_to` each, and the server end takes each from
+/// `recv_from` and unprotects it (`Pair::server_receive`). No runtime of any stack: the
+/// minimal loop their documentation shows. The cores keep the in-memory addresses they
+/// negotiated (the sockets only carry the bytes), and virtual time stands still during
+/// the media phase, as in the receive row.
+pub fn core_loopback<P: crate::Pair>(packets: usize) -> Loopback {
+    let start = Instant::now();
+    let opts = crate::Opts {
+        client_tracks: 1,
+        ..Default::default()
+    };
+    let mut pair = P::new(0, opts, start);
+    pair.negotiate();
+    pair.run_until_ready();
+    let rx = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let tx = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    rx.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let to = rx.local_addr().expect("addr");
+    measure(packets, || {
+        let mut buf = vec![0u8; 2048];
+        let mut out = Vec::with_capacity(WINDOW);
+        let mut first = None;
+        let mut last = Instant::now();
+        let mut received = 0;
+        let mut seq = 0usize;
+        'run: while seq < packets {
+            let n = WINDOW.min(packets - seq);
+            let batch = pair.client_packets(0, seq as u16, n);
+            for data in &batch {
+                let _ = tx.send_to(data, to);
+            }
+            for _ in 0..batch.len() {
+                let Ok((len, _)) = rx.recv_from(&mut buf) else {
+                    break 'run;
+                };
+                out.clear();
+                pair.server_receive(buf.get(..len).unwrap_or_default(), &mut out);
+                if !out.is_empty() {
+                    let now = Instant::now();
+                    first.get_or_insert(now);
+                    last = now;
+                    received += out.len();
+                }
+            }
+            seq += n;
+        }
+        (received, first, last)
+    })
+}

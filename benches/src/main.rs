@@ -281,6 +281,51 @@ fn run_rows(plan: &Plan, only: Option<&str>) -> Vec<Row> {
         });
     }
 
+    if want("loopback core") {
+        use sansrtc_bench::loopback::core_loopback;
+        let n = plan.packets * 2;
+        let results = for_all(|i| {
+            let got: Vec<_> = (0..plan.runs)
+                .filter_map(|_| {
+                    try_once(|| match i {
+                        0 => core_loopback::<SansPair>(n),
+                        1 => core_loopback::<Str0mPair>(n),
+                        _ => core_loopback::<RtcPair>(n),
+                    })
+                })
+                .collect();
+            let pick = |m: fn(&sansrtc_bench::loopback::Loopback) -> f64| {
+                let v: Vec<f64> = got.iter().map(m).filter(|x| x.is_finite()).collect();
+                (!v.is_empty()).then(|| median(v))
+            };
+            let r = (pick(|l| l.rate), pick(|l| l.cpu_us), pick(|l| l.delivered));
+            eprintln!("loopback core {}: {r:?}", stack_name(i));
+            r.0.map(|_| r)
+        });
+        let delivered: Vec<String> = results
+            .iter()
+            .zip(0..)
+            .filter_map(|(r, i)| {
+                r.and_then(|r| r.2)
+                    .map(|d| format!("{} {:.1}%", stack_name(i), 100.0 * d))
+            })
+            .collect();
+        rows.push(Row {
+            name: "RTP one way over loopback UDP, each core in the same minimal one-thread loop (send_to/recv_from)".into(),
+            unit: "k pkts/s",
+            higher_is_better: true,
+            values: results.map(|r| r.and_then(|r| r.0).map(|v| v / 1e3)),
+            note: format!("delivered: {}", delivered.join(", ")),
+        });
+        rows.push(Row {
+            name: "  the same, process CPU per packet (both ends and the kernel's share)".into(),
+            unit: "µs/pkt",
+            higher_is_better: false,
+            values: results.map(|r| r.and_then(|r| r.1)),
+            note: "10 ms clock ticks over the run".into(),
+        });
+    }
+
     if want("datachannel") {
         let values = for_all(|i| {
             let r = match i {
