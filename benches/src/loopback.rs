@@ -66,12 +66,65 @@ fn measure(sent: usize, f: impl FnOnce() -> (usize, Option<Instant>, Instant)) -
 }
 
 /// Raw loopback UDP: datagrams received per second, one sender thread and this thread
-/// receiving, `packets` datagrams of RTP size, at most [`WINDOW`] in flight.
+/// receiving, `packets` datagrams of RTP size, at most [`WINDOW`] in flight, one
+/// `send_to`/`recv_from` per datagram.
 pub fn raw_udp(packets: usize) -> Loopback {
-    measure(packets, || raw_udp_run(packets))
+    measure(packets, || raw_run(packets, false))
 }
 
-fn raw_udp_run(packets: usize) -> (usize, Option<Instant>, Instant) {
+/// Raw loopback UDP the way the runtimes do it on Linux: `sendmmsg` batches of
+/// [`sansrtc_std::batch::SEND_BATCH`] and `recvmmsg`, otherwise as [`raw_udp`] (same
+/// window, same sizes). NaN where batched calls are missing.
+pub fn raw_udp_batched(packets: usize) -> Loopback {
+    if cfg!(target_os = "linux") {
+        measure(packets, || raw_run(packets, true))
+    } else {
+        measure(packets, || (0, None, Instant::now()))
+    }
+}
+
+/// Send `n` copies of `data` to `to`: how many went (a refused one counts as gone, so a
+/// loss shows at the receiver).
+fn raw_send(
+    tx: &UdpSocket,
+    to: std::net::SocketAddr,
+    data: &[u8],
+    n: usize,
+    batched: bool,
+) -> usize {
+    #[cfg(target_os = "linux")]
+    if batched {
+        use sansrtc_std::batch::{send_batch, Outgoing};
+        use std::os::fd::AsFd;
+        let items: [_; sansrtc_std::batch::SEND_BATCH] =
+            std::array::from_fn(|_| (to, 0..data.len()));
+        let out = Outgoing::new(data, items.get(..n).unwrap_or_default());
+        return send_batch(tx.as_fd(), out).unwrap_or(0);
+    }
+    let _ = batched;
+    for _ in 0..n {
+        let _ = tx.send_to(data, to);
+    }
+    n
+}
+
+/// Wait for datagrams: how many arrived (0 on timeout).
+fn raw_recv(rx: &UdpSocket, buf: &mut [u8], batched: bool) -> usize {
+    #[cfg(target_os = "linux")]
+    if batched {
+        use std::os::fd::AsFd;
+        let Ok(local) = rx.local_addr() else {
+            return 0;
+        };
+        let mut got = 0;
+        let _ = sansrtc_std::batch::recv_batch(rx.as_fd(), local, true, &mut |_, _| got += 1);
+        return got;
+    }
+    let _ = batched;
+    usize::from(rx.recv_from(buf).is_ok())
+}
+
+fn raw_run(packets: usize, batched: bool) -> (usize, Option<Instant>, Instant) {
     let rx = UdpSocket::bind("127.0.0.1:0").expect("bind");
     let tx = UdpSocket::bind("127.0.0.1:0").expect("bind");
     rx.set_read_timeout(Some(Duration::from_millis(200)))
@@ -79,13 +132,22 @@ fn raw_udp_run(packets: usize) -> (usize, Option<Instant>, Instant) {
     let to = rx.local_addr().expect("addr");
     let received = Arc::new(AtomicUsize::new(0));
     let seen = received.clone();
+    let per_call = if batched {
+        sansrtc_std::batch::SEND_BATCH
+    } else {
+        1
+    };
     let sender = std::thread::spawn(move || {
         let data = [0x80u8; PAYLOAD + 12];
-        for sent in 0..packets {
-            while sent >= seen.load(Ordering::Relaxed) + WINDOW {
+        let mut sent = 0;
+        while sent < packets {
+            let room = (seen.load(Ordering::Relaxed) + WINDOW).saturating_sub(sent);
+            let n = room.min(per_call).min(packets - sent);
+            if n == 0 {
                 std::thread::park_timeout(Duration::from_millis(5));
+                continue;
             }
-            let _ = tx.send_to(&data, to);
+            sent += raw_send(&tx, to, &data, n, batched);
         }
     });
     let mut buf = [0u8; 2048];
@@ -93,88 +155,22 @@ fn raw_udp_run(packets: usize) -> (usize, Option<Instant>, Instant) {
     let mut last = Instant::now();
     let mut count = 0usize;
     while count < packets {
-        match rx.recv_from(&mut buf) {
-            Ok(_) => {
-                let now = Instant::now();
-                first.get_or_insert(now);
-                last = now;
-                count += 1;
-                received.store(count, Ordering::Relaxed);
-                sender.thread().unpark();
-            }
-            Err(_) => break,
+        let got = raw_recv(&rx, &mut buf, batched);
+        if got == 0 {
+            break;
         }
+        let now = Instant::now();
+        first.get_or_insert(now);
+        last = now;
+        count += got;
+        received.store(count, Ordering::Relaxed);
+        sender.thread().unpark();
     }
     // A lost datagram would stall the window: let the sender finish.
     received.store(usize::MAX / 2, Ordering::Relaxed);
     sender.thread().unpark();
     let _ = sender.join();
     (count, first, last)
-}
-
-/// Raw loopback UDP the way the runtimes do it on Linux: `sendmmsg` batches of
-/// [`sansrtc_std::batch::SEND_BATCH`] and `recvmmsg`, otherwise as [`raw_udp`] (same
-/// window, same sizes). NaN where batched calls are missing.
-pub fn raw_udp_batched(packets: usize) -> Loopback {
-    measure(packets, || raw_udp_batched_run(packets))
-}
-
-fn raw_udp_batched_run(packets: usize) -> (usize, Option<Instant>, Instant) {
-    #[cfg(target_os = "linux")]
-    {
-        use sansrtc_std::batch::{recv_batch, send_batch, Outgoing, SEND_BATCH};
-        use std::os::fd::AsFd;
-        let rx = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let tx = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        rx.set_read_timeout(Some(Duration::from_millis(200)))
-            .expect("timeout");
-        let to = rx.local_addr().expect("addr");
-        let received = Arc::new(AtomicUsize::new(0));
-        let seen = received.clone();
-        let sender = std::thread::spawn(move || {
-            let arena = vec![0x80u8; (PAYLOAD + 12) * SEND_BATCH];
-            let items: Vec<_> = (0..SEND_BATCH)
-                .map(|k| (to, k * (PAYLOAD + 12)..(k + 1) * (PAYLOAD + 12)))
-                .collect();
-            let mut sent = 0;
-            while sent < packets {
-                let room = (seen.load(Ordering::Relaxed) + WINDOW).saturating_sub(sent);
-                let n = room.min(SEND_BATCH).min(packets - sent);
-                if n == 0 {
-                    std::thread::park_timeout(Duration::from_millis(5));
-                    continue;
-                }
-                let out = Outgoing::new(&arena, items.get(..n).unwrap_or_default());
-                sent += send_batch(tx.as_fd(), out).unwrap_or(0);
-            }
-        });
-        let mut first = None;
-        let mut last = Instant::now();
-        let mut count = 0usize;
-        while count < packets {
-            let mut got = 0;
-            let r = recv_batch(rx.as_fd(), to, true, &mut |_, _| got += 1);
-            if r.is_err() {
-                break;
-            }
-            let now = Instant::now();
-            first.get_or_insert(now);
-            last = now;
-            // The rate counts datagrams after the first one's arrival.
-            count += got;
-            received.store(count, Ordering::Relaxed);
-            sender.thread().unpark();
-        }
-        received.store(usize::MAX / 2, Ordering::Relaxed);
-        sender.thread().unpark();
-        let _ = sender.join();
-        (count, first, last)
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = packets;
-        (0, None, Instant::now())
-    }
 }
 
 fn rate(received: usize, first: Option<Instant>, last: Instant) -> f64 {
