@@ -23,6 +23,7 @@ use crate::media::{Direction, MediaKind, Transceiver, TransceiverId, Transceiver
 use crate::media::{RtpPacket, TrackInfo};
 use crate::rng::Rng;
 use crate::rtp::extensions::ExtensionKind;
+use crate::rtp::ssrc_map::{ssrc_map, SsrcMap};
 use crate::rtp::{self, RtpHeader, RtpWrite};
 use crate::sdp::{IceCandidateInit, SessionDescription};
 use crate::srtp::{SrtpContext, SrtpProfile, SrtpStats};
@@ -123,16 +124,16 @@ pub struct PeerConnection {
     media_out: rtp::pool::PacketQueue,
     /// Received RTP payloads and RTCP, handed out as slices of reused chunks.
     media_in: rtp::pool::PayloadPool,
-    ssrc_map: std::collections::HashMap<u32, TransceiverId>,
+    ssrc_map: SsrcMap<TransceiverId>,
     /// The rid each remote SSRC announced (browsers stop sending the rid extension once
     /// the stream is known, so later packets inherit it from here).
-    ssrc_rids: std::collections::HashMap<u32, String>,
+    ssrc_rids: SsrcMap<String>,
     announced_tracks: Vec<TransceiverId>,
     scratch: Vec<u8>,
     rng: Rng,
     clock_origin: (Instant, std::time::SystemTime),
-    send_counters: std::collections::HashMap<u32, SendCounters>,
-    recv_counters: std::collections::HashMap<u32, ReceiveCounters>,
+    send_counters: SsrcMap<SendCounters>,
+    recv_counters: SsrcMap<ReceiveCounters>,
     rtt: RttEstimator,
     next_report: Option<Instant>,
     transport_seq: u16,
@@ -157,6 +158,13 @@ impl PeerConnection {
         let certificate = match &config.certificate {
             Some(c) => c.clone(),
             None => Certificate::generate()?,
+        };
+        // The per-packet SSRC maps hash with a secret key (rtp/ssrc_map.rs), so a peer
+        // cannot pick colliding SSRCs; drawn from the OS so the seeded sequence is untouched.
+        let mut key = [0u8; 8];
+        let ssrc_key = match crate::rng::secret_bytes(&mut key) {
+            Ok(()) => u64::from_le_bytes(key),
+            Err(_) => 0,
         };
         let ice = IceAgent::new(&config.ice, rng.fork(), config.ice_lite);
         let neg = Negotiation::new(rng.fork());
@@ -191,14 +199,14 @@ impl PeerConnection {
             srtp_out: None,
             media_out: Default::default(),
             media_in: Default::default(),
-            ssrc_map: std::collections::HashMap::new(),
-            ssrc_rids: std::collections::HashMap::new(),
+            ssrc_map: ssrc_map(ssrc_key),
+            ssrc_rids: ssrc_map(ssrc_key),
             announced_tracks: Vec::new(),
             scratch: vec![0u8; 2048],
             rng: rng.fork(),
             clock_origin: (now, std::time::UNIX_EPOCH),
-            send_counters: std::collections::HashMap::new(),
-            recv_counters: std::collections::HashMap::new(),
+            send_counters: ssrc_map(ssrc_key),
+            recv_counters: ssrc_map(ssrc_key),
             rtt: RttEstimator::default(),
             next_report: None,
             transport_seq: 0,
@@ -745,16 +753,16 @@ impl PeerConnection {
                 return Some(t);
             }
         }
-        let pair = self.ice.selected_pair()?;
+        let (local, remote) = self.ice.selected_addresses()?;
         let dtls = self.dtls.as_mut().and_then(|d| d.poll_transmit(buf));
         let len = match dtls {
             Some(len) => len,
             None => self.media_out.pop_into(buf)?,
         };
         Some(Transmit {
-            local: pair.local,
-            remote: pair.remote,
-            protocol: pair.protocol,
+            local,
+            remote,
+            protocol: Protocol::Udp,
             len,
         })
     }
@@ -898,7 +906,7 @@ impl PeerConnection {
         let Some((role, fingerprint)) = self.dtls_params.clone() else {
             return;
         };
-        let ready = self.ice.selected_pair().is_some() || !self.early_dtls.is_empty();
+        let ready = self.ice.selected_addresses().is_some() || !self.early_dtls.is_empty();
         if !ready {
             return;
         }
@@ -1067,13 +1075,16 @@ impl PeerConnection {
         };
         let ssrc = header.ssrc();
         let transceiver = self.demux(&header);
-        if transceiver.is_some()
-            && (self.recv_counters.len() < MAX_SSRCS || self.recv_counters.contains_key(&ssrc))
-        {
-            self.recv_counters
-                .entry(ssrc)
-                .or_default()
-                .on_packet(header.sequence_number());
+        if transceiver.is_some() {
+            let seq = header.sequence_number();
+            let room = self.recv_counters.len() < MAX_SSRCS;
+            match self.recv_counters.get_mut(&ssrc) {
+                Some(counters) => counters.on_packet(seq),
+                None if room => {
+                    self.recv_counters.entry(ssrc).or_default().on_packet(seq);
+                }
+                None => {}
+            }
         }
         let Some(id) = transceiver else {
             self.stats.rtp_unmatched += 1;
