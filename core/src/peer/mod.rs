@@ -139,6 +139,11 @@ pub struct PeerConnection {
     transport_seq: u16,
     /// Per receiving transceiver: when its last packet arrived and whether it is muted.
     media_activity: Vec<(TransceiverId, Instant, bool)>,
+    /// No unmuted track can go quiet for `MUTE_AFTER` before this. It may be early (a
+    /// packet only moves its own track's instant later, and is not rescanned for); the
+    /// scan in `check_muted` makes it exact again, so `poll_timeout` need not walk every
+    /// receiving track, as the Endpoint has it do after each packet.
+    mute_deadline: Option<Instant>,
     /// Data channels and the SCTP association under them.
     data: crate::datachannel::DataChannels,
     data_started: bool,
@@ -211,6 +216,7 @@ impl PeerConnection {
             next_report: None,
             transport_seq: 0,
             media_activity: Vec::new(),
+            mute_deadline: None,
             data,
             data_started: false,
             sctp_scratch: vec![0u8; 2048],
@@ -773,12 +779,7 @@ impl PeerConnection {
             return None;
         }
         let dtls = self.dtls.as_ref().and_then(DtlsEndpoint::poll_timeout);
-        let mute = self
-            .media_activity
-            .iter()
-            .filter(|(_, _, muted)| !muted)
-            .map(|(_, last, _)| *last + MUTE_AFTER)
-            .min();
+        let mute = self.mute_deadline;
         let sctp = if self.data_started {
             self.data.poll_timeout()
         } else {
@@ -976,11 +977,21 @@ impl PeerConnection {
                 let entry = &mut self.media_activity[i];
                 entry.1 = now;
                 if std::mem::replace(&mut entry.2, false) {
+                    self.note_mute_candidate(now);
                     self.push_event(Event::TrackUnmuted(id));
                 }
             }
-            Err(i) => self.media_activity.insert(i, (id, now, false)),
+            Err(i) => {
+                self.media_activity.insert(i, (id, now, false));
+                self.note_mute_candidate(now);
+            }
         }
+    }
+
+    /// A track became unmuted (or new) at `now`: it could go quiet at `now + MUTE_AFTER`.
+    fn note_mute_candidate(&mut self, now: Instant) {
+        let at = now + MUTE_AFTER;
+        self.mute_deadline = Some(self.mute_deadline.map_or(at, |d| d.min(at)));
     }
 
     /// A transceiver by id without a scan in the usual case: ids are handed out in
@@ -995,12 +1006,17 @@ impl PeerConnection {
     /// Report tracks that went quiet for `MUTE_AFTER` as muted.
     fn check_muted(&mut self, now: Instant) {
         let mut muted = Vec::new();
+        let mut next: Option<Instant> = None;
         for (id, last, is_muted) in &mut self.media_activity {
             if !*is_muted && now.saturating_duration_since(*last) >= MUTE_AFTER {
                 *is_muted = true;
                 muted.push(*id);
+            } else if !*is_muted {
+                let at = *last + MUTE_AFTER;
+                next = Some(next.map_or(at, |n| n.min(at)));
             }
         }
+        self.mute_deadline = next;
         for id in muted {
             self.push_event(Event::TrackMuted(id));
         }
