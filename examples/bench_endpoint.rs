@@ -151,7 +151,7 @@ fn main() {
     };
     let named = |part: &str| args.iter().any(|a| a == part);
     let all = !named("forward") && !named("memory");
-    println!("sansrtc Endpoint benchmarks (in memory, one core, 1200-byte RTP payloads, AES-CM-HMAC-SHA1-80 by default)\n");
+    println!("sansrtc Endpoint benchmarks (in memory, one core, 1200-byte RTP payloads, AEAD-AES-128-GCM: both ends offer it first by default)\n");
     if all || named("forward") {
         let rows = match number("--viewers") {
             Some(v) => vec![(v, number("--packets").unwrap_or(1_000))],
