@@ -7,7 +7,7 @@
 //! - Memory per connected idle PeerConnection pair, from the process's RSS growth between
 //!   200 and 1,200 connected pairs (both ends live in this process).
 //!
-//! `cargo run --release --example bench_endpoint`
+//! `cargo run --release --example bench_endpoint [-- forward --viewers N --packets N]`
 #![allow(clippy::print_stdout)]
 
 use std::net::SocketAddr;
@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use sansrtc::media::RtpPacket;
-use sansrtc::{Datagram, Event, PeerId, Protocol, TransceiverId};
+use sansrtc::{Datagram, Endpoint, Event, PeerId, Protocol, TransceiverId};
 
 use sansrtc_tests::endpoint_setup::{connect, SERVER};
 
@@ -55,31 +55,15 @@ fn forward(viewers: usize, packets: usize) {
         })
         .collect();
     let (from, to) = (s.clients[0].addr, SocketAddr::from(SERVER));
-    let mut out = 0u64;
     let start = Instant::now();
-    for data in &input {
-        s.endpoint.handle_datagram(
-            now,
-            Datagram {
-                local: to,
-                remote: from,
-                protocol: Protocol::Udp,
-                data,
-            },
-        );
-        while let Some((id, e)) = s.endpoint.poll_event() {
-            if let (true, Event::Rtp { packet, .. }) = (id == publisher, e) {
-                for (peer, t) in &targets {
-                    s.endpoint.with_peer(*peer, |p| {
-                        let _ = p.send_rtp(*t, &packet);
-                    });
-                }
-            }
-        }
-        while s.endpoint.poll_transmit(now, &mut buf).is_some() {
-            out += 1;
-        }
-    }
+    let out = forward_loop(
+        &mut s.endpoint,
+        now,
+        (to, from),
+        publisher,
+        &targets,
+        &input,
+    );
     let elapsed = start.elapsed();
     let secs = elapsed.as_secs_f64();
     println!(
@@ -88,6 +72,45 @@ fn forward(viewers: usize, packets: usize) {
         out as f64 / secs,
         elapsed.as_nanos() as f64 / out.max(1) as f64
     );
+}
+
+/// The timed part of `forward`, never inlined so that `valgrind --tool=callgrind
+/// --toggle-collect=bench_endpoint::forward_loop` counts it alone. Returns packets sent.
+#[inline(never)]
+fn forward_loop(
+    endpoint: &mut Endpoint,
+    now: Instant,
+    (to, from): (SocketAddr, SocketAddr),
+    publisher: PeerId,
+    targets: &[(PeerId, TransceiverId)],
+    input: &[Vec<u8>],
+) -> u64 {
+    let mut buf = vec![0u8; 2048];
+    let mut out = 0u64;
+    for data in input {
+        endpoint.handle_datagram(
+            now,
+            Datagram {
+                local: to,
+                remote: from,
+                protocol: Protocol::Udp,
+                data,
+            },
+        );
+        while let Some((id, e)) = endpoint.poll_event() {
+            if let (true, Event::Rtp { packet, .. }) = (id == publisher, e) {
+                for (peer, t) in targets {
+                    endpoint.with_peer(*peer, |p| {
+                        let _ = p.send_rtp(*t, &packet);
+                    });
+                }
+            }
+        }
+        while endpoint.poll_transmit(now, &mut buf).is_some() {
+            out += 1;
+        }
+    }
+    out
 }
 
 fn rss_kib() -> u64 {
@@ -115,10 +138,30 @@ fn memory() {
     drop((small, large));
 }
 
+/// `bench_endpoint [forward] [memory] [--viewers N --packets N]`: the parts named (both by
+/// default); `--viewers` and `--packets` run one forwarding row (for profiling under
+/// `valgrind --tool=callgrind`).
 fn main() {
-    println!("sansrtc Endpoint benchmarks (in memory, one core, 1200-byte RTP payloads, AES-CM-HMAC-SHA1-80 by default)\n");
-    for (viewers, packets) in [(1usize, 20_000usize), (10, 5_000), (100, 1_000)] {
-        forward(viewers, packets);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let number = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|n| n.parse::<usize>().ok())
+    };
+    let named = |part: &str| args.iter().any(|a| a == part);
+    let all = !named("forward") && !named("memory");
+    println!("sansrtc Endpoint benchmarks (in memory, one core, 1200-byte RTP payloads, AEAD-AES-128-GCM: both ends offer it first by default)\n");
+    if all || named("forward") {
+        let rows = match number("--viewers") {
+            Some(v) => vec![(v, number("--packets").unwrap_or(1_000))],
+            None => vec![(1usize, 20_000usize), (10, 5_000), (100, 1_000)],
+        };
+        for (viewers, packets) in rows {
+            forward(viewers, packets);
+        }
     }
-    memory();
+    if all || named("memory") {
+        memory();
+    }
 }

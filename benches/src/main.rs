@@ -102,7 +102,18 @@ fn run_rows(plan: &Plan, only: Option<&str>) -> Vec<Row> {
         });
     }
 
-    for viewers in [1usize, 10, 100] {
+    // `--viewers N` measures the forwarding rows at N viewers only (for profiling).
+    let args: Vec<String> = std::env::args().collect();
+    let viewer_counts: Vec<usize> = match args
+        .iter()
+        .position(|a| a == "--viewers")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+    {
+        Some(n) => vec![n],
+        None => vec![1, 10, 100],
+    };
+    for &viewers in &viewer_counts {
         if !want("forward") {
             break;
         }
@@ -131,7 +142,7 @@ fn run_rows(plan: &Plan, only: Option<&str>) -> Vec<Row> {
         });
     }
 
-    for viewers in [1usize, 10, 100] {
+    for &viewers in &viewer_counts {
         if !want("forward") {
             break;
         }
@@ -149,7 +160,17 @@ fn run_rows(plan: &Plan, only: Option<&str>) -> Vec<Row> {
         });
     }
 
-    for transceivers in [1usize, 50, 500] {
+    // `--transceivers N` measures the receive path at N transceivers only (for profiling).
+    let receive_counts: Vec<usize> = match args
+        .iter()
+        .position(|a| a == "--transceivers")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+    {
+        Some(n) => vec![n],
+        None => vec![1, 50, 500],
+    };
+    for transceivers in receive_counts {
         if !want("receive") {
             break;
         }

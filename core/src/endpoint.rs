@@ -12,11 +12,17 @@
 //!   address after a check with valid MESSAGE-INTEGRITY, so a stranger cannot claim one.
 //!
 //! Timers: one binary heap of `(deadline, peer)` with lazy deletion (an entry whose
-//! deadline is no longer the peer's is skipped), so `poll_timeout` is O(1) and
-//! `handle_timeout` touches only the peers that are due.
+//! deadline is no longer the peer's is skipped), so `handle_timeout` touches only the
+//! peers that are due.
 //!
 //! Outputs: peers that may have something to send or report sit in a queue; the
-//! endpoint drains the front one until it is empty, then refreshes its deadline. Nothing
+//! endpoint drains the front one until it is empty, then refreshes its deadline. A peer
+//! gets its deadline read once per stay in the output queue, not on every call that
+//! touches it (asking a PeerConnection for its deadline costs ~300 instructions, and a
+//! forwarded packet touched each viewer three times): while a peer waits in the queue
+//! its heap entry may be stale, so `poll_timeout` also asks the peers waiting there and
+//! `handle_timeout` refreshes them first. Once the transmits are drained (as a driver
+//! loop does before it sleeps) the queue is empty and `poll_timeout` is O(1). Nothing
 //! scans all peers on any call.
 
 use std::cmp::Reverse;
@@ -223,7 +229,8 @@ impl Endpoint {
     }
 
     /// Call the PeerConnection API on a peer (`create_answer`, `add_ice_candidate`,
-    /// `send_rtp`...). Its deadline, ufrag index and outputs are refreshed afterwards.
+    /// `send_rtp`...). Its ufrag index is refreshed afterwards and it joins the output
+    /// queue, where its deadline is read once it has nothing left to send.
     pub fn with_peer<R>(
         &mut self,
         id: PeerId,
@@ -271,6 +278,13 @@ impl Endpoint {
 
     /// Time passed: every peer whose deadline is due gets `handle_timeout`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        // Peers waiting in the output queue may have moved their deadline since their
+        // heap entry was made: put their current one in the heap first.
+        for i in 0..self.output.len() {
+            if let Some(&index) = self.output.get(i) {
+                self.refresh_deadline(index);
+            }
+        }
         while let Some(&Reverse((at, index))) = self.timers.peek() {
             if at > now {
                 break;
@@ -339,25 +353,33 @@ impl Endpoint {
             }
             entry.in_event_queue = false;
             self.events.pop_front();
-            // Draining events may change its ufrag or deadline (nothing does today, but
-            // the refresh is cheap and keeps the invariant local).
-            self.refresh(index);
+            // `PeerConnection::poll_event` only pops its queue: draining events changes
+            // neither the deadline nor the ufrag, so there is nothing to refresh.
         }
         None
     }
 
     /// The earliest deadline of any peer. It may be earlier than needed (an entry for a
-    /// deadline that moved): calling `handle_timeout` then is harmless.
+    /// deadline that moved): calling `handle_timeout` then is harmless. O(1) once
+    /// `poll_transmit` has been drained; before that it also asks each peer still
+    /// waiting in the output queue, whose heap entry may be stale.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let peers = self.timers.peek().map(|Reverse((at, _))| *at);
+        let waiting = self
+            .output
+            .iter()
+            .filter_map(|&i| {
+                self.slots
+                    .get(i as usize)
+                    .and_then(|s| s.peer.as_ref())
+                    .and_then(|e| e.pc.poll_timeout())
+            })
+            .min();
         let transactions = self
             .transaction_order
             .front()
             .map(|(at, _)| *at + TRANSACTION_TTL);
-        match (peers, transactions) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [peers, waiting, transactions].into_iter().flatten().min()
     }
 
     // ------------------------------------------------------------------ internals
@@ -460,7 +482,9 @@ impl Endpoint {
     }
 
     /// Something happened to a peer: it may have output, and its deadline and ufrag may
-    /// have changed.
+    /// have changed. The ufrag index is brought up to date now (a STUN request may name
+    /// the new ufrag before the next drain); the deadline when the peer leaves the output
+    /// queue (see the module doc).
     fn touched(&mut self, index: u32) {
         let Some(entry) = self
             .slots
@@ -477,10 +501,16 @@ impl Endpoint {
             entry.in_event_queue = true;
             self.events.push_back(index);
         }
-        self.refresh(index);
+        self.refresh_ufrag(index);
     }
 
+    /// Bring a peer's heap entry and ufrag index up to date.
     fn refresh(&mut self, index: u32) {
+        self.refresh_deadline(index);
+        self.refresh_ufrag(index);
+    }
+
+    fn refresh_deadline(&mut self, index: u32) {
         let Some(entry) = self
             .slots
             .get_mut(index as usize)
@@ -495,6 +525,20 @@ impl Endpoint {
                 self.timers.push(Reverse((at, index)));
             }
         }
+        // Stale heap entries pile up when deadlines move often; rebuild past a bound.
+        if self.timers.len() > 4 * self.live + 64 {
+            self.rebuild_timers();
+        }
+    }
+
+    fn refresh_ufrag(&mut self, index: u32) {
+        let Some(entry) = self
+            .slots
+            .get_mut(index as usize)
+            .and_then(|s| s.peer.as_mut())
+        else {
+            return;
+        };
         let ufrag = entry.pc.local_ice_ufrag();
         if ufrag != entry.ufrag {
             let old = std::mem::replace(&mut entry.ufrag, ufrag.to_owned());
@@ -502,10 +546,6 @@ impl Endpoint {
                 self.by_ufrag.remove(&old);
             }
             self.by_ufrag.insert(entry.ufrag.clone(), index);
-        }
-        // Stale heap entries pile up when deadlines move often; rebuild past a bound.
-        if self.timers.len() > 4 * self.live + 64 {
-            self.rebuild_timers();
         }
     }
 
@@ -519,5 +559,90 @@ impl Endpoint {
                 .and_then(|s| s.peer.as_ref())
                 .is_some_and(|e| e.deadline == Some(*at))
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::media::MediaKind;
+
+    /// A peer touched by an API call joins the output queue with its heap entry not yet
+    /// refreshed; `poll_timeout` must still see its deadline, and `handle_timeout` at that
+    /// deadline must reach it, before any `poll_transmit`.
+    #[test]
+    fn deadline_of_a_peer_waiting_in_the_output_queue() {
+        let now = Instant::now();
+        let local: SocketAddr = "10.0.0.1:4000".parse().expect("addr");
+        let mut ep = Endpoint::new(vec![(local, Protocol::Udp)]);
+        let config = Config {
+            rng_seed: Some(7),
+            ..Default::default()
+        };
+        let id = ep.insert(now, PeerConnection::new(config, now).expect("pc"));
+        let mut buf = vec![0u8; 2048];
+        while ep.poll_transmit(now, &mut buf).is_some() {}
+        // The remote end, outside the endpoint; its answer and candidate start checks.
+        let mut remote = PeerConnection::new(
+            Config {
+                rng_seed: Some(8),
+                ..Default::default()
+            },
+            now,
+        )
+        .expect("pc");
+        remote.add_local_address(now, "10.0.0.2:5000".parse().expect("addr"), Protocol::Udp);
+        let offer = ep
+            .with_peer(id, |p| {
+                p.add_track(MediaKind::Audio, vec!["s".into()])
+                    .expect("track");
+                let offer = p.create_offer(Default::default()).expect("offer");
+                p.set_local_description(now, offer.clone()).expect("local");
+                offer
+            })
+            .expect("peer");
+        while ep.poll_transmit(now, &mut buf).is_some() {}
+        while ep.poll_event().is_some() {}
+        remote.set_remote_description(now, offer).expect("remote");
+        let answer = remote.create_answer().expect("answer");
+        remote
+            .set_local_description(now, answer.clone())
+            .expect("local");
+        let mut candidates = Vec::new();
+        while let Some(e) = remote.poll_event() {
+            if let Event::IceCandidate(c) = e {
+                candidates.push(c);
+            }
+        }
+        assert!(ep.peer(id).and_then(PeerConnection::poll_timeout).is_none());
+        ep.with_peer(id, |p| {
+            p.set_remote_description(now, answer).expect("answer");
+            for c in candidates {
+                let _ = p.add_ice_candidate(now, c);
+            }
+        })
+        .expect("peer");
+        let due = ep.peer(id).and_then(PeerConnection::poll_timeout);
+        assert!(due.is_some(), "connectivity checks arm a timer");
+        let at = due.expect("deadline");
+        assert!(
+            ep.poll_timeout().is_some_and(|t| t <= at),
+            "{:?} misses {at:?}",
+            ep.poll_timeout()
+        );
+        ep.handle_timeout(at);
+        assert_ne!(
+            ep.peer(id).and_then(PeerConnection::poll_timeout),
+            due,
+            "the peer's timer fired"
+        );
+        while ep.poll_transmit(at, &mut buf).is_some() {}
+        assert_eq!(
+            ep.poll_timeout().map(|t| t.min(at)),
+            ep.peer(id)
+                .and_then(PeerConnection::poll_timeout)
+                .map(|t| t.min(at))
+        );
     }
 }

@@ -290,6 +290,13 @@ impl IceAgent {
         self.controlling
     }
 
+    /// The local and remote address of the selected pair (UDP), without the candidate
+    /// kind that `selected_pair` looks up: the per-packet send path needs only these.
+    pub fn selected_addresses(&self) -> Option<(SocketAddr, SocketAddr)> {
+        let p = self.pairs.get(self.selected?)?;
+        Some((p.local, p.remote))
+    }
+
     /// The selected pair.
     pub fn selected_pair(&self) -> Option<SelectedPair> {
         let p = self.pairs.get(self.selected?)?;

@@ -23,6 +23,7 @@ use crate::media::{Direction, MediaKind, Transceiver, TransceiverId, Transceiver
 use crate::media::{RtpPacket, TrackInfo};
 use crate::rng::Rng;
 use crate::rtp::extensions::ExtensionKind;
+use crate::rtp::ssrc_map::{ssrc_map, SsrcMap};
 use crate::rtp::{self, RtpHeader, RtpWrite};
 use crate::sdp::{IceCandidateInit, SessionDescription};
 use crate::srtp::{SrtpContext, SrtpProfile, SrtpStats};
@@ -123,21 +124,26 @@ pub struct PeerConnection {
     media_out: rtp::pool::PacketQueue,
     /// Received RTP payloads and RTCP, handed out as slices of reused chunks.
     media_in: rtp::pool::PayloadPool,
-    ssrc_map: std::collections::HashMap<u32, TransceiverId>,
+    ssrc_map: SsrcMap<TransceiverId>,
     /// The rid each remote SSRC announced (browsers stop sending the rid extension once
     /// the stream is known, so later packets inherit it from here).
-    ssrc_rids: std::collections::HashMap<u32, String>,
+    ssrc_rids: SsrcMap<String>,
     announced_tracks: Vec<TransceiverId>,
     scratch: Vec<u8>,
     rng: Rng,
     clock_origin: (Instant, std::time::SystemTime),
-    send_counters: std::collections::HashMap<u32, SendCounters>,
-    recv_counters: std::collections::HashMap<u32, ReceiveCounters>,
+    send_counters: SsrcMap<SendCounters>,
+    recv_counters: SsrcMap<ReceiveCounters>,
     rtt: RttEstimator,
     next_report: Option<Instant>,
     transport_seq: u16,
     /// Per receiving transceiver: when its last packet arrived and whether it is muted.
     media_activity: Vec<(TransceiverId, Instant, bool)>,
+    /// No unmuted track can go quiet for `MUTE_AFTER` before this. It may be early (a
+    /// packet only moves its own track's instant later, and is not rescanned for); the
+    /// scan in `check_muted` makes it exact again, so `poll_timeout` need not walk every
+    /// receiving track, as the Endpoint has it do after each packet.
+    mute_deadline: Option<Instant>,
     /// Data channels and the SCTP association under them.
     data: crate::datachannel::DataChannels,
     data_started: bool,
@@ -157,6 +163,13 @@ impl PeerConnection {
         let certificate = match &config.certificate {
             Some(c) => c.clone(),
             None => Certificate::generate()?,
+        };
+        // The per-packet SSRC maps hash with a secret key (rtp/ssrc_map.rs), so a peer
+        // cannot pick colliding SSRCs; drawn from the OS so the seeded sequence is untouched.
+        let mut key = [0u8; 8];
+        let ssrc_key = match crate::rng::secret_bytes(&mut key) {
+            Ok(()) => u64::from_le_bytes(key),
+            Err(_) => 0,
         };
         let ice = IceAgent::new(&config.ice, rng.fork(), config.ice_lite);
         let neg = Negotiation::new(rng.fork());
@@ -191,18 +204,19 @@ impl PeerConnection {
             srtp_out: None,
             media_out: Default::default(),
             media_in: Default::default(),
-            ssrc_map: std::collections::HashMap::new(),
-            ssrc_rids: std::collections::HashMap::new(),
+            ssrc_map: ssrc_map(ssrc_key),
+            ssrc_rids: ssrc_map(ssrc_key),
             announced_tracks: Vec::new(),
             scratch: vec![0u8; 2048],
             rng: rng.fork(),
             clock_origin: (now, std::time::UNIX_EPOCH),
-            send_counters: std::collections::HashMap::new(),
-            recv_counters: std::collections::HashMap::new(),
+            send_counters: ssrc_map(ssrc_key),
+            recv_counters: ssrc_map(ssrc_key),
             rtt: RttEstimator::default(),
             next_report: None,
             transport_seq: 0,
             media_activity: Vec::new(),
+            mute_deadline: None,
             data,
             data_started: false,
             sctp_scratch: vec![0u8; 2048],
@@ -745,16 +759,16 @@ impl PeerConnection {
                 return Some(t);
             }
         }
-        let pair = self.ice.selected_pair()?;
+        let (local, remote) = self.ice.selected_addresses()?;
         let dtls = self.dtls.as_mut().and_then(|d| d.poll_transmit(buf));
         let len = match dtls {
             Some(len) => len,
             None => self.media_out.pop_into(buf)?,
         };
         Some(Transmit {
-            local: pair.local,
-            remote: pair.remote,
-            protocol: pair.protocol,
+            local,
+            remote,
+            protocol: Protocol::Udp,
             len,
         })
     }
@@ -765,12 +779,7 @@ impl PeerConnection {
             return None;
         }
         let dtls = self.dtls.as_ref().and_then(DtlsEndpoint::poll_timeout);
-        let mute = self
-            .media_activity
-            .iter()
-            .filter(|(_, _, muted)| !muted)
-            .map(|(_, last, _)| *last + MUTE_AFTER)
-            .min();
+        let mute = self.mute_deadline;
         let sctp = if self.data_started {
             self.data.poll_timeout()
         } else {
@@ -898,7 +907,7 @@ impl PeerConnection {
         let Some((role, fingerprint)) = self.dtls_params.clone() else {
             return;
         };
-        let ready = self.ice.selected_pair().is_some() || !self.early_dtls.is_empty();
+        let ready = self.ice.selected_addresses().is_some() || !self.early_dtls.is_empty();
         if !ready {
             return;
         }
@@ -968,11 +977,21 @@ impl PeerConnection {
                 let entry = &mut self.media_activity[i];
                 entry.1 = now;
                 if std::mem::replace(&mut entry.2, false) {
+                    self.note_mute_candidate(now);
                     self.push_event(Event::TrackUnmuted(id));
                 }
             }
-            Err(i) => self.media_activity.insert(i, (id, now, false)),
+            Err(i) => {
+                self.media_activity.insert(i, (id, now, false));
+                self.note_mute_candidate(now);
+            }
         }
+    }
+
+    /// A track became unmuted (or new) at `now`: it could go quiet at `now + MUTE_AFTER`.
+    fn note_mute_candidate(&mut self, now: Instant) {
+        let at = now + MUTE_AFTER;
+        self.mute_deadline = Some(self.mute_deadline.map_or(at, |d| d.min(at)));
     }
 
     /// A transceiver by id without a scan in the usual case: ids are handed out in
@@ -987,12 +1006,17 @@ impl PeerConnection {
     /// Report tracks that went quiet for `MUTE_AFTER` as muted.
     fn check_muted(&mut self, now: Instant) {
         let mut muted = Vec::new();
+        let mut next: Option<Instant> = None;
         for (id, last, is_muted) in &mut self.media_activity {
             if !*is_muted && now.saturating_duration_since(*last) >= MUTE_AFTER {
                 *is_muted = true;
                 muted.push(*id);
+            } else if !*is_muted {
+                let at = *last + MUTE_AFTER;
+                next = Some(next.map_or(at, |n| n.min(at)));
             }
         }
+        self.mute_deadline = next;
         for id in muted {
             self.push_event(Event::TrackMuted(id));
         }
@@ -1067,13 +1091,16 @@ impl PeerConnection {
         };
         let ssrc = header.ssrc();
         let transceiver = self.demux(&header);
-        if transceiver.is_some()
-            && (self.recv_counters.len() < MAX_SSRCS || self.recv_counters.contains_key(&ssrc))
-        {
-            self.recv_counters
-                .entry(ssrc)
-                .or_default()
-                .on_packet(header.sequence_number());
+        if transceiver.is_some() {
+            let seq = header.sequence_number();
+            let room = self.recv_counters.len() < MAX_SSRCS;
+            match self.recv_counters.get_mut(&ssrc) {
+                Some(counters) => counters.on_packet(seq),
+                None if room => {
+                    self.recv_counters.entry(ssrc).or_default().on_packet(seq);
+                }
+                None => {}
+            }
         }
         let Some(id) = transceiver else {
             self.stats.rtp_unmatched += 1;

@@ -15,6 +15,8 @@
 //! transceiver and what each step changes. Every check runs before any change, so a
 //! rejected call leaves the state untouched.
 
+use std::collections::HashSet;
+
 use crate::config::{CodecConfig, Config};
 use crate::dtls::cert::Fingerprint;
 use crate::dtls::DtlsRole;
@@ -112,6 +114,37 @@ enum SlotKind {
 struct Slot {
     mid: String,
     kind: SlotKind,
+}
+
+/// Hands out the smallest decimal mids ("0", "1", ...) not used yet, in amortised O(1):
+/// the numbers in use are collected once per offer, and the candidate only moves forward
+/// (a mid handed out is used from then on). A mid that is not a plain decimal number
+/// ("audio", "01") never equals a candidate, so it is not collected.
+struct MidAllocator {
+    used: HashSet<u64>,
+    next: u64,
+}
+
+impl MidAllocator {
+    fn new<'a>(mids: impl Iterator<Item = &'a str>) -> MidAllocator {
+        let decimal =
+            |m: &str| m.bytes().all(|b| b.is_ascii_digit()) && (m == "0" || !m.starts_with('0'));
+        let used = mids
+            .filter(|m| decimal(m))
+            .filter_map(|m| m.parse::<u64>().ok())
+            .collect();
+        MidAllocator { used, next: 0 }
+    }
+
+    fn take(&mut self) -> String {
+        while self.used.contains(&self.next) {
+            self.next = self.next.saturating_add(1);
+        }
+        let mid = self.next;
+        self.used.insert(mid);
+        self.next = self.next.saturating_add(1);
+        mid.to_string()
+    }
 }
 
 /// An offer or answer returned by create_offer/create_answer, remembered until applied.
@@ -243,12 +276,25 @@ impl Negotiation {
         &self.transceivers
     }
 
+    /// Where transceiver `id` sits. Ids are handed out in order and transceivers are only
+    /// ever pushed (a rollback restores an older, equally sorted list), so the list is
+    /// sorted by id: usually the id is the index, otherwise a binary search finds it.
+    fn transceiver_index(&self, id: TransceiverId) -> Option<usize> {
+        let at = id.0 as usize;
+        if self.transceivers.get(at).is_some_and(|t| t.id == id) {
+            return Some(at);
+        }
+        self.transceivers.binary_search_by_key(&id, |t| t.id).ok()
+    }
+
     pub(crate) fn transceiver(&self, id: TransceiverId) -> Option<&Transceiver> {
-        self.transceivers.iter().find(|t| t.id == id)
+        self.transceiver_index(id)
+            .and_then(|i| self.transceivers.get(i))
     }
 
     fn transceiver_mut(&mut self, id: TransceiverId) -> Option<&mut Transceiver> {
-        self.transceivers.iter_mut().find(|t| t.id == id)
+        self.transceiver_index(id)
+            .and_then(|i| self.transceivers.get_mut(i))
     }
 
     pub(crate) fn add_transceiver(
@@ -505,20 +551,13 @@ impl Negotiation {
         }
     }
 
-    fn unused_mid(&self, plan: &[Slot]) -> String {
-        let mut n = 0u32;
-        loop {
-            let candidate = n.to_string();
-            let in_plan = plan.iter().any(|s| s.mid == candidate);
-            let in_transceivers = self
-                .transceivers
-                .iter()
-                .any(|t| t.mid.as_deref() == Some(&candidate));
-            if !in_plan && !in_transceivers {
-                return candidate;
-            }
-            n += 1;
-        }
+    /// The mids an offer may hand out: those neither in `plan` nor on a transceiver.
+    fn mid_allocator(&self, plan: &[Slot]) -> MidAllocator {
+        let used = plan
+            .iter()
+            .map(|s| s.mid.as_str())
+            .chain(self.transceivers.iter().filter_map(|t| t.mid.as_deref()));
+        MidAllocator::new(used)
     }
 
     /// Whether slot `i` is rejected in both current descriptions, so it may be reused.
@@ -562,6 +601,7 @@ impl Negotiation {
         };
         // The m-line plan: the negotiated order, then new transceivers in recycled or new slots.
         let mut plan = self.slots.clone();
+        let mut mids = self.mid_allocator(&plan);
         let unassociated: Vec<TransceiverId> = self
             .transceivers
             .iter()
@@ -569,7 +609,7 @@ impl Negotiation {
             .map(|t| t.id)
             .collect();
         for id in unassociated {
-            let mid = self.unused_mid(&plan);
+            let mid = mids.take();
             let slot = Slot {
                 mid,
                 kind: SlotKind::Transceiver(id),
@@ -587,7 +627,7 @@ impl Negotiation {
             }
         }
         if self.data_wanted && !plan.iter().any(|s| matches!(s.kind, SlotKind::Data)) {
-            let mid = self.unused_mid(&plan);
+            let mid = mids.take();
             plan.push(Slot {
                 mid,
                 kind: SlotKind::Data,
@@ -1396,4 +1436,25 @@ fn remote_ice_of(sdp: &Sdp) -> Option<RemoteIce> {
         candidates,
         end_of_candidates: end,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MidAllocator;
+
+    #[test]
+    fn mids_skip_used_numbers_only() {
+        // "01", "+2" and "audio" never equal a decimal candidate; "1" and "3" do.
+        let mut mids = MidAllocator::new(["1", "3", "01", "+2", "audio"].into_iter());
+        let given: Vec<String> = (0..4).map(|_| mids.take()).collect();
+        assert_eq!(given, ["0", "2", "4", "5"]);
+    }
+
+    #[test]
+    fn five_hundred_mids_in_one_pass() {
+        let mut mids = MidAllocator::new(std::iter::empty());
+        for n in 0..500u32 {
+            assert_eq!(mids.take(), n.to_string());
+        }
+    }
 }

@@ -8,6 +8,7 @@
 pub mod extensions;
 pub(crate) mod pool;
 pub mod rtcp;
+pub(crate) mod ssrc_map;
 
 pub use rtcp::{ReportBlock, RtcpError, RtcpPacket, SdesChunk};
 

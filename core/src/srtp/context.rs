@@ -1,16 +1,19 @@
 //! SRTP and SRTCP protection contexts (RFC 3711, RFC 7714): key derivation, rollover
 //! counters, replay windows and the four profiles. One context protects one direction for
 //! every SSRC of a session. Packets are transformed in place in the caller's buffer; the
-//! cipher and HMAC key schedules are computed once, so the per-packet path does not allocate.
+//! AES and HMAC key schedules are computed once (the AES-CM keystream runs on the expanded
+//! key by reference, the HMAC state keyed once is cloned per packet), the salt is kept as an
+//! integer so an IV or nonce is three XORs, and a packet finds its stream with one cheap
+//! hash of its SSRC, so the per-packet path does little beyond the cipher and does not
+//! allocate.
 
-use std::collections::HashMap;
-
-use aes::cipher::{KeyIvInit, StreamCipher};
+use aes::cipher::{InnerIvInit, KeyInit, KeyIvInit, StreamCipher};
 use hmac::{Hmac, Mac};
 use ring::aead;
 use sha1::Sha1;
 
 use super::profile::SrtpProfile;
+use crate::rtp::ssrc_map::{ssrc_map, SsrcMap};
 
 type Aes128Ctr = ctr::Ctr128BE<aes::Aes128>;
 type Aes256Ctr = ctr::Ctr128BE<aes::Aes256>;
@@ -60,14 +63,14 @@ pub struct SrtpStats {
     pub malformed: u64,
 }
 
-// One per context, never moved per packet: keeping the HMAC state inline (instead of
-// boxed) keeps the per-packet path free of allocation.
+// One per context, never moved per packet: keeping the AES and HMAC states inline (instead
+// of boxed) keeps the per-packet path free of allocation.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 enum Cipher {
+    /// AES-CM (only AES-128 is negotiated for SRTP) and the keyed HMAC-SHA1 state.
     Cm {
-        key: [u8; 32],
-        key_len: usize,
+        aes: aes::Aes128Enc,
         auth: HmacSha1,
     },
     Gcm(aead::LessSafeKey),
@@ -76,7 +79,10 @@ enum Cipher {
 #[derive(Clone)]
 struct SessionKeys {
     cipher: Cipher,
-    salt: [u8; 14],
+    /// The session salt as an integer, placed where the IV (AES-CM: the 14 bytes shifted
+    /// left by 16 bits, RFC 3711 4.1.1) or the nonce (GCM: the first 12 bytes, RFC 7714 8.1)
+    /// wants it, so that building one is three XORs.
+    salt: u128,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -99,7 +105,8 @@ pub struct SrtpContext {
     profile: SrtpProfile,
     rtp: SessionKeys,
     rtcp: SessionKeys,
-    streams: HashMap<u32, Stream>,
+    /// Per-SSRC state; a stream is added by the first packet that protects or verifies.
+    streams: SsrcMap<Stream>,
     stats: SrtpStats,
 }
 
@@ -113,7 +120,12 @@ impl std::fmt::Debug for SrtpContext {
     }
 }
 
-/// AES in counter mode over `data` with the 16-byte IV.
+/// AES-128 in counter mode over `data` with the 16-byte IV, on a key expanded once.
+fn aes_cm(aes: &aes::Aes128Enc, iv: [u8; 16], data: &mut [u8]) {
+    ctr::Ctr128BE::from_core(ctr::CtrCore::inner_iv_init(aes, &iv.into())).apply_keystream(data);
+}
+
+/// AES in counter mode over `data` with the 16-byte IV (key derivation only).
 fn aes_ctr(key: &[u8], iv: &[u8; 16], data: &mut [u8]) {
     match key.len() {
         16 => {
@@ -151,19 +163,20 @@ fn session_keys(
     let salt_len = profile.master_salt_len();
     let mut enc = [0u8; 32];
     derive(key, salt, base, &mut enc[..key_len]);
-    let mut s = [0u8; 14];
+    let mut s = [0u8; 16];
     derive(key, salt, base + 2, &mut s[..salt_len]);
-    let cipher = match profile {
+    // 14 bytes (AES-CM) or 12 (GCM), zero-padded to 16: the AES-CM IV wants the salt in
+    // its first 14 bytes, the GCM nonce (bytes 4..16 of the integer) in its first 12.
+    let salt_int = u128::from_be_bytes(s);
+    let (cipher, salt) = match profile {
         SrtpProfile::Aes128CmHmacSha1_80 | SrtpProfile::Aes128CmHmacSha1_32 => {
             let mut auth_key = [0u8; 20];
             derive(key, salt, base + 1, &mut auth_key);
             let auth =
                 <HmacSha1 as Mac>::new_from_slice(&auth_key).map_err(|_| SrtpError::BadKey)?;
-            Cipher::Cm {
-                key: enc,
-                key_len,
-                auth,
-            }
+            let aes =
+                aes::Aes128Enc::new_from_slice(&enc[..key_len]).map_err(|_| SrtpError::BadKey)?;
+            (Cipher::Cm { aes, auth }, salt_int)
         }
         SrtpProfile::AeadAes128Gcm | SrtpProfile::AeadAes256Gcm => {
             let alg = if key_len == 16 {
@@ -173,10 +186,10 @@ fn session_keys(
             };
             let unbound =
                 aead::UnboundKey::new(alg, &enc[..key_len]).map_err(|_| SrtpError::BadKey)?;
-            Cipher::Gcm(aead::LessSafeKey::new(unbound))
+            (Cipher::Gcm(aead::LessSafeKey::new(unbound)), salt_int >> 32)
         }
     };
-    Ok(SessionKeys { cipher, salt: s })
+    Ok(SessionKeys { cipher, salt })
 }
 
 /// The RTP header length (with CSRCs and extension), checked against the packet.
@@ -236,11 +249,14 @@ impl SrtpContext {
         if key.len() != profile.master_key_len() || salt.len() != profile.master_salt_len() {
             return Err(SrtpError::BadKey);
         }
+        let rtp = session_keys(profile, key, salt, false)?;
+        // Key the SSRC hash with secret state, so a peer cannot choose colliding SSRCs.
+        let hash_key = (rtp.salt as u64) ^ ((rtp.salt >> 64) as u64);
         Ok(SrtpContext {
             profile,
-            rtp: session_keys(profile, key, salt, false)?,
+            rtp,
             rtcp: session_keys(profile, key, salt, true)?,
-            streams: HashMap::new(),
+            streams: ssrc_map(hash_key),
             stats: SrtpStats::default(),
         })
     }
@@ -301,33 +317,28 @@ impl SrtpContext {
         }
     }
 
-    fn stream(&mut self, ssrc: u32) -> Result<&mut Stream, SrtpError> {
-        if !self.streams.contains_key(&ssrc) && self.streams.len() >= MAX_STREAMS {
-            return Err(SrtpError::TooManyStreams);
+    /// The state of `ssrc`, added if new and there is room.
+    fn stream(streams: &mut SsrcMap<Stream>, ssrc: u32) -> Result<&mut Stream, SrtpError> {
+        let full = streams.len() >= MAX_STREAMS;
+        match streams.entry(ssrc) {
+            std::collections::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
+            std::collections::hash_map::Entry::Vacant(_) if full => Err(SrtpError::TooManyStreams),
+            std::collections::hash_map::Entry::Vacant(e) => Ok(e.insert(Stream::default())),
         }
-        Ok(self.streams.entry(ssrc).or_default())
     }
 
-    fn cm_iv(salt: &[u8; 14], ssrc: u32, index: u64) -> [u8; 16] {
-        let mut iv = [0u8; 16];
-        iv[..14].copy_from_slice(salt);
-        for (i, b) in ssrc.to_be_bytes().iter().enumerate() {
-            iv[4 + i] ^= b;
-        }
-        for (i, b) in index.to_be_bytes()[2..].iter().enumerate() {
-            iv[8 + i] ^= b;
-        }
-        iv
+    /// The AES-CM IV (RFC 3711 4.1.1): (salt << 16) XOR (SSRC << 64) XOR (index << 16).
+    fn cm_iv(salt: u128, ssrc: u32, index: u64) -> [u8; 16] {
+        (salt ^ (u128::from(ssrc) << 64) ^ (u128::from(index) << 16)).to_be_bytes()
     }
 
-    fn gcm_nonce(salt: &[u8; 14], ssrc: u32, high: u32, low: u16) -> aead::Nonce {
+    /// The GCM nonce (RFC 7714 8.1 and 9.1): 00 00 || SSRC || the 48-bit packet index (SRTP:
+    /// ROC || SEQ; SRTCP: 00 00 || 0 || SRTCP index), XOR the 96-bit salt.
+    fn gcm_nonce(salt: u128, ssrc: u32, index: u64) -> aead::Nonce {
+        let value = salt ^ (u128::from(ssrc) << 48) ^ u128::from(index & 0xFFFF_FFFF_FFFF);
+        let bytes = value.to_be_bytes();
         let mut n = [0u8; 12];
-        n[2..6].copy_from_slice(&ssrc.to_be_bytes());
-        n[6..10].copy_from_slice(&high.to_be_bytes());
-        n[10..12].copy_from_slice(&low.to_be_bytes());
-        for (b, s) in n.iter_mut().zip(salt.iter()) {
-            *b ^= s;
-        }
+        n.copy_from_slice(&bytes[4..]);
         aead::Nonce::assume_unique_for_key(n)
     }
 
@@ -341,7 +352,7 @@ impl SrtpContext {
         }
         let seq = u16::from_be_bytes([buf[2], buf[3]]);
         let ssrc = be32(buf, 8);
-        let stream = self.stream(ssrc)?;
+        let stream = Self::stream(&mut self.streams, ssrc)?;
         // Sender ROC: increments when the sequence number wraps.
         if stream.started
             && seq < stream.highest_seq
@@ -356,9 +367,9 @@ impl SrtpContext {
         let roc = stream.roc;
         let index = (u64::from(roc) << 16) | u64::from(seq);
         match &self.rtp.cipher {
-            Cipher::Cm { key, key_len, auth } => {
-                let iv = Self::cm_iv(&self.rtp.salt, ssrc, index);
-                aes_ctr(&key[..*key_len], &iv, &mut buf[header_len..len]);
+            Cipher::Cm { aes, auth } => {
+                let iv = Self::cm_iv(self.rtp.salt, ssrc, index);
+                aes_cm(aes, iv, &mut buf[header_len..len]);
                 let mut mac = auth.clone();
                 mac.update(&buf[..len]);
                 mac.update(&roc.to_be_bytes());
@@ -366,7 +377,7 @@ impl SrtpContext {
                 buf[len..len + tag_len].copy_from_slice(&tag[..tag_len]);
             }
             Cipher::Gcm(key) => {
-                let nonce = Self::gcm_nonce(&self.rtp.salt, ssrc, roc, seq);
+                let nonce = Self::gcm_nonce(self.rtp.salt, ssrc, index);
                 let (head, rest) = buf.split_at_mut(header_len);
                 let tag = key
                     .seal_in_place_separate_tag(
@@ -415,33 +426,39 @@ impl SrtpContext {
         let header_len = rtp_header_len(&packet[..body_len]).ok_or(SrtpError::Malformed)?;
         let seq = u16::from_be_bytes([buf[2], buf[3]]);
         let ssrc = be32(buf, 8);
-        if !self.streams.contains_key(&ssrc) && self.streams.len() >= MAX_STREAMS {
+        // One lookup; a new SSRC is inserted only once its first packet verifies.
+        let full = self.streams.len() >= MAX_STREAMS;
+        let mut stream = self.streams.get_mut(&ssrc);
+        if stream.is_none() && full {
             return Err(SrtpError::TooManyStreams);
         }
-        let state = self.streams.get(&ssrc).cloned().unwrap_or_default();
+        let (started, max_index, window) = stream
+            .as_deref()
+            .map_or((false, 0, 0), |s| (s.started, s.max_index, s.window));
         // RFC 3711 appendix A: guess the ROC from the highest sequence seen.
-        let roc = if !state.started {
-            0
-        } else {
-            let s_l = state.highest_seq;
-            if s_l < 0x8000 {
-                if seq > s_l && seq - s_l > 0x8000 {
-                    state.roc.wrapping_sub(1)
+        let roc = match stream.as_deref() {
+            Some(state) if state.started => {
+                let s_l = state.highest_seq;
+                if s_l < 0x8000 {
+                    if seq > s_l && seq - s_l > 0x8000 {
+                        state.roc.wrapping_sub(1)
+                    } else {
+                        state.roc
+                    }
+                } else if s_l - 0x8000 > seq {
+                    state.roc.wrapping_add(1)
                 } else {
                     state.roc
                 }
-            } else if s_l - 0x8000 > seq {
-                state.roc.wrapping_add(1)
-            } else {
-                state.roc
             }
+            _ => 0,
         };
         let index = (u64::from(roc) << 16) | u64::from(seq);
-        if !window_check(state.max_index, state.window, state.started, index) {
+        if !window_check(max_index, window, started, index) {
             return Err(SrtpError::Replay);
         }
         match &self.rtp.cipher {
-            Cipher::Cm { key, key_len, auth } => {
+            Cipher::Cm { aes, auth } => {
                 let mut mac = auth.clone();
                 mac.update(&buf[..body_len]);
                 mac.update(&roc.to_be_bytes());
@@ -454,19 +471,22 @@ impl SrtpContext {
                 if !ok {
                     return Err(SrtpError::AuthenticationFailed);
                 }
-                let iv = Self::cm_iv(&self.rtp.salt, ssrc, index);
-                aes_ctr(&key[..*key_len], &iv, &mut buf[header_len..body_len]);
+                let iv = Self::cm_iv(self.rtp.salt, ssrc, index);
+                aes_cm(aes, iv, &mut buf[header_len..body_len]);
             }
             Cipher::Gcm(key) => {
-                let nonce = Self::gcm_nonce(&self.rtp.salt, ssrc, roc, seq);
-                // Decrypt a copy-free view: ring needs ciphertext||tag contiguous, which it is.
+                let nonce = Self::gcm_nonce(self.rtp.salt, ssrc, index);
+                // Decrypt in place: ring wants ciphertext || tag contiguous, which it is.
                 let (head, rest) = buf.split_at_mut(header_len);
                 let sealed = &mut rest[..len - header_len];
                 key.open_in_place(nonce, aead::Aad::from(&head[..]), sealed)
                     .map_err(|_| SrtpError::AuthenticationFailed)?;
             }
         }
-        let stream = self.stream(ssrc)?;
+        let stream = match stream.take() {
+            Some(stream) => stream,
+            None => Self::stream(&mut self.streams, ssrc)?,
+        };
         window_mark(
             &mut stream.max_index,
             &mut stream.window,
@@ -489,14 +509,14 @@ impl SrtpContext {
             return Err(SrtpError::BufferTooSmall);
         }
         let ssrc = be32(buf, 4);
-        let stream = self.stream(ssrc)?;
+        let stream = Self::stream(&mut self.streams, ssrc)?;
         let index = stream.rtcp_send_index & 0x7FFF_FFFF;
         stream.rtcp_send_index = stream.rtcp_send_index.wrapping_add(1) & 0x7FFF_FFFF;
         let e_index = 0x8000_0000 | index;
         match &self.rtcp.cipher {
-            Cipher::Cm { key, key_len, auth } => {
-                let iv = Self::cm_iv(&self.rtcp.salt, ssrc, u64::from(index));
-                aes_ctr(&key[..*key_len], &iv, &mut buf[8..len]);
+            Cipher::Cm { aes, auth } => {
+                let iv = Self::cm_iv(self.rtcp.salt, ssrc, u64::from(index));
+                aes_cm(aes, iv, &mut buf[8..len]);
                 buf[len..len + 4].copy_from_slice(&e_index.to_be_bytes());
                 let mut mac = auth.clone();
                 mac.update(&buf[..len + 4]);
@@ -506,7 +526,7 @@ impl SrtpContext {
                 Ok(len + 14)
             }
             Cipher::Gcm(key) => {
-                let nonce = Self::rtcp_gcm_nonce(&self.rtcp.salt, ssrc, index);
+                let nonce = Self::gcm_nonce(self.rtcp.salt, ssrc, u64::from(index));
                 let mut aad = [0u8; 12];
                 aad[..8].copy_from_slice(&buf[..8]);
                 aad[8..].copy_from_slice(&e_index.to_be_bytes());
@@ -521,17 +541,6 @@ impl SrtpContext {
         }
     }
 
-    fn rtcp_gcm_nonce(salt: &[u8; 14], ssrc: u32, index: u32) -> aead::Nonce {
-        // RFC 7714 9.1: 00 00 || SSRC || 00 00 || 0 || SRTCP index, XOR the salt.
-        let mut n = [0u8; 12];
-        n[2..6].copy_from_slice(&ssrc.to_be_bytes());
-        n[8..12].copy_from_slice(&(index & 0x7FFF_FFFF).to_be_bytes());
-        for (b, s) in n.iter_mut().zip(salt.iter()) {
-            *b ^= s;
-        }
-        aead::Nonce::assume_unique_for_key(n)
-    }
-
     /// Authenticate and decrypt the SRTCP packet in `buf[..len]`; returns the plain length.
     pub fn unprotect_rtcp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
         let result = self.unprotect_rtcp_inner(buf, len);
@@ -544,7 +553,9 @@ impl SrtpContext {
             return Err(SrtpError::Malformed);
         }
         let ssrc = be32(buf, 4);
-        if !self.streams.contains_key(&ssrc) && self.streams.len() >= MAX_STREAMS {
+        let full = self.streams.len() >= MAX_STREAMS;
+        let mut stream = self.streams.get_mut(&ssrc);
+        if stream.is_none() && full {
             return Err(SrtpError::TooManyStreams);
         }
         let (e_index, plain_len) = match &self.rtcp.cipher {
@@ -552,18 +563,15 @@ impl SrtpContext {
             Cipher::Gcm(_) => (be32(buf, len - 4), len - 20),
         };
         let index = e_index & 0x7FFF_FFFF;
-        let state = self.streams.get(&ssrc).cloned().unwrap_or_default();
-        if !window_check(
-            u64::from(state.rtcp_max),
-            state.rtcp_window,
-            state.rtcp_started,
-            u64::from(index),
-        ) {
+        let (max, window, started) = stream.as_deref().map_or((0, 0, false), |s| {
+            (s.rtcp_max, s.rtcp_window, s.rtcp_started)
+        });
+        if !window_check(u64::from(max), window, started, u64::from(index)) {
             return Err(SrtpError::Replay);
         }
         let encrypted = e_index & 0x8000_0000 != 0;
         match &self.rtcp.cipher {
-            Cipher::Cm { key, key_len, auth } => {
+            Cipher::Cm { aes, auth } => {
                 let mut mac = auth.clone();
                 mac.update(&buf[..len - 10]);
                 let tag = mac.finalize().into_bytes();
@@ -576,12 +584,12 @@ impl SrtpContext {
                     return Err(SrtpError::AuthenticationFailed);
                 }
                 if encrypted {
-                    let iv = Self::cm_iv(&self.rtcp.salt, ssrc, u64::from(index));
-                    aes_ctr(&key[..*key_len], &iv, &mut buf[8..plain_len]);
+                    let iv = Self::cm_iv(self.rtcp.salt, ssrc, u64::from(index));
+                    aes_cm(aes, iv, &mut buf[8..plain_len]);
                 }
             }
             Cipher::Gcm(key) if encrypted => {
-                let nonce = Self::rtcp_gcm_nonce(&self.rtcp.salt, ssrc, index);
+                let nonce = Self::gcm_nonce(self.rtcp.salt, ssrc, u64::from(index));
                 let mut aad = [0u8; 12];
                 aad[..8].copy_from_slice(&buf[..8]);
                 aad[8..].copy_from_slice(&e_index.to_be_bytes());
@@ -593,7 +601,7 @@ impl SrtpContext {
                 // whole RTCP packet followed by the ESRTCP word, and the cipher is the tag
                 // alone. Move the tag out so that packet and ESRTCP word are contiguous, and
                 // put it back if it does not verify.
-                let nonce = Self::rtcp_gcm_nonce(&self.rtcp.salt, ssrc, index);
+                let nonce = Self::gcm_nonce(self.rtcp.salt, ssrc, u64::from(index));
                 let mut tag = [0u8; 16];
                 tag.copy_from_slice(&buf[plain_len..plain_len + 16]);
                 buf[plain_len..plain_len + 4].copy_from_slice(&e_index.to_be_bytes());
@@ -607,7 +615,10 @@ impl SrtpContext {
                 }
             }
         }
-        let stream = self.stream(ssrc)?;
+        let stream = match stream.take() {
+            Some(stream) => stream,
+            None => Self::stream(&mut self.streams, ssrc)?,
+        };
         let mut max = u64::from(stream.rtcp_max);
         window_mark(
             &mut max,
@@ -644,6 +655,25 @@ mod tests {
         assert_eq!(out[..16], hex("E03EAD0935C95E80E166B16DD92B4EB4")[..]);
         assert_eq!(out[16..32], hex("D23513162B02D0F72A43A2FE4A5F97AB")[..]);
         assert_eq!(out[32..48], hex("41E95B3BB0A2E8DD477901E4FCA894C0")[..]);
+        // The per-packet path: the salt as an integer, the IV from it, the expanded key.
+        let mut salt = [0u8; 16];
+        salt[..14].copy_from_slice(&iv[..14]);
+        let salt = u128::from_be_bytes(salt);
+        assert_eq!(SrtpContext::cm_iv(salt, 0, 0), iv);
+        let aes = aes::Aes128Enc::new_from_slice(&key).expect("key");
+        let mut again = [0u8; 48];
+        aes_cm(&aes, iv, &mut again);
+        assert_eq!(again, out);
+        // RFC 3711 4.1.1 byte by byte: IV = (salt * 2^16) XOR (SSRC * 2^64) XOR (i * 2^16).
+        let (ssrc, index) = (0x1234_5678u32, 0x0000_9abc_def0_1357u64);
+        let mut expected = iv;
+        for (b, x) in expected[4..8].iter_mut().zip(ssrc.to_be_bytes()) {
+            *b ^= x;
+        }
+        for (b, x) in expected[8..14].iter_mut().zip(&index.to_be_bytes()[2..]) {
+            *b ^= x;
+        }
+        assert_eq!(SrtpContext::cm_iv(salt, ssrc, index), expected);
     }
 
     #[test]
@@ -679,16 +709,18 @@ mod tests {
                 &aead::AES_256_GCM
             };
             let unbound = aead::UnboundKey::new(alg, &key).expect("key");
+            let mut padded = [0u8; 16];
+            padded[..14].copy_from_slice(&salt);
             SessionKeys {
                 cipher: Cipher::Gcm(aead::LessSafeKey::new(unbound)),
-                salt,
+                salt: u128::from_be_bytes(padded) >> 32,
             }
         };
         SrtpContext {
             profile,
             rtp: keys(),
             rtcp: keys(),
-            streams: HashMap::new(),
+            streams: ssrc_map(0),
             stats: SrtpStats::default(),
         }
     }
@@ -785,7 +817,9 @@ mod tests {
             let sealed = hex(sealed);
             // 17.1 (and the encryption that 17.2's input came from), at SRTCP index 0x5d4.
             let mut tx = rfc7714_context(profile);
-            tx.stream(0x4d61_7273).expect("stream").rtcp_send_index = 0x5d4;
+            SrtpContext::stream(&mut tx.streams, 0x4d61_7273)
+                .expect("stream")
+                .rtcp_send_index = 0x5d4;
             let mut buf = plain.clone();
             buf.resize(plain.len() + 20, 0);
             let n = tx.protect_rtcp(&mut buf, plain.len()).expect("protect");
