@@ -270,15 +270,14 @@ fn run_rows(plan: &Plan, only: Option<&str>) -> Vec<Row> {
             _ => "-".into(),
         };
         rows.push(Row {
-            name: "loopback UDP, raw send_to/recv_from, 1212 B (this machine's limit, same run)"
-                .into(),
+            name: "loopback UDP, raw send_to/recv_from, 1212 B, two threads (same run)".into(),
             unit: "k pkts/s",
             higher_is_better: true,
             values: [raw.0.map(|r| r / 1e3), Some(f64::NAN), Some(f64::NAN)],
             note: format!("one datagram per syscall; {}", cpu(raw.1, raw.2)),
         });
         rows.push(Row {
-            name: "loopback UDP, raw sendmmsg/recvmmsg, 1212 B (same run)".into(),
+            name: "loopback UDP, raw sendmmsg/recvmmsg, 1212 B, two threads (same run)".into(),
             unit: "k pkts/s",
             higher_is_better: true,
             values: [batched.0.map(|r| r / 1e3), Some(f64::NAN), Some(f64::NAN)],
