@@ -25,7 +25,8 @@ use crate::ice::candidate::{
 };
 use crate::rng::{secret_ice_chars, Rng};
 use crate::stun::{
-    self, Attribute, Class, Message, Method, RetransmitTimer, TimerAction, TransactionId,
+    self, Attribute, Class, Message, Method, PreparedKey, RetransmitTimer, TimerAction,
+    TransactionId,
 };
 use crate::transmit::{Protocol, Transmit};
 
@@ -205,6 +206,11 @@ pub struct IceAgent {
     tie_breaker: u64,
     local_creds: IceCredentials,
     remote_creds: Option<IceCredentials>,
+    /// The two passwords as MESSAGE-INTEGRITY keys, prepared once per credential change
+    /// rather than for every check, response and consent check (kept with the
+    /// credentials they come from wherever those change).
+    local_key: PreparedKey,
+    remote_key: Option<PreparedKey>,
     locals: Vec<LocalCandidate>,
     remotes: Vec<RemoteCandidate>,
     pairs: Vec<Pair>,
@@ -239,6 +245,7 @@ impl IceAgent {
             pwd: secret_ice_chars(24),
         };
         let tie_breaker = rng.next_u64();
+        let local_key = PreparedKey::new(local_creds.pwd.as_bytes());
         IceAgent {
             config: config.clone(),
             rng,
@@ -248,6 +255,8 @@ impl IceAgent {
             tie_breaker,
             local_creds,
             remote_creds: None,
+            local_key,
+            remote_key: None,
             locals: Vec::new(),
             remotes: Vec::new(),
             pairs: Vec::new(),
@@ -360,6 +369,7 @@ impl IceAgent {
         if self.remote_creds.is_some() {
             self.clear_remote();
         }
+        self.remote_key = Some(PreparedKey::new(new.pwd.as_bytes()));
         self.remote_creds = Some(new);
         self.schedule_checks(now);
         self.update_state(now);
@@ -685,8 +695,10 @@ impl IceAgent {
             ufrag: ufrag.to_string(),
             pwd: pwd.to_string(),
         };
+        self.local_key = PreparedKey::new(pwd.as_bytes());
         self.clear_remote();
         self.remote_creds = None;
+        self.remote_key = None;
         for l in &mut self.locals {
             l.announced = false;
         }
@@ -810,7 +822,8 @@ impl IceAgent {
         if use_candidate {
             m = m.with(Attribute::UseCandidate);
         }
-        Some(m.encode_to_vec(Some(creds.pwd.as_bytes()), true))
+        let key = self.remote_key.as_ref()?;
+        Some(m.encode_to_vec_prepared(key, true))
     }
 
     fn send_check(&mut self, now: Instant, pair: usize, kind: TxKind) {
@@ -975,7 +988,7 @@ impl IceAgent {
             self.stats.dropped_unknown_ufrag += 1;
             return;
         }
-        if !stun::verify_integrity(raw, self.local_creds.pwd.as_bytes()) {
+        if !stun::verify_integrity_prepared(raw, &self.local_key) {
             self.stats.dropped_bad_integrity += 1;
             return;
         }
@@ -998,7 +1011,7 @@ impl IceAgent {
         }
         let response = Message::new(Class::Success, Method::BINDING, msg.transaction_id)
             .with(Attribute::XorMappedAddress(remote))
-            .encode_to_vec(Some(self.local_creds.pwd.as_bytes()), true);
+            .encode_to_vec_prepared(&self.local_key, true);
         self.send(local, remote, response);
         self.stats.requests_answered += 1;
         if protocol != Protocol::Udp {
@@ -1062,7 +1075,7 @@ impl IceAgent {
                 code,
                 reason: reason.to_string(),
             })
-            .encode_to_vec(Some(self.local_creds.pwd.as_bytes()), true);
+            .encode_to_vec_prepared(&self.local_key, true);
         self.send(local, remote, response);
     }
 
@@ -1093,7 +1106,7 @@ impl IceAgent {
             self.check_gathering_complete(now);
             return;
         }
-        let Some(creds) = self.remote_creds.as_ref() else {
+        let Some(key) = self.remote_key.as_ref() else {
             self.stats.dropped_other += 1;
             return;
         };
@@ -1101,7 +1114,7 @@ impl IceAgent {
             self.stats.dropped_bad_fingerprint += 1;
             return;
         }
-        if !stun::verify_integrity(raw, creds.pwd.as_bytes()) {
+        if !stun::verify_integrity_prepared(raw, key) {
             self.stats.dropped_bad_integrity += 1;
             return;
         }

@@ -362,15 +362,72 @@ fn hmac_over(
     body: &[u8],
 ) -> ring::hmac::Tag {
     let k = ring::hmac::Key::new(key, secret);
-    let mut ctx = ring::hmac::Context::with_key(&k);
+    hmac_with(&k, header, body)
+}
+
+fn hmac_with(key: &ring::hmac::Key, header: &[u8], body: &[u8]) -> ring::hmac::Tag {
+    let mut ctx = ring::hmac::Context::with_key(key);
     ctx.update(header);
     ctx.update(body);
     ctx.sign()
 }
 
+/// A MESSAGE-INTEGRITY (HMAC-SHA1) key prepared once. Preparing costs two SHA-1 blocks
+/// (the inner and outer pads), as much as signing a whole consent check, so an ICE agent
+/// that signs and verifies with the same passwords for the life of a session keeps them
+/// prepared ([`verify_integrity_prepared`], [`Message::encode_to_vec_prepared`]).
+#[derive(Clone)]
+pub struct PreparedKey(ring::hmac::Key);
+
+impl PreparedKey {
+    /// Prepare `secret` (short-term: the password; long-term: the 16-byte key).
+    pub fn new(secret: &[u8]) -> PreparedKey {
+        PreparedKey(ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+            secret,
+        ))
+    }
+}
+
+impl std::fmt::Debug for PreparedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PreparedKey(..)")
+    }
+}
+
+/// A MESSAGE-INTEGRITY key as given: bytes, or prepared.
+#[derive(Clone, Copy)]
+enum KeyRef<'a> {
+    Bytes(&'a [u8]),
+    Prepared(&'a PreparedKey),
+}
+
+impl KeyRef<'_> {
+    fn tag(self, header: &[u8], body: &[u8]) -> ring::hmac::Tag {
+        match self {
+            KeyRef::Bytes(secret) => hmac_over(
+                ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+                secret,
+                header,
+                body,
+            ),
+            KeyRef::Prepared(key) => hmac_with(&key.0, header, body),
+        }
+    }
+}
+
 /// Verify MESSAGE-INTEGRITY (HMAC-SHA1) of a received message with `key` (short-term: the
 /// password; long-term: the 16-byte key). False when absent or wrong.
 pub fn verify_integrity(raw: &[u8], key: &[u8]) -> bool {
+    verify_integrity_with(raw, KeyRef::Bytes(key))
+}
+
+/// [`verify_integrity`] with a key prepared once.
+pub fn verify_integrity_prepared(raw: &[u8], key: &PreparedKey) -> bool {
+    verify_integrity_with(raw, KeyRef::Prepared(key))
+}
+
+fn verify_integrity_with(raw: &[u8], key: KeyRef<'_>) -> bool {
     if header(raw).is_err() {
         return false;
     }
@@ -387,7 +444,7 @@ pub fn verify_integrity(raw: &[u8], key: &[u8]) -> bool {
     let Some(body) = raw.get(HEADER_LEN..at) else {
         return false;
     };
-    let tag = hmac_over(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, key, &h, body);
+    let tag = key.tag(&h, body);
     constant_time_eq(tag.as_ref(), value)
 }
 
@@ -720,6 +777,25 @@ impl Message {
         fingerprint: bool,
         out: &mut [u8],
     ) -> Result<usize, StunError> {
+        self.encode_with(integrity_key.map(KeyRef::Bytes), fingerprint, out)
+    }
+
+    /// [`Message::encode`] with MESSAGE-INTEGRITY from a key prepared once.
+    pub fn encode_prepared(
+        &self,
+        integrity_key: &PreparedKey,
+        fingerprint: bool,
+        out: &mut [u8],
+    ) -> Result<usize, StunError> {
+        self.encode_with(Some(KeyRef::Prepared(integrity_key)), fingerprint, out)
+    }
+
+    fn encode_with(
+        &self,
+        integrity_key: Option<KeyRef<'_>>,
+        fingerprint: bool,
+        out: &mut [u8],
+    ) -> Result<usize, StunError> {
         let mut w = Writer { out, len: 0 };
         w.put(&encode_type(self.class, self.method).to_be_bytes())?;
         w.put(&[0, 0])?;
@@ -822,8 +898,7 @@ impl Message {
             w.set_length(body)?;
             let tag = {
                 let msg = w.out.get(..w.len).ok_or(StunError::BufferTooSmall)?;
-                let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, key);
-                ring::hmac::sign(&k, msg)
+                key.tag(&[], msg)
             };
             w.attribute(kind::MESSAGE_INTEGRITY, tag.as_ref())?;
         }
@@ -840,13 +915,26 @@ impl Message {
 
     /// [`Message::encode`] into a new vector.
     pub fn encode_to_vec(&self, integrity_key: Option<&[u8]>, fingerprint: bool) -> Vec<u8> {
+        self.encode_to_vec_with(integrity_key.map(KeyRef::Bytes), fingerprint)
+    }
+
+    /// [`Message::encode_prepared`] into a new vector.
+    pub fn encode_to_vec_prepared(
+        &self,
+        integrity_key: &PreparedKey,
+        fingerprint: bool,
+    ) -> Vec<u8> {
+        self.encode_to_vec_with(Some(KeyRef::Prepared(integrity_key)), fingerprint)
+    }
+
+    fn encode_to_vec_with(&self, integrity_key: Option<KeyRef<'_>>, fingerprint: bool) -> Vec<u8> {
         // Our messages fit one MTU; only a larger one pays for the 64 KiB buffer.
         let mut buf = vec![0u8; 1500];
-        let n = match self.encode(integrity_key, fingerprint, &mut buf) {
+        let n = match self.encode_with(integrity_key, fingerprint, &mut buf) {
             Ok(n) => n,
             Err(_) => {
                 buf = vec![0u8; 65_535 + HEADER_LEN];
-                self.encode(integrity_key, fingerprint, &mut buf)
+                self.encode_with(integrity_key, fingerprint, &mut buf)
                     .unwrap_or(0)
             }
         };
@@ -1215,6 +1303,31 @@ mod tests {
             }
             AnyMessage(m)
         }
+    }
+
+    /// A prepared key signs exactly as the bytes it came from: the right key passes,
+    /// another key fails, and on a message with a flipped byte both give the same answer.
+    #[test]
+    fn quickcheck_prepared_key_matches_bytes() {
+        fn prop(m: AnyMessage, key: Vec<u8>, other: Vec<u8>, flip: usize) -> bool {
+            let prepared = PreparedKey::new(&key);
+            let raw = m.0.encode_to_vec(Some(&key), true);
+            let same = m.0.encode_to_vec_prepared(&prepared, true) == raw;
+            let verifies = verify_integrity_prepared(&raw, &prepared);
+            let other_fails =
+                other == key || !verify_integrity_prepared(&raw, &PreparedKey::new(&other));
+            let mut bad = raw.clone();
+            let i = HEADER_LEN + flip % (bad.len() - HEADER_LEN);
+            if let Some(b) = bad.get_mut(i) {
+                *b ^= 0x40;
+            }
+            let bad_agrees =
+                verify_integrity_prepared(&bad, &prepared) == verify_integrity(&bad, &key);
+            same && verifies && other_fails && bad_agrees
+        }
+        QuickCheck::new()
+            .tests(300)
+            .quickcheck(prop as fn(AnyMessage, Vec<u8>, Vec<u8>, usize) -> bool);
     }
 
     #[test]
