@@ -115,6 +115,18 @@ fn setup(seed: u64, relay: (bool, bool), lifetime: u32) -> Setup {
 }
 
 /// Send `text` from Alice and run until Bob has it.
+/// Run until both peers are connected (20 s of virtual time at most); the timeline is
+/// the failure message.
+fn connect(s: &mut Setup) {
+    let (a, b) = (s.a, s.b);
+    assert!(
+        s.net
+            .run_until(Duration::from_secs(20), |n| n.connected(a, b)),
+        "{}",
+        s.net.timeline().join("\n")
+    );
+}
+
 fn exchange(s: &mut Setup, text: &str) -> bool {
     let (a, channel) = (s.a, s.channel);
     let open = s.net.run_until(Duration::from_secs(5), |n| {
@@ -136,13 +148,8 @@ fn exchange(s: &mut Setup, text: &str) -> bool {
 #[test]
 fn both_relayed_connect_through_the_server_and_carry_data() {
     let mut s = setup(41, (true, true), 600);
+    connect(&mut s);
     let (a, b) = (s.a, s.b);
-    assert!(
-        s.net
-            .run_until(Duration::from_secs(20), |n| n.connected(a, b)),
-        "{}",
-        s.net.timeline().join("\n")
-    );
     eprintln!(
         "connected through TURN after {:?} (virtual)",
         s.net.elapsed()
@@ -210,13 +217,8 @@ fn both_relayed_connect_through_the_server_and_carry_data() {
 #[test]
 fn a_relayed_peer_reaches_a_host_candidate() {
     let mut s = setup(43, (true, false), 600);
+    connect(&mut s);
     let (a, b) = (s.a, s.b);
-    assert!(
-        s.net
-            .run_until(Duration::from_secs(20), |n| n.connected(a, b)),
-        "{}",
-        s.net.timeline().join("\n")
-    );
     let alice = s.net.peer(a).selected_pair().expect("pair");
     assert_eq!(alice.local_kind, CandidateKind::Relay);
     assert_eq!(alice.remote, addr("10.0.0.2:6000"));
@@ -309,10 +311,8 @@ fn a_silent_server_fails_in_bounded_time_and_host_paths_work() {
 #[test]
 fn an_hour_with_a_60_second_lifetime_keeps_the_relay() {
     let mut s = setup(49, (true, true), 60);
+    connect(&mut s);
     let (a, b) = (s.a, s.b);
-    assert!(s
-        .net
-        .run_until(Duration::from_secs(20), |n| n.connected(a, b)));
     assert!(exchange(&mut s, "first"));
     let start = s.net.elapsed();
     // An hour, with a message every ten minutes.
