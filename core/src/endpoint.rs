@@ -63,6 +63,17 @@ struct Slot {
     peer: Option<PeerEntry>,
 }
 
+/// The live peer in slot `index`, whatever its generation.
+fn peer_at(slots: &[Slot], index: u32) -> Option<&PeerEntry> {
+    slots.get(index as usize)?.peer.as_ref()
+}
+
+/// [`peer_at`], mutable. A function of the slots rather than a method, so that callers
+/// keep using the Endpoint's other fields while they hold the entry.
+fn peer_at_mut(slots: &mut [Slot], index: u32) -> Option<&mut PeerEntry> {
+    slots.get_mut(index as usize)?.peer.as_mut()
+}
+
 struct PeerEntry {
     pc: PeerConnection,
     /// The deadline this peer last reported (the one in the heap).
@@ -290,11 +301,7 @@ impl Endpoint {
                 break;
             }
             self.timers.pop();
-            let Some(entry) = self
-                .slots
-                .get_mut(index as usize)
-                .and_then(|s| s.peer.as_mut())
-            else {
+            let Some(entry) = peer_at_mut(&mut self.slots, index) else {
                 continue;
             };
             if entry.deadline != Some(at) {
@@ -368,12 +375,7 @@ impl Endpoint {
         let waiting = self
             .output
             .iter()
-            .filter_map(|&i| {
-                self.slots
-                    .get(i as usize)
-                    .and_then(|s| s.peer.as_ref())
-                    .and_then(|e| e.pc.poll_timeout())
-            })
+            .filter_map(|&i| peer_at(&self.slots, i).and_then(|e| e.pc.poll_timeout()))
             .min();
         let transactions = self
             .transaction_order
@@ -422,30 +424,18 @@ impl Endpoint {
     /// Index what a peer sends: the address pair, and a request's transaction id.
     fn learn(&mut self, index: u32, now: Instant, t: &Transmit, data: &[u8]) {
         let key = (t.local, t.remote);
-        let cached = self
-            .slots
-            .get(index as usize)
-            .and_then(|s| s.peer.as_ref())
-            .is_some_and(|e| e.learned == Some(key));
+        let cached = peer_at(&self.slots, index).is_some_and(|e| e.learned == Some(key));
         if !cached {
             let previous = self.by_address.insert(key, index);
             if let Some(prev) = previous.filter(|p| *p != index) {
                 // The pair moved to this peer: the previous owner's cache is stale.
-                if let Some(e) = self
-                    .slots
-                    .get_mut(prev as usize)
-                    .and_then(|s| s.peer.as_mut())
-                {
+                if let Some(e) = peer_at_mut(&mut self.slots, prev) {
                     if e.learned == Some(key) {
                         e.learned = None;
                     }
                 }
             }
-            if let Some(entry) = self
-                .slots
-                .get_mut(index as usize)
-                .and_then(|s| s.peer.as_mut())
-            {
+            if let Some(entry) = peer_at_mut(&mut self.slots, index) {
                 if !entry.addresses.contains(&key) {
                     entry.addresses.push(key);
                 }
@@ -486,11 +476,7 @@ impl Endpoint {
     /// the new ufrag before the next drain); the deadline when the peer leaves the output
     /// queue (see the module doc).
     fn touched(&mut self, index: u32) {
-        let Some(entry) = self
-            .slots
-            .get_mut(index as usize)
-            .and_then(|s| s.peer.as_mut())
-        else {
+        let Some(entry) = peer_at_mut(&mut self.slots, index) else {
             return;
         };
         if !entry.in_output_queue {
@@ -511,11 +497,7 @@ impl Endpoint {
     }
 
     fn refresh_deadline(&mut self, index: u32) {
-        let Some(entry) = self
-            .slots
-            .get_mut(index as usize)
-            .and_then(|s| s.peer.as_mut())
-        else {
+        let Some(entry) = peer_at_mut(&mut self.slots, index) else {
             return;
         };
         let deadline = entry.pc.poll_timeout();
@@ -532,11 +514,7 @@ impl Endpoint {
     }
 
     fn refresh_ufrag(&mut self, index: u32) {
-        let Some(entry) = self
-            .slots
-            .get_mut(index as usize)
-            .and_then(|s| s.peer.as_mut())
-        else {
+        let Some(entry) = peer_at_mut(&mut self.slots, index) else {
             return;
         };
         let ufrag = entry.pc.local_ice_ufrag();
