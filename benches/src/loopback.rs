@@ -48,21 +48,39 @@ pub fn process_cpu() -> Option<Duration> {
     Some(Duration::from_millis((utime + stime) * 10))
 }
 
+/// The medians of some runs' figures (rate, CPU, delivered), each over the runs that
+/// have it.
+pub fn medians(runs: &[Loopback]) -> (Option<f64>, Option<f64>, Option<f64>) {
+    let pick = |m: fn(&Loopback) -> f64| {
+        let v: Vec<f64> = runs.iter().map(m).filter(|x| x.is_finite()).collect();
+        (!v.is_empty()).then(|| crate::median(v))
+    };
+    (pick(|l| l.rate), pick(|l| l.cpu_us), pick(|l| l.delivered))
+}
+
 /// Measure `f`, which returns (packets received, first arrival, last arrival).
 fn measure(sent: usize, f: impl FnOnce() -> (usize, Option<Instant>, Instant)) -> Loopback {
     let cpu0 = process_cpu();
     let (received, first, last) = f();
+    figures(sent, (received, first, last), cpu0)
+}
+
+/// A run's figures from what it received and the process CPU time at its start.
+fn figures(
+    sent: usize,
+    (received, first, last): (usize, Option<Instant>, Instant),
+    cpu0: Option<Duration>,
+) -> Loopback {
     let cpu = match (cpu0, process_cpu()) {
         (Some(a), Some(b)) if received > 0 => (b - a).as_secs_f64() * 1e6 / received as f64,
         _ => f64::NAN,
     };
-    let result = Loopback {
+    eprintln!("  {received} of {sent} received");
+    Loopback {
         rate: rate(received, first, last),
         cpu_us: cpu,
         delivered: received as f64 / sent.max(1) as f64,
-    };
-    eprintln!("  {received} of {sent} received");
-    result
+    }
 }
 
 /// Raw loopback UDP: datagrams received per second, one sender thread and this thread
@@ -295,18 +313,10 @@ pub fn tokio_rtp(packets: usize) -> Loopback {
             }
         }
         done.store(true, Ordering::Relaxed);
-        let (received, first, last) = reader.await.unwrap_or((0, None, Instant::now()));
-        let cpu = match (cpu0, process_cpu()) {
-            (Some(a), Some(b)) if received > 0 => (b - a).as_secs_f64() * 1e6 / received as f64,
-            _ => f64::NAN,
-        };
+        let got = reader.await.unwrap_or((0, None, Instant::now()));
+        let result = figures(packets, got, cpu0);
         a.close().await;
-        eprintln!("  {received} of {packets} received");
-        Loopback {
-            rate: rate(received, first, last),
-            cpu_us: cpu,
-            delivered: received as f64 / packets.max(1) as f64,
-        }
+        result
     })
 }
 

@@ -230,16 +230,12 @@ fn run_rows(plan: &Plan, only: Option<&str>) -> Vec<Row> {
     }
 
     if want("loopback raw") || want("loopback mmsg") || want("loopback tokio") {
-        use sansrtc_bench::loopback::{raw_udp, raw_udp_batched, tokio_rtp, Loopback};
+        use sansrtc_bench::loopback::{medians, raw_udp, raw_udp_batched, tokio_rtp, Loopback};
         let n = plan.packets * 2;
         // Medians of the rate and of the CPU figure, each over the same runs.
         let runs = |f: fn(usize) -> Loopback| {
             let got: Vec<Loopback> = (0..plan.runs).filter_map(|_| try_once(|| f(n))).collect();
-            let pick = |m: fn(&Loopback) -> f64| {
-                let v: Vec<f64> = got.iter().map(m).filter(|x| x.is_finite()).collect();
-                (!v.is_empty()).then(|| median(v))
-            };
-            (pick(|l| l.rate), pick(|l| l.cpu_us), pick(|l| l.delivered))
+            medians(&got)
         };
         // `--only` picks one of the three by "loopback raw", "mmsg" or "tokio".
         let skip = (None, None, None);
@@ -314,11 +310,7 @@ fn run_rows(plan: &Plan, only: Option<&str>) -> Vec<Row> {
                     })
                 })
                 .collect();
-            let pick = |m: fn(&sansrtc_bench::loopback::Loopback) -> f64| {
-                let v: Vec<f64> = got.iter().map(m).filter(|x| x.is_finite()).collect();
-                (!v.is_empty()).then(|| median(v))
-            };
-            let r = (pick(|l| l.rate), pick(|l| l.cpu_us), pick(|l| l.delivered));
+            let r = sansrtc_bench::loopback::medians(&got);
             eprintln!("loopback core {}: {r:?}", stack_name(i));
             r.0.map(|_| r)
         });
