@@ -277,3 +277,51 @@ fn a_deadline_stuck_in_the_past_is_reported() {
     net.add_node("stuck", stuck, &[addr(A)]);
     net.run_for(Duration::from_secs(1));
 }
+
+#[test]
+fn the_attacker_sees_drops_replaces_and_spoofs() {
+    let mut net = Network::new(7);
+    let (mut pa, _) = Probe::new();
+    let (pb, log_b) = Probe::new();
+    for i in 0..3u8 {
+        pa.send_at(
+            net.at(Duration::from_millis(10 * u64::from(i))),
+            addr(A),
+            addr(B),
+            vec![i],
+        );
+    }
+    net.add_node("a", pa, &[addr(A)]);
+    net.add_node("b", pb, &[addr(B)]);
+    net.start_capture();
+    // On path: drop the first datagram, rewrite the second, let the third through.
+    net.set_interceptor(|c| match c.data.first() {
+        Some(0) => crate::Verdict::Drop,
+        Some(1) => crate::Verdict::Replace(vec![0xEE]),
+        _ => crate::Verdict::Deliver,
+    });
+    // Off path: a datagram that claims to come from a.
+    net.inject_after(Duration::from_millis(50), addr(A), addr(B), vec![0x42]);
+    net.run_for(Duration::from_secs(1));
+    let got: Vec<Vec<u8>> = log_b.borrow().iter().map(|r| r.data.clone()).collect();
+    assert_eq!(got, vec![vec![0xEE], vec![2], vec![0x42]]);
+    assert!(
+        log_b.borrow().iter().all(|r| r.remote == addr(A)),
+        "spoofed source kept"
+    );
+    let seen: Vec<(Vec<u8>, bool)> = net
+        .captured()
+        .iter()
+        .map(|c| (c.data.clone(), c.injected))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (vec![0], false),
+            (vec![1], false),
+            (vec![2], false),
+            (vec![0x42], true)
+        ],
+        "the capture holds what was sent, before any rewrite"
+    );
+}

@@ -37,7 +37,7 @@ pub mod turn;
 mod harness_tests;
 
 pub use link::{LinkConditions, NetStats};
-pub use network::{LoggedEvent, Network, NodeId};
+pub use network::{Captured, Interceptor, LoggedEvent, Network, NodeId, Verdict};
 pub use node::{Node, Probe, Received, StunServer};
 pub use signaling::SentDescription;
 pub use timeline::{describe, describe_datagram};

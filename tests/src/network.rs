@@ -83,11 +83,41 @@ pub(crate) struct Slot {
 }
 
 struct InFlight {
-    from_node: NodeId,
+    /// The sending node; `None` for a datagram the attacker injected (no link applies).
+    from_node: Option<NodeId>,
     from: SocketAddr,
     to: SocketAddr,
     data: Vec<u8>,
 }
+
+/// One datagram as the on-path attacker sees it, at the moment it reaches its destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Captured {
+    /// Virtual time since the network started.
+    pub at: Duration,
+    /// The source address the receiver sees (after NAT; spoofed for injected datagrams).
+    pub from: SocketAddr,
+    /// The destination address.
+    pub to: SocketAddr,
+    /// The bytes.
+    pub data: Vec<u8>,
+    /// Whether the attacker injected it ([`Network::inject`]) rather than a node sending it.
+    pub injected: bool,
+}
+
+/// What an on-path attacker ([`Network::set_interceptor`]) does with a datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Let it through unchanged.
+    Deliver,
+    /// Drop it.
+    Drop,
+    /// Deliver these bytes instead.
+    Replace(Vec<u8>),
+}
+
+/// The on-path attacker's hook: sees each datagram before delivery and decides its fate.
+pub type Interceptor = Box<dyn FnMut(&Captured) -> Verdict>;
 
 /// A scheduled change of a link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +168,9 @@ pub struct Network {
     pub stats: NetStats,
     buf: Vec<u8>,
     steps_without_progress: u32,
+    /// Datagrams seen by the attacker, when capturing.
+    capture: Option<Vec<Captured>>,
+    interceptor: Option<Interceptor>,
 }
 
 impl Network {
@@ -173,6 +206,8 @@ impl Network {
             stats: NetStats::default(),
             buf: vec![0; MAX_DATAGRAM],
             steps_without_progress: 0,
+            capture: None,
+            interceptor: None,
         }
     }
 
@@ -538,6 +573,7 @@ impl Network {
             1
         };
         let from = self.nat_out.get(&t.local).copied().unwrap_or(t.local);
+        let from_node = Some(from_node);
         for _ in 0..copies {
             let jitter_ns = u64::try_from(link.jitter.as_nanos()).unwrap_or(u64::MAX);
             let mut delay = link.latency + Duration::from_nanos(self.rng.below(jitter_ns));
@@ -589,9 +625,41 @@ impl Network {
             return;
         };
         // A cut also drops what was already on the wire when it happened.
-        if self.cut.contains(&(f.from_node, to)) {
+        if f.from_node
+            .is_some_and(|from| self.cut.contains(&(from, to)))
+        {
             self.stats.cut += 1;
             return;
+        }
+        let mut f = f;
+        if self.capture.is_some() || self.interceptor.is_some() {
+            let seen = Captured {
+                at: self.elapsed(),
+                from: f.from,
+                to: f.to,
+                data: f.data,
+                injected: f.from_node.is_none(),
+            };
+            let verdict = match self.interceptor.as_mut() {
+                // The attacker's own datagrams pass its hook unchanged.
+                Some(hook) if !seen.injected => hook(&seen),
+                _ => Verdict::Deliver,
+            };
+            let data = match verdict {
+                Verdict::Deliver => seen.data.clone(),
+                Verdict::Drop => {
+                    self.stats.lost += 1;
+                    if let Some(log) = self.capture.as_mut() {
+                        log.push(seen);
+                    }
+                    return;
+                }
+                Verdict::Replace(bytes) => bytes,
+            };
+            if let Some(log) = self.capture.as_mut() {
+                log.push(seen);
+            }
+            f.data = data;
         }
         self.stats.delivered += 1;
         let local = self.nat_in.get(&f.to).copied().unwrap_or(f.to);
@@ -607,6 +675,63 @@ impl Network {
                 },
             );
         }
+    }
+
+    /// Start recording every datagram delivered from now on (the on-path attacker's view).
+    pub fn start_capture(&mut self) {
+        self.capture.get_or_insert_with(Vec::new);
+    }
+
+    /// The datagrams recorded since [`Network::start_capture`], in delivery order.
+    pub fn captured(&self) -> &[Captured] {
+        self.capture.as_deref().unwrap_or_default()
+    }
+
+    /// Take the recorded datagrams, leaving the capture running and empty.
+    pub fn take_captured(&mut self) -> Vec<Captured> {
+        self.capture
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// An on-path attacker: `hook` sees every datagram a node sent just before it is
+    /// delivered and may let it through, drop it or replace its bytes. Injected
+    /// datagrams bypass it. Replaces any earlier hook.
+    pub fn set_interceptor(&mut self, hook: impl FnMut(&Captured) -> Verdict + 'static) {
+        self.interceptor = Some(Box::new(hook));
+    }
+
+    /// Remove the on-path hook.
+    pub fn clear_interceptor(&mut self) {
+        self.interceptor = None;
+    }
+
+    /// The attacker sends `data` to `to` with any source address it likes (spoofing
+    /// `from` is allowed: an off-path attacker can forge UDP sources). Delivered at the
+    /// next step, bypassing links (no loss, cut or MTU).
+    pub fn inject(&mut self, from: SocketAddr, to: SocketAddr, data: Vec<u8>) {
+        self.inject_after(Duration::ZERO, from, to, data);
+    }
+
+    /// [`Network::inject`] after `delay` of virtual time.
+    pub fn inject_after(
+        &mut self,
+        delay: Duration,
+        from: SocketAddr,
+        to: SocketAddr,
+        data: Vec<u8>,
+    ) {
+        self.seq += 1;
+        self.in_flight.insert(
+            (self.now + delay, self.seq),
+            InFlight {
+                from_node: None,
+                from,
+                to,
+                data,
+            },
+        );
     }
 
     /// Step until `cond` holds or `limit` of virtual time passes. Returns whether it held.
