@@ -6,8 +6,8 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::dtls::cert::Certificate;
 use crate::media::MediaKind;
 
-/// One STUN or TURN server (`RTCIceServer`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// One STUN or TURN server (`RTCIceServer`). Its `Debug` output never shows the credential.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct IceServer {
     /// `stun:`, `stuns:`, `turn:` or `turns:` URLs (RFC 7064/7065).
     pub urls: Vec<String>,
@@ -15,6 +15,19 @@ pub struct IceServer {
     pub username: Option<String>,
     /// TURN password.
     pub credential: Option<String>,
+}
+
+impl std::fmt::Debug for IceServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IceServer")
+            .field("urls", &self.urls)
+            .field("username", &self.username)
+            .field(
+                "credential",
+                &self.credential.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 impl IceServer {
@@ -241,5 +254,30 @@ impl Default for Config {
             srtp_profiles: crate::srtp::SrtpProfile::ALL.to_vec(),
             mtu: 1200,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_the_turn_credential() {
+        let server = IceServer {
+            urls: vec!["turn:192.0.2.1:3478".into()],
+            username: Some("alice".into()),
+            credential: Some("hunter2-secret".into()),
+        };
+        let text = format!("{server:?} {:?}", vec![server.clone()]);
+        assert!(!text.contains("hunter2-secret"), "{text}");
+        assert!(
+            text.contains("alice") && text.contains("<redacted>"),
+            "{text}"
+        );
+        let config = Config {
+            ice_servers: vec![server],
+            ..Default::default()
+        };
+        assert!(!format!("{config:?}").contains("hunter2-secret"));
     }
 }
