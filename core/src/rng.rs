@@ -33,6 +33,11 @@ const OUTPUT_BYTES: usize = REFILL_BYTES - 32;
 /// Domain separation of seeded keys from everything else (the key is `seed || label`).
 const SEED_LABEL: &[u8; 24] = b"sansrtc seeded test rng\0";
 
+/// The operating system's random source failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the operating system's random source failed")]
+pub struct NoRandomness;
+
 /// A cryptographically strong generator (ChaCha20 with fast key erasure).
 #[derive(Clone)]
 pub struct Rng {
@@ -112,18 +117,14 @@ impl Rng {
     }
 
     /// A generator keyed from the operating system (the default for every session).
-    ///
-    /// # Panics
-    /// When the operating system has no working random source (ring's `SystemRandom`
-    /// fails only then): no session may start with a predictable key.
-    pub fn from_os() -> Self {
+    /// Fails only where the platform has no working random source (ring's
+    /// `SystemRandom` fails only then): there is nothing safe to fall back to, and a
+    /// session must not start with a predictable key.
+    pub fn from_os() -> Result<Self, NoRandomness> {
         let mut key = [0u8; 32];
-        if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key).is_err() {
-            // ring fails only where the platform has no entropy source at all; there is
-            // nothing safe to fall back to, and a session must not start with a known key.
-            panic!("the operating system's random generator failed");
-        }
-        Self::from_key(&key)
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
+            .map_err(|_| NoRandomness)?;
+        Ok(Self::from_key(&key))
     }
 
     /// An independent child generator keyed from 32 bytes of this one's stream.
@@ -209,24 +210,6 @@ impl Rng {
 /// The ICE character set (RFC 8445 `ice-char`), 64 characters.
 const ICE_CHARS: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-/// Fill `out` with secret random bytes from the operating system (ring's `SystemRandom`).
-pub fn secret_bytes(out: &mut [u8]) -> Result<(), ring::error::Unspecified> {
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), out)
-}
-
-/// A secret random string from the ICE character set, e.g. an ICE password.
-pub fn secret_ice_chars(len: usize) -> String {
-    const SET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut raw = vec![0u8; len];
-    if secret_bytes(&mut raw).is_err() {
-        // Unreachable on supported platforms; keep the string valid even then.
-        raw.iter_mut().enumerate().for_each(|(i, b)| *b = i as u8);
-    }
-    raw.iter()
-        .map(|b| SET[(*b & 63) as usize] as char)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,8 +253,8 @@ mod tests {
 
     #[test]
     fn os_generators_differ_and_forks_are_independent() {
-        let mut a = Rng::from_os();
-        let mut b = Rng::from_os();
+        let mut a = Rng::from_os().expect("os randomness");
+        let mut b = Rng::from_os().expect("os randomness");
         assert_ne!((a.next_u64(), a.next_u64()), (b.next_u64(), b.next_u64()));
         let mut parent = Rng::from_seed(5);
         let mut child = parent.fork();
@@ -328,11 +311,6 @@ mod tests {
         let s = r.ice_chars(24);
         assert_eq!(s.len(), 24);
         assert!(s
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/'));
-        let p = secret_ice_chars(24);
-        assert_eq!(p.len(), 24);
-        assert!(p
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/'));
     }

@@ -23,7 +23,7 @@ use crate::config::IceConfig;
 use crate::ice::candidate::{
     candidate_priority, foundation_for, Candidate, CandidateAddress, CandidateKind,
 };
-use crate::rng::{secret_ice_chars, Rng};
+use crate::rng::Rng;
 use crate::stun::{
     self, Attribute, Class, Message, Method, PreparedKey, RetransmitTimer, TimerAction,
     TransactionId,
@@ -238,11 +238,11 @@ pub struct IceAgent {
 }
 
 impl IceAgent {
-    /// A new agent: 8-character ufrag from the seeded generator, 24-character secret password.
+    /// A new agent: 8-character ufrag and 24-character password (144 bits) from `rng`.
     pub fn new(config: &IceConfig, mut rng: Rng, lite: bool) -> Self {
         let local_creds = IceCredentials {
             ufrag: rng.ice_chars(8),
-            pwd: secret_ice_chars(24),
+            pwd: rng.ice_chars(24),
         };
         let tie_breaker = rng.next_u64();
         let local_key = PreparedKey::new(local_creds.pwd.as_bytes());
@@ -674,7 +674,7 @@ impl IceAgent {
     /// Restart ICE with fresh credentials (random ufrag, secret password).
     pub fn restart(&mut self, now: Instant) {
         let ufrag = self.rng.ice_chars(8);
-        let pwd = secret_ice_chars(24);
+        let pwd = self.rng.ice_chars(24);
         let was_gathering = self.gathering != IceGatheringState::New;
         self.restart_with_credentials(now, &ufrag, &pwd);
         if was_gathering {

@@ -12,6 +12,9 @@ pub enum PeerError {
     /// The certificate could not be generated.
     #[error(transparent)]
     Certificate(#[from] CertificateError),
+    /// The operating system's random source failed (no session starts with a known key).
+    #[error(transparent)]
+    Randomness(#[from] crate::rng::NoRandomness),
 }
 
 /// An offer/answer operation that is not allowed or a description that cannot be applied.

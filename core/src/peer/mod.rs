@@ -158,19 +158,15 @@ impl PeerConnection {
     pub fn new(config: Config, now: Instant) -> Result<PeerConnection, PeerError> {
         let mut rng = match config.rng_seed {
             Some(seed) => Rng::from_seed(seed),
-            None => Rng::from_os(),
+            None => Rng::from_os()?,
         };
         let certificate = match &config.certificate {
             Some(c) => c.clone(),
             None => Certificate::generate()?,
         };
         // The per-packet SSRC maps hash with a secret key (rtp/ssrc_map.rs), so a peer
-        // cannot pick colliding SSRCs; drawn from the OS so the seeded sequence is untouched.
-        let mut key = [0u8; 8];
-        let ssrc_key = match crate::rng::secret_bytes(&mut key) {
-            Ok(()) => u64::from_le_bytes(key),
-            Err(_) => 0,
-        };
+        // cannot pick colliding SSRCs.
+        let ssrc_key = rng.fork().next_u64();
         let ice = IceAgent::new(&config.ice, rng.fork(), config.ice_lite);
         let neg = Negotiation::new(rng.fork());
         let data = data::new_data_channels(config.mtu, rng.fork(), now);

@@ -26,7 +26,7 @@ use crate::media::{
 };
 use crate::peer::error::{AddCandidateError, NegotiationError, Operation};
 use crate::peer::event::SignalingState;
-use crate::rng::{secret_ice_chars, Rng};
+use crate::rng::Rng;
 use crate::sdp::jsep::{self, LocalTransport};
 use crate::sdp::model::{Media, MediaType, Origin, RidDirection, Sdp, Setup};
 use crate::sdp::{IceCandidateInit, SdpType, SessionDescription};
@@ -592,7 +592,7 @@ impl Negotiation {
         let restart = if options.ice_restart || self.ice_restart_requested {
             let creds = self.restart_creds.clone().unwrap_or_else(|| IceRestart {
                 ufrag: self.rng.ice_chars(8),
-                pwd: secret_ice_chars(24),
+                pwd: self.rng.ice_chars(24),
             });
             self.restart_creds = Some(creds.clone());
             Some(creds)
@@ -1031,7 +1031,7 @@ impl Negotiation {
                         // The remote restarted ICE: our answer restarts too (RFC 8445 9).
                         applied.local_ice_restart = Some(IceRestart {
                             ufrag: self.rng.ice_chars(8),
-                            pwd: secret_ice_chars(24),
+                            pwd: self.rng.ice_chars(24),
                         });
                         self.roles_set = false;
                     }

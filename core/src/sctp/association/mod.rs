@@ -114,7 +114,7 @@ impl Association {
         now: Instant,
     ) -> Result<Self, AssociationError> {
         let mut key = [0u8; 32];
-        crate::rng::secret_bytes(&mut key).map_err(|_| AssociationError::NoRandomness)?;
+        rng.fill(&mut key);
         let cookie_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key);
         let local_tag = rng.next_u32().max(1);
         let local_initial_tsn = rng.next_u32();
