@@ -8,8 +8,24 @@
 //!   recorded when the request leaves, and forgotten when the answer arrives or after
 //!   40 s, the longest an ICE transaction lives);
 //! - everything else (DTLS, SRTP, SRTCP, STUN indications) goes by the pair of local and
-//!   remote address, learned from what each peer itself sends. A peer only sends to an
-//!   address after a check with valid MESSAGE-INTEGRITY, so a stranger cannot claim one.
+//!   remote address: a route.
+//!
+//! Routes (who owns an address pair):
+//! - a route is learned only from a STUN message the endpoint routed to a peer by ufrag
+//!   or transaction id, once that peer's ICE agent says the message validated its source
+//!   ([`PeerConnection::is_address_validated`]: a success response with valid
+//!   MESSAGE-INTEGRITY to its check, or such a request it answered). Where a peer sends
+//!   proves nothing: a malicious client that lists a victim's address as its candidate
+//!   makes its server peer send checks there, but the victim never answers them with the
+//!   right integrity, so the victim's media keeps reaching the victim's peer;
+//! - a route owned by a live peer is never taken by another one (the refusal is counted in
+//!   `routes_refused`); it moves only once its owner is closed or removed, or its owner's
+//!   own table dropped it;
+//! - each peer owns at most [`MAX_ROUTES_PER_PEER`] routes. A new one replaces the oldest
+//!   that its ICE agent no longer reports validated, else the oldest other than its
+//!   selected pair (counted in `routes_evicted`), so new source ports and ICE restarts
+//!   cannot grow the table. Nothing is looked up per media packet beyond the one hash
+//!   lookup of the route.
 //!
 //! Timers: one binary heap of `(deadline, peer)` with lazy deletion (an entry whose
 //! deadline is no longer the peer's is skipped), so `handle_timeout` touches only the
@@ -30,7 +46,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::peer::{Event, PeerConnection};
+use crate::peer::{ConnectionState, Event, PeerConnection};
 use crate::stun::{peek_class_method, peek_transaction_id, peek_username, Class};
 use crate::transmit::{Datagram, DatagramKind, Protocol, Transmit};
 
@@ -38,6 +54,8 @@ use crate::transmit::{Datagram, DatagramKind, Protocol, Transmit};
 const TRANSACTION_TTL: Duration = Duration::from_secs(40);
 /// Most transaction ids remembered at once; the oldest are forgotten first.
 const MAX_TRANSACTIONS: usize = 1 << 18;
+/// Most routes (local and remote address pairs) one peer owns; see the module doc.
+pub const MAX_ROUTES_PER_PEER: usize = 16;
 
 /// A PeerConnection's handle inside an [`Endpoint`]. Handles of removed peers are never
 /// reused for another peer (the slot's generation changes).
@@ -56,6 +74,10 @@ pub struct EndpointStats {
     pub unroutable: u64,
     /// Transaction ids forgotten early because too many were outstanding.
     pub transactions_evicted: u64,
+    /// Routes a peer validated but could not take because another live peer owns them.
+    pub routes_refused: u64,
+    /// Routes a peer gave up to stay within [`MAX_ROUTES_PER_PEER`].
+    pub routes_evicted: u64,
 }
 
 struct Slot {
@@ -74,21 +96,39 @@ fn peer_at_mut(slots: &mut [Slot], index: u32) -> Option<&mut PeerEntry> {
     slots.get_mut(index as usize)?.peer.as_mut()
 }
 
+/// How [`Endpoint::route`] found a datagram's peer.
+#[derive(Debug, Clone, Copy)]
+enum Route {
+    /// A STUN request, by the local ufrag in its USERNAME.
+    Ufrag(u32),
+    /// A STUN response, by the transaction id of the request it answers.
+    Transaction(u32, [u8; 12]),
+    /// By the local and remote address.
+    Address(u32),
+    /// No peer claims it.
+    Nowhere,
+}
+
 struct PeerEntry {
     pc: PeerConnection,
     /// The deadline this peer last reported (the one in the heap).
     deadline: Option<Instant>,
     /// The local ufrag it is indexed under.
     ufrag: String,
-    /// The address pairs indexed to this peer (removed with it).
-    addresses: Vec<(SocketAddr, SocketAddr)>,
-    /// The pair its last transmit was indexed under, known to map to it: a peer sends
-    /// every media packet on the same pair, so `learn` skips the hash lookup then.
-    learned: Option<(SocketAddr, SocketAddr)>,
+    /// The routes this peer owns, oldest first (at most [`MAX_ROUTES_PER_PEER`]): exactly
+    /// the keys of `by_address` that map to it (removed with it).
+    addresses: VecDeque<(SocketAddr, SocketAddr)>,
     in_output_queue: bool,
     in_event_queue: bool,
     /// Closed by `close_peer`: removed once its last datagram is sent.
     closing: bool,
+}
+
+impl PeerEntry {
+    /// A live peer keeps its routes; a closed one gives them up to whoever proves them.
+    fn owns_routes(&self) -> bool {
+        !self.closing && self.pc.connection_state() != ConnectionState::Closed
+    }
 }
 
 /// Many PeerConnections sharing sockets. See the module documentation.
@@ -164,8 +204,7 @@ impl Endpoint {
             ufrag: String::new(),
             pc,
             deadline: None,
-            addresses: Vec::new(),
-            learned: None,
+            addresses: VecDeque::new(),
             in_output_queue: false,
             in_event_queue: false,
             closing: false,
@@ -266,15 +305,19 @@ impl Endpoint {
     /// Route a received datagram; returns the peer it went to, or `None` when no peer
     /// claims it (counted in `stats().unroutable`).
     pub fn handle_datagram(&mut self, now: Instant, datagram: Datagram<'_>) -> Option<PeerId> {
-        let (routed, answered) = self.route(&datagram);
-        if let Some(id) = answered {
+        let route = self.route(&datagram);
+        if let Route::Transaction(_, id) = route {
             // Answered: a duplicate response goes by address, which is known by now.
             self.by_transaction.remove(&id);
         }
-        let Some(index) = routed else {
-            self.stats.unroutable += 1;
-            return None;
+        let index = match route {
+            Route::Ufrag(index) | Route::Transaction(index, _) | Route::Address(index) => index,
+            Route::Nowhere => {
+                self.stats.unroutable += 1;
+                return None;
+            }
         };
+        let key = (datagram.local, datagram.remote);
         let slot = self.slots.get_mut(index as usize)?;
         let generation = slot.generation;
         let Some(entry) = slot.peer.as_mut() else {
@@ -282,9 +325,34 @@ impl Endpoint {
             return None;
         };
         entry.pc.handle_datagram(now, datagram);
+        // A STUN message this peer's credentials let through may have validated its
+        // source: then the route is the peer's (see the module doc).
+        let proved = !matches!(route, Route::Address(_))
+            && self.by_address.get(&key) != Some(&index)
+            && entry.pc.is_address_validated(key.0, key.1);
+        if proved {
+            self.claim(index, key);
+        }
         self.stats.routed += 1;
         self.touched(index);
         Some(PeerId { index, generation })
+    }
+
+    /// How many routes (local and remote address pairs) a peer owns, at most
+    /// [`MAX_ROUTES_PER_PEER`]; `None` for an unknown peer.
+    pub fn route_count(&self, id: PeerId) -> Option<usize> {
+        self.entry(id).map(|e| e.addresses.len())
+    }
+
+    /// The peer that owns the route `(local, remote)`: where a DTLS, SRTP or SRTCP
+    /// datagram from `remote` to `local` goes.
+    pub fn route_owner(&self, local: SocketAddr, remote: SocketAddr) -> Option<PeerId> {
+        let index = *self.by_address.get(&(local, remote))?;
+        let slot = self.slots.get(index as usize)?;
+        slot.peer.as_ref().map(|_| PeerId {
+            index,
+            generation: slot.generation,
+        })
     }
 
     /// Time passed: every peer whose deadline is due gets `handle_timeout`.
@@ -328,7 +396,7 @@ impl Endpoint {
             };
             if let Some(t) = entry.pc.poll_transmit(now, buf) {
                 let data = buf.get(..t.len).unwrap_or_default();
-                self.learn(index, now, &t, data);
+                self.learn(index, now, data);
                 return Some((PeerId { index, generation }, t));
             }
             entry.in_output_queue = false;
@@ -400,48 +468,74 @@ impl Endpoint {
             .flatten()
     }
 
-    /// The peer a datagram belongs to, and the transaction id it answers if any.
-    fn route(&self, d: &Datagram<'_>) -> (Option<u32>, Option<[u8; 12]>) {
+    /// The peer a datagram belongs to, and how that was decided.
+    fn route(&self, d: &Datagram<'_>) -> Route {
         if DatagramKind::classify(d.data) == DatagramKind::Stun {
             match peek_class_method(d.data).map(|(class, _)| class) {
                 Some(Class::Request) => {
                     let ours = peek_username(d.data).and_then(|u| u.split(':').next());
-                    return (ours.and_then(|u| self.by_ufrag.get(u).copied()), None);
+                    return match ours.and_then(|u| self.by_ufrag.get(u).copied()) {
+                        Some(index) => Route::Ufrag(index),
+                        None => Route::Nowhere,
+                    };
                 }
                 Some(Class::Success | Class::Error) => {
                     if let Some(id) = peek_transaction_id(d.data) {
                         if let Some(&index) = self.by_transaction.get(&id.0) {
-                            return (Some(index), Some(id.0));
+                            return Route::Transaction(index, id.0);
                         }
                     }
                 }
                 _ => {}
             }
         }
-        (self.by_address.get(&(d.local, d.remote)).copied(), None)
+        match self.by_address.get(&(d.local, d.remote)) {
+            Some(&index) => Route::Address(index),
+            None => Route::Nowhere,
+        }
     }
 
-    /// Index what a peer sends: the address pair, and a request's transaction id.
-    fn learn(&mut self, index: u32, now: Instant, t: &Transmit, data: &[u8]) {
-        let key = (t.local, t.remote);
-        let cached = peer_at(&self.slots, index).is_some_and(|e| e.learned == Some(key));
-        if !cached {
-            let previous = self.by_address.insert(key, index);
-            if let Some(prev) = previous.filter(|p| *p != index) {
-                // The pair moved to this peer: the previous owner's cache is stale.
-                if let Some(e) = peer_at_mut(&mut self.slots, prev) {
-                    if e.learned == Some(key) {
-                        e.learned = None;
-                    }
-                }
+    /// Give the route `key` to the peer in slot `index`, whose ICE agent validated it,
+    /// unless another live peer owns it. See the module doc.
+    fn claim(&mut self, index: u32, key: (SocketAddr, SocketAddr)) {
+        if let Some(&owner) = self.by_address.get(&key) {
+            if owner == index {
+                return;
             }
-            if let Some(entry) = peer_at_mut(&mut self.slots, index) {
-                if !entry.addresses.contains(&key) {
-                    entry.addresses.push(key);
+            match peer_at_mut(&mut self.slots, owner) {
+                Some(e) if e.owns_routes() => {
+                    self.stats.routes_refused += 1;
+                    return;
                 }
-                entry.learned = Some(key);
+                Some(e) => e.addresses.retain(|k| *k != key),
+                None => {}
             }
         }
+        let Some(entry) = peer_at_mut(&mut self.slots, index) else {
+            return;
+        };
+        if entry.addresses.len() >= MAX_ROUTES_PER_PEER {
+            let pc = &entry.pc;
+            let selected = pc.selected_pair().map(|p| (p.local, p.remote));
+            let oldest = entry
+                .addresses
+                .iter()
+                .position(|&(l, r)| !pc.is_address_validated(l, r))
+                .or_else(|| entry.addresses.iter().position(|&k| Some(k) != selected))
+                .unwrap_or(0);
+            if let Some(old) = entry.addresses.remove(oldest) {
+                if self.by_address.get(&old) == Some(&index) {
+                    self.by_address.remove(&old);
+                }
+                self.stats.routes_evicted += 1;
+            }
+        }
+        entry.addresses.push_back(key);
+        self.by_address.insert(key, index);
+    }
+
+    /// Index a request's transaction id, so that its response finds the peer.
+    fn learn(&mut self, index: u32, now: Instant, data: &[u8]) {
         if DatagramKind::classify(data) == DatagramKind::Stun
             && matches!(peek_class_method(data), Some((Class::Request, _)))
         {
@@ -545,6 +639,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::media::MediaKind;
+    use crate::stun::{Attribute, Message, Method, TransactionId};
 
     /// A peer touched by an API call joins the output queue with its heap entry not yet
     /// refreshed; `poll_timeout` must still see its deadline, and `handle_timeout` at that
@@ -622,5 +717,263 @@ mod tests {
                 .and_then(PeerConnection::poll_timeout)
                 .map(|t| t.min(at))
         );
+    }
+
+    /// A server peer in `ep` that answered a client's offer, with what a client needs
+    /// to send it authenticated checks: (id, its ufrag, its password, the client ufrag).
+    fn answering_peer(
+        ep: &mut Endpoint,
+        now: Instant,
+        seed: u64,
+    ) -> (PeerId, String, String, String) {
+        let mut client = PeerConnection::new(
+            Config {
+                rng_seed: Some(seed),
+                ..Default::default()
+            },
+            now,
+        )
+        .expect("pc");
+        client
+            .add_track(MediaKind::Audio, vec!["s".into()])
+            .expect("track");
+        let offer = client.create_offer(Default::default()).expect("offer");
+        client
+            .set_local_description(now, offer.clone())
+            .expect("local");
+        let server = PeerConnection::new(
+            Config {
+                rng_seed: Some(seed + 1000),
+                ..Default::default()
+            },
+            now,
+        )
+        .expect("pc");
+        let id = ep.insert(now, server);
+        let answer = ep
+            .with_peer(id, |p| {
+                p.set_remote_description(now, offer).expect("remote");
+                let answer = p.create_answer().expect("answer");
+                p.set_local_description(now, answer.clone()).expect("local");
+                answer
+            })
+            .expect("peer");
+        let pwd = answer
+            .sdp
+            .lines()
+            .find_map(|l| l.strip_prefix("a=ice-pwd:"))
+            .expect("pwd")
+            .trim()
+            .to_owned();
+        let ufrag = ep.peer(id).expect("peer").local_ice_ufrag().to_owned();
+        (id, ufrag, pwd, client.local_ice_ufrag().to_owned())
+    }
+
+    /// A binding request for a server peer, with or without its password's integrity.
+    fn check(peer: &(PeerId, String, String, String), key: Option<&str>, n: u32) -> Vec<u8> {
+        let mut id = [0u8; 12];
+        id[..4].copy_from_slice(&n.to_be_bytes());
+        id[4] = 0xA5;
+        Message::new(Class::Request, Method::BINDING, TransactionId(id))
+            .with(Attribute::Username(format!("{}:{}", peer.1, peer.3)))
+            .with(Attribute::Priority(1_000))
+            .with(Attribute::IceControlling(9))
+            .encode_to_vec(key.map(str::as_bytes), true)
+    }
+
+    fn deliver(
+        ep: &mut Endpoint,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+    ) -> Option<PeerId> {
+        ep.handle_datagram(
+            now,
+            Datagram {
+                local,
+                remote,
+                protocol: Protocol::Udp,
+                data,
+            },
+        )
+    }
+
+    fn drain(ep: &mut Endpoint, now: Instant) -> Vec<(PeerId, Transmit)> {
+        let mut buf = vec![0u8; 2048];
+        let mut out = Vec::new();
+        while let Some(t) = ep.poll_transmit(now, &mut buf) {
+            out.push(t);
+        }
+        while ep.poll_event().is_some() {}
+        out
+    }
+
+    const LOCAL: &str = "10.0.0.1:4000";
+    /// The first bytes of a DTLS record: routed by address.
+    const DTLS: [u8; 13] = [22, 254, 253, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+    /// A peer that sends checks to an address it was told about (a malicious client's
+    /// candidate naming a victim) does not get that address's datagrams: only a source
+    /// that passed an integrity-checked check becomes a route, and it is the prover's.
+    #[test]
+    fn sending_to_an_address_does_not_route_it() {
+        let now = Instant::now();
+        let local: SocketAddr = LOCAL.parse().expect("addr");
+        let victim: SocketAddr = "10.0.0.66:6666".parse().expect("addr");
+        let mut ep = Endpoint::new(vec![(local, Protocol::Udp)]);
+        let attacker = answering_peer(&mut ep, now, 1);
+        drain(&mut ep, now);
+        let candidate = crate::sdp::IceCandidateInit {
+            candidate: format!(
+                "candidate:1 1 udp 2122260223 {} {} typ host",
+                victim.ip(),
+                victim.port()
+            ),
+            sdp_mid: Some("0".into()),
+            sdp_m_line_index: Some(0),
+            username_fragment: None,
+        };
+        ep.with_peer(attacker.0, |p| p.add_ice_candidate(now, candidate))
+            .expect("peer")
+            .expect("candidate");
+        let mut at = now;
+        let mut checked = false;
+        for _ in 0..40 {
+            at += Duration::from_millis(50);
+            ep.handle_timeout(at);
+            checked |= drain(&mut ep, at)
+                .iter()
+                .any(|(id, t)| *id == attacker.0 && t.remote == victim);
+        }
+        assert!(checked, "the attacker's peer checked the listed address");
+        assert_eq!(ep.route_owner(local, victim), None);
+        assert_eq!(
+            deliver(&mut ep, at, local, victim, &DTLS),
+            None,
+            "not routed to the attacker"
+        );
+        // The victim's own peer proves the address with its password: the route is its.
+        let victim_peer = answering_peer(&mut ep, at, 2);
+        let unauthenticated = check(&victim_peer, None, 1);
+        assert_eq!(
+            deliver(&mut ep, at, local, victim, &unauthenticated),
+            Some(victim_peer.0)
+        );
+        assert_eq!(
+            ep.route_owner(local, victim),
+            None,
+            "no integrity, no route"
+        );
+        let good = check(&victim_peer, Some(&victim_peer.2), 2);
+        assert_eq!(
+            deliver(&mut ep, at, local, victim, &good),
+            Some(victim_peer.0)
+        );
+        assert_eq!(ep.route_owner(local, victim), Some(victim_peer.0));
+        drain(&mut ep, at);
+        for _ in 0..40 {
+            at += Duration::from_millis(50);
+            ep.handle_timeout(at);
+            drain(&mut ep, at);
+        }
+        assert_eq!(
+            ep.route_owner(local, victim),
+            Some(victim_peer.0),
+            "checks do not move it"
+        );
+        assert_eq!(
+            deliver(&mut ep, at, local, victim, &DTLS),
+            Some(victim_peer.0)
+        );
+    }
+
+    /// A route owned by a live peer is not taken by another peer that proves the same
+    /// address (refused and counted); once the owner is removed, the next proof takes it.
+    #[test]
+    fn a_live_owner_keeps_its_route() {
+        let now = Instant::now();
+        let local: SocketAddr = LOCAL.parse().expect("addr");
+        let source: SocketAddr = "10.0.0.5:5000".parse().expect("addr");
+        let mut ep = Endpoint::new(vec![(local, Protocol::Udp)]);
+        let first = answering_peer(&mut ep, now, 3);
+        let second = answering_peer(&mut ep, now, 4);
+        deliver(
+            &mut ep,
+            now,
+            local,
+            source,
+            &check(&first, Some(&first.2), 1),
+        );
+        assert_eq!(ep.route_owner(local, source), Some(first.0));
+        deliver(
+            &mut ep,
+            now,
+            local,
+            source,
+            &check(&second, Some(&second.2), 2),
+        );
+        assert!(ep
+            .peer(second.0)
+            .expect("peer")
+            .is_address_validated(local, source));
+        assert_eq!(ep.route_owner(local, source), Some(first.0), "not taken");
+        assert_eq!(ep.stats().routes_refused, 1);
+        assert_eq!(deliver(&mut ep, now, local, source, &DTLS), Some(first.0));
+        // The owner closes: the next proof by the other peer takes the route.
+        assert!(ep.close_peer(now, first.0));
+        deliver(
+            &mut ep,
+            now,
+            local,
+            source,
+            &check(&second, Some(&second.2), 3),
+        );
+        assert_eq!(ep.route_owner(local, source), Some(second.0));
+        drain(&mut ep, now);
+        assert!(ep.peer(first.0).is_none(), "removed once drained");
+        assert_eq!(deliver(&mut ep, now, local, source, &DTLS), Some(second.0));
+        assert_eq!(ep.route_count(second.0), Some(1));
+    }
+
+    /// A peer validated from ever new source ports (a NAT rebinding, a flood by its own
+    /// client) owns at most `MAX_ROUTES_PER_PEER` routes; the newest work, the oldest are
+    /// forgotten, and other peers' routes are untouched.
+    #[test]
+    fn a_peers_routes_are_bounded() {
+        let now = Instant::now();
+        let local: SocketAddr = LOCAL.parse().expect("addr");
+        let mut ep = Endpoint::new(vec![(local, Protocol::Udp)]);
+        let other = answering_peer(&mut ep, now, 5);
+        let other_source: SocketAddr = "10.0.0.9:9000".parse().expect("addr");
+        deliver(
+            &mut ep,
+            now,
+            local,
+            other_source,
+            &check(&other, Some(&other.2), 1),
+        );
+        let flooder = answering_peer(&mut ep, now, 6);
+        for port in 0..200u16 {
+            let from = SocketAddr::from(([10, 0, 0, 7], 20_000 + port));
+            deliver(
+                &mut ep,
+                now,
+                local,
+                from,
+                &check(&flooder, Some(&flooder.2), u32::from(port) + 10),
+            );
+            assert_eq!(ep.route_owner(local, from), Some(flooder.0));
+            assert!(ep.route_count(flooder.0).expect("peer") <= MAX_ROUTES_PER_PEER);
+            drain(&mut ep, now);
+        }
+        assert_eq!(ep.route_count(flooder.0), Some(MAX_ROUTES_PER_PEER));
+        assert_eq!(ep.stats().routes_evicted, 200 - MAX_ROUTES_PER_PEER as u64);
+        assert_eq!(
+            ep.route_owner(local, SocketAddr::from(([10, 0, 0, 7], 20_000))),
+            None
+        );
+        assert!(ep.by_address.len() <= MAX_ROUTES_PER_PEER + 1);
+        assert_eq!(ep.route_owner(local, other_source), Some(other.0));
     }
 }
