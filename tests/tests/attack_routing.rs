@@ -407,6 +407,61 @@ fn a_listed_candidate_does_not_hijack_the_victims_route() {
     assert!(w.server_connected(victim.peer));
 }
 
+/// A binding request for a server peer, authenticated with its password (which the
+/// client of that session knows).
+fn authenticated_check(s: &Session, client_ufrag: &str, n: u32) -> Vec<u8> {
+    let mut id = [0x5A; 12];
+    id[..4].copy_from_slice(&n.to_be_bytes());
+    Message::new(Class::Request, Method::BINDING, TransactionId(id))
+        .with(Attribute::Username(format!(
+            "{}:{client_ufrag}",
+            s.server_ufrag
+        )))
+        .with(Attribute::Priority(1_000))
+        .with(Attribute::IceControlling(7))
+        .encode_to_vec(Some(s.server_pwd.as_bytes()), true)
+}
+
+/// The attacker knows its own session's password, so it can send its server peer a
+/// check that passes MESSAGE-INTEGRITY with the victim's address as a spoofed source:
+/// the peer answers it and counts the address as validated, but the route is the
+/// victim's peer's, which is alive, so it is refused (and counted) and the victim's media
+/// keeps reaching the victim.
+#[test]
+fn a_spoofed_authenticated_check_does_not_take_a_live_route() {
+    let mut w = World::new(505);
+    let server = addr(SERVER);
+    let victim_addr = addr("10.0.0.2:6000");
+    let mut victim = w.session("victim", 505, victim_addr, true);
+    w.connect(&mut victim, None);
+    let mut attacker = w.session("attacker", 605, addr("10.0.0.3:7000"), false);
+    w.connect(&mut attacker, None);
+    let client_ufrag = w.net.peer(attacker.client).local_ice_ufrag().to_string();
+    let mut sent = 0u16;
+    for i in 0..100u32 {
+        let check = authenticated_check(&attacker, &client_ufrag, i);
+        w.net.inject(victim_addr, server, check);
+        w.send_audio(victim.client, sent);
+        sent += 1;
+        w.net.run_for(Duration::from_millis(20));
+    }
+    w.net.run_for(Duration::from_millis(200));
+    let endpoint = &w.server().endpoint;
+    assert!(endpoint
+        .peer(attacker.peer)
+        .expect("peer")
+        .is_address_validated(server, victim_addr));
+    assert_eq!(endpoint.route_owner(server, victim_addr), Some(victim.peer));
+    assert!(
+        endpoint.stats().routes_refused >= 100,
+        "{:?}",
+        endpoint.stats()
+    );
+    assert_eq!(w.received(victim.peer).len(), usize::from(sent));
+    assert!(w.received(attacker.peer).is_empty());
+    assert!(w.server_connected(victim.peer));
+}
+
 /// An authenticated client sends checks from hundreds of new source ports (spoofed, with
 /// its own session's password) and restarts ICE several times: its server peer never owns
 /// more than `MAX_ROUTES_PER_PEER` routes, and the victim keeps its route and its media.
@@ -446,24 +501,7 @@ fn a_flood_of_source_ports_and_restarts_stays_within_the_route_bound() {
         }
         let client_ufrag = w.net.peer(attacker.client).local_ice_ufrag().to_string();
         for i in 0..150u32 {
-            let request = Message::new(
-                Class::Request,
-                Method::BINDING,
-                TransactionId(
-                    (restart * 1000 + i + 1)
-                        .to_be_bytes()
-                        .repeat(3)
-                        .try_into()
-                        .expect("12"),
-                ),
-            )
-            .with(Attribute::Username(format!(
-                "{}:{client_ufrag}",
-                attacker.server_ufrag
-            )))
-            .with(Attribute::Priority(1_000))
-            .with(Attribute::IceControlling(7))
-            .encode_to_vec(Some(attacker.server_pwd.as_bytes()), true);
+            let request = authenticated_check(&attacker, &client_ufrag, restart * 1000 + i + 1);
             let from = SocketAddr::from(([10, 0, 0, 3], port));
             port += 1;
             w.net.inject(from, server, request);
