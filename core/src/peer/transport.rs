@@ -191,3 +191,67 @@ impl PeerConnection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::IceConfig;
+    use crate::rng::Rng;
+    use crate::stun::{Attribute, Class, Message, Method, TransactionId};
+    use crate::transmit::Protocol;
+
+    fn datagram(remote: SocketAddr, byte: u8) -> EarlyDatagram {
+        EarlyDatagram {
+            local: "10.0.0.1:5000".parse().expect("addr"),
+            remote,
+            data: vec![22, 254, 253, byte],
+        }
+    }
+
+    /// Strangers fill the early buffer; another stranger is dropped, but a datagram from
+    /// a validated address replaces the oldest stranger, so a flood cannot keep the real
+    /// ClientHello out.
+    #[test]
+    fn a_validated_datagram_displaces_a_stranger_in_a_full_buffer() {
+        let now = Instant::now();
+        let local: SocketAddr = "10.0.0.1:5000".parse().expect("addr");
+        let peer: SocketAddr = "10.0.0.2:6000".parse().expect("addr");
+        let mut ice = IceAgent::new(&IceConfig::default(), Rng::from_seed(3), false);
+        ice.add_local_address(now, local, Protocol::Udp);
+        let ufrag = ice.local_credentials().ufrag.clone();
+        let pwd = ice.local_credentials().pwd.clone();
+        let check = Message::new(Class::Request, Method::BINDING, TransactionId([1; 12]))
+            .with(Attribute::Username(format!("{ufrag}:them")))
+            .with(Attribute::Priority(1))
+            .with(Attribute::IceControlling(1))
+            .encode_to_vec(Some(pwd.as_bytes()), true);
+        ice.handle_stun(now, local, peer, Protocol::Udp, &check);
+        assert!(ice.is_validated(local, peer));
+
+        let mut early = EarlyDtls::default();
+        for i in 0..MAX_EARLY_DTLS {
+            let stranger = SocketAddr::from(([10, 0, 0, 66], 6000 + i as u16));
+            assert_eq!(early.push(&ice, datagram(stranger, 0)), (0, false));
+        }
+        assert!(!early.any_validated(&ice));
+        let stranger: SocketAddr = "10.0.0.67:1".parse().expect("addr");
+        assert_eq!(early.push(&ice, datagram(stranger, 1)), (1, false));
+        assert_eq!(
+            early.push(&ice, datagram(peer, 2)),
+            (1, false),
+            "a stranger made room"
+        );
+        assert_eq!(early.datagrams.len(), MAX_EARLY_DTLS);
+        assert!(early.any_validated(&ice));
+        assert_eq!(
+            early.datagrams.front().map(|d| d.remote.port()),
+            Some(6001),
+            "the oldest stranger went"
+        );
+        // Full of validated datagrams: the next one has no room.
+        for _ in 0..MAX_EARLY_DTLS {
+            early.push(&ice, datagram(peer, 3));
+        }
+        assert_eq!(early.push(&ice, datagram(peer, 4)), (0, true));
+    }
+}
