@@ -18,9 +18,15 @@
 //!   proves nothing: a malicious client that lists a victim's address as its candidate
 //!   makes its server peer send checks there, but the victim never answers them with the
 //!   right integrity, so the victim's media keeps reaching the victim's peer;
-//! - a route owned by a live peer is never taken by another one (the refusal is counted in
-//!   `routes_refused`); it moves only once its owner is closed or removed, or its owner's
-//!   own table dropped it;
+//! - a route owned by a live peer is not taken by another one (the refusal is counted in
+//!   `routes_refused`); it moves once its owner is closed or removed, or its owner's own
+//!   table dropped it. One exception: an owner that only proved the route by requests
+//!   (whose source can be forged by anyone who knows its password, such as its own
+//!   client) loses it to a peer whose check was answered there ([`Validation::Response`]:
+//!   the remote receives at that address), counted in `routes_taken_over`. So a client
+//!   that spoofs authenticated checks from a victim's address before the victim connects
+//!   holds the route only until the victim's peer hears back from the victim (not with an
+//!   ICE-lite peer, which sends no checks);
 //! - each peer owns at most [`MAX_ROUTES_PER_PEER`] routes. A new one replaces the oldest
 //!   that its ICE agent no longer reports validated, else the oldest other than its
 //!   selected pair (counted in `routes_evicted`), so new source ports and ICE restarts
@@ -46,6 +52,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::ice::Validation;
 use crate::peer::{ConnectionState, Event, PeerConnection};
 use crate::stun::{peek_class_method, peek_transaction_id, peek_username, Class};
 use crate::transmit::{Datagram, DatagramKind, Protocol, Transmit};
@@ -76,6 +83,9 @@ pub struct EndpointStats {
     pub transactions_evicted: u64,
     /// Routes a peer validated but could not take because another live peer owns them.
     pub routes_refused: u64,
+    /// Routes a live peer proved only by requests and lost to a peer whose check was
+    /// answered at that address.
+    pub routes_taken_over: u64,
     /// Routes a peer gave up to stay within [`MAX_ROUTES_PER_PEER`].
     pub routes_evicted: u64,
 }
@@ -94,6 +104,13 @@ fn peer_at(slots: &[Slot], index: u32) -> Option<&PeerEntry> {
 /// keep using the Endpoint's other fields while they hold the entry.
 fn peer_at_mut(slots: &mut [Slot], index: u32) -> Option<&mut PeerEntry> {
     slots.get_mut(index as usize)?.peer.as_mut()
+}
+
+/// Who owns a route, and how its ICE agent proved it.
+#[derive(Debug, Clone, Copy)]
+struct RouteOwner {
+    index: u32,
+    proof: Validation,
 }
 
 /// How [`Endpoint::route`] found a datagram's peer.
@@ -138,7 +155,7 @@ pub struct Endpoint {
     free: Vec<u32>,
     live: usize,
     by_ufrag: HashMap<String, u32>,
-    by_address: HashMap<(SocketAddr, SocketAddr), u32>,
+    by_address: HashMap<(SocketAddr, SocketAddr), RouteOwner>,
     by_transaction: HashMap<[u8; 12], u32>,
     transaction_order: VecDeque<(Instant, [u8; 12])>,
     timers: BinaryHeap<Reverse<(Instant, u32)>>,
@@ -251,7 +268,7 @@ impl Endpoint {
             self.by_ufrag.remove(&entry.ufrag);
         }
         for key in &entry.addresses {
-            if self.by_address.get(key) == Some(&id.index) {
+            if self.owner_of(*key) == Some(id.index) {
                 self.by_address.remove(key);
             }
         }
@@ -327,11 +344,10 @@ impl Endpoint {
         entry.pc.handle_datagram(now, datagram);
         // A STUN message this peer's credentials let through may have validated its
         // source: then the route is the peer's (see the module doc).
-        let proved = !matches!(route, Route::Address(_))
-            && self.by_address.get(&key) != Some(&index)
-            && entry.pc.is_address_validated(key.0, key.1);
-        if proved {
-            self.claim(index, key);
+        if !matches!(route, Route::Address(_)) {
+            if let Some(proof) = entry.pc.address_validation(key.0, key.1) {
+                self.claim(index, key, proof);
+            }
         }
         self.stats.routed += 1;
         self.touched(index);
@@ -347,7 +363,7 @@ impl Endpoint {
     /// The peer that owns the route `(local, remote)`: where a DTLS, SRTP or SRTCP
     /// datagram from `remote` to `local` goes.
     pub fn route_owner(&self, local: SocketAddr, remote: SocketAddr) -> Option<PeerId> {
-        let index = *self.by_address.get(&(local, remote))?;
+        let index = self.owner_of((local, remote))?;
         let slot = self.slots.get(index as usize)?;
         slot.peer.as_ref().map(|_| PeerId {
             index,
@@ -490,24 +506,37 @@ impl Endpoint {
             }
         }
         match self.by_address.get(&(d.local, d.remote)) {
-            Some(&index) => Route::Address(index),
+            Some(owner) => Route::Address(owner.index),
             None => Route::Nowhere,
         }
     }
 
-    /// Give the route `key` to the peer in slot `index`, whose ICE agent validated it,
-    /// unless another live peer owns it. See the module doc.
-    fn claim(&mut self, index: u32, key: (SocketAddr, SocketAddr)) {
-        if let Some(&owner) = self.by_address.get(&key) {
-            if owner == index {
+    /// The slot of the peer that owns a route.
+    fn owner_of(&self, key: (SocketAddr, SocketAddr)) -> Option<u32> {
+        self.by_address.get(&key).map(|o| o.index)
+    }
+
+    /// Give the route `key` to the peer in slot `index`, whose ICE agent validated it
+    /// with `proof`, unless another live peer owns it as firmly. See the module doc.
+    fn claim(&mut self, index: u32, key: (SocketAddr, SocketAddr), proof: Validation) {
+        if let Some(owner) = self.by_address.get_mut(&key) {
+            if owner.index == index {
+                owner.proof = owner.proof.max(proof);
                 return;
             }
-            match peer_at_mut(&mut self.slots, owner) {
-                Some(e) if e.owns_routes() => {
+            let firmer = proof > owner.proof;
+            let previous = owner.index;
+            match peer_at_mut(&mut self.slots, previous) {
+                Some(e) if e.owns_routes() && !firmer => {
                     self.stats.routes_refused += 1;
                     return;
                 }
-                Some(e) => e.addresses.retain(|k| *k != key),
+                Some(e) => {
+                    if e.owns_routes() {
+                        self.stats.routes_taken_over += 1;
+                    }
+                    e.addresses.retain(|k| *k != key);
+                }
                 None => {}
             }
         }
@@ -524,14 +553,14 @@ impl Endpoint {
                 .or_else(|| entry.addresses.iter().position(|&k| Some(k) != selected))
                 .unwrap_or(0);
             if let Some(old) = entry.addresses.remove(oldest) {
-                if self.by_address.get(&old) == Some(&index) {
+                if self.by_address.get(&old).map(|o| o.index) == Some(index) {
                     self.by_address.remove(&old);
                 }
                 self.stats.routes_evicted += 1;
             }
         }
         entry.addresses.push_back(key);
-        self.by_address.insert(key, index);
+        self.by_address.insert(key, RouteOwner { index, proof });
     }
 
     /// Index a request's transaction id, so that its response finds the peer.

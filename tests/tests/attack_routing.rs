@@ -462,6 +462,50 @@ fn a_spoofed_authenticated_check_does_not_take_a_live_route() {
     assert!(w.server_connected(victim.peer));
 }
 
+/// The attacker claims the victim's address first: before the victim connects, it
+/// sends its own server peer authenticated checks with the victim's (future) address as
+/// a spoofed source, so its peer owns that route on a request proof alone. When the
+/// victim connects from there, the victim's server peer checks the victim and is answered
+/// at that address, a firmer proof: the route moves to it, the victim connects and its
+/// media reaches its own peer.
+#[test]
+fn a_route_claimed_by_spoofed_checks_goes_to_the_peer_answered_there() {
+    let mut w = World::new(506);
+    let server = addr(SERVER);
+    let victim_addr = addr("10.0.0.2:6000");
+    let mut attacker = w.session("attacker", 606, addr("10.0.0.3:7000"), false);
+    w.connect(&mut attacker, None);
+    let client_ufrag = w.net.peer(attacker.client).local_ice_ufrag().to_string();
+    for i in 0..10u32 {
+        let check = authenticated_check(&attacker, &client_ufrag, i);
+        w.net.inject(victim_addr, server, check);
+        w.net.run_for(Duration::from_millis(20));
+    }
+    assert_eq!(
+        w.server().endpoint.route_owner(server, victim_addr),
+        Some(attacker.peer),
+        "the spoofed checks claimed the unowned address"
+    );
+    let mut victim = w.session("victim", 506, victim_addr, true);
+    w.connect(&mut victim, None);
+    let mut sent = 0u16;
+    for _ in 0..50 {
+        w.send_audio(victim.client, sent);
+        sent += 1;
+        w.net.run_for(Duration::from_millis(20));
+    }
+    w.net.run_for(Duration::from_millis(200));
+    let endpoint = &w.server().endpoint;
+    assert_eq!(endpoint.route_owner(server, victim_addr), Some(victim.peer));
+    assert!(
+        endpoint.stats().routes_taken_over >= 1,
+        "{:?}",
+        endpoint.stats()
+    );
+    assert_eq!(w.received(victim.peer).len(), usize::from(sent));
+    assert!(w.received(attacker.peer).is_empty());
+}
+
 /// An authenticated client sends checks from hundreds of new source ports (spoofed, with
 /// its own session's password) and restarts ICE several times: its server peer never owns
 /// more than `MAX_ROUTES_PER_PEER` routes, and the victim keeps its route and its media.

@@ -23,7 +23,7 @@ use crate::config::IceConfig;
 use crate::ice::candidate::{
     candidate_priority, foundation_for, Candidate, CandidateAddress, CandidateKind,
 };
-use crate::ice::validated::ValidatedAddresses;
+use crate::ice::validated::{ValidatedAddresses, Validation};
 use crate::rng::{secret_ice_chars, Rng};
 use crate::stun::{
     self, Attribute, Class, Message, Method, PreparedKey, RetransmitTimer, TimerAction,
@@ -324,14 +324,19 @@ impl IceAgent {
         self.selected_addresses() == Some((local, remote)) || self.validated.contains(local, remote)
     }
 
+    /// How the remote proved `(local, remote)`, if it did: see [`Validation`].
+    pub fn validation(&self, local: SocketAddr, remote: SocketAddr) -> Option<Validation> {
+        self.validated.get(local, remote)
+    }
+
     /// How many address pairs are remembered as validated (at most [`MAX_VALIDATED`]).
     pub fn validated_count(&self) -> usize {
         self.validated.len()
     }
 
-    fn mark_validated(&mut self, local: SocketAddr, remote: SocketAddr) {
+    fn mark_validated(&mut self, local: SocketAddr, remote: SocketAddr, proof: Validation) {
         let keep = self.selected_addresses();
-        self.validated.insert((local, remote), keep);
+        self.validated.insert((local, remote), proof, keep);
         self.stats.validated_evicted = self.validated.evicted();
     }
 
@@ -1046,7 +1051,7 @@ impl IceAgent {
         if protocol != Protocol::Udp {
             return;
         }
-        self.mark_validated(local, remote);
+        self.mark_validated(local, remote, Validation::Request);
         // Learn the source as a peer-reflexive remote candidate if it is new. Without
         // remote credentials yet we answer but check back only once they arrive.
         let priority = msg.priority().unwrap_or(0);
@@ -1182,7 +1187,7 @@ impl IceAgent {
             return;
         }
         self.last_consent = Some(now);
-        self.mark_validated(local, remote);
+        self.mark_validated(local, remote, Validation::Response);
         let Some(p) = self.pairs.get_mut(pair) else {
             return;
         };

@@ -10,7 +10,7 @@ pub use agent::{
     SelectedPair,
 };
 pub use candidate::{Candidate, CandidateAddress, CandidateError, CandidateKind, TcpType};
-pub use validated::ValidatedAddresses;
+pub use validated::{ValidatedAddresses, Validation};
 
 #[cfg(test)]
 mod tests;

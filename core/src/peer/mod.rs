@@ -360,6 +360,16 @@ impl PeerConnection {
         self.ice.is_validated(local, remote)
     }
 
+    /// How the remote proved `(local, remote)` to ICE, if it did: by a request (it knows
+    /// the password) or by answering our check (it also receives at that address).
+    pub fn address_validation(
+        &self,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Option<crate::ice::Validation> {
+        self.ice.validation(local, remote)
+    }
+
     /// Counters.
     pub fn stats(&self) -> PeerStats {
         let mut s = self.stats.clone();
