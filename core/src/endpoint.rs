@@ -748,13 +748,26 @@ mod tests {
         );
     }
 
+    /// A server peer and the credentials of both ends (a client knows them all).
+    struct TestPeer {
+        id: PeerId,
+        ufrag: String,
+        pwd: String,
+        client_ufrag: String,
+        client_pwd: String,
+    }
+
+    fn sdp_value(sdp: &str, prefix: &str) -> String {
+        sdp.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .expect("attribute")
+            .trim()
+            .to_owned()
+    }
+
     /// A server peer in `ep` that answered a client's offer, with what a client needs
-    /// to send it authenticated checks: (id, its ufrag, its password, the client ufrag).
-    fn answering_peer(
-        ep: &mut Endpoint,
-        now: Instant,
-        seed: u64,
-    ) -> (PeerId, String, String, String) {
+    /// to send it authenticated checks and answer its checks.
+    fn answering_peer(ep: &mut Endpoint, now: Instant, seed: u64) -> TestPeer {
         let mut client = PeerConnection::new(
             Config {
                 rng_seed: Some(seed),
@@ -770,6 +783,7 @@ mod tests {
         client
             .set_local_description(now, offer.clone())
             .expect("local");
+        let offer_sdp = offer.sdp.clone();
         let server = PeerConnection::new(
             Config {
                 rng_seed: Some(seed + 1000),
@@ -787,24 +801,25 @@ mod tests {
                 answer
             })
             .expect("peer");
-        let pwd = answer
-            .sdp
-            .lines()
-            .find_map(|l| l.strip_prefix("a=ice-pwd:"))
-            .expect("pwd")
-            .trim()
-            .to_owned();
-        let ufrag = ep.peer(id).expect("peer").local_ice_ufrag().to_owned();
-        (id, ufrag, pwd, client.local_ice_ufrag().to_owned())
+        TestPeer {
+            id,
+            ufrag: ep.peer(id).expect("peer").local_ice_ufrag().to_owned(),
+            pwd: sdp_value(&answer.sdp, "a=ice-pwd:"),
+            client_ufrag: client.local_ice_ufrag().to_owned(),
+            client_pwd: sdp_value(&offer_sdp, "a=ice-pwd:"),
+        }
     }
 
     /// A binding request for a server peer, with or without its password's integrity.
-    fn check(peer: &(PeerId, String, String, String), key: Option<&str>, n: u32) -> Vec<u8> {
+    fn check(peer: &TestPeer, key: Option<&str>, n: u32) -> Vec<u8> {
         let mut id = [0u8; 12];
         id[..4].copy_from_slice(&n.to_be_bytes());
         id[4] = 0xA5;
         Message::new(Class::Request, Method::BINDING, TransactionId(id))
-            .with(Attribute::Username(format!("{}:{}", peer.1, peer.3)))
+            .with(Attribute::Username(format!(
+                "{}:{}",
+                peer.ufrag, peer.client_ufrag
+            )))
             .with(Attribute::Priority(1_000))
             .with(Attribute::IceControlling(9))
             .encode_to_vec(key.map(str::as_bytes), true)
@@ -863,7 +878,7 @@ mod tests {
             sdp_m_line_index: Some(0),
             username_fragment: None,
         };
-        ep.with_peer(attacker.0, |p| p.add_ice_candidate(now, candidate))
+        ep.with_peer(attacker.id, |p| p.add_ice_candidate(now, candidate))
             .expect("peer")
             .expect("candidate");
         let mut at = now;
@@ -873,7 +888,7 @@ mod tests {
             ep.handle_timeout(at);
             checked |= drain(&mut ep, at)
                 .iter()
-                .any(|(id, t)| *id == attacker.0 && t.remote == victim);
+                .any(|(id, t)| *id == attacker.id && t.remote == victim);
         }
         assert!(checked, "the attacker's peer checked the listed address");
         assert_eq!(ep.route_owner(local, victim), None);
@@ -887,19 +902,19 @@ mod tests {
         let unauthenticated = check(&victim_peer, None, 1);
         assert_eq!(
             deliver(&mut ep, at, local, victim, &unauthenticated),
-            Some(victim_peer.0)
+            Some(victim_peer.id)
         );
         assert_eq!(
             ep.route_owner(local, victim),
             None,
             "no integrity, no route"
         );
-        let good = check(&victim_peer, Some(&victim_peer.2), 2);
+        let good = check(&victim_peer, Some(&victim_peer.pwd), 2);
         assert_eq!(
             deliver(&mut ep, at, local, victim, &good),
-            Some(victim_peer.0)
+            Some(victim_peer.id)
         );
-        assert_eq!(ep.route_owner(local, victim), Some(victim_peer.0));
+        assert_eq!(ep.route_owner(local, victim), Some(victim_peer.id));
         drain(&mut ep, at);
         for _ in 0..40 {
             at += Duration::from_millis(50);
@@ -908,12 +923,12 @@ mod tests {
         }
         assert_eq!(
             ep.route_owner(local, victim),
-            Some(victim_peer.0),
+            Some(victim_peer.id),
             "checks do not move it"
         );
         assert_eq!(
             deliver(&mut ep, at, local, victim, &DTLS),
-            Some(victim_peer.0)
+            Some(victim_peer.id)
         );
     }
 
@@ -932,37 +947,37 @@ mod tests {
             now,
             local,
             source,
-            &check(&first, Some(&first.2), 1),
+            &check(&first, Some(&first.pwd), 1),
         );
-        assert_eq!(ep.route_owner(local, source), Some(first.0));
+        assert_eq!(ep.route_owner(local, source), Some(first.id));
         deliver(
             &mut ep,
             now,
             local,
             source,
-            &check(&second, Some(&second.2), 2),
+            &check(&second, Some(&second.pwd), 2),
         );
         assert!(ep
-            .peer(second.0)
+            .peer(second.id)
             .expect("peer")
             .is_address_validated(local, source));
-        assert_eq!(ep.route_owner(local, source), Some(first.0), "not taken");
+        assert_eq!(ep.route_owner(local, source), Some(first.id), "not taken");
         assert_eq!(ep.stats().routes_refused, 1);
-        assert_eq!(deliver(&mut ep, now, local, source, &DTLS), Some(first.0));
+        assert_eq!(deliver(&mut ep, now, local, source, &DTLS), Some(first.id));
         // The owner closes: the next proof by the other peer takes the route.
-        assert!(ep.close_peer(now, first.0));
+        assert!(ep.close_peer(now, first.id));
         deliver(
             &mut ep,
             now,
             local,
             source,
-            &check(&second, Some(&second.2), 3),
+            &check(&second, Some(&second.pwd), 3),
         );
-        assert_eq!(ep.route_owner(local, source), Some(second.0));
+        assert_eq!(ep.route_owner(local, source), Some(second.id));
         drain(&mut ep, now);
-        assert!(ep.peer(first.0).is_none(), "removed once drained");
-        assert_eq!(deliver(&mut ep, now, local, source, &DTLS), Some(second.0));
-        assert_eq!(ep.route_count(second.0), Some(1));
+        assert!(ep.peer(first.id).is_none(), "removed once drained");
+        assert_eq!(deliver(&mut ep, now, local, source, &DTLS), Some(second.id));
+        assert_eq!(ep.route_count(second.id), Some(1));
     }
 
     /// A peer validated from ever new source ports (a NAT rebinding, a flood by its own
@@ -980,7 +995,7 @@ mod tests {
             now,
             local,
             other_source,
-            &check(&other, Some(&other.2), 1),
+            &check(&other, Some(&other.pwd), 1),
         );
         let flooder = answering_peer(&mut ep, now, 6);
         for port in 0..200u16 {
@@ -990,19 +1005,95 @@ mod tests {
                 now,
                 local,
                 from,
-                &check(&flooder, Some(&flooder.2), u32::from(port) + 10),
+                &check(&flooder, Some(&flooder.pwd), u32::from(port) + 10),
             );
-            assert_eq!(ep.route_owner(local, from), Some(flooder.0));
-            assert!(ep.route_count(flooder.0).expect("peer") <= MAX_ROUTES_PER_PEER);
+            assert_eq!(ep.route_owner(local, from), Some(flooder.id));
+            assert!(ep.route_count(flooder.id).expect("peer") <= MAX_ROUTES_PER_PEER);
             drain(&mut ep, now);
         }
-        assert_eq!(ep.route_count(flooder.0), Some(MAX_ROUTES_PER_PEER));
+        assert_eq!(ep.route_count(flooder.id), Some(MAX_ROUTES_PER_PEER));
         assert_eq!(ep.stats().routes_evicted, 200 - MAX_ROUTES_PER_PEER as u64);
         assert_eq!(
             ep.route_owner(local, SocketAddr::from(([10, 0, 0, 7], 20_000))),
             None
         );
         assert!(ep.by_address.len() <= MAX_ROUTES_PER_PEER + 1);
-        assert_eq!(ep.route_owner(local, other_source), Some(other.0));
+        assert_eq!(ep.route_owner(local, other_source), Some(other.id));
+    }
+
+    /// A route its owner proved only by requests (a forgeable source) goes to a peer
+    /// whose own check is answered there with integrity; the request-only peer cannot
+    /// take it back.
+    #[test]
+    fn an_answered_check_takes_a_route_proved_only_by_requests() {
+        let now = Instant::now();
+        let local: SocketAddr = LOCAL.parse().expect("addr");
+        let source: SocketAddr = "10.0.0.5:5000".parse().expect("addr");
+        let mut ep = Endpoint::new(vec![(local, Protocol::Udp)]);
+        let squatter = answering_peer(&mut ep, now, 7);
+        let owner = answering_peer(&mut ep, now, 8);
+        drain(&mut ep, now);
+        deliver(
+            &mut ep,
+            now,
+            local,
+            source,
+            &check(&squatter, Some(&squatter.pwd), 1),
+        );
+        assert_eq!(ep.route_owner(local, source), Some(squatter.id));
+        // The owner learns the source as a candidate and checks it; the answer comes
+        // from there with the owner's client's password.
+        let candidate = crate::sdp::IceCandidateInit {
+            candidate: format!(
+                "candidate:1 1 udp 2122260223 {} {} typ host",
+                source.ip(),
+                source.port()
+            ),
+            sdp_mid: Some("0".into()),
+            sdp_m_line_index: Some(0),
+            username_fragment: None,
+        };
+        ep.with_peer(owner.id, |p| p.add_ice_candidate(now, candidate))
+            .expect("peer")
+            .expect("candidate");
+        let mut at = now;
+        let mut buf = vec![0u8; 2048];
+        let request = 'found: loop {
+            at += Duration::from_millis(20);
+            ep.handle_timeout(at);
+            while let Some((id, t)) = ep.poll_transmit(at, &mut buf) {
+                let data = buf.get(..t.len).unwrap_or_default();
+                if id == owner.id && t.remote == source {
+                    if let Ok(m) = Message::parse(data) {
+                        if m.class == Class::Request {
+                            break 'found m.transaction_id;
+                        }
+                    }
+                }
+            }
+            assert!(at < now + Duration::from_secs(5), "no check to the source");
+        };
+        drain(&mut ep, at);
+        let answer = Message::new(Class::Success, Method::BINDING, request)
+            .with(Attribute::XorMappedAddress(local))
+            .encode_to_vec(Some(owner.client_pwd.as_bytes()), true);
+        assert_eq!(deliver(&mut ep, at, local, source, &answer), Some(owner.id));
+        assert_eq!(ep.route_owner(local, source), Some(owner.id));
+        assert_eq!(ep.stats().routes_taken_over, 1);
+        assert_eq!(ep.route_count(squatter.id), Some(0));
+        deliver(
+            &mut ep,
+            at,
+            local,
+            source,
+            &check(&squatter, Some(&squatter.pwd), 2),
+        );
+        assert_eq!(
+            ep.route_owner(local, source),
+            Some(owner.id),
+            "not taken back"
+        );
+        assert_eq!(ep.stats().routes_refused, 1);
+        assert_eq!(deliver(&mut ep, at, local, source, &DTLS), Some(owner.id));
     }
 }
