@@ -6,6 +6,10 @@
 //!   attacker, the attacker's client lists the victim's address as its candidate, so the
 //!   attacker's server peer sends checks there; the victim's media still reaches the
 //!   victim's server peer, and the attacker's gets none of it;
+//! - spoofed authenticated checks: a client knows its own session's password, so it can
+//!   make its server peer validate the victim's address with a forged source; that does
+//!   not take a live victim's route, and a route claimed that way before the victim
+//!   connects goes to the victim's peer once the victim answers its checks;
 //! - a flood of new source ports and ICE restarts by an authenticated client: its server
 //!   peer's route table stays within its bound, and the victim's route is untouched.
 
