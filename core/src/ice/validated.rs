@@ -60,6 +60,7 @@ impl ValidatedAddresses {
     /// How `(local, remote)` was validated, if it was (and is not forgotten).
     pub fn get(&self, local: SocketAddr, remote: SocketAddr) -> Option<Validation> {
         if self.members.is_empty() {
+            // No hashing while nothing is validated (a connecting peer's strangers).
             return None;
         }
         self.members.get(&(local, remote)).copied()
@@ -68,11 +69,6 @@ impl ValidatedAddresses {
     /// How many pairs are remembered.
     pub fn len(&self) -> usize {
         self.members.len()
-    }
-
-    /// True when no pair is remembered.
-    pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
     }
 
     /// How many pairs were forgotten to make room.
