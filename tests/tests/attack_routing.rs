@@ -586,4 +586,10 @@ fn a_flood_of_source_ports_and_restarts_stays_within_the_route_bound() {
         "the victim's media kept flowing"
     );
     assert!(w.server_connected(victim.peer));
+    let attacker_addr = addr("10.0.0.3:7000");
+    assert_eq!(
+        w.server().endpoint.route_owner(server, attacker_addr),
+        Some(attacker.peer),
+        "the flooder's own selected route is never the one evicted"
+    );
 }
