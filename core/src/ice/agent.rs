@@ -23,6 +23,7 @@ use crate::config::IceConfig;
 use crate::ice::candidate::{
     candidate_priority, foundation_for, Candidate, CandidateAddress, CandidateKind,
 };
+use crate::ice::validated::{ValidatedAddresses, Validation};
 use crate::rng::Rng;
 use crate::stun::{
     self, Attribute, Class, Message, Method, PreparedKey, RetransmitTimer, TimerAction,
@@ -44,6 +45,9 @@ const MAX_TRANSACTIONS: usize = 64;
 const NOMINATION_WAIT: Duration = Duration::from_millis(100);
 /// Nomination attempts before the controlling agent gives up on a pair.
 const MAX_NOMINATIONS: u32 = 5;
+/// Most address pairs remembered as validated (the oldest are forgotten first, the
+/// selected pair never).
+pub const MAX_VALIDATED: usize = 64;
 /// Wait for srflx responses before declaring gathering complete.
 const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -141,6 +145,8 @@ pub struct IceStats {
     pub remote_candidates_dropped: u64,
     /// Transmits or events dropped because a queue was full.
     pub queue_overflows: u64,
+    /// Validated address pairs forgotten to keep the set within [`MAX_VALIDATED`].
+    pub validated_evicted: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,6 +241,9 @@ pub struct IceAgent {
     /// Relay allocations under way: gathering is not complete until each has given a
     /// candidate or failed (the TURN client bounds how long that takes).
     relays_pending: usize,
+    /// Address pairs on which the remote proved it knows the password. Kept across ICE
+    /// restarts: the proof came from the same signaled peer.
+    validated: ValidatedAddresses,
 }
 
 impl IceAgent {
@@ -279,6 +288,7 @@ impl IceAgent {
             stats: IceStats::default(),
             closed: false,
             relays_pending: 0,
+            validated: ValidatedAddresses::new(MAX_VALIDATED),
         }
     }
 
@@ -304,6 +314,30 @@ impl IceAgent {
     pub fn selected_addresses(&self) -> Option<(SocketAddr, SocketAddr)> {
         let p = self.pairs.get(self.selected?)?;
         Some((p.local, p.remote))
+    }
+
+    /// Whether the remote proved on `(local, remote)` that it knows the ICE password: a
+    /// success response with valid MESSAGE-INTEGRITY to our check on that pair, or a
+    /// request with valid MESSAGE-INTEGRITY from `remote` to `local` that we answered.
+    /// The selected pair is always validated. O(1): asked for every DTLS datagram.
+    pub fn is_validated(&self, local: SocketAddr, remote: SocketAddr) -> bool {
+        self.selected_addresses() == Some((local, remote)) || self.validated.contains(local, remote)
+    }
+
+    /// How the remote proved `(local, remote)`, if it did: see [`Validation`].
+    pub fn validation(&self, local: SocketAddr, remote: SocketAddr) -> Option<Validation> {
+        self.validated.get(local, remote)
+    }
+
+    /// How many address pairs are remembered as validated (at most [`MAX_VALIDATED`]).
+    pub fn validated_count(&self) -> usize {
+        self.validated.len()
+    }
+
+    fn mark_validated(&mut self, local: SocketAddr, remote: SocketAddr, proof: Validation) {
+        let keep = self.selected_addresses();
+        self.validated.insert((local, remote), proof, keep);
+        self.stats.validated_evicted = self.validated.evicted();
     }
 
     /// The selected pair.
@@ -1017,6 +1051,7 @@ impl IceAgent {
         if protocol != Protocol::Udp {
             return;
         }
+        self.mark_validated(local, remote, Validation::Request);
         // Learn the source as a peer-reflexive remote candidate if it is new. Without
         // remote credentials yet we answer but check back only once they arrive.
         let priority = msg.priority().unwrap_or(0);
@@ -1152,6 +1187,7 @@ impl IceAgent {
             return;
         }
         self.last_consent = Some(now);
+        self.mark_validated(local, remote, Validation::Response);
         let Some(p) = self.pairs.get_mut(pair) else {
             return;
         };

@@ -3,12 +3,14 @@
 
 pub mod agent;
 pub mod candidate;
+mod validated;
 
 pub use agent::{
     IceAgent, IceConnectionState, IceCredentials, IceEvent, IceGatheringState, IceStats,
     SelectedPair,
 };
 pub use candidate::{Candidate, CandidateAddress, CandidateError, CandidateKind, TcpType};
+pub use validated::Validation;
 
 #[cfg(test)]
 mod tests;

@@ -513,3 +513,185 @@ fn peer_reflexive_remote_candidate_is_learned_and_used() {
         "alice uses the address bob's checks came from"
     );
 }
+
+/// A request for `agent` (its ufrag and password) as a remote agent would send it.
+fn request_for(agent: &IceAgent, remote_ufrag: &str, key: &[u8], seed: u64) -> Vec<u8> {
+    let ufrag = agent.local_credentials().ufrag.clone();
+    Message::new(
+        Class::Request,
+        Method::BINDING,
+        TransactionId::random(&mut Rng::from_seed(seed)),
+    )
+    .with(Attribute::Username(format!("{ufrag}:{remote_ufrag}")))
+    .with(Attribute::Priority(1))
+    .with(if agent.is_controlling() {
+        Attribute::IceControlled(5)
+    } else {
+        Attribute::IceControlling(5)
+    })
+    .encode_to_vec(Some(key), true)
+}
+
+/// Only a source that proved it knows the password on a pair is validated: an
+/// integrity-checked request we answered, or an integrity-checked success response to
+/// our own check that came back on the pair it left on. A listed candidate we only sent
+/// checks to, a request with the wrong key or ufrag, a forged or misdirected response:
+/// none of these validates anything.
+#[test]
+fn only_integrity_checked_sources_are_validated() {
+    let mut a = agent(41, true);
+    let now = Instant::now();
+    let local = addr("10.0.0.1:5000");
+    let listed = addr("10.0.0.7:7000");
+    let remote_pwd = "remotepasswordremotepass";
+    a.add_local_address(now, local, Protocol::Udp);
+    a.set_remote_credentials(now, "rem", remote_pwd);
+    a.add_remote_candidate(
+        now,
+        Candidate::parse(&format!(
+            "1 1 udp 2122260223 {} {} typ host",
+            listed.ip(),
+            listed.port()
+        ))
+        .expect("candidate"),
+    );
+    a.handle_timeout(now);
+    let mut buf = [0u8; 1500];
+    let check = a
+        .poll_transmit(now, &mut buf)
+        .expect("a check to the listed candidate");
+    assert_eq!((check.local, check.remote), (local, listed));
+    let check_id = crate::stun::peek_transaction_id(&buf[..check.len]).expect("id");
+    assert!(
+        !a.is_validated(local, listed),
+        "sending a check proves nothing"
+    );
+
+    // Requests: wrong key, wrong ufrag, then a good one.
+    let pwd = a.local_credentials().pwd.clone();
+    let stranger = addr("10.0.0.8:8000");
+    let wrong_key = request_for(&a, "rem", b"not-the-password", 1);
+    a.handle_stun(now, local, stranger, Protocol::Udp, &wrong_key);
+    let mut other_ufrag = Message::parse(&request_for(&a, "rem", pwd.as_bytes(), 2)).expect("m");
+    other_ufrag
+        .attributes
+        .retain(|at| !matches!(at, Attribute::Username(_)));
+    let other_ufrag = other_ufrag
+        .with(Attribute::Username("someoneelse:rem".into()))
+        .encode_to_vec(Some(pwd.as_bytes()), true);
+    a.handle_stun(now, local, stranger, Protocol::Udp, &other_ufrag);
+    assert!(!a.is_validated(local, stranger));
+    let good = request_for(&a, "rem", pwd.as_bytes(), 3);
+    a.handle_stun(now, local, stranger, Protocol::Udp, &good);
+    assert!(
+        a.is_validated(local, stranger),
+        "an answered request validates"
+    );
+    assert!(
+        !a.is_validated(addr("10.0.0.1:5001"), stranger),
+        "per local address"
+    );
+
+    // Responses to the check to `listed`: forged key, wrong source, then the real one.
+    let response = |key: &[u8]| {
+        Message::new(Class::Success, Method::BINDING, check_id)
+            .with(Attribute::XorMappedAddress(local))
+            .encode_to_vec(Some(key), true)
+    };
+    a.handle_stun(now, local, listed, Protocol::Udp, &response(b"forged-key"));
+    assert!(
+        !a.is_validated(local, listed),
+        "a response without our key's integrity"
+    );
+    let elsewhere = addr("10.0.0.9:9000");
+    a.handle_stun(
+        now,
+        local,
+        elsewhere,
+        Protocol::Udp,
+        &response(remote_pwd.as_bytes()),
+    );
+    assert!(
+        !a.is_validated(local, elsewhere),
+        "a response from elsewhere"
+    );
+    assert!(!a.is_validated(local, listed));
+    assert_eq!(a.validated_count(), 1);
+    // The misdirected response failed that pair; a second listed candidate gets its
+    // check answered properly.
+    let listed2 = addr("10.0.0.6:6000");
+    a.add_remote_candidate(
+        now,
+        Candidate::parse(&format!(
+            "2 1 udp 2122260222 {} {} typ host",
+            listed2.ip(),
+            listed2.port()
+        ))
+        .expect("candidate"),
+    );
+    let mut later = now;
+    let id = loop {
+        later += Duration::from_millis(50);
+        a.handle_timeout(later);
+        let mut found = None;
+        while let Some(t) = a.poll_transmit(later, &mut buf) {
+            if t.remote == listed2 && buf[0] == 0 && buf[1] == 1 {
+                found = crate::stun::peek_transaction_id(&buf[..t.len]);
+            }
+        }
+        if let Some(id) = found {
+            break id;
+        }
+        assert!(
+            later < now + Duration::from_secs(5),
+            "no check to {listed2}"
+        );
+    };
+    assert!(!a.is_validated(local, listed2));
+    let real = Message::new(Class::Success, Method::BINDING, id)
+        .with(Attribute::XorMappedAddress(local))
+        .encode_to_vec(Some(remote_pwd.as_bytes()), true);
+    a.handle_stun(later, local, listed2, Protocol::Udp, &real);
+    assert!(
+        a.is_validated(local, listed2),
+        "an authenticated answer validates"
+    );
+    assert!(!a.is_validated(local, listed));
+}
+
+/// Valid requests from ever new source ports (a flood, or a NAT rebinding every few
+/// seconds) keep the validated set within its bound, and the selected pair stays in it.
+#[test]
+fn the_validated_set_is_bounded_and_keeps_the_selected_pair() {
+    let mut net = Net::new(
+        agent(42, true),
+        agent(43, false),
+        addr("10.0.0.1:5000"),
+        addr("10.0.0.2:6000"),
+    );
+    net.exchange_candidates();
+    assert!(net.run_until(Duration::from_secs(10), Net::connected));
+    let selected = net.agents[1].selected_pair().expect("selected");
+    assert!(net.agents[1].is_validated(selected.local, selected.remote));
+    assert!(net.agents[0].is_validated(
+        net.agents[0].selected_pair().expect("pair").local,
+        net.agents[0].selected_pair().expect("pair").remote
+    ));
+    let now = net.now;
+    let a_ufrag = net.agents[0].local_credentials().ufrag.clone();
+    let b_pwd = net.agents[1].local_credentials().pwd.clone();
+    let b_local = net.addrs[1];
+    for port in 0..500u16 {
+        let req = request_for(&net.agents[1], &a_ufrag, b_pwd.as_bytes(), u64::from(port));
+        let from = SocketAddr::from(([10, 0, 0, 3], 10_000 + port));
+        net.agents[1].handle_stun(now, b_local, from, Protocol::Udp, &req);
+        assert!(net.agents[1].is_validated(b_local, from));
+        assert!(net.agents[1].validated_count() <= agent::MAX_VALIDATED);
+    }
+    assert!(net.agents[1].stats().validated_evicted > 0);
+    assert!(
+        net.agents[1].is_validated(selected.local, selected.remote),
+        "the selected pair is never forgotten"
+    );
+    assert!(!net.agents[1].is_validated(b_local, SocketAddr::from(([10, 0, 0, 3], 10_000))));
+}

@@ -9,6 +9,7 @@ mod error;
 pub mod event;
 mod negotiation;
 mod relay;
+mod transport;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -16,7 +17,7 @@ use std::time::Instant;
 
 use crate::config::Config;
 use crate::dtls::cert::{Certificate, Fingerprint};
-use crate::dtls::{DtlsConfig, DtlsEndpoint, DtlsEvent, DtlsRole, DtlsState, DtlsStats};
+use crate::dtls::{DtlsEndpoint, DtlsRole, DtlsState, DtlsStats};
 use crate::ice::{Candidate, CandidateAddress, IceAgent, IceEvent, IceStats};
 use crate::media::reports::{ntp_time, ReceiveCounters, RttEstimator, SendCounters};
 use crate::media::{Direction, MediaKind, Transceiver, TransceiverId, TransceiverInit};
@@ -40,9 +41,6 @@ use negotiation::Negotiation;
 const MAX_QUEUED_EVENTS: usize = 4096;
 /// Most remote candidates accepted per negotiation; the rest are dropped and counted.
 const MAX_REMOTE_CANDIDATES: usize = 256;
-/// DTLS datagrams kept while the DTLS role is not known yet (the peer's ClientHello can
-/// arrive before its answer).
-const MAX_EARLY_DTLS: usize = 8;
 /// Most protected media packets waiting for `poll_transmit`.
 const MAX_MEDIA_QUEUE: usize = 4096;
 /// Most remote SSRCs remembered for demultiplexing.
@@ -75,6 +73,10 @@ pub struct PeerStats {
     pub relay_send_failed: u64,
     /// Datagrams dropped because they arrived outside a relay under the relay policy.
     pub relay_policy_dropped: u64,
+    /// DTLS datagrams dropped because ICE had not validated their source (no check with
+    /// MESSAGE-INTEGRITY passed on that local and remote address): a stranger's
+    /// ClientHello or records. Also counted in `datagrams_dropped`.
+    pub dtls_unvalidated_dropped: u64,
     /// Each TURN client's counters, in the order the servers were added.
     pub turn: Vec<crate::turn::TurnStats>,
     /// The ICE agent's counters.
@@ -116,7 +118,7 @@ pub struct PeerConnection {
     dtls: Option<DtlsEndpoint>,
     dtls_params: Option<(DtlsRole, Fingerprint)>,
     dtls_state: DtlsState,
-    early_dtls: Vec<Vec<u8>>,
+    early_dtls: transport::EarlyDtls,
     srtp: Option<(SrtpProfile, Vec<u8>)>,
     srtp_in: Option<SrtpContext>,
     srtp_out: Option<SrtpContext>,
@@ -194,7 +196,7 @@ impl PeerConnection {
             dtls: None,
             dtls_params: None,
             dtls_state: DtlsState::New,
-            early_dtls: Vec::new(),
+            early_dtls: transport::EarlyDtls::default(),
             srtp: None,
             srtp_in: None,
             srtp_out: None,
@@ -344,6 +346,24 @@ impl PeerConnection {
     /// The selected ICE candidate pair, once there is one.
     pub fn selected_pair(&self) -> Option<crate::ice::SelectedPair> {
         self.ice.selected_pair()
+    }
+
+    /// Whether ICE validated `remote` on `local`: the selected pair, or a pair on which
+    /// the remote proved it knows the ICE password (a success response with valid
+    /// MESSAGE-INTEGRITY to our check, or such a request that we answered). Only these
+    /// reach DTLS; the [`Endpoint`](crate::Endpoint) routes by them. O(1).
+    pub fn is_address_validated(&self, local: SocketAddr, remote: SocketAddr) -> bool {
+        self.ice.is_validated(local, remote)
+    }
+
+    /// How the remote proved `(local, remote)` to ICE, if it did: by a request (it knows
+    /// the password) or by answering our check (it also receives at that address).
+    pub fn address_validation(
+        &self,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Option<crate::ice::Validation> {
+        self.ice.validation(local, remote)
     }
 
     /// Counters.
@@ -666,23 +686,21 @@ impl PeerConnection {
         }
         let consumed = match DatagramKind::classify(datagram.data) {
             DatagramKind::Dtls => {
-                match self.dtls.as_mut() {
-                    Some(d) => d.handle_datagram(now, datagram.data),
-                    None if self.early_dtls.len() < MAX_EARLY_DTLS => {
-                        self.early_dtls.push(datagram.data.to_vec())
-                    }
-                    None => self.stats.datagrams_dropped += 1,
-                }
-                self.maybe_start_dtls(now);
+                self.handle_dtls_datagram(now, datagram.local, datagram.remote, datagram.data);
                 true
             }
-            DatagramKind::Stun => self.ice.handle_stun(
-                now,
-                datagram.local,
-                datagram.remote,
-                datagram.protocol,
-                datagram.data,
-            ),
+            DatagramKind::Stun => {
+                let consumed = self.ice.handle_stun(
+                    now,
+                    datagram.local,
+                    datagram.remote,
+                    datagram.protocol,
+                    datagram.data,
+                );
+                // A check may have validated the source of an early ClientHello.
+                self.maybe_start_dtls(now);
+                consumed
+            }
             DatagramKind::Rtp => self.handle_srtp(now, datagram.data),
             // TURN channel data arrives with the TURN work.
             DatagramKind::ChannelData | DatagramKind::Unknown => false,
@@ -892,38 +910,6 @@ impl PeerConnection {
         self.maybe_start_sctp(now);
         self.pump(now);
         self.update_negotiation_needed();
-    }
-
-    /// Start DTLS once the role is known and ICE has a pair (or, as server, once the
-    /// peer's ClientHello arrived).
-    fn maybe_start_dtls(&mut self, now: Instant) {
-        if self.dtls.is_some() || self.closed {
-            return;
-        }
-        let Some((role, fingerprint)) = self.dtls_params.clone() else {
-            return;
-        };
-        let ready = self.ice.selected_addresses().is_some() || !self.early_dtls.is_empty();
-        if !ready {
-            return;
-        }
-        let config = DtlsConfig {
-            srtp_profiles: self.config.srtp_profiles.clone(),
-            mtu: self.config.mtu,
-            // We run ICE first, so the peer's address is already verified: no cookie needed.
-            require_cookie: false,
-            // ICE already measured that the path works: retransmit sooner than RFC 6347's 1 s.
-            initial_retransmit: std::time::Duration::from_millis(400),
-            max_retransmits: 12,
-            max_retransmit_timeout: std::time::Duration::from_secs(3),
-        };
-        let mut dtls = DtlsEndpoint::new(role, &self.certificate, fingerprint, config, now);
-        for d in std::mem::take(&mut self.early_dtls) {
-            dtls.handle_datagram(now, &d);
-        }
-        self.dtls = Some(dtls);
-        self.dtls_state = DtlsState::Connecting;
-        self.pump(now);
     }
 
     /// Fire `Track` for every transceiver the remote now sends on (W3C: when the
@@ -1548,42 +1534,7 @@ impl PeerConnection {
                 }
             }
         }
-        while let Some(ev) = self.dtls.as_mut().and_then(DtlsEndpoint::poll_event) {
-            match ev {
-                DtlsEvent::Connected {
-                    srtp_profile,
-                    keying_material,
-                } => {
-                    let is_client = self.dtls_role() == Some(DtlsRole::Client);
-                    if let Ok((out, inb)) = SrtpContext::pair_from_keying_material(
-                        srtp_profile,
-                        &keying_material,
-                        is_client,
-                    ) {
-                        self.srtp_out = Some(out);
-                        self.srtp_in = Some(inb);
-                        self.schedule_report(self.last_now);
-                    }
-                    self.srtp = Some((srtp_profile, keying_material));
-                    self.dtls_state = DtlsState::Connected;
-                    self.maybe_start_sctp(now);
-                }
-                DtlsEvent::Failed(e) => {
-                    self.dtls_state = DtlsState::Failed;
-                    self.push_event(Event::DtlsFailed(e));
-                }
-                DtlsEvent::Closed => self.dtls_state = DtlsState::Closed,
-                // One SCTP packet per record (RFC 8261).
-                DtlsEvent::ApplicationData(packet) => {
-                    if self.data_started {
-                        self.data.handle_packet(now, &packet);
-                    } else {
-                        self.stats.datagrams_dropped += 1;
-                    }
-                }
-            }
-            self.update_connection_state();
-        }
+        self.pump_dtls(now);
         self.pump_data(now);
     }
 
