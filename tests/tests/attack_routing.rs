@@ -91,10 +91,27 @@ fn a_raced_client_hello_from_another_address_is_dropped() {
     }
     net.run_for(Duration::from_secs(2));
     assert!(net.connected(a, b), "{}", net.timeline_text());
-    assert!(net.peer(a).srtp_keying().is_some() && net.peer(b).srtp_keying().is_some());
-    let keys_a = net.peer(a).srtp_keying().map(|(p, k)| (p, k.to_vec()));
-    let keys_b = net.peer(b).srtp_keying().map(|(p, k)| (p, k.to_vec()));
-    assert_eq!(keys_a, keys_b, "both ends derived the same keys");
+    assert!(net.peer(a).srtp_profile().is_some());
+    assert_eq!(net.peer(a).srtp_profile(), net.peer(b).srtp_profile());
+    // Both ends derived the same keys: media from alice decrypts at bob.
+    let t = net.peer(a).transceivers()[0].id;
+    for seq in 0..5u16 {
+        let packet = RtpPacket {
+            payload_type: 111,
+            sequence_number: seq,
+            timestamp: u32::from(seq) * 960,
+            marker: false,
+            ssrc: 0,
+            payload: Bytes::from_static(b"opus"),
+        };
+        net.peer(a).send_rtp(t, &packet).expect("send");
+    }
+    net.run_for(Duration::from_millis(200));
+    let received = net
+        .events_of(b)
+        .filter(|e| matches!(e, Event::Rtp { .. }))
+        .count();
+    assert_eq!(received, 5, "alice's media decrypts at bob");
     assert!(!net
         .events_of(a)
         .chain(net.events_of(b))

@@ -135,7 +135,7 @@ fn echo_media(kind: BrowserKind, core_offers: bool, profiles: Vec<SrtpProfile>) 
         }
     }
     let state = browser.call(json!({"cmd": "state"})).expect("state");
-    let (profile, _) = pc.srtp_keying().expect("srtp keys");
+    let profile = pc.srtp_profile().expect("SRTP negotiated");
     assert!(profiles.contains(&profile), "negotiated {profile:?}");
     assert_eq!(
         pc.connection_state(),

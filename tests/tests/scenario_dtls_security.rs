@@ -68,7 +68,7 @@ fn fingerprint_mismatch_fails_the_connection() {
     assert!(net
         .events_of(b)
         .any(|e| matches!(e, Event::DtlsFailed(DtlsError::FingerprintMismatch))));
-    assert!(net.peer(b).srtp_keying().is_none(), "no keys exported");
+    assert!(net.peer(b).srtp_profile().is_none(), "no keys exported");
     // Alice learns from the alert and fails too; nothing can be sent.
     assert!(
         net.run_until(Duration::from_secs(5), |n| n.peer(a).connection_state()

@@ -81,13 +81,22 @@ pub enum IceGatheringState {
     Complete,
 }
 
-/// ICE username fragment and password.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// ICE username fragment and password. `Debug` shows the ufrag only.
+#[derive(Clone, PartialEq, Eq)]
 pub struct IceCredentials {
     /// ufrag.
     pub ufrag: String,
     /// Password.
     pub pwd: String,
+}
+
+impl std::fmt::Debug for IceCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IceCredentials")
+            .field("ufrag", &self.ufrag)
+            .field("pwd", &"<redacted>")
+            .finish()
+    }
 }
 
 /// The pair media flows on.

@@ -119,7 +119,7 @@ pub struct PeerConnection {
     dtls_params: Option<(DtlsRole, Fingerprint)>,
     dtls_state: DtlsState,
     early_dtls: transport::EarlyDtls,
-    srtp: Option<(SrtpProfile, Vec<u8>)>,
+    srtp: Option<SrtpProfile>,
     srtp_in: Option<SrtpContext>,
     srtp_out: Option<SrtpContext>,
     /// Protected RTP/RTCP waiting for `poll_transmit`, in reused buffers.
@@ -333,9 +333,10 @@ impl PeerConnection {
         self.dtls_state
     }
 
-    /// The negotiated SRTP profile and the DTLS-exported keying material, once DTLS is up.
-    pub fn srtp_keying(&self) -> Option<(SrtpProfile, &[u8])> {
-        self.srtp.as_ref().map(|(p, k)| (*p, k.as_slice()))
+    /// The SRTP protection profile DTLS negotiated, once DTLS is up (the keys themselves
+    /// never leave the core's SRTP contexts).
+    pub fn srtp_profile(&self) -> Option<SrtpProfile> {
+        self.srtp
     }
 
     /// Our current ICE username fragment (it changes with an ICE restart).

@@ -169,7 +169,8 @@ impl PeerConnection {
                         self.srtp_in = Some(inb);
                         self.schedule_report(self.last_now);
                     }
-                    self.srtp = Some((srtp_profile, keying_material));
+                    // The keying material lives on only inside the SRTP contexts.
+                    self.srtp = Some(srtp_profile);
                     self.dtls_state = DtlsState::Connected;
                     self.maybe_start_sctp(now);
                 }

@@ -143,7 +143,7 @@ fn aes_ctr(key: &[u8], iv: &[u8; 16], data: &mut [u8]) {
 
 /// RFC 3711 4.3.1 key derivation with kdr = 0: AES-CM keystream of the master key with
 /// IV = (master salt XOR label at byte 7) || 0x0000.
-pub fn derive(master_key: &[u8], master_salt: &[u8], label: u8, out: &mut [u8]) {
+pub(crate) fn derive(master_key: &[u8], master_salt: &[u8], label: u8, out: &mut [u8]) {
     let mut iv = [0u8; 16];
     let n = master_salt.len().min(14);
     iv[..n].copy_from_slice(&master_salt[..n]);
