@@ -302,7 +302,7 @@ fn finished_with_wrong_verify_data_fails() {
     // The client's Finished is encrypted with the right keys (so the record authenticates)
     // but carries verify_data of another transcript: only the transcript check catches it.
     let mut p = pair_with(DtlsConfig::default(), DtlsConfig::default(), None);
-    p.a.forge_finished = true;
+    p.a.cx.forge_finished = true;
     p.run(Duration::from_secs(10));
     assert_eq!(p.failed(1), Some(DtlsError::BadFinished));
     assert_eq!(
@@ -313,7 +313,7 @@ fn finished_with_wrong_verify_data_fails() {
     assert!(p.connected().is_none());
     // The other direction: the server forges.
     let mut p = pair_with(DtlsConfig::default(), DtlsConfig::default(), None);
-    p.b.forge_finished = true;
+    p.b.cx.forge_finished = true;
     p.run(Duration::from_secs(10));
     assert_eq!(p.failed(0), Some(DtlsError::BadFinished));
     assert!(!p.events[0]
@@ -409,7 +409,7 @@ fn both_ecdhe_groups_complete_and_the_server_prefers_x25519() {
     ] {
         let mut p = pair_with(DtlsConfig::default(), DtlsConfig::default(), None);
         // The cookied ClientHello (the one the server answers) carries these groups.
-        p.a.client_hello_for_test = Some((offered.clone(), true));
+        p.a.cx.client_hello_for_test = Some((offered.clone(), true));
         let seen = std::rc::Rc::new(std::cell::Cell::new(None));
         let record = seen.clone();
         p.tamper = Some(Box::new(move |d: &mut Vec<u8>| {
@@ -429,7 +429,7 @@ fn both_ecdhe_groups_complete_and_the_server_prefers_x25519() {
 fn a_client_without_extended_master_secret_is_refused() {
     use crate::dtls::wire::{GROUP_P256, GROUP_X25519};
     let mut p = pair_with(DtlsConfig::default(), DtlsConfig::default(), None);
-    p.a.client_hello_for_test = Some((vec![GROUP_X25519, GROUP_P256], false));
+    p.a.cx.client_hello_for_test = Some((vec![GROUP_X25519, GROUP_P256], false));
     p.run(Duration::from_secs(10));
     assert_eq!(
         p.failed(1),
@@ -448,7 +448,7 @@ fn a_client_without_extended_master_secret_is_refused() {
 fn no_common_group_is_refused() {
     let mut p = pair_with(DtlsConfig::default(), DtlsConfig::default(), None);
     // secp384r1 only: a group we do not implement.
-    p.a.client_hello_for_test = Some((vec![0x0018], true));
+    p.a.cx.client_hello_for_test = Some((vec![0x0018], true));
     p.run(Duration::from_secs(10));
     assert_eq!(p.failed(1), Some(DtlsError::NoCommonParameters));
     assert!(p.connected().is_none());

@@ -921,7 +921,14 @@ impl PeerConnection {
             max_retransmits: 12,
             max_retransmit_timeout: std::time::Duration::from_secs(3),
         };
-        let mut dtls = DtlsEndpoint::new(role, &self.certificate, fingerprint, config, now);
+        let mut dtls = DtlsEndpoint::with_rng(
+            role,
+            &self.certificate,
+            fingerprint,
+            config,
+            self.rng.fork(),
+            now,
+        );
         for d in std::mem::take(&mut self.early_dtls) {
             dtls.handle_datagram(now, &d);
         }
