@@ -231,8 +231,9 @@ fn on_server_hello(
     // The transcript starts with the ClientHello the server answered.
     cx.transcript.clear();
     cx.transcript.extend_from_slice(client_hello);
+    // The ClientHello's timer keeps running until the server's whole flight is in: if a
+    // part of it is lost, our retransmitted ClientHello makes the server resend it.
     cx.transcript_add(HandshakeType::ServerHello, seq, body);
-    cx.flight.stop_timer();
     Ok(())
 }
 

@@ -195,7 +195,7 @@ pub struct DtlsStats {
 
 /// The role-specific handshake state.
 #[derive(Debug)]
-enum Side {
+pub(crate) enum Side {
     Client(ClientState),
     Server(Server),
 }
@@ -204,7 +204,7 @@ enum Side {
 #[derive(Debug)]
 pub struct DtlsEndpoint {
     pub(crate) cx: Context,
-    side: Side,
+    pub(crate) side: Side,
 }
 
 impl DtlsEndpoint {
@@ -464,7 +464,13 @@ impl DtlsEndpoint {
             self.cx.stats.malformed_records += 1;
             return;
         };
-        if description == 0 {
+        if self.cx.state == DtlsState::New {
+            // A server that has not answered a ClientHello has no association to end.
+            self.cx.stats.ignored_records += 1;
+        } else if description == 0 && self.cx.state == DtlsState::Connecting {
+            // close_notify before the handshake completed: the handshake failed.
+            self.cx.fail(DtlsError::Alert(0));
+        } else if description == 0 {
             self.cx.state = DtlsState::Closed;
             self.cx.flight.clear();
             self.cx.push_event(DtlsEvent::Closed);

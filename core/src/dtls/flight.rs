@@ -71,11 +71,6 @@ impl Flight {
         self.retransmit_at = expect_reply.then(|| now + initial_timeout);
     }
 
-    /// Stop the timer (the peer's reply arrived).
-    pub(crate) fn stop_timer(&mut self) {
-        self.retransmit_at = None;
-    }
-
     /// Forget the flight.
     pub(crate) fn clear(&mut self) {
         self.items.clear();
