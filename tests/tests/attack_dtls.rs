@@ -549,7 +549,7 @@ fn a_fragment_flood_during_the_handshake_stays_bounded() {
             let mut datagram = Vec::new();
             for i in 0..40u32 {
                 let n = burst * 40 + i;
-                let seq = 1 + (n % 30) as u16;
+                let seq = 1 + ((n / 2) % 30) as u16;
                 let body: &[u8] = if n % 2 == 0 { &[] } else { &[0x5A] };
                 let f = fragment(
                     11 + (n % 6) as u8,
