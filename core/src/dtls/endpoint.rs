@@ -197,7 +197,7 @@ pub struct DtlsStats {
 #[derive(Debug)]
 pub(crate) enum Side {
     Client(ClientState),
-    Server(Server),
+    Server(Box<Server>),
 }
 
 /// One DTLS association.
@@ -276,7 +276,7 @@ impl DtlsEndpoint {
                 cx.state = DtlsState::Connecting;
                 Side::Client(ClientState::start(&mut cx, now))
             }
-            DtlsRole::Server => Side::Server(Server::new(&mut cx)),
+            DtlsRole::Server => Side::Server(Box::new(Server::new(&mut cx))),
         };
         DtlsEndpoint { cx, side }
     }

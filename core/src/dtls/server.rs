@@ -40,7 +40,10 @@ pub(crate) enum ServerState {
     /// The client's certificate matched the fingerprint.
     WaitClientKeyExchange { ephemeral: Ephemeral },
     /// Keys derived but not usable until the client proves it holds the certificate key.
-    WaitCertificateVerify { master: [u8; 48], keys: RecordKeys },
+    WaitCertificateVerify {
+        master: [u8; 48],
+        keys: Box<RecordKeys>,
+    },
     /// CertificateVerify verified; the keys are installed for reading after CCS.
     WaitChangeCipherSpec { master: [u8; 48] },
     /// The client's ChangeCipherSpec switched the read epoch.
@@ -217,7 +220,10 @@ impl Server {
                 cx.transcript_add(kind, msg.seq, &msg.body);
                 let pre_master = ephemeral.agree(&peer_public)?;
                 let (master, keys) = cx.derive_keys(&pre_master)?;
-                ServerState::WaitCertificateVerify { master, keys }
+                ServerState::WaitCertificateVerify {
+                    master,
+                    keys: Box::new(keys),
+                }
             }
             (
                 ServerState::WaitCertificateVerify { master, keys },
@@ -230,7 +236,7 @@ impl Server {
                 }
                 cx.verify_with_peer(&cx.transcript, &signature)?;
                 cx.transcript_add(kind, msg.seq, &msg.body);
-                cx.record.install(keys);
+                cx.record.install(*keys);
                 ServerState::WaitChangeCipherSpec { master }
             }
             (ServerState::WaitFinished { master }, HandshakeType::Finished) => {
