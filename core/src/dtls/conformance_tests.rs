@@ -99,13 +99,18 @@ struct Driver {
 
 impl Driver {
     fn new(target_role: DtlsRole, seed: u64) -> Driver {
+        Driver::with_cookie(target_role, seed, false)
+    }
+
+    /// As `new`, the server demanding a HelloVerifyRequest round trip when `cookie`.
+    fn with_cookie(target_role: DtlsRole, seed: u64, cookie: bool) -> Driver {
         let now = Instant::now();
         let (ct, cp) = (
             Certificate::generate().expect("cert"),
             Certificate::generate().expect("cert"),
         );
         let config = DtlsConfig {
-            require_cookie: false,
+            require_cookie: cookie,
             ..Default::default()
         };
         let mut rng = Rng::from_seed(seed);
@@ -302,8 +307,8 @@ fn next_type(d: &Driver) -> Option<u8> {
 }
 
 /// How many real records the peer sends the target in a whole handshake.
-fn script_len(role: DtlsRole) -> usize {
-    let mut d = Driver::new(role, 1);
+fn script_len(role: DtlsRole, cookie: bool) -> usize {
+    let mut d = Driver::with_cookie(role, 1, cookie);
     d.finish();
     assert!(
         connected_keys(&d.target_events).is_some(),
@@ -314,8 +319,8 @@ fn script_len(role: DtlsRole) -> usize {
 }
 
 /// A fresh pair with the first `k` real records delivered to the target.
-fn at_state(role: DtlsRole, k: usize, seed: u64) -> Driver {
-    let mut d = Driver::new(role, seed);
+fn at_state(role: DtlsRole, cookie: bool, k: usize, seed: u64) -> Driver {
+    let mut d = Driver::with_cookie(role, seed, cookie);
     for _ in 0..k {
         assert!(d.step(), "{role:?}: record {k} exists");
     }
@@ -324,12 +329,17 @@ fn at_state(role: DtlsRole, k: usize, seed: u64) -> Driver {
 
 /// Inject `r` in state `k`: the target fails with a typed error, or ignores it and then
 /// completes the handshake with the real records that follow.
-fn deviate(role: DtlsRole, k: usize, what: &str, make: impl Fn(&Driver) -> Vec<u8>) -> bool {
-    let mut d = at_state(role, k, 7 + k as u64);
+fn deviate(
+    (role, cookie): (DtlsRole, bool),
+    k: usize,
+    what: &str,
+    make: impl Fn(&Driver) -> Vec<u8>,
+) -> bool {
+    let mut d = at_state(role, cookie, k, 7 + k as u64);
     let was_connected = d.target.state() == DtlsState::Connected;
     let r = make(&d);
     d.inject(&r);
-    let what = format!("{role:?} state {k}: {what}");
+    let what = format!("{role:?} (cookie {cookie}) state {k}: {what}");
     d.check_keys(&what);
     if d.target.state() == DtlsState::Failed {
         assert!(
@@ -351,12 +361,12 @@ fn deviate(role: DtlsRole, k: usize, what: &str, make: impl Fn(&Driver) -> Vec<u
     true
 }
 
-fn conformance(role: DtlsRole) {
+fn conformance(role: DtlsRole, cookie: bool) {
     let lib = library();
-    let len = script_len(role);
+    let len = script_len(role, cookie);
     let (mut failed, mut ignored) = (0, 0);
     for k in 0..=len {
-        let probe = at_state(role, k, 7 + k as u64);
+        let probe = at_state(role, cookie, k, 7 + k as u64);
         let expected = next_type(&probe);
         let seq = probe.target.cx.reassembly.next_seq();
         let committed = match &probe.target.side {
@@ -366,14 +376,17 @@ fn conformance(role: DtlsRole) {
         let connected = probe.target.state() == DtlsState::Connected;
         // Every handshake message type out of place, at the message_seq expected next.
         for (msg_type, body) in &lib.messages {
-            // The expected message is in place; so is a HelloVerifyRequest for a client
-            // still waiting for the ServerHello.
-            let hello_verify = role == DtlsRole::Client && k == 0 && *msg_type == 3;
+            // The expected message is in place; so are a HelloVerifyRequest and a
+            // ServerHello for a client waiting for the server's first answer.
+            let hello_verify = role == DtlsRole::Client && k == 0 && matches!(*msg_type, 2 | 3);
+            // Before it committed, a server takes any ClientHello (that is item 4's
+            // source-address check, not the state machine's).
+            let hello_verify = hello_verify || (!committed && *msg_type == 1);
             if Some(*msg_type) == expected || hello_verify {
                 continue;
             }
             let outcome = deviate(
-                role,
+                (role, cookie),
                 k,
                 &format!("message type {msg_type} at seq {seq}"),
                 |_| handshake(*msg_type, seq, body, 500),
@@ -394,7 +407,7 @@ fn conformance(role: DtlsRole) {
         }
         // Every other record kind.
         for (kind, r) in &lib.others {
-            let outcome = deviate(role, k, kind, |_| r.clone());
+            let outcome = deviate((role, cookie), k, kind, |_| r.clone());
             if connected {
                 assert!(outcome, "{role:?} connected: {kind} must be ignored");
             }
@@ -406,7 +419,7 @@ fn conformance(role: DtlsRole) {
         }
         // Repeat every real record already delivered (a duplicate or retransmission).
         for j in 0..k {
-            let mut d = Driver::new(role, 7 + k as u64);
+            let mut d = Driver::with_cookie(role, 7 + k as u64, cookie);
             let mut seen = Vec::new();
             for _ in 0..k {
                 seen.push(d.queue.front().cloned().expect("record"));
@@ -426,9 +439,9 @@ fn conformance(role: DtlsRole) {
             ignored += 1;
         }
         // Leave record k out: no keys, and the handshake ends in a typed failure.
-        // (A server given no ClientHello has no handshake to fail.)
-        if k < len && !(role == DtlsRole::Server && k == 0) {
-            let mut d = at_state(role, k, 7 + k as u64);
+        // (A server that has not committed to a ClientHello has no handshake to fail.)
+        if k < len && committed {
+            let mut d = at_state(role, cookie, k, 7 + k as u64);
             d.queue.pop_front();
             for _ in 0..200 {
                 while d.step() {}
@@ -460,12 +473,20 @@ fn conformance(role: DtlsRole) {
 
 #[test]
 fn server_state_machine_conformance() {
-    conformance(DtlsRole::Server);
+    conformance(DtlsRole::Server, false);
 }
 
 #[test]
 fn client_state_machine_conformance() {
-    conformance(DtlsRole::Client);
+    conformance(DtlsRole::Client, false);
+}
+
+/// The same with the HelloVerifyRequest round trip: the client's state after the cookie,
+/// the server's before it commits.
+#[test]
+fn conformance_with_the_cookie_exchange() {
+    conformance(DtlsRole::Server, true);
+    conformance(DtlsRole::Client, true);
 }
 
 /// The attack of issue 13: an on-path attacker replays the client's (public) Certificate
