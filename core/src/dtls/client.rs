@@ -167,7 +167,6 @@ impl ClientState {
 /// Send a ClientHello (with the server's cookie after a HelloVerifyRequest); returns the
 /// whole message for the transcript.
 fn send_client_hello(cx: &mut Context, now: Instant, cookie: Vec<u8>) -> Vec<u8> {
-    let with_cookie = !cookie.is_empty();
     #[cfg_attr(not(test), allow(unused_mut))]
     let mut hello = ClientHello {
         version: DTLS_1_2,
@@ -200,9 +199,8 @@ fn send_client_hello(cx: &mut Context, now: Instant, cookie: Vec<u8>) -> Vec<u8>
         body,
         epoch: 0,
     };
-    // The first ClientHello goes out with record version DTLS 1.0, as browsers do.
-    let version = if with_cookie { DTLS_1_2 } else { DTLS_1_0 };
-    cx.start_flight(now, vec![item], version, true);
+    // ClientHellos go out with record version DTLS 1.0, as browsers send them.
+    cx.start_flight(now, vec![item], DTLS_1_0, true);
     full
 }
 
