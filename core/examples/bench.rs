@@ -248,6 +248,7 @@ fn bench_dtls() {
             &ca,
             cb.fingerprint().clone(),
             DtlsConfig::default(),
+            Rng::from_seed(109),
             now,
         );
         let mut b = DtlsEndpoint::new(
@@ -255,6 +256,7 @@ fn bench_dtls() {
             &cb,
             ca.fingerprint().clone(),
             DtlsConfig::default(),
+            Rng::from_seed(110),
             now,
         );
         let mut buf = [0u8; 2048];

@@ -42,9 +42,17 @@ fn pair_with(
         &ca,
         cb.fingerprint().clone(),
         client_cfg,
+        Rng::from_seed(101),
         now,
     );
-    let b = DtlsEndpoint::new(DtlsRole::Server, &cb, fa, server_cfg, now);
+    let b = DtlsEndpoint::new(
+        DtlsRole::Server,
+        &cb,
+        fa,
+        server_cfg,
+        Rng::from_seed(102),
+        now,
+    );
     Pair {
         now,
         a,
@@ -302,7 +310,7 @@ fn finished_with_wrong_verify_data_fails() {
     // The client's Finished is encrypted with the right keys (so the record authenticates)
     // but carries verify_data of another transcript: only the transcript check catches it.
     let mut p = pair_with(DtlsConfig::default(), DtlsConfig::default(), None);
-    p.a.forge_finished = true;
+    p.a.cx.forge_finished = true;
     p.run(Duration::from_secs(10));
     assert_eq!(p.failed(1), Some(DtlsError::BadFinished));
     assert_eq!(
@@ -313,7 +321,7 @@ fn finished_with_wrong_verify_data_fails() {
     assert!(p.connected().is_none());
     // The other direction: the server forges.
     let mut p = pair_with(DtlsConfig::default(), DtlsConfig::default(), None);
-    p.b.forge_finished = true;
+    p.b.cx.forge_finished = true;
     p.run(Duration::from_secs(10));
     assert_eq!(p.failed(0), Some(DtlsError::BadFinished));
     assert!(!p.events[0]
@@ -351,6 +359,7 @@ fn garbage_never_panics() {
         &cb,
         ca.fingerprint().clone(),
         DtlsConfig::default(),
+        Rng::from_seed(103),
         now,
     );
     let mut client = DtlsEndpoint::new(
@@ -358,6 +367,7 @@ fn garbage_never_panics() {
         &ca,
         cb.fingerprint().clone(),
         DtlsConfig::default(),
+        Rng::from_seed(104),
         now,
     );
     let mut rng = Rng::from_seed(9);
@@ -409,7 +419,7 @@ fn both_ecdhe_groups_complete_and_the_server_prefers_x25519() {
     ] {
         let mut p = pair_with(DtlsConfig::default(), DtlsConfig::default(), None);
         // The cookied ClientHello (the one the server answers) carries these groups.
-        p.a.client_hello_for_test = Some((offered.clone(), true));
+        p.a.cx.client_hello_for_test = Some((offered.clone(), true));
         let seen = std::rc::Rc::new(std::cell::Cell::new(None));
         let record = seen.clone();
         p.tamper = Some(Box::new(move |d: &mut Vec<u8>| {
@@ -429,7 +439,7 @@ fn both_ecdhe_groups_complete_and_the_server_prefers_x25519() {
 fn a_client_without_extended_master_secret_is_refused() {
     use crate::dtls::wire::{GROUP_P256, GROUP_X25519};
     let mut p = pair_with(DtlsConfig::default(), DtlsConfig::default(), None);
-    p.a.client_hello_for_test = Some((vec![GROUP_X25519, GROUP_P256], false));
+    p.a.cx.client_hello_for_test = Some((vec![GROUP_X25519, GROUP_P256], false));
     p.run(Duration::from_secs(10));
     assert_eq!(
         p.failed(1),
@@ -448,7 +458,7 @@ fn a_client_without_extended_master_secret_is_refused() {
 fn no_common_group_is_refused() {
     let mut p = pair_with(DtlsConfig::default(), DtlsConfig::default(), None);
     // secp384r1 only: a group we do not implement.
-    p.a.client_hello_for_test = Some((vec![0x0018], true));
+    p.a.cx.client_hello_for_test = Some((vec![0x0018], true));
     p.run(Duration::from_secs(10));
     assert_eq!(p.failed(1), Some(DtlsError::NoCommonParameters));
     assert!(p.connected().is_none());
@@ -530,6 +540,7 @@ fn retransmission_backs_off_exponentially_to_the_ceiling() {
         &ca,
         cb.fingerprint().clone(),
         config,
+        Rng::from_seed(105),
         start,
     );
     let mut buf = [0u8; 2048];
@@ -569,4 +580,206 @@ fn retransmission_backs_off_exponentially_to_the_ceiling() {
     ));
     assert_eq!(client.state(), DtlsState::Failed);
     assert_eq!(client.stats().retransmits, 6);
+}
+
+/// A plaintext (epoch-0) record.
+fn plaintext_record(content_type: u8, sequence: u64, payload: &[u8]) -> Vec<u8> {
+    let mut r = vec![content_type, 0xFE, 0xFD, 0, 0];
+    r.extend_from_slice(&sequence.to_be_bytes()[2..]);
+    r.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    r.extend_from_slice(payload);
+    r
+}
+
+/// An epoch-0 handshake record with one fragment.
+fn fragment_record(msg_type: u8, seq: u16, length: u32, offset: u32, body: &[u8]) -> Vec<u8> {
+    let mut m = Vec::new();
+    crate::dtls::wire::HandshakeHeader {
+        msg_type,
+        length,
+        message_seq: seq,
+        fragment_offset: offset,
+        fragment_length: body.len() as u32,
+    }
+    .write(&mut m);
+    m.extend_from_slice(body);
+    plaintext_record(22, 1000, &m)
+}
+
+/// Once the server answered a ClientHello, another ClientHello (another client, another
+/// random) is ignored and counted; the handshake in progress completes.
+#[test]
+fn another_client_hello_never_breaks_the_handshake_in_progress() {
+    let config = DtlsConfig {
+        require_cookie: false,
+        ..Default::default()
+    };
+    let mut p = pair_with(config.clone(), config.clone(), None);
+    let mut buf = [0u8; 2048];
+    let n = p.a.poll_transmit(&mut buf).expect("client hello");
+    p.b.handle_datagram(p.now, &buf[..n]);
+    assert_eq!(p.b.state(), DtlsState::Connecting);
+    // A stranger's ClientHello, whole and in fragments.
+    let (cc, _) = certs();
+    let stranger_config = DtlsConfig { mtu: 90, ..config };
+    let mut stranger = DtlsEndpoint::new(
+        DtlsRole::Client,
+        &cc,
+        cc.fingerprint().clone(),
+        stranger_config,
+        Rng::from_seed(106),
+        p.now,
+    );
+    let mut stranger_datagrams = 0;
+    while let Some(n) = stranger.poll_transmit(&mut buf) {
+        p.b.handle_datagram(p.now, &buf[..n]);
+        stranger_datagrams += 1;
+    }
+    assert!(stranger_datagrams > 1);
+    // (A fragment whose bytes equal the committed ClientHello's counts as a retransmission.)
+    assert!(p.b.stats().ignored_client_hellos >= 1);
+    assert_eq!(p.b.state(), DtlsState::Connecting);
+    p.run(Duration::from_secs(5));
+    let (_, ka, kb) = p.connected().expect("the first handshake completes");
+    assert_eq!(ka, kb);
+}
+
+/// RFC 6347 4.2.4: a retransmission of the ClientHello we answered makes the server resend
+/// its flight, without counting it as a stray ClientHello.
+#[test]
+fn a_retransmitted_client_hello_gets_the_servers_flight_again() {
+    let config = DtlsConfig {
+        require_cookie: false,
+        ..Default::default()
+    };
+    let mut p = pair_with(config.clone(), config, None);
+    let mut buf = [0u8; 2048];
+    let n = p.a.poll_transmit(&mut buf).expect("client hello");
+    let hello = buf[..n].to_vec();
+    p.b.handle_datagram(p.now, &hello);
+    let first: Vec<_> =
+        std::iter::from_fn(|| p.b.poll_transmit(&mut buf).map(|n| buf[..n].to_vec())).collect();
+    assert!(!first.is_empty());
+    p.now += Duration::from_millis(200);
+    p.b.handle_datagram(p.now, &hello);
+    let again: Vec<_> =
+        std::iter::from_fn(|| p.b.poll_transmit(&mut buf).map(|n| buf[..n].to_vec())).collect();
+    assert_eq!(again.len(), first.len(), "the whole flight again");
+    assert_eq!(p.b.stats().ignored_client_hellos, 0);
+    assert_eq!(p.b.stats().retransmits, 1);
+}
+
+/// Once connected, plaintext alerts and handshake fragments are dropped and counted: the
+/// association stays up, application data flows, and a real (epoch-1) close_notify works.
+#[test]
+fn unauthenticated_records_after_the_handshake_are_dropped() {
+    let mut p = pair_with(DtlsConfig::default(), DtlsConfig::default(), None);
+    p.run(Duration::from_secs(5));
+    assert!(p.connected().is_some());
+    let finished_seq = 7; // the next message_seq either side would expect
+    let forged = [
+        plaintext_record(21, 50, &[1, 0]),  // close_notify
+        plaintext_record(21, 51, &[2, 40]), // fatal handshake_failure
+        plaintext_record(21, 52, &[2, 0]),
+        fragment_record(20, finished_seq, 12, 0, &[0; 12]),
+        fragment_record(11, 100, 1000, 0, &[0; 10]),
+        fragment_record(1, 0, 3, 0, &[1, 2, 3]),
+        plaintext_record(20, 53, &[1]),
+    ];
+    for (side, ep) in [&mut p.a, &mut p.b].into_iter().enumerate() {
+        for r in &forged {
+            ep.handle_datagram(p.now, r);
+        }
+        assert_eq!(ep.state(), DtlsState::Connected, "side {side}");
+        assert_eq!(
+            ep.stats().records_dropped_unauthenticated,
+            forged.len() as u64,
+            "side {side}"
+        );
+        assert!(std::iter::from_fn(|| ep.poll_event()).next().is_none());
+    }
+    p.a.send_application_data(b"still here").expect("send");
+    p.b.send_application_data(b"me too").expect("send");
+    p.run(Duration::from_millis(10));
+    assert!(
+        p.events[1].contains(&DtlsEvent::ApplicationData(bytes::Bytes::from_static(
+            b"still here"
+        )))
+    );
+    assert!(
+        p.events[0].contains(&DtlsEvent::ApplicationData(bytes::Bytes::from_static(
+            b"me too"
+        )))
+    );
+    p.b.close();
+    p.run(Duration::from_millis(10));
+    assert_eq!(p.a.state(), DtlsState::Closed);
+}
+
+/// The server's final flight is lost: the client's retransmitted flight (epoch 0, after the
+/// server is connected) is the one epoch-0 input a connected server answers, by resending
+/// its ChangeCipherSpec and Finished.
+#[test]
+fn a_lost_final_flight_is_resent_when_the_client_retransmits() {
+    let mut p = pair_with(DtlsConfig::default(), DtlsConfig::default(), None);
+    let mut dropped = false;
+    p.tamper = Some(Box::new(move |d: &mut Vec<u8>| {
+        // The server's final flight starts with its ChangeCipherSpec; the client's with
+        // its Certificate.
+        if d[0] == 20 && !dropped {
+            dropped = true;
+            return false;
+        }
+        true
+    }));
+    p.run(Duration::from_secs(10));
+    assert!(p.connected().is_some(), "{:?}", p.events);
+    assert_eq!(
+        p.b.stats().records_dropped_unauthenticated,
+        1,
+        "only the CCS"
+    );
+    assert!(p.b.stats().retransmits >= 1);
+}
+
+/// Zero-length and tiny fragments for future messages during the handshake: the
+/// reassembly buffer stays bounded, the drops are counted, and the handshake completes.
+#[test]
+fn a_fragment_flood_during_the_handshake_stays_bounded() {
+    let config = DtlsConfig {
+        require_cookie: false,
+        ..Default::default()
+    };
+    let mut p = pair_with(config.clone(), config, None);
+    let mut buf = [0u8; 2048];
+    let n = p.a.poll_transmit(&mut buf).expect("client hello");
+    p.b.handle_datagram(p.now, &buf[..n]);
+    for ep in [&mut p.a, &mut p.b] {
+        let mut datagram = Vec::new();
+        for i in 0..20_000u32 {
+            let seq = 1 + ((i / 2) % 40) as u16;
+            let length = 16 * 1024;
+            let offset = (i * 13) % length;
+            let body: &[u8] = if i % 2 == 0 { &[] } else { &[0xAA] };
+            datagram.extend(fragment_record(
+                11 + (i % 3) as u8,
+                seq,
+                length,
+                offset,
+                body,
+            ));
+            if datagram.len() > 1000 {
+                ep.handle_datagram(p.now, &datagram);
+                datagram.clear();
+            }
+        }
+        let stats = ep.stats();
+        assert!(stats.reassembly_peak_bytes <= 64 * 1024, "{stats:?}");
+        assert!(ep.reassembly_buffered_bytes() <= 64 * 1024);
+        assert!(stats.fragments_dropped > 10_000, "{stats:?}");
+        assert_eq!(ep.state(), DtlsState::Connecting);
+    }
+    p.run(Duration::from_secs(30));
+    let (_, ka, kb) = p.connected().expect("connected despite the flood");
+    assert_eq!(ka, kb);
 }

@@ -135,7 +135,14 @@ impl PeerConnection {
             max_retransmits: 12,
             max_retransmit_timeout: Duration::from_secs(3),
         };
-        let mut dtls = DtlsEndpoint::new(role, &self.certificate, fingerprint, config, now);
+        let mut dtls = DtlsEndpoint::new(
+            role,
+            &self.certificate,
+            fingerprint,
+            config,
+            self.rng.fork(),
+            now,
+        );
         let mut strangers = 0;
         for d in std::mem::take(&mut self.early_dtls.datagrams) {
             if self.ice.is_validated(d.local, d.remote) {
