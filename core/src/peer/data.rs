@@ -30,9 +30,23 @@ pub(super) fn sctp_config(mtu: usize) -> SctpConfig {
     }
 }
 
-pub(super) fn new_data_channels(mtu: usize, rng: crate::rng::Rng, now: Instant) -> DataChannels {
-    DataChannels::new(sctp_config(mtu), rng, now)
+pub(super) fn new_data_channels(
+    config: &crate::Config,
+    rng: crate::rng::Rng,
+    now: Instant,
+) -> DataChannels {
+    DataChannels::with_limits(
+        sctp_config(config.mtu),
+        config.data_channels.clone(),
+        rng,
+        now,
+    )
 }
+
+/// Events (of any kind) kept free in the PeerConnection's queue: data-channel events are
+/// moved into it only while more than this many slots are left, so they are never
+/// dropped for lack of room and wait in SCTP instead, holding the peer back.
+const EVENT_SLOTS_KEPT_FREE: usize = 64;
 
 impl PeerConnection {
     /// `createDataChannel(label, init)`. The first channel makes negotiation needed (the
@@ -120,9 +134,28 @@ impl PeerConnection {
         self.data.association().is_some_and(|a| a.interleaving())
     }
 
-    /// Data channel messages that could not be delivered, counted.
+    /// Data channel messages that could not be delivered, and DCEP OPENs refused, counted.
     pub fn data_channel_stats(&self) -> crate::datachannel::DataChannelStats {
         self.data.stats()
+    }
+
+    /// Bytes received on data channels and not yet polled by the application, over all
+    /// channels: in SCTP (reassembly, order, bookkeeping), in deprecated partial
+    /// messages, and in this PeerConnection's event queue. It stays under
+    /// [`PeerConnection::max_data_channel_bytes_held`] whatever the peer sends.
+    pub fn data_channel_bytes_held(&self) -> usize {
+        self.data.received_bytes_held()
+    }
+
+    /// The bound on [`PeerConnection::data_channel_bytes_held`], from
+    /// `Config::data_channels` and the SCTP maximum message size.
+    pub fn max_data_channel_bytes_held(&self) -> usize {
+        self.data.max_received_bytes_held()
+    }
+
+    /// How many data channels exist (open, opening or closing), ours and the peer's.
+    pub fn data_channel_count(&self) -> usize {
+        self.data.channel_count()
     }
 
     /// The ids of every open or opening channel.
@@ -164,7 +197,29 @@ impl PeerConnection {
                 }
             }
         }
-        while let Some(event) = self.data.poll_event() {
+        self.take_data_events();
+    }
+
+    /// The application polled `event`: a data-channel message leaves our hands, and
+    /// events held back in SCTP for lack of room may now move into the queue. (The
+    /// window update this makes due goes out with the next `handle_*` call or the peer's
+    /// next window probe.)
+    pub(super) fn data_event_taken(&mut self, event: &Event) {
+        if let Event::DataChannelMessage { data, .. } = event {
+            self.data.release_from_owner(data.len());
+            self.take_data_events();
+        }
+    }
+
+    /// Move data-channel events into our queue while it has room: less than the receive
+    /// buffer's worth of messages held, and slots left so nothing is dropped.
+    fn take_data_events(&mut self) {
+        while self.data.owner_has_room()
+            && self.events.len() + EVENT_SLOTS_KEPT_FREE < super::MAX_QUEUED_EVENTS
+        {
+            let Some(event) = self.data.poll_event() else {
+                break;
+            };
             let event = match event {
                 DataChannelEvent::DataChannel {
                     channel,
@@ -180,11 +235,14 @@ impl PeerConnection {
                     channel,
                     data,
                     binary,
-                } => Event::DataChannelMessage {
-                    channel,
-                    data,
-                    binary,
-                },
+                } => {
+                    self.data.hold_for_owner(data.len());
+                    Event::DataChannelMessage {
+                        channel,
+                        data,
+                        binary,
+                    }
+                }
                 DataChannelEvent::DataChannelClose(c) => Event::DataChannelClose(c),
                 DataChannelEvent::BufferedAmountLow(c) => Event::BufferedAmountLow(c),
                 _ => continue,

@@ -863,7 +863,9 @@ fn unauthenticated_errors_never_fail_an_authenticated_request() {
         let relayed = net.allocated();
         // CreatePermission and ChannelBind.
         let peer = addr("203.0.113.5:6000");
-        net.client.create_permission(net.now, peer.ip()).expect("ok");
+        net.client
+            .create_permission(net.now, peer.ip())
+            .expect("ok");
         let permission = net.intercept();
         net.to_client(&forged_error(&permission, code, None));
         net.deliver(&permission);
@@ -882,7 +884,10 @@ fn unauthenticated_errors_never_fail_an_authenticated_request() {
         assert_eq!(net.client.relayed_address(), Some(relayed));
         assert!(net.client.has_permission(peer.ip()));
         assert_eq!(net.client.channel_of(peer), Some(0x4000));
-        assert!(net.client.stats().unauthenticated_discarded >= 4, "code {code}");
+        assert!(
+            net.client.stats().unauthenticated_discarded >= 4,
+            "code {code}"
+        );
     }
 }
 
@@ -896,7 +901,10 @@ fn a_forged_stale_nonce_can_change_the_nonce_only() {
     // Another realm would change the key: only the 401 challenge may set it.
     net.to_client(&forged_error(&refresh, 438, Some(("evil.example", "n1"))));
     assert_eq!(net.client.stats().unauthenticated_discarded, 1);
-    assert!(net.client.poll_transmit(net.now, &mut [0u8; 2048]).is_none());
+    assert!(net
+        .client
+        .poll_transmit(net.now, &mut [0u8; 2048])
+        .is_none());
     // The same realm with a new nonce: retried with it, as RFC 8489 9.2.5 requires.
     net.to_client(&forged_error(&refresh, 438, Some((&realm, "forged-nonce"))));
     let retry = net.intercept();

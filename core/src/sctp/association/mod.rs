@@ -200,7 +200,9 @@ impl Association {
     /// What the receiver keeps charged for the ordering state of streams seen so far.
     #[cfg(test)]
     pub(crate) fn received_stream_state_bytes(&self) -> usize {
-        self.receiver.as_ref().map_or(0, Receiver::stream_state_bytes)
+        self.receiver
+            .as_ref()
+            .map_or(0, Receiver::stream_state_bytes)
     }
 
     /// The current retransmission timeout.
@@ -428,6 +430,11 @@ impl Association {
         let e = self.events.pop_front()?;
         if let (SctpEvent::Message(m), Some(r)) = (&e, &mut self.receiver) {
             r.release(m.data.len());
+            if r.ack_due() && !self.timers.is_running(Timer::DelayedAck) {
+                // The window grew enough to announce: make it due now, so an owner that
+                // only polls events between inputs still sends the update at once.
+                self.timers.set(Timer::DelayedAck, self.last_now);
+            }
         }
         Some(e)
     }

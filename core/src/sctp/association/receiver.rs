@@ -594,9 +594,7 @@ impl Receiver {
                 .collect();
             for k in stale {
                 if let Some(p) = self.partial.remove(&k) {
-                    self.stored_bytes = self
-                        .stored_bytes
-                        .saturating_sub(p.bytes + p.bookkeeping());
+                    self.stored_bytes = self.stored_bytes.saturating_sub(p.bytes + p.bookkeeping());
                 }
             }
             if !self.streams.contains_key(&stream_id) {
