@@ -251,3 +251,160 @@ impl PeerConnection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::transmit::{Datagram, Protocol};
+    use crate::{Config, OfferOptions};
+
+    struct Pair {
+        pcs: [PeerConnection; 2],
+        addrs: [SocketAddr; 2],
+        /// Events each side's application read.
+        seen: [Vec<Event>; 2],
+        now: Instant,
+    }
+
+    impl Pair {
+        fn new() -> Pair {
+            let now = Instant::now();
+            let config = |seed| Config {
+                rng_seed: Some(seed),
+                ..Default::default()
+            };
+            let addrs: [SocketAddr; 2] =
+                ["10.0.0.1:5000", "10.0.0.2:6000"].map(|a| a.parse().expect("addr"));
+            let mut pcs = [1, 2].map(|seed| PeerConnection::new(config(seed), now).expect("pc"));
+            for (pc, addr) in pcs.iter_mut().zip(addrs) {
+                pc.add_local_address(now, addr, Protocol::Udp);
+            }
+            Pair {
+                pcs,
+                addrs,
+                seen: [Vec::new(), Vec::new()],
+                now,
+            }
+        }
+
+        fn negotiate(&mut self) {
+            let [a, b] = &mut self.pcs;
+            let offer = a.create_offer(OfferOptions::default()).expect("offer");
+            a.set_local_description(self.now, offer.clone())
+                .expect("local offer");
+            b.set_remote_description(self.now, offer)
+                .expect("remote offer");
+            let answer = b.create_answer().expect("answer");
+            b.set_local_description(self.now, answer.clone())
+                .expect("local answer");
+            a.set_remote_description(self.now, answer)
+                .expect("remote answer");
+        }
+
+        /// Exchange datagrams and advance the virtual clock for `d`. Side 1's application
+        /// reads its events (and forwards its candidates) only if `read_b`.
+        fn run(&mut self, d: Duration, read_b: bool) {
+            let end = self.now + d;
+            let mut buf = vec![0u8; 2048];
+            loop {
+                let mut wire: VecDeque<(usize, SocketAddr, Vec<u8>)> = VecDeque::new();
+                for side in 0..2 {
+                    while let Some(t) = self.pcs[side].poll_transmit(self.now, &mut buf) {
+                        wire.push_back((1 - side, t.local, buf[..t.len].to_vec()));
+                    }
+                }
+                let progress = !wire.is_empty();
+                for (to, from, data) in wire {
+                    let datagram = Datagram {
+                        local: self.addrs[to],
+                        remote: from,
+                        protocol: Protocol::Udp,
+                        data: &data,
+                    };
+                    self.pcs[to].handle_datagram(self.now, datagram);
+                }
+                for side in 0..2 {
+                    if side == 1 && !read_b {
+                        continue;
+                    }
+                    while let Some(e) = self.pcs[side].poll_event() {
+                        if let Event::IceCandidate(c) = &e {
+                            let _ = self.pcs[1 - side].add_ice_candidate(self.now, c.clone());
+                        }
+                        self.seen[side].push(e);
+                    }
+                }
+                if progress {
+                    continue;
+                }
+                let next = self
+                    .pcs
+                    .iter()
+                    .filter_map(PeerConnection::poll_timeout)
+                    .min();
+                match next {
+                    Some(t) if t <= end => {
+                        self.now = self.now.max(t);
+                        for pc in &mut self.pcs {
+                            pc.handle_timeout(self.now);
+                        }
+                    }
+                    _ => {
+                        self.now = end;
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn messages_the_application_has_not_read_stay_under_the_bound() {
+        let mut p = Pair::new();
+        let channel = p.pcs[0]
+            .create_data_channel(p.now, "flood", DataChannelInit::default())
+            .expect("channel");
+        p.negotiate();
+        p.run(Duration::from_secs(5), true);
+        assert!(p.seen[0]
+            .iter()
+            .any(|e| matches!(e, Event::DataChannelOpen(c) if *c == channel)));
+        // Side 1's application stops reading; side 0 sends 40 MiB.
+        let message = Bytes::from(vec![7u8; 200 * 1024]);
+        let mut sent = 0;
+        for _ in 0..200 {
+            while p.pcs[0]
+                .send_data(p.now, channel, message.clone(), true)
+                .is_ok()
+            {
+                sent += 1;
+            }
+            p.run(Duration::from_millis(200), false);
+            let b = &p.pcs[1];
+            assert!(
+                b.data_channel_bytes_held() <= b.max_data_channel_bytes_held(),
+                "{} held, bound {}",
+                b.data_channel_bytes_held(),
+                b.max_data_channel_bytes_held()
+            );
+        }
+        let queued = p.pcs[1].events.len();
+        assert!(queued < super::super::MAX_QUEUED_EVENTS);
+        assert_eq!(p.pcs[1].stats.events_dropped, 0, "nothing dropped");
+        // The peer was held back, not fed into an unbounded queue.
+        let held = p.pcs[1].data_channel_bytes_held();
+        assert!(held > 1024 * 1024, "{held}");
+        // Reading again delivers everything that was sent, in order, none lost.
+        p.run(Duration::from_secs(120), true);
+        let got = p.seen[1]
+            .iter()
+            .filter(|e| matches!(e, Event::DataChannelMessage { .. }))
+            .count();
+        assert!(sent > 20);
+        assert_eq!(got, sent);
+    }
+}
