@@ -118,10 +118,12 @@ enum TxKind {
 #[derive(Debug, Clone)]
 struct Transaction {
     id: TransactionId,
-    /// Ids of the earlier requests this one retries after a 438 (at most
-    /// [`MAX_STALE_NONCE`]): a genuine answer to one of them still completes it, so a
-    /// forged 438 that raced the server's answer cannot make us lose that answer.
-    earlier_ids: Vec<TransactionId>,
+    /// The NONCE the request carries.
+    nonce: Option<String>,
+    /// The earlier requests this one retries after a 438 (at most [`MAX_STALE_NONCE`]),
+    /// with the nonce each carried: a genuine answer to one of them still completes it,
+    /// so a forged 438 that raced the server's answer cannot make us lose that answer.
+    earlier: Vec<(TransactionId, Option<String>)>,
     kind: TxKind,
     timer: RetransmitTimer,
     request: Vec<u8>,
@@ -135,7 +137,18 @@ struct Transaction {
 
 impl Transaction {
     fn answers_to(&self, id: TransactionId) -> bool {
-        self.id == id || self.earlier_ids.contains(&id)
+        self.id == id || self.earlier.iter().any(|(e, _)| *e == id)
+    }
+
+    /// The nonce the request with `id` carried.
+    fn nonce_of(&self, id: TransactionId) -> Option<&str> {
+        if self.id == id {
+            return self.nonce.as_deref();
+        }
+        self.earlier
+            .iter()
+            .find(|(e, _)| *e == id)
+            .and_then(|(_, n)| n.as_deref())
     }
 }
 
@@ -159,6 +172,10 @@ struct Credentials {
     username: String,
     password: String,
     realm: Option<String>,
+    /// The nonce new requests carry: from the 401 challenge, then the one of the last
+    /// request the server answered with a valid MESSAGE-INTEGRITY (or an authenticated
+    /// 438's). A nonce from an unauthenticated 438 is only tried by that request's
+    /// retries until the server confirms it, so a forged one never reaches other requests.
     nonce: Option<String>,
     key: Option<[u8; 16]>,
 }

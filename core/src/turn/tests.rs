@@ -919,8 +919,16 @@ fn a_forged_stale_nonce_can_change_the_nonce_only() {
         net.count_events(|e| matches!(e, TurnEvent::Refreshed { .. })),
         1
     );
-    // Later requests carry the forged nonce; the server's 438 puts it right.
+    // The forged nonce went into that retry only: the next request carries the nonce
+    // the server confirmed.
     net.deliver(&retry);
+    let peer = addr("203.0.113.5:6000");
+    net.client.create_permission(net.now, peer.ip()).expect("ok");
+    let next = net.intercept();
+    let parsed = stun::Message::parse(&next).expect("request");
+    let confirmed = stun::Message::parse(&refresh).expect("refresh");
+    assert_eq!(parsed.nonce(), confirmed.nonce());
+    net.deliver(&next);
     net.run_for(Duration::from_secs(1200));
     assert_eq!(failures(&net), 0, "{:?}", net.events);
     assert!(net.client.is_allocated());

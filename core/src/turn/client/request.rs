@@ -7,8 +7,19 @@ use std::time::{Duration, Instant};
 use super::*;
 
 impl TurnClient {
-    /// Build and send a request of `kind` as a new transaction.
+    /// Build and send a request of `kind` as a new transaction, with the current nonce.
     pub(super) fn start(&mut self, now: Instant, kind: TxKind, stale_retries: u32) {
+        self.start_with_nonce(now, kind, stale_retries, None);
+    }
+
+    /// [`TurnClient::start`] with `nonce` in place of the current one, if given.
+    fn start_with_nonce(
+        &mut self,
+        now: Instant,
+        kind: TxKind,
+        stale_retries: u32,
+        nonce: Option<String>,
+    ) {
         if self.transactions.len() >= MAX_TRANSACTIONS {
             self.stats.queue_overflows += 1;
             return;
@@ -39,7 +50,8 @@ impl TurnClient {
             ),
         };
         let key = self.creds.key;
-        if let (Some(realm), Some(nonce), Some(_)) = (&self.creds.realm, &self.creds.nonce, key) {
+        let nonce = nonce.or_else(|| self.creds.nonce.clone());
+        if let (Some(realm), Some(nonce), Some(_)) = (&self.creds.realm, &nonce, key) {
             attrs.push(Attribute::Username(self.creds.username.clone()));
             attrs.push(Attribute::Realm(realm.clone()));
             attrs.push(Attribute::Nonce(nonce.clone()));
@@ -68,7 +80,8 @@ impl TurnClient {
         self.queue(request.clone());
         self.transactions.push(Transaction {
             id,
-            earlier_ids: Vec::new(),
+            nonce,
+            earlier: Vec::new(),
             kind,
             timer,
             request,
@@ -109,6 +122,10 @@ impl TurnClient {
                 self.discard_unauthenticated(now, index, &msg, code);
                 return;
             }
+            // The server took the nonce this request carried: new requests use it.
+            if let Some(nonce) = self.transactions.get(index).and_then(|t| t.nonce_of(id)) {
+                self.creds.nonce = Some(nonce.to_string());
+            }
         }
         let tx = self.transactions.remove(index);
         self.stats.responses += 1;
@@ -133,6 +150,9 @@ impl TurnClient {
                 self.start(now, tx.kind, tx.stale_retries);
             }
             Some(438) if tx.stale_retries < MAX_STALE_NONCE && msg.nonce().is_some() => {
+                // Authenticated (or to a request without credentials): the new nonce
+                // is the server's, for every request from now on.
+                self.creds.nonce = msg.nonce().map(str::to_string);
                 self.retry_with_nonce(now, tx, &msg);
             }
             Some(code) => self.fail_transaction(now, tx.kind, TurnError::from_code(code)),
@@ -154,9 +174,12 @@ impl TurnClient {
     /// so an unauthenticated 438 may do exactly that and no more:
     /// - it replaces the nonce only: a REALM different from ours makes it a forgery (the
     ///   realm, and with it the key, only ever comes from the 401 challenge), discarded;
+    /// - the new nonce goes only into this request's retry; other requests keep the
+    ///   nonce the server last confirmed with integrity until an authentic answer to a
+    ///   retry confirms the new one, so a forged nonce cannot spread;
     /// - the retry keeps the earlier request's id alive, so the server's own answer to
-    ///   the earlier request still completes the transaction; a forged 438 costs one
-    ///   extra request, and a forged nonce is corrected by the server's next 438;
+    ///   the earlier request still completes the transaction: a forged 438 against a
+    ///   request with a valid nonce costs one extra request and nothing else;
     /// - beyond [`MAX_STALE_NONCE`] retries an unauthenticated 438 is discarded like any
     ///   other error, and only a timeout can end the transaction.
     fn discard_unauthenticated(
@@ -189,15 +212,15 @@ impl TurnClient {
         }
     }
 
-    /// 438 Stale Nonce: take the new nonce (never the realm) and send the request again
+    /// 438 Stale Nonce: send the request again with the 438's nonce (never its realm)
     /// as a new transaction that still answers to the ids of the earlier tries.
     fn retry_with_nonce(&mut self, now: Instant, tx: Transaction, msg: &Message) {
-        self.creds.nonce = msg.nonce().map(str::to_string);
-        let mut earlier_ids = tx.earlier_ids;
-        earlier_ids.push(tx.id);
-        self.start(now, tx.kind, tx.stale_retries + 1);
+        let mut earlier = tx.earlier;
+        earlier.push((tx.id, tx.nonce));
+        let nonce = msg.nonce().map(str::to_string);
+        self.start_with_nonce(now, tx.kind, tx.stale_retries + 1, nonce);
         if let Some(retry) = self.transactions.last_mut().filter(|t| t.kind == tx.kind) {
-            retry.earlier_ids = earlier_ids;
+            retry.earlier = earlier;
             retry.discarded_error = tx.discarded_error;
         }
     }
