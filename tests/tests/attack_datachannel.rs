@@ -184,7 +184,7 @@ fn a_dcep_open_flood_and_many_partial_messages_stay_under_the_caps() {
         "the flood filled the receive buffer ({} bytes at most)",
         peak.1
     );
-    println!(
+    eprintln!(
         "peak: {} channels, {} bytes held (bound {}); refused {}",
         peak.0,
         peak.1,

@@ -243,7 +243,7 @@ fn forged_unauthenticated_turn_errors_do_not_break_a_relayed_session() {
         .filter(|c| matches!(c.data.first(), Some(0x40..=0x4F)))
         .count();
     assert!(channel_data > 0, "alice relays with ChannelData");
-    println!(
+    eprintln!(
         "forged answers to {:?}; alice discarded {}, bob {}",
         attacker.forged_per_method,
         net.peer(a).stats().turn[0].unauthenticated_discarded,

@@ -794,7 +794,7 @@ impl Net {
     }
 
     /// Hand a datagram from the server's address to the client.
-    fn to_client(&mut self, data: &[u8]) {
+    fn hand_to_client(&mut self, data: &[u8]) {
         let from = self.server.addr;
         assert_eq!(
             self.client.handle_datagram(self.now, from, data),
@@ -856,9 +856,9 @@ fn unauthenticated_errors_never_fail_an_authenticated_request() {
         let first = net.intercept();
         net.server.handle(net.now, net.client_addr, &first);
         let challenge = net.server.to_client.pop_front().expect("401");
-        net.to_client(&challenge);
+        net.hand_to_client(&challenge);
         let allocate = net.intercept();
-        net.to_client(&forged_error(&allocate, code, None));
+        net.hand_to_client(&forged_error(&allocate, code, None));
         net.deliver(&allocate);
         let relayed = net.allocated();
         // CreatePermission and ChannelBind.
@@ -867,17 +867,17 @@ fn unauthenticated_errors_never_fail_an_authenticated_request() {
             .create_permission(net.now, peer.ip())
             .expect("ok");
         let permission = net.intercept();
-        net.to_client(&forged_error(&permission, code, None));
+        net.hand_to_client(&forged_error(&permission, code, None));
         net.deliver(&permission);
         net.client.bind_channel(net.now, peer).expect("ok");
         let bind = net.intercept();
-        net.to_client(&forged_error(&bind, code, None));
+        net.hand_to_client(&forged_error(&bind, code, None));
         net.deliver(&bind);
         // Refresh, at 3/4 of the lifetime (the first deadline after the permission's).
         while net.count_events(|e| matches!(e, TurnEvent::Refreshed { .. })) == 0 {
             net.next_deadline();
             let request = net.intercept();
-            net.to_client(&forged_error(&request, code, None));
+            net.hand_to_client(&forged_error(&request, code, None));
             net.deliver(&request);
         }
         assert_eq!(failures(&net), 0, "code {code}: {:?}", net.events);
@@ -899,14 +899,14 @@ fn a_forged_stale_nonce_can_change_the_nonce_only() {
     net.next_deadline();
     let refresh = net.intercept();
     // Another realm would change the key: only the 401 challenge may set it.
-    net.to_client(&forged_error(&refresh, 438, Some(("evil.example", "n1"))));
+    net.hand_to_client(&forged_error(&refresh, 438, Some(("evil.example", "n1"))));
     assert_eq!(net.client.stats().unauthenticated_discarded, 1);
     assert!(net
         .client
         .poll_transmit(net.now, &mut [0u8; 2048])
         .is_none());
     // The same realm with a new nonce: retried with it, as RFC 8489 9.2.5 requires.
-    net.to_client(&forged_error(&refresh, 438, Some((&realm, "forged-nonce"))));
+    net.hand_to_client(&forged_error(&refresh, 438, Some((&realm, "forged-nonce"))));
     let retry = net.intercept();
     let parsed = stun::Message::parse(&retry).expect("retry");
     assert_eq!(parsed.nonce(), Some("forged-nonce"));
@@ -914,7 +914,7 @@ fn a_forged_stale_nonce_can_change_the_nonce_only() {
     // The server's own answer to the first request still completes the refresh.
     net.server.handle(net.now, net.client_addr, &refresh);
     let answer = net.server.to_client.pop_front().expect("success");
-    net.to_client(&answer);
+    net.hand_to_client(&answer);
     assert_eq!(
         net.count_events(|e| matches!(e, TurnEvent::Refreshed { .. })),
         1
@@ -923,7 +923,9 @@ fn a_forged_stale_nonce_can_change_the_nonce_only() {
     // the server confirmed.
     net.deliver(&retry);
     let peer = addr("203.0.113.5:6000");
-    net.client.create_permission(net.now, peer.ip()).expect("ok");
+    net.client
+        .create_permission(net.now, peer.ip())
+        .expect("ok");
     let next = net.intercept();
     let parsed = stun::Message::parse(&next).expect("request");
     let confirmed = stun::Message::parse(&refresh).expect("refresh");
@@ -942,7 +944,7 @@ fn forged_stale_nonces_beyond_the_retries_are_discarded() {
     let first = net.intercept();
     let mut request = first.clone();
     for i in 0..10 {
-        net.to_client(&forged_error(
+        net.hand_to_client(&forged_error(
             &request,
             438,
             Some((&net.server.realm.clone(), &format!("n{i}"))),
@@ -970,7 +972,7 @@ fn a_request_answered_only_by_forgeries_times_out_naming_them() {
     net.server.silent = true;
     net.next_deadline();
     let refresh = net.intercept();
-    net.to_client(&forged_error(&refresh, 437, None));
+    net.hand_to_client(&forged_error(&refresh, 437, None));
     assert!(net.client.is_allocated());
     net.run_for(Duration::from_secs(60));
     assert_eq!(
