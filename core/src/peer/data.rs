@@ -407,4 +407,39 @@ mod tests {
         assert!(sent > 20);
         assert_eq!(got, sent);
     }
+
+    #[test]
+    fn many_small_unread_messages_wait_in_sctp_and_none_is_dropped() {
+        let mut p = Pair::new();
+        let channel = p.pcs[0]
+            .create_data_channel(p.now, "small", DataChannelInit::default())
+            .expect("channel");
+        p.negotiate();
+        p.run(Duration::from_secs(5), true);
+        let before = p.seen[1].len();
+        // 20,000 ten-byte messages: far more events than the PeerConnection queues.
+        let mut sent = 0;
+        for _ in 0..100 {
+            for _ in 0..200 {
+                if p.pcs[0]
+                    .send_data(p.now, channel, Bytes::from_static(b"0123456789"), true)
+                    .is_ok()
+                {
+                    sent += 1;
+                }
+            }
+            p.run(Duration::from_millis(100), false);
+        }
+        assert_eq!(sent, 20_000);
+        assert!(p.pcs[1].events.len() < super::super::MAX_QUEUED_EVENTS);
+        assert_eq!(p.pcs[1].stats.events_dropped, 0, "nothing dropped");
+        let b = &p.pcs[1];
+        assert!(b.data_channel_bytes_held() <= b.max_data_channel_bytes_held());
+        p.run(Duration::from_secs(120), true);
+        let got = p.seen[1][before..]
+            .iter()
+            .filter(|e| matches!(e, Event::DataChannelMessage { .. }))
+            .count();
+        assert_eq!(got, sent);
+    }
 }
