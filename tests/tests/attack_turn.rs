@@ -3,8 +3,8 @@
 //! CreatePermission and ChannelBind all happen within the run. An attacker who sees the
 //! wire (`start_capture`) answers every request sent with credentials at once, before
 //! the server's answer arrives, with forged error responses on its transaction id:
-//! 437, 486, 508, 403, 401, 500, a 438 that names another realm and a 438 with the
-//! right realm but a nonce of the attacker's choice. None carries a valid
+//! 437, 486, 508, 403, 401, 500, a 438 that names another realm and five 438s with the
+//! right realm but nonces of the attacker's choice (more than the client retries). None carries a valid
 //! MESSAGE-INTEGRITY (the attacker does not know the key). The allocations survive, the
 //! channels stay bound, the relayed session keeps carrying data for ten minutes, and the
 //! clients count what they discarded.
@@ -114,7 +114,7 @@ impl Attacker {
                 continue;
             }
             let realm = self.realm.clone().unwrap_or_default();
-            let forgeries: [(u16, Option<(&str, &str)>); 8] = [
+            let forgeries: [(u16, Option<(&str, &str)>); 12] = [
                 (437, None),
                 (486, None),
                 (508, None),
@@ -122,7 +122,12 @@ impl Attacker {
                 (401, Some(("evil.example", "n401"))),
                 (500, None),
                 (438, Some(("evil.example", "evil-nonce"))),
-                (438, Some((realm.as_str(), "attacker-nonce"))),
+                // More stale-nonce answers with the right realm than the client retries.
+                (438, Some((realm.as_str(), "attacker-nonce-1"))),
+                (438, Some((realm.as_str(), "attacker-nonce-2"))),
+                (438, Some((realm.as_str(), "attacker-nonce-3"))),
+                (438, Some((realm.as_str(), "attacker-nonce-4"))),
+                (438, Some((realm.as_str(), "attacker-nonce-5"))),
             ];
             for (code, challenge) in forgeries {
                 let mut m = Message::new(Class::Error, msg.method, msg.transaction_id).with(

@@ -911,6 +911,16 @@ fn a_forged_stale_nonce_can_change_the_nonce_only() {
     let parsed = stun::Message::parse(&retry).expect("retry");
     assert_eq!(parsed.nonce(), Some("forged-nonce"));
     assert_eq!(parsed.realm(), Some(realm.as_str()));
+    // The forged nonce goes into that retry only: a request started meanwhile carries
+    // the nonce the server last confirmed.
+    let confirmed = stun::Message::parse(&refresh).expect("refresh");
+    let peer = addr("203.0.113.5:6000");
+    net.client
+        .create_permission(net.now, peer.ip())
+        .expect("ok");
+    let permission = net.intercept();
+    let parsed = stun::Message::parse(&permission).expect("request");
+    assert_eq!(parsed.nonce(), confirmed.nonce());
     // The server's own answer to the first request still completes the refresh.
     net.server.handle(net.now, net.client_addr, &refresh);
     let answer = net.server.to_client.pop_front().expect("success");
@@ -919,18 +929,9 @@ fn a_forged_stale_nonce_can_change_the_nonce_only() {
         net.count_events(|e| matches!(e, TurnEvent::Refreshed { .. })),
         1
     );
-    // The forged nonce went into that retry only: the next request carries the nonce
-    // the server confirmed.
     net.deliver(&retry);
-    let peer = addr("203.0.113.5:6000");
-    net.client
-        .create_permission(net.now, peer.ip())
-        .expect("ok");
-    let next = net.intercept();
-    let parsed = stun::Message::parse(&next).expect("request");
-    let confirmed = stun::Message::parse(&refresh).expect("refresh");
-    assert_eq!(parsed.nonce(), confirmed.nonce());
-    net.deliver(&next);
+    net.deliver(&permission);
+    assert!(net.client.has_permission(peer.ip()));
     net.run_for(Duration::from_secs(1200));
     assert_eq!(failures(&net), 0, "{:?}", net.events);
     assert!(net.client.is_allocated());
