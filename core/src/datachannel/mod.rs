@@ -222,7 +222,7 @@ pub struct DataChannels {
     /// Capacity of every channel's buffer of deprecated partial messages, together.
     partial_bytes: usize,
     /// Bytes of messages the owner took with `poll_event` and holds for its
-    /// application (see [`DataChannels::hold_for_owner`]).
+    /// application (see `DataChannels::hold_for_owner`).
     held_by_owner: usize,
     rng: Rng,
     role: Option<DtlsRole>,
@@ -325,7 +325,7 @@ impl DataChannels {
 
     /// Bytes received and held for the application over all channels: the SCTP
     /// receiver's (as charged, bookkeeping included), deprecated partial messages, and
-    /// messages the owner holds (see [`DataChannels::hold_for_owner`]).
+    /// messages the owning PeerConnection took and holds in its event queue.
     pub fn received_bytes_held(&self) -> usize {
         let sctp = self
             .association
