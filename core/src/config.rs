@@ -236,6 +236,9 @@ pub struct Config {
     pub srtp_profiles: Vec<crate::srtp::SrtpProfile>,
     /// Largest datagram we send (DTLS fragments its handshake to fit).
     pub mtu: usize,
+    /// What the peer may make us hold through data channels: channels it opens (1,024),
+    /// label and protocol lengths, bytes received and not yet polled.
+    pub data_channels: crate::datachannel::DataChannelLimits,
 }
 
 impl Default for Config {
@@ -253,6 +256,7 @@ impl Default for Config {
             certificate: None,
             srtp_profiles: crate::srtp::SrtpProfile::ALL.to_vec(),
             mtu: 1200,
+            data_channels: crate::datachannel::DataChannelLimits::default(),
         }
     }
 }

@@ -52,6 +52,12 @@
 //! Stream ids follow RFC 8832 6: the DTLS client uses even ids, the server odd ones.
 //! Closing a channel resets its outgoing stream; the peer answers by resetting its own
 //! (RFC 8831 6.7), and the channel is closed when both directions are reset.
+//!
+//! What the peer can make us hold is bounded by [`DataChannelLimits`]: a DCEP OPEN
+//! beyond the channel cap, or with a label or protocol over its length cap, is refused
+//! by resetting the stream (RFC 8832 6: the receiver closes a channel it cannot open)
+//! and counted; bytes received and not yet taken by the application, over all channels,
+//! stay under [`DataChannels::max_received_bytes_held`].
 
 mod channel;
 pub mod dcep;
@@ -154,8 +160,40 @@ pub struct DataChannelStats {
     pub bad_dcep_messages: u64,
     /// Messages with a PPID that is not WebRTC's.
     pub unknown_ppid_messages: u64,
-    /// Deprecated partial messages beyond the maximum message size.
+    /// Deprecated partial messages beyond the maximum message size (one channel's, or
+    /// all channels' together), dropped.
     pub oversized_partial_messages: u64,
+    /// DCEP OPENs refused (stream reset): beyond the channel cap, or a label or protocol
+    /// over its length cap.
+    pub refused_channel_opens: u64,
+}
+
+/// What a peer may make us hold: the channels it opens, their names, and the bytes
+/// received for the application. Part of the PeerConnection's `Config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataChannelLimits {
+    /// Most channels at once, ours and the peer's; a DCEP OPEN beyond is refused.
+    pub max_channels: usize,
+    /// Longest label, in bytes, a peer's DCEP OPEN may carry.
+    pub max_label_len: usize,
+    /// Longest sub-protocol, in bytes, a peer's DCEP OPEN may carry.
+    pub max_protocol_len: usize,
+    /// The SCTP receive buffer: messages being reassembled, waiting for order or for the
+    /// application, and their bookkeeping. The advertised window is what is left, so a
+    /// peer that sends faster than the application reads is held back. The PeerConnection
+    /// hands messages on to its event queue up to as many bytes again.
+    pub receive_buffer: usize,
+}
+
+impl Default for DataChannelLimits {
+    fn default() -> Self {
+        DataChannelLimits {
+            max_channels: 1024,
+            max_label_len: 1024,
+            max_protocol_len: 1024,
+            receive_buffer: 1024 * 1024,
+        }
+    }
 }
 
 /// What the PeerConnection learned from the remote SDP.
@@ -180,6 +218,12 @@ impl Default for RemoteSctpParams {
 #[derive(Debug)]
 pub struct DataChannels {
     config: SctpConfig,
+    limits: DataChannelLimits,
+    /// Capacity of every channel's buffer of deprecated partial messages, together.
+    partial_bytes: usize,
+    /// Bytes of messages the owner took with `poll_event` and holds for its
+    /// application (see `DataChannels::hold_for_owner`).
+    held_by_owner: usize,
     rng: Rng,
     role: Option<DtlsRole>,
     association: Option<Association>,
@@ -194,11 +238,32 @@ pub struct DataChannels {
 
 impl DataChannels {
     /// Channels for a connection that has not started yet. `config` gives our port,
-    /// buffers and timers; the remote port comes with [`DataChannels::start`].
+    /// buffers and timers; the remote port comes with [`DataChannels::start`]. The
+    /// limits are [`DataChannelLimits`]'s defaults, except the receive buffer, which
+    /// `config` gives.
     pub fn new(config: SctpConfig, rng: Rng, now: Instant) -> Self {
+        let limits = DataChannelLimits {
+            receive_buffer: config.receive_buffer,
+            ..DataChannelLimits::default()
+        };
+        Self::with_limits(config, limits, rng, now)
+    }
+
+    /// [`DataChannels::new`] with explicit limits; `limits.receive_buffer` replaces
+    /// `config.receive_buffer`.
+    pub fn with_limits(
+        mut config: SctpConfig,
+        limits: DataChannelLimits,
+        rng: Rng,
+        now: Instant,
+    ) -> Self {
+        config.receive_buffer = limits.receive_buffer;
         DataChannels {
             remote_max_message_size: config.max_message_size,
             config,
+            limits,
+            partial_bytes: 0,
+            held_by_owner: 0,
             rng,
             role: None,
             association: None,
@@ -246,6 +311,56 @@ impl DataChannels {
     /// Counters.
     pub fn stats(&self) -> DataChannelStats {
         self.stats
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &DataChannelLimits {
+        &self.limits
+    }
+
+    /// How many channels exist (open, opening or closing), ours and the peer's.
+    pub fn channel_count(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// Bytes received and held for the application over all channels: the SCTP
+    /// receiver's (as charged, bookkeeping included), deprecated partial messages, and
+    /// messages the owning PeerConnection took and holds in its event queue.
+    pub fn received_bytes_held(&self) -> usize {
+        let sctp = self
+            .association
+            .as_ref()
+            .map_or(0, Association::received_bytes_held);
+        sctp + self.partial_bytes + self.held_by_owner
+    }
+
+    /// The most [`DataChannels::received_bytes_held`] can reach, whatever the peer
+    /// sends: the SCTP receiver's bound, one maximum message size of partial messages,
+    /// and the owner's budget (the receive buffer) plus the one message that can cross it.
+    pub fn max_received_bytes_held(&self) -> usize {
+        let sctp = self.association.as_ref().map_or(
+            self.config.receive_buffer,
+            Association::max_received_bytes_held,
+        );
+        // Partial messages grow in a buffer that may double its capacity.
+        sctp + 2 * self.partial_budget() + self.limits.receive_buffer + self.config.max_message_size
+    }
+
+    /// An owner that queues messages for its application before handing them on (the
+    /// PeerConnection's event queue) reports each one it took with `poll_event` here...
+    pub(crate) fn hold_for_owner(&mut self, len: usize) {
+        self.held_by_owner += len;
+    }
+
+    /// ... and here once its application took it.
+    pub(crate) fn release_from_owner(&mut self, len: usize) {
+        self.held_by_owner = self.held_by_owner.saturating_sub(len);
+    }
+
+    /// Whether the owner may take more events: while it holds less than the receive
+    /// buffer. Beyond, messages stay in the SCTP receiver, where they hold the peer back.
+    pub(crate) fn owner_has_room(&self) -> bool {
+        self.held_by_owner < self.limits.receive_buffer
     }
 
     // ----- API mutators -----
@@ -517,6 +632,11 @@ impl DataChannels {
         }
     }
 
+    /// Most bytes of deprecated partial messages held over all channels together.
+    fn partial_budget(&self) -> usize {
+        self.config.max_message_size
+    }
+
     /// The lowest free stream id of our parity (ids of closed channels are reused).
     fn allocate_stream_id(&self) -> Option<u16> {
         let parity = self.parity();
@@ -627,6 +747,7 @@ impl DataChannels {
 
     fn finish_close(&mut self, id: ChannelId) {
         if let Some(c) = self.channels.remove(&id) {
+            self.partial_bytes = self.partial_bytes.saturating_sub(c.partial.capacity());
             if let Some(s) = c.stream_id {
                 self.by_stream.remove(&s);
             }
@@ -654,12 +775,16 @@ impl DataChannels {
             ppid::STRING_EMPTY => (Bytes::new(), false),
             ppid::BINARY_EMPTY => (Bytes::new(), true),
             ppid::STRING_PARTIAL | ppid::BINARY_PARTIAL => {
-                if channel.partial.len() + data.len() > max {
+                let before = channel.partial.capacity();
+                let over_all = self.partial_bytes + data.len() > self.config.max_message_size;
+                if channel.partial.len() + data.len() > max || over_all {
                     self.stats.oversized_partial_messages += 1;
                     channel.partial = BytesMut::new();
                 } else {
                     channel.partial.extend_from_slice(&data);
                 }
+                self.partial_bytes =
+                    self.partial_bytes.saturating_sub(before) + channel.partial.capacity();
                 return;
             }
             _ => {
@@ -671,6 +796,7 @@ impl DataChannels {
             data
         } else {
             let mut whole = std::mem::take(&mut channel.partial);
+            self.partial_bytes = self.partial_bytes.saturating_sub(whole.capacity());
             whole.extend_from_slice(&data);
             whole.freeze()
         };
@@ -701,6 +827,18 @@ impl DataChannels {
                 // The peer must use the other parity, on a stream not in use.
                 if stream % 2 == self.parity() || self.by_stream.contains_key(&stream) {
                     self.stats.bad_dcep_messages += 1;
+                    return;
+                }
+                if self.channels.len() >= self.limits.max_channels
+                    || open.label.len() > self.limits.max_label_len
+                    || open.protocol.len() > self.limits.max_protocol_len
+                {
+                    // RFC 8832 6: a channel that cannot be opened is closed by resetting
+                    // its stream; the peer sees its channel close.
+                    self.stats.refused_channel_opens += 1;
+                    if let Some(a) = &mut self.association {
+                        a.reset_stream(stream);
+                    }
                     return;
                 }
                 let now = self.last_now;

@@ -756,7 +756,164 @@ fn mixed_channels_over_many_bad_networks() {
         partial_unordered.sort_unstable();
         partial_unordered.dedup();
         assert_eq!(partial_unordered.len(), n, "seed {seed}: no duplicates");
-        let held = b.dc.association().map(|x| x.received_bytes_held());
+        let held =
+            b.dc.association()
+                .map(|x| x.received_bytes_held() - x.received_stream_state_bytes());
         assert_eq!(held, Some(0), "seed {seed}");
     }
+}
+
+/// A connected pair where `b` has `limits`: (a, b, net).
+fn limited_pair(seed: u64, limits: DataChannelLimits) -> (Peer, Peer, Net) {
+    let now = Instant::now();
+    let mut rng = Rng::from_seed(seed);
+    let a = DataChannels::new(sctp_config(), rng.fork(), now);
+    let b = DataChannels::with_limits(sctp_config(), limits, rng.fork(), now);
+    let mut net = Net::new(seed, now);
+    let mut pa = Peer {
+        dc: a,
+        events: Vec::new(),
+    };
+    let mut pb = Peer {
+        dc: b,
+        events: Vec::new(),
+    };
+    start(&mut pa.dc, &mut pb.dc, &mut net);
+    assert!(
+        net.run_until(&mut pa, &mut pb, Duration::from_secs(10), |a, b| {
+            a.drain();
+            b.drain();
+            a.dc.is_connected() && b.dc.is_connected()
+        })
+    );
+    (pa, pb, net)
+}
+
+fn settle(a: &mut Peer, b: &mut Peer, net: &mut Net) {
+    net.run_until(a, b, Duration::from_secs(5), |a, b| {
+        a.drain();
+        b.drain();
+        false
+    });
+}
+
+#[test]
+fn dcep_opens_beyond_the_channel_cap_are_refused_and_the_peer_sees_them_close() {
+    let limits = DataChannelLimits {
+        max_channels: 4,
+        ..DataChannelLimits::default()
+    };
+    let (mut a, mut b, mut net) = limited_pair(31, limits);
+    let ids: Vec<ChannelId> = (0..10)
+        .map(|i| {
+            a.dc.create_data_channel(net.now, &format!("c{i}"), DataChannelInit::default())
+                .expect("create")
+        })
+        .collect();
+    settle(&mut a, &mut b, &mut net);
+    assert_eq!(b.dc.channel_count(), 4);
+    assert_eq!(b.dc.stats().refused_channel_opens, 6);
+    // The refused ones were reset: they close at the opener too.
+    let closed = ids.iter().filter(|id| a.closed(**id)).count();
+    assert_eq!(closed, 6);
+    // The accepted ones carry messages.
+    let open: Vec<ChannelId> = ids.iter().copied().filter(|id| !a.closed(*id)).collect();
+    for id in &open {
+        a.dc.send_text(net.now, *id, "hi").expect("send");
+    }
+    settle(&mut a, &mut b, &mut net);
+    assert_eq!(b.messages().len(), 4);
+    // Room again once one closes.
+    a.dc.close(open[0]);
+    settle(&mut a, &mut b, &mut net);
+    assert_eq!(b.dc.channel_count(), 3);
+    a.dc.create_data_channel(net.now, "later", DataChannelInit::default())
+        .expect("create");
+    settle(&mut a, &mut b, &mut net);
+    assert_eq!(b.dc.channel_count(), 4);
+    assert_eq!(b.dc.stats().refused_channel_opens, 6);
+}
+
+#[test]
+fn dcep_opens_with_an_overlong_label_or_protocol_are_refused() {
+    let (mut a, mut b, mut net) = limited_pair(32, DataChannelLimits::default());
+    let long = "x".repeat(DataChannelLimits::default().max_label_len + 1);
+    let by_label =
+        a.dc.create_data_channel(net.now, &long, DataChannelInit::default())
+            .expect("create");
+    let by_protocol =
+        a.dc.create_data_channel(
+            net.now,
+            "ok",
+            DataChannelInit {
+                protocol: long.clone(),
+                ..DataChannelInit::default()
+            },
+        )
+        .expect("create");
+    let fine =
+        a.dc.create_data_channel(net.now, &long[..1024], DataChannelInit::default())
+            .expect("create");
+    settle(&mut a, &mut b, &mut net);
+    assert_eq!(b.dc.stats().refused_channel_opens, 2);
+    assert_eq!(b.dc.channel_count(), 1);
+    assert!(a.closed(by_label) && a.closed(by_protocol) && !a.closed(fine));
+}
+
+#[test]
+fn partial_messages_over_all_channels_stay_under_one_message_size() {
+    let (mut a, mut b, mut net) = limited_pair(33, DataChannelLimits::default());
+    let ids: Vec<ChannelId> = (0..16)
+        .map(|i| {
+            a.dc.create_data_channel(net.now, &format!("p{i}"), DataChannelInit::default())
+                .expect("create")
+        })
+        .collect();
+    settle(&mut a, &mut b, &mut net);
+    assert_eq!(b.dc.channel_count(), 16);
+    // On every channel, deprecated partial parts that never end: 16 × 200 KiB.
+    let part = Bytes::from(vec![1u8; 50 * 1024]);
+    for round in 0..4 {
+        for id in &ids {
+            let stream = a.dc.channel(*id).and_then(|c| c.stream_id).expect("stream");
+            let assoc = a.dc.association.as_mut().expect("association");
+            assoc
+                .send(
+                    net.now,
+                    stream,
+                    ppid::BINARY_PARTIAL,
+                    part.clone(),
+                    false,
+                    Reliability::Reliable,
+                )
+                .expect("send");
+        }
+        settle(&mut a, &mut b, &mut net);
+        assert!(
+            b.dc.partial_bytes <= 2 * b.dc.config.max_message_size,
+            "round {round}: {} bytes of partial messages",
+            b.dc.partial_bytes
+        );
+        assert!(b.dc.received_bytes_held() <= b.dc.max_received_bytes_held());
+    }
+    assert!(b.dc.stats().oversized_partial_messages > 0);
+    // Channels still work, and a partial message that fits still completes.
+    let stream =
+        a.dc.channel(ids[0])
+            .and_then(|c| c.stream_id)
+            .expect("stream");
+    let assoc = a.dc.association.as_mut().expect("association");
+    assoc
+        .send(
+            net.now,
+            stream,
+            ppid::BINARY,
+            Bytes::from_static(b"end"),
+            false,
+            Reliability::Reliable,
+        )
+        .expect("send");
+    settle(&mut a, &mut b, &mut net);
+    assert!(b.messages().iter().any(|(_, d, _)| d.ends_with(b"end")));
+    assert!(b.dc.received_bytes_held() <= b.dc.max_received_bytes_held());
 }

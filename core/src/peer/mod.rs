@@ -171,7 +171,7 @@ impl PeerConnection {
         let ssrc_key = rng.fork().next_u64();
         let ice = IceAgent::new(&config.ice, rng.fork(), config.ice_lite);
         let neg = Negotiation::new(rng.fork());
-        let data = data::new_data_channels(config.mtu, rng.fork(), now);
+        let data = data::new_data_channels(&config, rng.fork(), now);
         let (mut relays, turn_for_runtime) = relay::Relays::new(&config.ice_servers, rng.fork());
         relays.hide_mapped =
             config.ice_transport_policy == crate::config::IceTransportPolicy::Relay;
@@ -817,7 +817,9 @@ impl PeerConnection {
 
     /// The next event.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front()?;
+        self.data_event_taken(&event);
+        Some(event)
     }
 
     // ---------------------------------------------------------------- internals

@@ -22,10 +22,20 @@
 //! timeout over stream transports), so a silent server fails the allocation within the
 //! transaction timeout. Responses are matched by source address and transaction id (a
 //! response to a transaction this client did not start is [`TurnInput::NotTurn`], so ICE's
-//! own Binding requests to the same server still work). A success needs a valid
-//! MESSAGE-INTEGRITY; an error a valid one or none (so a server that omits it still gives
-//! a clear failure rather than a timeout); the 401/438 challenges need none. Anything else
-//! from the server is dropped and counted.
+//! own Binding requests to the same server still work).
+//!
+//! Which responses may change state (RFC 8489 9.2.5, RFC 8656): a request sent without
+//! credentials (the first Allocate) has nothing to check a response against, so its
+//! answer is taken as it is, and its 401 carries the challenge. A response to a request
+//! sent with credentials, success or error, counts only with a valid MESSAGE-INTEGRITY;
+//! without one it is discarded as if never received (the request keeps being
+//! retransmitted) and counted in [`TurnStats::unauthenticated_discarded`]. The one
+//! exception is a 438 (Stale Nonce), which servers send without integrity (RFC 8656's
+//! own example does): it may replace the NONCE, nothing else, and the request is retried
+//! with it (see `handle_stale_nonce`). An unauthenticated error therefore never fails an
+//! allocation, refresh, permission or channel binding; if only such errors came, the
+//! transaction times out and reports the discarded code. Anything else from the server
+//! is dropped and counted.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -108,11 +118,38 @@ enum TxKind {
 #[derive(Debug, Clone)]
 struct Transaction {
     id: TransactionId,
+    /// The NONCE the request carries.
+    nonce: Option<String>,
+    /// The earlier requests this one retries after a 438 (at most [`MAX_STALE_NONCE`]),
+    /// with the nonce each carried: a genuine answer to one of them still completes it,
+    /// so a forged 438 that raced the server's answer cannot make us lose that answer.
+    earlier: Vec<(TransactionId, Option<String>)>,
     kind: TxKind,
     timer: RetransmitTimer,
     request: Vec<u8>,
     authenticated: bool,
     stale_retries: u32,
+    /// The error code of the last response discarded for lacking a valid
+    /// MESSAGE-INTEGRITY: what the transaction reports if it times out (RFC 8489 9.2.5:
+    /// signal the integrity violation rather than a plain timeout).
+    discarded_error: Option<u16>,
+}
+
+impl Transaction {
+    fn answers_to(&self, id: TransactionId) -> bool {
+        self.id == id || self.earlier.iter().any(|(e, _)| *e == id)
+    }
+
+    /// The nonce the request with `id` carried.
+    fn nonce_of(&self, id: TransactionId) -> Option<&str> {
+        if self.id == id {
+            return self.nonce.as_deref();
+        }
+        self.earlier
+            .iter()
+            .find(|(e, _)| *e == id)
+            .and_then(|(_, n)| n.as_deref())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -135,6 +172,10 @@ struct Credentials {
     username: String,
     password: String,
     realm: Option<String>,
+    /// The nonce new requests carry: from the 401 challenge, then the one of the last
+    /// request the server answered with a valid MESSAGE-INTEGRITY (or an authenticated
+    /// 438's). A nonce from an unauthenticated 438 is only tried by that request's
+    /// retries until the server confirms it, so a forged one never reaches other requests.
     nonce: Option<String>,
     key: Option<[u8; 16]>,
 }
@@ -302,7 +343,7 @@ impl TurnClient {
                     // A response to someone else's transaction on the same server (ICE's
                     // Binding request for a server-reflexive candidate) is not ours.
                     let ours = stun::peek_transaction_id(data)
-                        .is_some_and(|id| self.transactions.iter().any(|t| t.id == id));
+                        .is_some_and(|id| self.transactions.iter().any(|t| t.answers_to(id)));
                     if method == Method::BINDING || !ours {
                         return TurnInput::NotTurn;
                     }
@@ -337,7 +378,10 @@ impl TurnClient {
                 }
                 TimerAction::TimedOut => {
                     let t = self.transactions.remove(i);
-                    self.fail_transaction(now, t.kind, TurnError::Timeout);
+                    let error = t
+                        .discarded_error
+                        .map_or(TurnError::Timeout, TurnError::unauthenticated);
+                    self.fail_transaction(now, t.kind, error);
                 }
             }
         }

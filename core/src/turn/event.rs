@@ -46,6 +46,14 @@ pub enum TurnError {
     /// the network configuration, TCP or TLS failure).
     #[error("TURN server unreachable (name, connection or TLS failure)")]
     Unreachable,
+    /// The request timed out after only error responses without a valid
+    /// MESSAGE-INTEGRITY came (RFC 8489 9.2.5: integrity protection violated). They were
+    /// discarded, since anyone on the path could have sent them; `code` is the last one.
+    #[error("TURN request answered only by unauthenticated error {code}")]
+    UnauthenticatedError {
+        /// The ERROR-CODE number of the last discarded response.
+        code: u16,
+    },
 }
 
 impl TurnError {
@@ -58,6 +66,18 @@ impl TurnError {
             486 => TurnError::AllocationQuotaReached,
             508 => TurnError::InsufficientCapacity,
             code => TurnError::ServerError { code },
+        }
+    }
+
+    /// What a transaction reports when it timed out after discarding unauthenticated
+    /// error responses with `code`. A 401 there means the server refused our credentials
+    /// (it cannot sign with a key it does not share with us) and a 438 that the server
+    /// kept answering Stale Nonce, so those keep their usual meaning.
+    pub(crate) fn unauthenticated(code: u16) -> TurnError {
+        match code {
+            401 => TurnError::Unauthorized,
+            438 => TurnError::StaleNonceLoop,
+            code => TurnError::UnauthenticatedError { code },
         }
     }
 }
@@ -167,4 +187,7 @@ pub struct TurnStats {
     pub dropped: u64,
     /// Transmits or events dropped because a queue was full.
     pub queue_overflows: u64,
+    /// Responses to requests sent with credentials that were discarded for lacking a
+    /// valid MESSAGE-INTEGRITY (also counted in `dropped`), and 438s beyond the retries.
+    pub unauthenticated_discarded: u64,
 }

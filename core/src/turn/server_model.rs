@@ -190,10 +190,15 @@ impl ServerModel {
             self.answer(msg.transaction_id, reply);
             return;
         }
-        if msg.nonce() != Some(self.nonce.as_str()) || self.stale_nonces > 0 {
-            self.stale_nonces = self.stale_nonces.saturating_sub(1);
+        if self.stale_nonces > 0 {
+            // The nonce expires: a new one, announced in a 438.
+            self.stale_nonces -= 1;
             self.nonce_counter += 1;
             self.nonce = format!("nonce-{}", self.nonce_counter);
+        }
+        if msg.nonce() != Some(self.nonce.as_str()) {
+            // A wrong or expired nonce: 438 with the current one (no integrity, as
+            // servers send it).
             let reply = self.error(&msg, 438, false);
             self.answer(msg.transaction_id, reply);
             return;

@@ -352,8 +352,12 @@ fn wrong_password_fails_once_without_a_retry_storm() {
         net.events,
         vec![TurnEvent::AllocationFailed(TurnError::Unauthorized)]
     );
+    // The server's 401 to the authenticated Allocate carries no integrity (it cannot sign
+    // with a key it does not share with us), so it is discarded as RFC 8489 9.2.5 says:
+    // the request runs its retransmissions (7 in all), then fails with what came.
     assert_eq!(net.server.seen.len(), 2);
-    assert_eq!(net.wire.len(), 2);
+    assert_eq!(net.wire.len(), 1 + 7);
+    assert_eq!(net.client.stats().unauthenticated_discarded, 7);
     assert_eq!(net.client.poll_timeout(), None);
     assert!(net.client.is_terminated());
 }
@@ -775,4 +779,207 @@ fn lost_responses_are_recovered_by_retransmission() {
         TurnInput::NotTurn
     );
     assert!(net.client.has_permission(peer.ip()));
+}
+
+impl Net {
+    /// The client's next datagram, taken off the wire before the server sees it.
+    fn intercept(&mut self) -> Vec<u8> {
+        let mut buf = vec![0u8; 2048];
+        let (_, n) = self
+            .client
+            .poll_transmit(self.now, &mut buf)
+            .expect("a request");
+        self.wire.push(buf[..n].to_vec());
+        buf[..n].to_vec()
+    }
+
+    /// Hand a datagram from the server's address to the client.
+    fn hand_to_client(&mut self, data: &[u8]) {
+        let from = self.server.addr;
+        assert_eq!(
+            self.client.handle_datagram(self.now, from, data),
+            TurnInput::Consumed
+        );
+        while let Some(e) = self.client.poll_event() {
+            self.events.push(e);
+        }
+    }
+
+    /// Let the server answer `request`, then exchange until quiet.
+    fn deliver(&mut self, request: &[u8]) {
+        self.server.handle(self.now, self.client_addr, request);
+        self.pump();
+    }
+
+    /// Move the clock to the client's next deadline and fire it, without pumping.
+    fn next_deadline(&mut self) {
+        let d = self.client.poll_timeout().expect("a deadline");
+        self.now = self.now.max(d);
+        self.client.handle_timeout(self.now);
+    }
+}
+
+/// An error response for `request` as an attacker on the path forges it: the right
+/// transaction id, no MESSAGE-INTEGRITY (it does not know the key).
+fn forged_error(request: &[u8], code: u16, challenge: Option<(&str, &str)>) -> Vec<u8> {
+    let req = stun::Message::parse(request).expect("request");
+    let mut m = stun::Message::new(Class::Error, req.method, req.transaction_id).with(
+        stun::Attribute::ErrorCode {
+            code,
+            reason: "forged".into(),
+        },
+    );
+    if let Some((realm, nonce)) = challenge {
+        m = m
+            .with(stun::Attribute::Realm(realm.into()))
+            .with(stun::Attribute::Nonce(nonce.into()));
+    }
+    m.encode_to_vec(None, true)
+}
+
+fn failures(net: &Net) -> usize {
+    net.count_events(|e| {
+        matches!(
+            e,
+            TurnEvent::AllocationFailed(_)
+                | TurnEvent::PermissionFailed(..)
+                | TurnEvent::ChannelBindFailed(..)
+        )
+    })
+}
+
+#[test]
+fn unauthenticated_errors_never_fail_an_authenticated_request() {
+    for code in [400, 401, 403, 437, 486, 508, 500] {
+        let mut net = Net::default();
+        // Allocate: the challenge is taken, a forged error to the authenticated retry is not.
+        let first = net.intercept();
+        net.server.handle(net.now, net.client_addr, &first);
+        let challenge = net.server.to_client.pop_front().expect("401");
+        net.hand_to_client(&challenge);
+        let allocate = net.intercept();
+        net.hand_to_client(&forged_error(&allocate, code, None));
+        net.deliver(&allocate);
+        let relayed = net.allocated();
+        // CreatePermission and ChannelBind.
+        let peer = addr("203.0.113.5:6000");
+        net.client
+            .create_permission(net.now, peer.ip())
+            .expect("ok");
+        let permission = net.intercept();
+        net.hand_to_client(&forged_error(&permission, code, None));
+        net.deliver(&permission);
+        net.client.bind_channel(net.now, peer).expect("ok");
+        let bind = net.intercept();
+        net.hand_to_client(&forged_error(&bind, code, None));
+        net.deliver(&bind);
+        // Refresh, at 3/4 of the lifetime (the first deadline after the permission's).
+        while net.count_events(|e| matches!(e, TurnEvent::Refreshed { .. })) == 0 {
+            net.next_deadline();
+            let request = net.intercept();
+            net.hand_to_client(&forged_error(&request, code, None));
+            net.deliver(&request);
+        }
+        assert_eq!(failures(&net), 0, "code {code}: {:?}", net.events);
+        assert_eq!(net.client.relayed_address(), Some(relayed));
+        assert!(net.client.has_permission(peer.ip()));
+        assert_eq!(net.client.channel_of(peer), Some(0x4000));
+        assert!(
+            net.client.stats().unauthenticated_discarded >= 4,
+            "code {code}"
+        );
+    }
+}
+
+#[test]
+fn a_forged_stale_nonce_can_change_the_nonce_only() {
+    let mut net = Net::default();
+    net.allocated();
+    let realm = net.server.realm.clone();
+    net.next_deadline();
+    let refresh = net.intercept();
+    // Another realm would change the key: only the 401 challenge may set it.
+    net.hand_to_client(&forged_error(&refresh, 438, Some(("evil.example", "n1"))));
+    assert_eq!(net.client.stats().unauthenticated_discarded, 1);
+    assert!(net
+        .client
+        .poll_transmit(net.now, &mut [0u8; 2048])
+        .is_none());
+    // The same realm with a new nonce: retried with it, as RFC 8489 9.2.5 requires.
+    net.hand_to_client(&forged_error(&refresh, 438, Some((&realm, "forged-nonce"))));
+    let retry = net.intercept();
+    let parsed = stun::Message::parse(&retry).expect("retry");
+    assert_eq!(parsed.nonce(), Some("forged-nonce"));
+    assert_eq!(parsed.realm(), Some(realm.as_str()));
+    // The forged nonce goes into that retry only: a request started meanwhile carries
+    // the nonce the server last confirmed.
+    let confirmed = stun::Message::parse(&refresh).expect("refresh");
+    let peer = addr("203.0.113.5:6000");
+    net.client
+        .create_permission(net.now, peer.ip())
+        .expect("ok");
+    let permission = net.intercept();
+    let parsed = stun::Message::parse(&permission).expect("request");
+    assert_eq!(parsed.nonce(), confirmed.nonce());
+    // The server's own answer to the first request still completes the refresh.
+    net.server.handle(net.now, net.client_addr, &refresh);
+    let answer = net.server.to_client.pop_front().expect("success");
+    net.hand_to_client(&answer);
+    assert_eq!(
+        net.count_events(|e| matches!(e, TurnEvent::Refreshed { .. })),
+        1
+    );
+    net.deliver(&retry);
+    net.deliver(&permission);
+    assert!(net.client.has_permission(peer.ip()));
+    net.run_for(Duration::from_secs(1200));
+    assert_eq!(failures(&net), 0, "{:?}", net.events);
+    assert!(net.client.is_allocated());
+}
+
+#[test]
+fn forged_stale_nonces_beyond_the_retries_are_discarded() {
+    let mut net = Net::default();
+    net.allocated();
+    net.next_deadline();
+    let first = net.intercept();
+    let mut request = first.clone();
+    for i in 0..10 {
+        net.hand_to_client(&forged_error(
+            &request,
+            438,
+            Some((&net.server.realm.clone(), &format!("n{i}"))),
+        ));
+        let mut buf = vec![0u8; 2048];
+        if let Some((_, n)) = net.client.poll_transmit(net.now, &mut buf) {
+            request = buf[..n].to_vec();
+        }
+    }
+    assert_eq!(net.client.stats().unauthenticated_discarded, 10 - 3);
+    assert_eq!(failures(&net), 0);
+    // The server's real answer to the first request (sent with the valid nonce) still
+    // completes the refresh: the retries keep the earlier ids.
+    net.deliver(&first);
+    assert_eq!(
+        net.count_events(|e| matches!(e, TurnEvent::Refreshed { .. })),
+        1
+    );
+}
+
+#[test]
+fn a_request_answered_only_by_forgeries_times_out_naming_them() {
+    let mut net = Net::default();
+    net.allocated();
+    net.server.silent = true;
+    net.next_deadline();
+    let refresh = net.intercept();
+    net.hand_to_client(&forged_error(&refresh, 437, None));
+    assert!(net.client.is_allocated());
+    net.run_for(Duration::from_secs(60));
+    assert_eq!(
+        net.events.last(),
+        Some(&TurnEvent::AllocationFailed(
+            TurnError::UnauthenticatedError { code: 437 }
+        ))
+    );
 }

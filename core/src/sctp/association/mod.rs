@@ -184,9 +184,25 @@ impl Association {
         self.sender.total_buffered()
     }
 
-    /// Bytes the receiver holds (fragments, messages not yet polled).
+    /// Bytes the receiver holds (fragments, messages not yet polled, and the bookkeeping
+    /// around them), as charged against the receive buffer. Whatever the peer sends this
+    /// stays under [`Association::max_received_bytes_held`].
     pub fn received_bytes_held(&self) -> usize {
         self.receiver.as_ref().map_or(0, Receiver::stored_bytes)
+    }
+
+    /// The most [`Association::received_bytes_held`] can reach: the receive buffer, the
+    /// slack kept for the chunk that fills the first hole, and one more chunk's charge.
+    pub fn max_received_bytes_held(&self) -> usize {
+        self.config.receive_buffer + receiver::HOLE_FILL_SLACK + receiver::MAX_CHUNK_CHARGE
+    }
+
+    /// What the receiver keeps charged for the ordering state of streams seen so far.
+    #[cfg(test)]
+    pub(crate) fn received_stream_state_bytes(&self) -> usize {
+        self.receiver
+            .as_ref()
+            .map_or(0, Receiver::stream_state_bytes)
     }
 
     /// The current retransmission timeout.
@@ -309,7 +325,9 @@ impl Association {
     }
 
     /// [`Association::handle_packet`] for a packet already in `Bytes`: user data is
-    /// sliced out of it without a copy.
+    /// sliced out of it without a copy. The receive buffer charges a stored slice as
+    /// if it held `packet.len()` bytes alive (or copies a small one out), so `packet`
+    /// should not be a slice of a much larger buffer.
     pub fn handle_packet_bytes(&mut self, now: Instant, packet: Bytes) {
         self.advance_clock(now);
         self.stats.packets_received += 1;
@@ -354,7 +372,7 @@ impl Association {
                 return;
             }
             had_data |= matches!(chunk, Chunk::Data(_) | Chunk::IData(_));
-            if !self.handle_chunk(now, chunk) {
+            if !self.handle_chunk(now, chunk, packet.len()) {
                 break;
             }
             self.collect_messages();
@@ -412,6 +430,11 @@ impl Association {
         let e = self.events.pop_front()?;
         if let (SctpEvent::Message(m), Some(r)) = (&e, &mut self.receiver) {
             r.release(m.data.len());
+            if r.ack_due() && !self.timers.is_running(Timer::DelayedAck) {
+                // The window grew enough to announce: make it due now, so an owner that
+                // only polls events between inputs still sends the update at once.
+                self.timers.set(Timer::DelayedAck, self.last_now);
+            }
         }
         Some(e)
     }
@@ -506,8 +529,9 @@ impl Association {
         self.events.push_back(SctpEvent::Closed(reason));
     }
 
-    /// Returns false when the rest of the packet must be skipped.
-    fn handle_chunk(&mut self, now: Instant, chunk: Chunk) -> bool {
+    /// Returns false when the rest of the packet must be skipped. `packet_len` is the
+    /// size of the buffer the chunk's data is sliced from.
+    fn handle_chunk(&mut self, now: Instant, chunk: Chunk, packet_len: usize) -> bool {
         use AssociationState as S;
         match chunk {
             Chunk::Init(init) => self.handle_init(now, init),
@@ -518,8 +542,8 @@ impl Association {
                 self.stats.out_of_the_blue += 1;
                 return false;
             }
-            Chunk::Data(d) => self.handle_data(now, d, false),
-            Chunk::IData(d) => self.handle_data(now, d, true),
+            Chunk::Data(d) => self.handle_data(now, d, false, packet_len),
+            Chunk::IData(d) => self.handle_data(now, d, true, packet_len),
             Chunk::Sack(sack) => {
                 if matches!(self.state, S::Closed | S::CookieWait | S::CookieEchoed) {
                     return true;
@@ -608,7 +632,13 @@ impl Association {
         chunk_type & 0x80 != 0
     }
 
-    fn handle_data(&mut self, now: Instant, d: crate::sctp::wire::DataChunk, idata: bool) {
+    fn handle_data(
+        &mut self,
+        now: Instant,
+        d: crate::sctp::wire::DataChunk,
+        idata: bool,
+        packet_len: usize,
+    ) {
         use AssociationState as S;
         if !matches!(
             self.state,
@@ -625,7 +655,7 @@ impl Association {
         let Some(receiver) = &mut self.receiver else {
             return;
         };
-        match receiver.receive_data(d, idata) {
+        match receiver.receive_data(d, idata, packet_len) {
             DataOutcome::Accepted => {}
             DataOutcome::Duplicate => self.stats.duplicate_data += 1,
             DataOutcome::Dropped => self.stats.data_dropped_no_room += 1,

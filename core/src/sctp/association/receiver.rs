@@ -5,8 +5,11 @@
 //!
 //! TSNs are unwrapped to `u64` on entry, so every structure here is ordered without
 //! serial-number arithmetic. Memory is bounded by the receive buffer: every stored
-//! fragment and undelivered message counts against it, and the advertised window is what
-//! is left.
+//! fragment and undelivered message counts against it at what it really costs (its
+//! payload, the bookkeeping around it, and never a larger packet kept alive behind a
+//! slice: such payloads are copied out compactly), so do the per-stream and
+//! per-message maps, and the advertised window is what is left. Whatever the peer
+//! sends, the bytes held stay under the buffer plus [`HOLE_FILL_SLACK`] plus one chunk.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -14,9 +17,21 @@ use bytes::{Bytes, BytesMut};
 
 use crate::sctp::wire::{DataChunk, GapBlock, Sack};
 
-/// Per-message bookkeeping charged against the receive buffer, so that a flood of tiny
-/// messages is bounded as well as a few large ones.
-const MESSAGE_OVERHEAD: usize = 64;
+/// What one stored fragment or message costs beyond its payload: its share of the B-tree
+/// node or queue slot that holds it (a leaf keeps 11 entries of up to 56 bytes), its
+/// struct, and the allocation header of its payload. Charged against the receive buffer
+/// so that a flood of tiny fragments or messages is bounded as well as a few large ones.
+const ENTRY_OVERHEAD: usize = 128;
+/// A B-tree's first leaf node, allocated when a per-message fragment map or a stream's
+/// map of messages waiting for order gets its first entry (11 keys and values: about
+/// 600 bytes for the largest entries here), with the entry in the map of partial messages.
+const MAP_NODE_COST: usize = 640;
+/// One stream's ordering state: its hash-table slot, counted twice for the table's growth.
+const STREAM_STATE_COST: usize = 128;
+/// A stored payload may keep alive the packet buffer it was sliced from only if that
+/// buffer is at most this much larger than the payload (headers and a small bundled
+/// chunk); otherwise the payload is copied out, so its charge is what it really holds.
+const MAX_PINNED_SLACK: usize = 256;
 /// Most gap ranges kept; a TSN that would open another is dropped (the sender resends it).
 const MAX_GAP_RANGES: usize = 128;
 /// Most duplicate TSNs reported in one SACK.
@@ -25,7 +40,11 @@ const MAX_DUPLICATES: usize = 32;
 const MAX_TSN_AHEAD: u64 = 1 << 20;
 /// Extra room for the chunk at the cumulative point when the buffer is full, so that
 /// out-of-order data can never block the chunk that would let it be delivered.
-const HOLE_FILL_SLACK: usize = 64 * 1024;
+pub(crate) const HOLE_FILL_SLACK: usize = 64 * 1024;
+/// The most one accepted chunk can add past the point where the buffer refuses more: a
+/// payload as large as a DTLS record, its entry, a new map node and a new stream.
+pub(crate) const MAX_CHUNK_CHARGE: usize =
+    16 * 1024 + ENTRY_OVERHEAD + MAP_NODE_COST + STREAM_STATE_COST;
 
 /// A whole message received on a stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,12 +83,26 @@ struct Fragment {
     payload: Bytes,
 }
 
+impl Fragment {
+    /// What the fragment is charged while stored.
+    fn cost(&self) -> usize {
+        self.payload.len() + ENTRY_OVERHEAD
+    }
+}
+
 #[derive(Debug, Default)]
 struct PartialMessage {
     fragments: BTreeMap<u32, Bytes>,
     ppid: u32,
     last_fsn: Option<u32>,
     bytes: usize,
+}
+
+impl PartialMessage {
+    /// What the partial message is charged beyond its payload bytes.
+    fn bookkeeping(&self) -> usize {
+        MAP_NODE_COST + self.fragments.len() * ENTRY_OVERHEAD
+    }
 }
 
 #[derive(Debug, Default)]
@@ -152,9 +185,17 @@ impl Receiver {
             .min(u32::MAX as usize) as u32
     }
 
-    /// Bytes held: fragments, messages waiting for order, messages not yet taken.
+    /// Bytes held: fragments, messages waiting for order, messages not yet taken, and
+    /// the bookkeeping of partial messages and streams.
     pub(crate) fn stored_bytes(&self) -> usize {
         self.stored_bytes
+    }
+
+    /// What the ordering state of the streams seen so far is charged: all that stays
+    /// held once every message is delivered.
+    #[cfg(test)]
+    pub(crate) fn stream_state_bytes(&self) -> usize {
+        self.streams.len() * STREAM_STATE_COST
     }
 
     fn is_received(&self, t: u64) -> bool {
@@ -206,8 +247,14 @@ impl Receiver {
         self.ranges.drain(..absorbed);
     }
 
-    /// Take one DATA or I-DATA chunk.
-    pub(crate) fn receive_data(&mut self, chunk: DataChunk, interleaved: bool) -> DataOutcome {
+    /// Take one DATA or I-DATA chunk that came in a packet of `packet_len` bytes (the
+    /// buffer its payload is a slice of).
+    pub(crate) fn receive_data(
+        &mut self,
+        mut chunk: DataChunk,
+        interleaved: bool,
+        packet_len: usize,
+    ) -> DataOutcome {
         let t = self.unwrap_tsn(chunk.tsn);
         if chunk.flags.immediate {
             self.ack_now = true;
@@ -219,10 +266,10 @@ impl Receiver {
             self.ack_now = true;
             return DataOutcome::Duplicate;
         }
-        let len = chunk.payload.len();
-        let fits = self.stored_bytes + len <= self.buffer_limit
+        let cost = chunk.payload.len() + ENTRY_OVERHEAD;
+        let fits = self.stored_bytes + cost <= self.buffer_limit
             || (t == self.cumulative_tsn + 1
-                && self.stored_bytes + len <= self.buffer_limit + HOLE_FILL_SLACK);
+                && self.stored_bytes + cost <= self.buffer_limit + HOLE_FILL_SLACK);
         let had_gaps = !self.ranges.is_empty();
         if !fits || t - self.cumulative_tsn > MAX_TSN_AHEAD || !self.mark_received(t) {
             self.ack_now = true;
@@ -231,6 +278,10 @@ impl Receiver {
         if had_gaps || !self.ranges.is_empty() {
             // Out of order, or filling a hole: tell the sender at once (RFC 9260 6.7).
             self.ack_now = true;
+        }
+        if packet_len > chunk.payload.len() + MAX_PINNED_SLACK {
+            // A small payload must not keep a large packet alive while it waits.
+            chunk.payload = Bytes::copy_from_slice(&chunk.payload);
         }
         let complete = if interleaved {
             self.reassemble_interleaved(chunk)
@@ -266,7 +317,7 @@ impl Receiver {
             unordered: f.unordered,
             payload: chunk.payload.clone(),
         };
-        self.stored_bytes += fragment.payload.len();
+        self.stored_bytes += fragment.payload.len() + ENTRY_OVERHEAD;
         self.fragments.insert(t, fragment);
         // Only an ending fragment, or one that fills a hole before later fragments, can
         // complete a message: in-order arrival costs one walk per message, not per chunk.
@@ -313,10 +364,11 @@ impl Receiver {
                     ppid = frag.ppid;
                 }
                 data.extend_from_slice(&frag.payload);
+                self.stored_bytes = self.stored_bytes.saturating_sub(ENTRY_OVERHEAD);
             }
         }
         // The fragments' bytes now belong to the message.
-        self.stored_bytes += MESSAGE_OVERHEAD;
+        self.stored_bytes += ENTRY_OVERHEAD;
         Ok(Some(Assembled {
             message_id: chunk.message_id,
             message: ReceivedMessage {
@@ -332,7 +384,7 @@ impl Receiver {
         if chunk.payload.len() > self.max_message_size {
             return Err(());
         }
-        self.stored_bytes += chunk.payload.len() + MESSAGE_OVERHEAD;
+        self.stored_bytes += chunk.payload.len() + ENTRY_OVERHEAD;
         Ok(Assembled {
             message_id: chunk.message_id,
             message: ReceivedMessage {
@@ -356,6 +408,9 @@ impl Receiver {
         }
         let fsn = if f.beginning { 0 } else { chunk.fragment_seq };
         let max = self.max_message_size;
+        if !self.partial.contains_key(&key) {
+            self.stored_bytes += MAP_NODE_COST;
+        }
         let partial = self.partial.entry(key).or_default();
         let beyond_end = partial.last_fsn.is_some_and(|l| fsn > l);
         let end_before_others = f.ending && partial.fragments.range(fsn..).next().is_some();
@@ -372,7 +427,7 @@ impl Receiver {
         let len = chunk.payload.len();
         partial.bytes += len;
         partial.fragments.insert(fsn, chunk.payload);
-        self.stored_bytes += len;
+        self.stored_bytes += len + ENTRY_OVERHEAD;
         if partial.bytes > max {
             return Err(());
         }
@@ -389,7 +444,11 @@ impl Receiver {
         for payload in partial.fragments.values() {
             data.extend_from_slice(payload);
         }
-        self.stored_bytes += MESSAGE_OVERHEAD;
+        // The fragments' bytes now belong to the message; their bookkeeping goes.
+        self.stored_bytes = self
+            .stored_bytes
+            .saturating_sub(partial.bookkeeping())
+            .saturating_add(ENTRY_OVERHEAD);
         Ok(Some(Assembled {
             message_id: chunk.message_id,
             message: ReceivedMessage {
@@ -445,21 +504,37 @@ impl Receiver {
             return;
         }
         let mask = self.id_mask;
+        if !self.streams.contains_key(&a.message.stream_id) {
+            // Charged even past the buffer: the chunk that brought it had to fit first.
+            self.stored_bytes += STREAM_STATE_COST;
+        }
         let stream = self.streams.entry(a.message.stream_id).or_default();
         if a.message_id == stream.next_id {
             self.ready.push_back(a.message);
             stream.next_id = stream.next_id.wrapping_add(1) & mask;
+            let had_pending = !stream.pending.is_empty();
             while let Some(m) = stream.pending.remove(&stream.next_id) {
                 self.ready.push_back(m);
                 stream.next_id = stream.next_id.wrapping_add(1) & mask;
             }
+            if had_pending && stream.pending.is_empty() {
+                self.stored_bytes = self.stored_bytes.saturating_sub(MAP_NODE_COST);
+            }
         } else if serial_newer(a.message_id, stream.next_id, mask) {
-            stream.pending.insert(a.message_id, a.message);
+            if stream.pending.is_empty() {
+                self.stored_bytes += MAP_NODE_COST;
+            }
+            if let Some(old) = stream.pending.insert(a.message_id, a.message) {
+                // The same id twice (a confused peer): the first copy's bytes go.
+                self.stored_bytes = self
+                    .stored_bytes
+                    .saturating_sub(old.data.len() + ENTRY_OVERHEAD);
+            }
         } else {
             // An old message id: a confused peer. Release its bytes.
             self.stored_bytes = self
                 .stored_bytes
-                .saturating_sub(a.message.data.len() + MESSAGE_OVERHEAD);
+                .saturating_sub(a.message.data.len() + ENTRY_OVERHEAD);
         }
     }
 
@@ -471,7 +546,7 @@ impl Receiver {
     /// The application took a message of `len` bytes: free its share of the buffer, and
     /// announce the larger window if it grew by a quarter of the buffer.
     pub(crate) fn release(&mut self, len: usize) {
-        self.stored_bytes = self.stored_bytes.saturating_sub(len + MESSAGE_OVERHEAD);
+        self.stored_bytes = self.stored_bytes.saturating_sub(len + ENTRY_OVERHEAD);
         if self.rwnd()
             >= self
                 .last_advertised_rwnd
@@ -503,7 +578,7 @@ impl Receiver {
         // can never complete. Fragments the new point merely let us absorb (received
         // after a skipped hole) are live: keep them.
         let keep = self.fragments.split_off(&(t + 1));
-        let dropped: usize = self.fragments.values().map(|f| f.payload.len()).sum();
+        let dropped: usize = self.fragments.values().map(Fragment::cost).sum();
         self.fragments = keep;
         self.stored_bytes = self.stored_bytes.saturating_sub(dropped);
         self.drop_orphan_fragments();
@@ -519,8 +594,16 @@ impl Receiver {
                 .collect();
             for k in stale {
                 if let Some(p) = self.partial.remove(&k) {
-                    self.stored_bytes = self.stored_bytes.saturating_sub(p.bytes);
+                    self.stored_bytes = self.stored_bytes.saturating_sub(p.bytes + p.bookkeeping());
                 }
+            }
+            if !self.streams.contains_key(&stream_id) {
+                if self.stored_bytes + STREAM_STATE_COST > self.buffer_limit {
+                    // No room for the state of yet another stream: a peer naming many
+                    // streams it never used cannot grow the table past the buffer.
+                    continue;
+                }
+                self.stored_bytes += STREAM_STATE_COST;
             }
             let stream = self.streams.entry(stream_id).or_default();
             if unordered {
@@ -539,6 +622,7 @@ impl Receiver {
                 .copied()
                 .filter(|k| !serial_newer(*k, id, mask))
                 .collect();
+            let had_pending = !stream.pending.is_empty();
             let mut sorted: Vec<u32> = waiting;
             sorted.sort_by_key(|k| k.wrapping_sub(stream.next_id) & mask);
             for k in sorted {
@@ -550,6 +634,9 @@ impl Receiver {
             while let Some(m) = stream.pending.remove(&stream.next_id) {
                 self.ready.push_back(m);
                 stream.next_id = stream.next_id.wrapping_add(1) & mask;
+            }
+            if had_pending && stream.pending.is_empty() {
+                self.stored_bytes = self.stored_bytes.saturating_sub(MAP_NODE_COST);
             }
         }
     }
@@ -578,7 +665,7 @@ impl Receiver {
                 }
             }
             let tail = self.fragments.split_off(&(last + 1));
-            let dropped: usize = self.fragments.values().map(|f| f.payload.len()).sum();
+            let dropped: usize = self.fragments.values().map(Fragment::cost).sum();
             self.fragments = tail;
             self.stored_bytes = self.stored_bytes.saturating_sub(dropped);
         }
@@ -588,12 +675,19 @@ impl Receiver {
     pub(crate) fn reset_streams(&mut self, streams: &[u16]) {
         for s in streams {
             if let Some(stream) = self.streams.remove(s) {
+                let map = if stream.pending.is_empty() {
+                    0
+                } else {
+                    MAP_NODE_COST
+                };
                 let freed: usize = stream
                     .pending
                     .values()
-                    .map(|m| m.data.len() + MESSAGE_OVERHEAD)
+                    .map(|m| m.data.len() + ENTRY_OVERHEAD)
                     .sum();
-                self.stored_bytes = self.stored_bytes.saturating_sub(freed);
+                self.stored_bytes = self
+                    .stored_bytes
+                    .saturating_sub(freed + map + STREAM_STATE_COST);
             }
         }
     }
@@ -687,15 +781,15 @@ mod tests {
         let mut r = Receiver::new(start, 1 << 20, 1 << 18, false);
         // TSNs start-1 .. : B at MAX-1, middle at MAX (lost for now), E at 0; a whole at 2.
         assert_eq!(
-            r.receive_data(chunk(start, 0, (true, false), b"he"), false),
+            r.receive_data(chunk(start, 0, (true, false), b"he"), false, 100),
             DataOutcome::Accepted
         );
         assert_eq!(
-            r.receive_data(chunk(0, 0, (false, true), b"o"), false),
+            r.receive_data(chunk(0, 0, (false, true), b"o"), false, 100),
             DataOutcome::Accepted
         );
         assert_eq!(
-            r.receive_data(chunk(2, 1, (true, true), b"x"), false),
+            r.receive_data(chunk(2, 1, (true, true), b"x"), false, 100),
             DataOutcome::Accepted
         );
         let sack = r.build_sack(1200);
@@ -707,12 +801,12 @@ mod tests {
         assert!(r.next_ready().is_none());
         // A duplicate is reported once.
         assert_eq!(
-            r.receive_data(chunk(0, 0, (false, true), b"o"), false),
+            r.receive_data(chunk(0, 0, (false, true), b"o"), false, 100),
             DataOutcome::Duplicate
         );
         // The hole fills: both messages come out, in SSN order.
         assert_eq!(
-            r.receive_data(chunk(u32::MAX, 0, (false, false), b"ll"), false),
+            r.receive_data(chunk(u32::MAX, 0, (false, false), b"ll"), false, 100),
             DataOutcome::Accepted
         );
         assert!(r.ack_due());
@@ -725,6 +819,103 @@ mod tests {
         assert_eq!(&r.next_ready().expect("second").data[..], b"x");
         r.release(5);
         r.release(1);
-        assert_eq!(r.stored_bytes(), 0);
+        assert_eq!(r.stored_bytes(), r.stream_state_bytes());
+        assert_eq!(r.stream_state_bytes(), STREAM_STATE_COST);
+    }
+
+    fn fragment(tsn: u32, stream: u16, mid: u32, first: bool, payload: Bytes) -> DataChunk {
+        DataChunk {
+            tsn,
+            stream_id: stream,
+            message_id: mid,
+            fragment_seq: 0,
+            ppid: 53,
+            flags: DataFlags {
+                beginning: first,
+                ending: false,
+                unordered: false,
+                immediate: false,
+            },
+            payload,
+        }
+    }
+
+    /// The bound [`Association::max_received_bytes_held`] states, for a receiver here.
+    fn bound(limit: usize) -> usize {
+        limit + HOLE_FILL_SLACK + MAX_CHUNK_CHARGE
+    }
+
+    #[test]
+    fn a_small_stored_payload_never_keeps_its_packet_alive() {
+        let mut r = Receiver::new(1, 1 << 20, 1 << 18, false);
+        let packet = Bytes::from(vec![7u8; 16 * 1024]);
+        // Ten bytes sliced out of a 16 KiB packet (the rest padding or other chunks).
+        let small = packet.slice(100..110);
+        r.receive_data(fragment(1, 1, 0, true, small.clone()), false, packet.len());
+        let stored = &r.fragments.values().next().expect("stored").payload;
+        assert_eq!(stored, &small);
+        assert_ne!(stored.as_ptr(), small.as_ptr(), "copied out of the packet");
+        assert_eq!(r.stored_bytes(), 10 + ENTRY_OVERHEAD);
+        // A payload that is most of its packet stays a slice: no copy on the bulk path.
+        let big = packet.slice(32..);
+        r.receive_data(fragment(2, 1, 0, false, big.clone()), false, packet.len());
+        let stored = &r.fragments.values().nth(1).expect("stored").payload;
+        assert_eq!(stored.as_ptr(), big.as_ptr());
+    }
+
+    #[test]
+    fn a_flood_of_tiny_fragments_is_charged_its_bookkeeping() {
+        let limit = 64 * 1024;
+        let mut r = Receiver::new(1, limit, 1 << 18, false);
+        let mut accepted = 0usize;
+        // One-byte first fragments that never end, each its own message, in TSN order
+        // (so even the hole-filling slack applies to every one).
+        for i in 0..100_000u32 {
+            let chunk = fragment(1 + i, (i % 1000) as u16, i, true, Bytes::from_static(b"x"));
+            if r.receive_data(chunk, false, 64) == DataOutcome::Accepted {
+                accepted += 1;
+            }
+            assert!(r.stored_bytes() <= bound(limit));
+        }
+        assert_eq!(r.fragments.len(), accepted);
+        assert!(
+            accepted * (1 + ENTRY_OVERHEAD) <= bound(limit),
+            "{accepted} fragments held"
+        );
+        // Interleaved: every fragment its own partial message, each with its own map.
+        let mut r = Receiver::new(1, limit, 1 << 18, true);
+        for i in 0..100_000u32 {
+            let chunk = fragment(1 + i, (i % 1000) as u16, i, true, Bytes::from_static(b"x"));
+            r.receive_data(chunk, true, 64);
+            assert!(r.stored_bytes() <= bound(limit));
+        }
+        assert!(r.partial.len() * (1 + ENTRY_OVERHEAD + MAP_NODE_COST) <= bound(limit));
+    }
+
+    #[test]
+    fn messages_waiting_for_order_on_many_streams_are_bounded() {
+        let limit = 256 * 1024;
+        let mut r = Receiver::new(1, limit, 1 << 18, false);
+        // On every stream a whole message with a far-ahead SSN: it waits for order,
+        // costing a stream state, a map node and an entry.
+        for i in 0..65_535u32 {
+            let mut chunk = fragment(1 + i, i as u16, 1000, true, Bytes::from_static(b"x"));
+            chunk.flags.ending = true;
+            r.receive_data(chunk, false, 64);
+            assert!(r.stored_bytes() <= bound(limit));
+        }
+        let waiting: usize = r.streams.values().map(|s| s.pending.len()).sum();
+        assert!(waiting > 0);
+        assert!(
+            waiting * (1 + ENTRY_OVERHEAD + MAP_NODE_COST + STREAM_STATE_COST) <= bound(limit),
+            "{waiting} messages on {} streams",
+            r.streams.len()
+        );
+        // A FORWARD-TSN naming every stream cannot grow the table past the buffer.
+        let mut r = Receiver::new(1, limit, 1 << 18, false);
+        let all: Vec<(u16, bool, u32)> = (0..=u16::MAX).map(|s| (s, false, 5)).collect();
+        r.forward_tsn(0, &all);
+        assert!(r.streams.len() * STREAM_STATE_COST <= limit);
+        assert!(r.stored_bytes() <= limit);
     }
 }

@@ -7,8 +7,19 @@ use std::time::{Duration, Instant};
 use super::*;
 
 impl TurnClient {
-    /// Build and send a request of `kind` as a new transaction.
+    /// Build and send a request of `kind` as a new transaction, with the current nonce.
     pub(super) fn start(&mut self, now: Instant, kind: TxKind, stale_retries: u32) {
+        self.start_with_nonce(now, kind, stale_retries, None);
+    }
+
+    /// [`TurnClient::start`] with `nonce` in place of the current one, if given.
+    fn start_with_nonce(
+        &mut self,
+        now: Instant,
+        kind: TxKind,
+        stale_retries: u32,
+        nonce: Option<String>,
+    ) {
         if self.transactions.len() >= MAX_TRANSACTIONS {
             self.stats.queue_overflows += 1;
             return;
@@ -39,7 +50,8 @@ impl TurnClient {
             ),
         };
         let key = self.creds.key;
-        if let (Some(realm), Some(nonce), Some(_)) = (&self.creds.realm, &self.creds.nonce, key) {
+        let nonce = nonce.or_else(|| self.creds.nonce.clone());
+        if let (Some(realm), Some(nonce), Some(_)) = (&self.creds.realm, &nonce, key) {
             attrs.push(Attribute::Username(self.creds.username.clone()));
             attrs.push(Attribute::Realm(realm.clone()));
             attrs.push(Attribute::Nonce(nonce.clone()));
@@ -68,11 +80,14 @@ impl TurnClient {
         self.queue(request.clone());
         self.transactions.push(Transaction {
             id,
+            nonce,
+            earlier: Vec::new(),
             kind,
             timer,
             request,
             authenticated: key.is_some(),
             stale_retries,
+            discarded_error: None,
         });
     }
 
@@ -81,7 +96,7 @@ impl TurnClient {
             self.stats.dropped += 1;
             return;
         };
-        let Some(index) = self.transactions.iter().position(|t| t.id == id) else {
+        let Some(index) = self.transactions.iter().position(|t| t.answers_to(id)) else {
             self.stats.dropped += 1;
             return;
         };
@@ -94,25 +109,22 @@ impl TurnClient {
             return;
         }
         let code = msg.error_code().map(|(c, _)| c);
-        let is_challenge = msg.class == Class::Error && matches!(code, Some(401 | 438));
-        let has_integrity = msg
-            .attributes
-            .iter()
-            .any(|a| matches!(a, Attribute::MessageIntegrity(_)));
-        let tx_authenticated = self
+        let sent_with_credentials = self
             .transactions
             .get(index)
             .is_some_and(|t| t.authenticated);
-        if tx_authenticated && !is_challenge {
-            // Success must carry a valid MESSAGE-INTEGRITY; an error is taken without one
-            // (so a server that omits it still gives a clear failure), never with a bad one.
-            let valid = self
+        if sent_with_credentials {
+            let authentic = self
                 .creds
                 .key
                 .is_some_and(|k| stun::verify_integrity(raw, &k));
-            if (msg.class == Class::Success || has_integrity) && !valid {
-                self.stats.dropped += 1;
+            if !authentic {
+                self.discard_unauthenticated(now, index, &msg, code);
                 return;
+            }
+            // The server took the nonce this request carried: new requests use it.
+            if let Some(nonce) = self.transactions.get(index).and_then(|t| t.nonce_of(id)) {
+                self.creds.nonce = Some(nonce.to_string());
             }
         }
         let tx = self.transactions.remove(index);
@@ -122,6 +134,7 @@ impl TurnClient {
             return;
         }
         match code {
+            // The challenge to the request sent without credentials (RFC 8489 9.2.5).
             Some(401) if !tx.authenticated => {
                 let (Some(realm), Some(nonce)) = (msg.realm(), msg.nonce()) else {
                     self.fail_transaction(now, tx.kind, TurnError::BadChallenge);
@@ -137,21 +150,78 @@ impl TurnClient {
                 self.start(now, tx.kind, tx.stale_retries);
             }
             Some(438) if tx.stale_retries < MAX_STALE_NONCE && msg.nonce().is_some() => {
+                // Authenticated (or to a request without credentials): the new nonce
+                // is the server's, for every request from now on.
                 self.creds.nonce = msg.nonce().map(str::to_string);
-                if let Some(realm) = msg.realm() {
-                    if self.creds.realm.as_deref() != Some(realm) {
-                        self.creds.key = Some(long_term_key(
-                            &self.creds.username,
-                            realm,
-                            &self.creds.password,
-                        ));
-                        self.creds.realm = Some(realm.to_string());
-                    }
-                }
-                self.start(now, tx.kind, tx.stale_retries + 1);
+                self.retry_with_nonce(now, tx, &msg);
             }
             Some(code) => self.fail_transaction(now, tx.kind, TurnError::from_code(code)),
             None => self.fail_transaction(now, tx.kind, TurnError::ServerError { code: 0 }),
+        }
+    }
+
+    /// A response to a request sent with credentials, without a valid MESSAGE-INTEGRITY.
+    ///
+    /// RFC 8489 9.2.5 discards it as if never received: the request keeps being
+    /// retransmitted, and only if every answer is discarded does the transaction end,
+    /// reporting the violation. We do the same over stream transports, where the RFC
+    /// would end the transaction at once: a forged answer injected before the server's
+    /// must not decide the outcome, and waiting for the server's costs nothing.
+    ///
+    /// The exception is a 438 (Stale Nonce). Servers send it without integrity (RFC 8489
+    /// 9.2.4 says it SHOULD NOT carry USERNAME and does not ask for MESSAGE-INTEGRITY;
+    /// RFC 8656's Refresh example has none), and the client MUST retry with its NONCE,
+    /// so an unauthenticated 438 may do exactly that and no more:
+    /// - it replaces the nonce only: a REALM different from ours makes it a forgery (the
+    ///   realm, and with it the key, only ever comes from the 401 challenge), discarded;
+    /// - the new nonce goes only into this request's retry; other requests keep the
+    ///   nonce the server last confirmed with integrity until an authentic answer to a
+    ///   retry confirms the new one, so a forged nonce cannot spread;
+    /// - the retry keeps the earlier request's id alive, so the server's own answer to
+    ///   the earlier request still completes the transaction: a forged 438 against a
+    ///   request with a valid nonce costs one extra request and nothing else;
+    /// - beyond [`MAX_STALE_NONCE`] retries an unauthenticated 438 is discarded like any
+    ///   other error, and only a timeout can end the transaction.
+    fn discard_unauthenticated(
+        &mut self,
+        now: Instant,
+        index: usize,
+        msg: &Message,
+        code: Option<u16>,
+    ) {
+        let stale_nonce = msg.class == Class::Error && code == Some(438);
+        let same_realm = msg
+            .realm()
+            .is_none_or(|r| self.creds.realm.as_deref() == Some(r));
+        let retries_left = self
+            .transactions
+            .get(index)
+            .is_some_and(|t| t.stale_retries < MAX_STALE_NONCE);
+        if stale_nonce && same_realm && retries_left && msg.nonce().is_some() {
+            let tx = self.transactions.remove(index);
+            self.stats.responses += 1;
+            self.retry_with_nonce(now, tx, msg);
+            return;
+        }
+        self.stats.dropped += 1;
+        self.stats.unauthenticated_discarded += 1;
+        if msg.class == Class::Error {
+            if let Some(t) = self.transactions.get_mut(index) {
+                t.discarded_error = code.or(t.discarded_error);
+            }
+        }
+    }
+
+    /// 438 Stale Nonce: send the request again with the 438's nonce (never its realm)
+    /// as a new transaction that still answers to the ids of the earlier tries.
+    fn retry_with_nonce(&mut self, now: Instant, tx: Transaction, msg: &Message) {
+        let mut earlier = tx.earlier;
+        earlier.push((tx.id, tx.nonce));
+        let nonce = msg.nonce().map(str::to_string);
+        self.start_with_nonce(now, tx.kind, tx.stale_retries + 1, nonce);
+        if let Some(retry) = self.transactions.last_mut().filter(|t| t.kind == tx.kind) {
+            retry.earlier = earlier;
+            retry.discarded_error = tx.discarded_error;
         }
     }
 
