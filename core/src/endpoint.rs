@@ -444,8 +444,13 @@ impl Endpoint {
             }
             entry.in_event_queue = false;
             self.events.pop_front();
-            // `PeerConnection::poll_event` only pops its queue: draining events changes
-            // neither the deadline nor the ufrag, so there is nothing to refresh.
+            // Reading data-channel events frees SCTP receive buffer, which makes a window
+            // update due at once: the peer goes through the output queue, whose drain
+            // sends it and refreshes the deadline.
+            if !entry.in_output_queue {
+                entry.in_output_queue = true;
+                self.output.push_back(index);
+            }
         }
         None
     }
