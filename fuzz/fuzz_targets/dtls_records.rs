@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
 use sansrtc::dtls::cert::Certificate;
 use sansrtc::dtls::{DtlsConfig, DtlsEndpoint, DtlsRole};
+use sansrtc::rng::Rng;
 
 fn certs() -> &'static (Certificate, Certificate) {
     static C: OnceLock<(Certificate, Certificate)> = OnceLock::new();
@@ -17,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     let (a, b) = certs();
     let now = Instant::now();
     for role in [DtlsRole::Client, DtlsRole::Server] {
-        let mut ep = DtlsEndpoint::new(role, a, b.fingerprint().clone(), DtlsConfig { require_cookie: false, ..Default::default() }, now);
+        let mut ep = DtlsEndpoint::new(role, a, b.fingerprint().clone(), DtlsConfig { require_cookie: false, ..Default::default() }, Rng::from_seed(7), now);
         let mut buf = [0u8; 2048];
         for (i, chunk) in data.split(|b| *b == 0xFF).enumerate() {
             let t = now + Duration::from_millis(i as u64);

@@ -12,11 +12,11 @@ mod client;
 pub mod endpoint;
 mod flight;
 mod handshake;
-pub mod keying;
+pub(crate) mod keying;
 mod reassembly;
 mod record;
 mod server;
-pub mod wire;
+pub(crate) mod wire;
 
 pub use endpoint::{
     DtlsConfig, DtlsEndpoint, DtlsError, DtlsEvent, DtlsRole, DtlsState, DtlsStats,
