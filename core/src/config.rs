@@ -213,8 +213,12 @@ pub struct Config {
     pub ice_servers: Vec<IceServer>,
     /// Which candidates may be used.
     pub ice_transport_policy: IceTransportPolicy,
-    /// Seed for all non-secret randomness (ufrags, SSRCs, tie-breakers).
-    /// `None` seeds from the operating system.
+    /// **For tests and simulation only.** `Some(seed)` keys the PeerConnection's ChaCha20
+    /// generator from this 64-bit seed, so the same seed and inputs give the same bytes
+    /// out, secrets included (ICE password, DTLS randoms, SCTP tags): anyone who knows or
+    /// searches the seed knows them. `None` (the default, and the only setting for real
+    /// sessions) keys it with 256 bits from the operating system. ECDHE and ECDSA keys are
+    /// always from the operating system.
     pub rng_seed: Option<u64>,
     /// An `(Instant, SystemTime)` pair that maps the monotonic clock to wall-clock time
     /// (for RTCP sender reports). `None`: wall-clock times are counted from the UNIX epoch
