@@ -96,7 +96,9 @@ pub struct PeerStats {
 }
 
 /// A WebRTC peer connection as a deterministic state machine. See the crate docs for the loop.
-#[derive(Debug)]
+///
+/// Its `Debug` output is a summary of states and addresses: it holds secrets (ICE
+/// passwords, TURN credentials, DTLS master secrets, SRTP keys) that must not reach logs.
 pub struct PeerConnection {
     config: Config,
     certificate: Certificate,
@@ -1583,9 +1585,53 @@ fn stun_url_address(url: &str) -> Option<SocketAddr> {
         .and_then(|u| u.socket_addr())
 }
 
+impl std::fmt::Debug for PeerConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerConnection")
+            .field("signaling_state", &self.signaling_state())
+            .field("connection_state", &self.connection_state())
+            .field("ice_connection_state", &self.ice_connection_state())
+            .field("dtls_state", &self.dtls_state)
+            .field("local_ice_ufrag", &self.local_ice_ufrag())
+            .field("selected_pair", &self.selected_pair())
+            .field("transceivers", &self.neg.transceivers().len())
+            .finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let now = Instant::now();
+        let config = Config {
+            rng_seed: Some(3),
+            ice_servers: vec![crate::IceServer {
+                urls: vec!["turn:192.0.2.1:3478".into()],
+                username: Some("user".into()),
+                credential: Some("turn-secret-credential".into()),
+            }],
+            ..Default::default()
+        };
+        let mut pc = PeerConnection::new(config, now).expect("pc");
+        pc.add_local_address(now, "192.0.2.9:5000".parse().expect("addr"), Protocol::Udp);
+        let _ = pc.add_track(MediaKind::Audio, vec![]);
+        let offer = pc.create_offer(OfferOptions::default()).expect("offer");
+        let pwd = offer
+            .sdp
+            .lines()
+            .find_map(|l| l.strip_prefix("a=ice-pwd:"))
+            .expect("pwd")
+            .trim()
+            .to_owned();
+        pc.set_local_description(now, offer).expect("local");
+        let text = format!("{pc:?}");
+        assert!(!text.contains(&pwd), "{text}");
+        assert!(!text.contains("turn-secret-credential"), "{text}");
+        assert!(text.contains(pc.local_ice_ufrag()), "{text}");
+    }
 
     #[test]
     fn stun_urls() {

@@ -68,13 +68,24 @@ impl std::fmt::Debug for TurnServer {
 }
 
 /// A `turn:` URL with an IP literal over UDP, waiting for a local socket of its family.
-#[derive(Debug)]
 struct Configured {
     url: String,
     server: SocketAddr,
     username: String,
     password: String,
     started: bool,
+}
+
+/// Never prints the password.
+impl std::fmt::Debug for Configured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Configured")
+            .field("url", &self.url)
+            .field("server", &self.server)
+            .field("username", &self.username)
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
