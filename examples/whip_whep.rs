@@ -37,7 +37,9 @@ fn main() -> ExitCode {
             println!("  publish: http://{addr}/publish   (WHIP endpoint http://{addr}/whip)");
             println!("  watch:   http://{addr}/watch     (WHEP endpoint http://{addr}/whep)");
             if let Some(token) = token {
-                println!("  requests need Authorization: Bearer {token}; pages: append #token={token}");
+                println!(
+                    "  requests need Authorization: Bearer {token}; pages: append #token={token}"
+                );
             }
             park_forever()
         }

@@ -12,8 +12,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use common::{
-    connect_from, read_reply, request, request_from, run_until, Peer, Upgrade, WsClient,
-    ATTACKER, LOOPBACK,
+    connect_from, read_reply, request, request_from, run_until, Peer, Upgrade, WsClient, ATTACKER,
+    LOOPBACK,
 };
 use sansrtc::MediaKind;
 use sansrtc_examples::echo;
@@ -77,7 +77,11 @@ fn oversized_requests_are_refused() {
     let many: Vec<(String, String)> = (0..40).map(|i| (format!("X-{i}"), "1".into())).collect();
     let many: Vec<(&str, &str)> = many.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
     let r = request(addr, "POST", "/whip", &many, b"v=0");
-    assert_eq!(r.status, 431, "more header lines than max_headers: {}", r.body);
+    assert_eq!(
+        r.status, 431,
+        "more header lines than max_headers: {}",
+        r.body
+    );
 
     // A huge Content-Length is refused at once: the body is never sent, so a server
     // that waited for it would time out instead.
@@ -122,7 +126,10 @@ fn slow_requests_are_cut_at_the_whole_request_timeout() {
     let slow = std::thread::spawn(move || {
         let mut s = connect_from(ATTACKER, addr);
         let started = Instant::now();
-        let head = format!("POST /whip HTTP/1.1\r\nHost: {addr}\r\nX-Slow: {}\r\n", "z".repeat(200));
+        let head = format!(
+            "POST /whip HTTP/1.1\r\nHost: {addr}\r\nX-Slow: {}\r\n",
+            "z".repeat(200)
+        );
         let mut cut = None;
         // One byte every 100 ms: the whole head would take 25 s.
         for byte in head.bytes() {
@@ -153,7 +160,10 @@ fn slow_requests_are_cut_at_the_whole_request_timeout() {
         cut
     });
     let (_publisher, _) = publish(addr, None);
-    let cut = slow.join().expect("slow client").expect("the slow request was cut");
+    let cut = slow
+        .join()
+        .expect("slow client")
+        .expect("the slow request was cut");
     eprintln!("slow request cut after {cut:?}");
     assert!(
         cut >= Duration::from_millis(1400) && cut < Duration::from_secs(4),
@@ -179,7 +189,11 @@ fn idle_connections_are_limited_and_timed_out() {
     // Admitted connections hold their place until their thread starts; give it a moment.
     std::thread::sleep(Duration::from_millis(200));
     let mut extra = connect_from(ATTACKER, addr);
-    assert_eq!(read_reply(&mut extra).status, 503, "past the per-address limit");
+    assert_eq!(
+        read_reply(&mut extra).status,
+        503,
+        "past the per-address limit"
+    );
     // The honest client is not affected.
     let (_publisher, _) = publish(addr, None);
     assert_eq!(request(addr, "GET", "/", &[], b"").status, 200);
@@ -189,7 +203,14 @@ fn idle_connections_are_limited_and_timed_out() {
     idle.extend((0..8).map(|_| connect_from(third, addr)));
     idle.extend((0..8).map(|_| connect_from(fourth, addr)));
     std::thread::sleep(Duration::from_millis(200));
-    let r = request_from(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 5)), addr, "GET", "/", &[], b"");
+    let r = request_from(
+        IpAddr::V4(Ipv4Addr::new(127, 0, 0, 5)),
+        addr,
+        "GET",
+        "/",
+        &[],
+        b"",
+    );
     assert_eq!(r.status, 503, "past the total limit");
     // Every idle one is closed by the server after the idle timeout (read sees the end).
     for s in &mut idle {
@@ -198,10 +219,21 @@ fn idle_connections_are_limited_and_timed_out() {
         assert_eq!(n, 0, "an idle connection is closed without an answer");
     }
     let waited = opened.elapsed();
-    assert!(waited < Duration::from_secs(6), "closed at the idle timeout: {waited:?}");
+    assert!(
+        waited < Duration::from_secs(6),
+        "closed at the idle timeout: {waited:?}"
+    );
     drop(idle);
     run_until("room again", Duration::from_secs(5), || {
-        request_from(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 5)), addr, "GET", "/", &[], b"").status
+        request_from(
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 5)),
+            addr,
+            "GET",
+            "/",
+            &[],
+            b"",
+        )
+        .status
             == 200
     });
 }
@@ -262,9 +294,11 @@ fn websockets_need_the_origin_and_an_offer_in_time() {
         "only the WebSocket that offered has a PeerConnection"
     );
     for ws in &silent {
-        run_until("the silent WebSocket closed", Duration::from_secs(5), || {
-            ws.recv(Duration::from_millis(50)).is_err()
-        });
+        run_until(
+            "the silent WebSocket closed",
+            Duration::from_secs(5),
+            || ws.recv(Duration::from_millis(50)).is_err(),
+        );
     }
     let waited = opened.elapsed();
     assert!(
@@ -289,8 +323,14 @@ fn tokens_resources_and_a_second_publisher() {
     let r = request(addr, "POST", "/whip", &[sdp], b"v=0");
     assert_eq!(r.status, 401, "no token");
     assert_eq!(r.header("WWW-Authenticate"), Some("Bearer"));
-    assert_eq!(request(addr, "POST", "/whip", &[sdp, wrong], b"v=0").status, 401);
-    assert_eq!(request(addr, "POST", "/whep", &[sdp, wrong], b"v=0").status, 401);
+    assert_eq!(
+        request(addr, "POST", "/whip", &[sdp, wrong], b"v=0").status,
+        401
+    );
+    assert_eq!(
+        request(addr, "POST", "/whep", &[sdp, wrong], b"v=0").status,
+        401
+    );
 
     let (mut publisher, resource) = publish(addr, Some(TOKEN));
     let id = resource.strip_prefix("/whip/").expect("a WHIP resource");
@@ -301,7 +341,10 @@ fn tokens_resources_and_a_second_publisher() {
     let auth = format!("Bearer {TOKEN}");
     let good = ("Authorization", auth.as_str());
     assert_eq!(request(addr, "DELETE", &resource, &[], b"").status, 401);
-    assert_eq!(request(addr, "DELETE", &resource, &[wrong], b"").status, 401);
+    assert_eq!(
+        request(addr, "DELETE", &resource, &[wrong], b"").status,
+        401
+    );
     let frag = ("Content-Type", "application/trickle-ice-sdpfrag");
     assert_eq!(
         request(addr, "PATCH", &resource, &[frag], b"a=end-of-candidates").status,
@@ -315,7 +358,9 @@ fn tokens_resources_and_a_second_publisher() {
         .core()
         .add_track(MediaKind::Audio, vec!["q".into()])
         .expect("track");
-    let refused = second.whip(addr, "/whip", Some(TOKEN)).expect_err("refused");
+    let refused = second
+        .whip(addr, "/whip", Some(TOKEN))
+        .expect_err("refused");
     assert_eq!(refused.status, 409, "{}", refused.body);
 
     // A viewer with the token guesses: sequential and short ids, and the publisher's
@@ -329,13 +374,22 @@ fn tokens_resources_and_a_second_publisher() {
     let own = viewer.whip(addr, "/whep", Some(TOKEN)).expect("viewer");
     let own_id = own.strip_prefix("/whep/").expect("a WHEP resource");
     assert_ne!(own_id, id);
-    for guess in (0..64).map(|n| format!("{n}")).chain((0..64).map(|n| format!("{n:032x}"))) {
+    for guess in (0..64)
+        .map(|n| format!("{n}"))
+        .chain((0..64).map(|n| format!("{n:032x}")))
+    {
         let r = request(addr, "DELETE", &format!("/whip/{guess}"), &[good], b"");
         assert_eq!(r.status, 404, "guessed /whip/{guess}");
     }
     // Its own id on the publisher's path, and the publisher's on the viewer's.
-    assert_eq!(request(addr, "DELETE", &format!("/whip/{own_id}"), &[good], b"").status, 404);
-    assert_eq!(request(addr, "DELETE", &format!("/whep/{id}"), &[good], b"").status, 404);
+    assert_eq!(
+        request(addr, "DELETE", &format!("/whip/{own_id}"), &[good], b"").status,
+        404
+    );
+    assert_eq!(
+        request(addr, "DELETE", &format!("/whep/{id}"), &[good], b"").status,
+        404
+    );
     assert_eq!(running.broadcast.sessions(), 2);
     for _ in 0..20 {
         publisher.frame();
@@ -354,5 +408,7 @@ fn tokens_resources_and_a_second_publisher() {
         .core()
         .add_track(MediaKind::Audio, vec!["r".into()])
         .expect("track");
-    third.whip(addr, "/whip", Some(TOKEN)).expect("publishing after the DELETE");
+    third
+        .whip(addr, "/whip", Some(TOKEN))
+        .expect("publishing after the DELETE");
 }

@@ -22,8 +22,8 @@ pub const ATTACKER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 
 /// A TCP connection to `addr` from `from` (any port).
 pub fn connect_from(from: IpAddr, addr: SocketAddr) -> TcpStream {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-        .expect("socket");
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
     socket
         .bind(&SocketAddr::new(from, 0).into())
         .expect("bind the client address");
@@ -145,8 +145,7 @@ impl Peer {
 
     /// With a configuration.
     pub fn with_config(config: Config) -> Peer {
-        let driver =
-            Driver::new(config, &NetConfig::loopback(), Instant::now()).expect("driver");
+        let driver = Driver::new(config, &NetConfig::loopback(), Instant::now()).expect("driver");
         Peer {
             driver,
             connected: false,
