@@ -483,7 +483,10 @@ fn read_request(
             .parse::<usize>()
             .map_err(|_| RequestError::Bad(400, "bad Content-Length".into()))?,
         (Some(_), Some(_)) => {
-            return Err(RequestError::Bad(400, "more than one Content-Length".into()))
+            return Err(RequestError::Bad(
+                400,
+                "more than one Content-Length".into(),
+            ))
         }
     };
     if headers.iter().any(|(n, _)| n == "transfer-encoding") {

@@ -119,10 +119,14 @@ impl Signaling {
         let max = self.limits.max_sessions;
         if self
             .live
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1))
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
             .is_err()
         {
-            return Err(format!("the server is full ({max} sessions); try again later"));
+            return Err(format!(
+                "the server is full ({max} sessions); try again later"
+            ));
         }
         let slot = SessionSlot(self.live.clone());
         self.created.fetch_add(1, Ordering::SeqCst);
@@ -165,7 +169,9 @@ impl Signaling {
                     early.push(c);
                     Ok(())
                 }
-                (Ok(Signal::Candidate(_)), None) => Err("too many candidates before the offer".into()),
+                (Ok(Signal::Candidate(_)), None) => {
+                    Err("too many candidates before the offer".into())
+                }
                 (Ok(Signal::Offer(offer)), Some(pc)) => send_answer(&pc, &out, offer, answer),
                 (Ok(Signal::Offer(offer)), None) => {
                     let (pc, slot) = match self.new_peer() {

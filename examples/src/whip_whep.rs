@@ -237,7 +237,10 @@ impl Broadcast {
             return true;
         };
         req.header("authorization")
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .is_some_and(|given| same_secret(given.trim().as_bytes(), token.as_bytes()))
     }
 
@@ -321,17 +324,17 @@ impl Broadcast {
             }
             Ok(())
         };
-        let (peer, answer) =
-            match block_on(
-                self.server
-                    .accept_with(self.settings.config.clone(), offer, prepare),
-            ) {
-                Ok(ok) => ok,
-                Err(sansrtc_std::Error::Negotiation(e)) => {
-                    return Response::text(400, format!("cannot answer this offer: {e}"));
-                }
-                Err(e) => return Response::text(500, format!("server error: {e}")),
-            };
+        let (peer, answer) = match block_on(self.server.accept_with(
+            self.settings.config.clone(),
+            offer,
+            prepare,
+        )) {
+            Ok(ok) => ok,
+            Err(sansrtc_std::Error::Negotiation(e)) => {
+                return Response::text(400, format!("cannot answer this offer: {e}"));
+            }
+            Err(e) => return Response::text(500, format!("server error: {e}")),
+        };
         let tracks = self.tracks(peer);
         {
             let mut st = self.state();
@@ -547,7 +550,10 @@ impl Broadcast {
                         .count()
                 })
                 .unwrap_or(0);
-            stats.lock().unwrap_or_else(|e| e.into_inner()).keyframe_requests += sent as u64;
+            stats
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .keyframe_requests += sent as u64;
         }));
     }
 
