@@ -160,7 +160,7 @@ fn forge(
         }
         // DTLS 1.2 records: a ClientHello-looking handshake or a plaintext alert.
         3 => {
-            let body = if rng.next() % 2 == 0 {
+            let body = if rng.next() & 1 == 0 {
                 2
             } else {
                 12 + (rng.next() % 200) as usize

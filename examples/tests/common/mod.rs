@@ -186,10 +186,8 @@ impl Peer {
                 Event::ConnectionStateChange(ConnectionState::Connected) => self.connected = true,
                 Event::Rtp { .. } => self.rtp += 1,
                 Event::DataChannelOpen(c) => self.open.push(c),
-                Event::DataChannelMessage { data, .. } => {
-                    if self.messages.len() < 100_000 {
-                        self.messages.push(data);
-                    }
+                Event::DataChannelMessage { data, .. } if self.messages.len() < 100_000 => {
+                    self.messages.push(data);
                 }
                 _ => {}
             }
