@@ -706,6 +706,11 @@ impl<C: Core> DriverState<C> {
         None
     }
 
+    /// Count an event dropped because the application did not read.
+    pub fn count_dropped_event(&self) {
+        self.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Keep a coalescable event aside until there is room (once per key, bounded).
     fn defer(&mut self, key: u64, event: C::Event) {
         if self.deferred.iter().any(|(k, _)| *k == key) {
@@ -870,7 +875,11 @@ pub async fn run<C: Core, S: AsyncUdp, T: AsyncTimer>(
         }
         state.handle_timeout(Instant::now());
     }
-    drop(waiting);
+    // Stopping does not wait for an application that does not read: an event still
+    // waiting for room is dropped and counted, like the final ones that find no room.
+    if waiting.take().is_some() {
+        state.count_dropped_event();
+    }
     refuse_commands(&commands);
     // Stream threads stop at their next report; the streams close when `state` drops.
     streams.close();

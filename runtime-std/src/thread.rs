@@ -475,7 +475,9 @@ fn drive<C: Core>(
         sockets.get(i).map_or(0, |s| send_batch(s, out))
     });
     if let Some(event) = waiting {
-        let _ = channels.events.try_send(event);
+        if channels.events.try_send(event).is_err() {
+            state.count_dropped_event();
+        }
     }
     state.forward_final_events(&channels.events);
 }
