@@ -278,6 +278,17 @@ fn websockets_need_the_origin_and_an_offer_in_time() {
         })
         .collect();
     let opened = Instant::now();
+    // Watch them close while the honest page does its session.
+    let closed = std::thread::spawn(move || {
+        for ws in &silent {
+            run_until(
+                "the silent WebSocket closed",
+                Duration::from_secs(5),
+                || ws.recv(Duration::from_millis(50)).is_err(),
+            );
+        }
+        opened.elapsed()
+    });
 
     // The honest page: same origin, offers at once.
     let mut ws = match WsClient::connect(LOOPBACK, addr, Some(&own)) {
@@ -301,14 +312,7 @@ fn websockets_need_the_origin_and_an_offer_in_time() {
         1,
         "only the WebSocket that offered has a PeerConnection"
     );
-    for ws in &silent {
-        run_until(
-            "the silent WebSocket closed",
-            Duration::from_secs(5),
-            || ws.recv(Duration::from_millis(50)).is_err(),
-        );
-    }
-    let waited = opened.elapsed();
+    let waited = closed.join().expect("every silent WebSocket closed");
     assert!(
         waited >= Duration::from_millis(1000) && waited < Duration::from_secs(5),
         "closed at the offer deadline: {waited:?}"
