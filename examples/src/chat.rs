@@ -9,7 +9,7 @@ use futures_lite::future::block_on;
 use sansrtc::{ChannelId, Config, Event};
 use sansrtc_std::{Options, PeerHandle};
 
-use crate::http::{self, Reply, Request, Response};
+use crate::http::{self, Limits, Reply, Request, Response};
 use crate::runtime::Runtime;
 use crate::session::{self, run_events, Answer, Signaling};
 
@@ -38,15 +38,25 @@ pub struct Running {
 
 /// Start the chat server on `addr` (port 0 picks one).
 pub fn start(addr: SocketAddr, runtime: Runtime, options: Options) -> std::io::Result<Running> {
+    start_with(addr, runtime, options, Limits::default())
+}
+
+/// The same within `limits`.
+pub fn start_with(
+    addr: SocketAddr,
+    runtime: Runtime,
+    options: Options,
+    limits: Limits,
+) -> std::io::Result<Running> {
     let chat = Arc::new(Chat {
-        signaling: Signaling::new(runtime, options, Config::default()),
+        signaling: Signaling::with_limits(runtime, options, Config::default(), limits.clone()),
         members: Mutex::new(Vec::new()),
         next_session: Mutex::new(0),
         relayed: Mutex::new(0),
     });
     let routes = chat.clone();
     let page: Arc<str> = page().into();
-    let addr = http::spawn(addr, Arc::new(move |req| routes.route(req, &page)))?;
+    let addr = http::spawn_with(addr, limits, Arc::new(move |req| routes.route(req, &page)))?;
     Ok(Running { addr, chat })
 }
 
@@ -58,6 +68,11 @@ impl Chat {
     /// Pages currently in the room.
     pub fn member_count(&self) -> usize {
         self.members().len()
+    }
+
+    /// The sessions: how many are alive, how many PeerConnections were made.
+    pub fn signaling(&self) -> &Signaling {
+        &self.signaling
     }
 
     /// Messages relayed (once per recipient).
@@ -106,8 +121,15 @@ impl Chat {
                     .filter(|m| m.session != session)
                     .map(|m| (m.pc.clone(), m.channel))
                     .collect();
+                // Fire and forget (`cast`): this session's event loop never waits for
+                // another session's driver, so two pages flooding each other cannot
+                // freeze both. A full send buffer drops the message there.
                 for (pc, channel) in others {
-                    if block_on(pc.send_data(channel, data.clone(), binary)).is_ok() {
+                    let data = data.clone();
+                    let sent = block_on(pc.cast(move |pc, now| {
+                        let _ = pc.send_data(now, channel, data, binary);
+                    }));
+                    if sent.is_ok() {
                         *self.relayed.lock().unwrap_or_else(|e| e.into_inner()) += 1;
                     }
                 }

@@ -14,7 +14,7 @@ use sansrtc::peer::IceGatheringState;
 use sansrtc::{Config, Event, SessionDescription};
 use sansrtc_std::{Options, PeerHandle};
 
-use crate::http::{self, Reply, Request, Response};
+use crate::http::{self, Limits, Reply, Request, Response};
 use crate::runtime::Runtime;
 use crate::session::{self, answer_offer, run_events, Answer, Candidates, Signaling};
 
@@ -23,16 +23,41 @@ pub struct Echo {
     signaling: Signaling,
 }
 
+/// A running echo server.
+pub struct Running {
+    /// The HTTP address.
+    pub addr: SocketAddr,
+    /// The server, for its counters.
+    pub echo: Arc<Echo>,
+}
+
 /// Start the echo server on `addr` (port 0 picks one); returns the bound address.
 pub fn start(addr: SocketAddr, runtime: Runtime, options: Options) -> std::io::Result<SocketAddr> {
+    Ok(start_with(addr, runtime, options, Limits::default())?.addr)
+}
+
+/// The same within `limits`.
+pub fn start_with(
+    addr: SocketAddr,
+    runtime: Runtime,
+    options: Options,
+    limits: Limits,
+) -> std::io::Result<Running> {
     let echo = Arc::new(Echo {
-        signaling: Signaling::new(runtime, options, Config::default()),
+        signaling: Signaling::with_limits(runtime, options, Config::default(), limits.clone()),
     });
+    let routes = echo.clone();
     let page: Arc<str> = page().into();
-    http::spawn(addr, Arc::new(move |req| echo.route(req, &page)))
+    let addr = http::spawn_with(addr, limits, Arc::new(move |req| routes.route(req, &page)))?;
+    Ok(Running { addr, echo })
 }
 
 impl Echo {
+    /// The sessions: how many are alive, how many PeerConnections were made.
+    pub fn signaling(&self) -> &Signaling {
+        &self.signaling
+    }
+
     fn route(self: &Arc<Self>, req: Request, page: &str) -> Reply {
         match (req.method.as_str(), req.path.as_str()) {
             ("GET", "/") => Response::html(page).into(),
@@ -60,9 +85,9 @@ impl Echo {
             Ok(o) => o,
             Err(e) => return Response::text(400, format!("not an RTCSessionDescriptionInit: {e}")),
         };
-        let pc = match self.signaling.new_peer() {
-            Ok(pc) => pc,
-            Err(e) => return Response::text(500, format!("cannot create a PeerConnection: {e}")),
+        let (pc, slot) = match self.signaling.new_peer() {
+            Ok(made) => made,
+            Err(e) => return Response::text(503, format!("cannot create a PeerConnection: {e}")),
         };
         if let Err(e) = answer_offer(&pc, offer, Answer::Send) {
             block_on(pc.close());
@@ -82,7 +107,10 @@ impl Echo {
             _ => return Response::text(500, "no local description"),
         };
         let session = pc.clone();
-        std::thread::spawn(move || echo_events(&session, Box::new(|_| {})));
+        std::thread::spawn(move || {
+            echo_events(&session, Box::new(|_| {}));
+            drop(slot);
+        });
         Response::json(200, &answer)
     }
 }
@@ -92,28 +120,28 @@ impl Echo {
 /// send is passed on to the browser's own sender.
 fn echo_events(pc: &PeerHandle, candidates: Candidates) {
     run_events(pc, candidates, |pc, event| match event {
+        // Nothing here waits for the driver to answer (`cast`: fire and forget), so
+        // however many events a peer makes us handle, this loop keeps reading them. An
+        // error means the driver has stopped.
         Event::Rtp {
             track: transceiver,
             packet,
             ..
-        } => {
-            // An error means the driver has stopped.
-            block_on(pc.send_rtp(transceiver, packet)).is_ok()
-        }
-        Event::KeyframeRequest(transceiver) => {
-            let _ = block_on(pc.request_keyframe(transceiver));
-            true
-        }
+        } => block_on(pc.send_rtp(transceiver, packet)).is_ok(),
+        Event::KeyframeRequest(transceiver) => block_on(pc.cast(move |pc, _| {
+            let _ = pc.request_keyframe(transceiver);
+        }))
+        .is_ok(),
         // Every data channel message goes back on its channel (a full send buffer drops
         // the echo: the page sends little).
         Event::DataChannelMessage {
             channel,
             data,
             binary,
-        } => !matches!(
-            block_on(pc.send_data(channel, data, binary)),
-            Err(sansrtc_std::Error::Closed)
-        ),
+        } => block_on(pc.cast(move |pc, now| {
+            let _ = pc.send_data(now, channel, data, binary);
+        }))
+        .is_ok(),
         _ => true,
     });
 }

@@ -1,22 +1,147 @@
 //! A small blocking HTTP/1.1 server for the examples: one thread per connection, one
-//! request per connection (`Connection: close`), bounded head and body sizes, and CORS
-//! headers on every response so that pages served elsewhere (WHIP/WHEP players) can call
-//! it. Enough for signaling; not a general web server.
+//! request per connection (`Connection: close`), and CORS headers on every response so
+//! that pages served elsewhere (WHIP/WHEP players) can call it. Enough for signaling; not
+//! a general web server. Everything a client can make it hold is bounded by [`Limits`]:
+//! connections in total and per IP address, head and body sizes (the body's memory grows
+//! as it arrives), an idle timeout before the request starts and a whole-request timeout
+//! however its bytes are spread (slowloris), write timeouts, and for WebSockets an Origin
+//! check, a message size and a deadline for the first offer.
 
+use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::websocket::WebSocket;
 
-/// The largest request line plus headers accepted.
-const MAX_HEAD: usize = 16 * 1024;
-/// The largest request body accepted (an SDP offer is a few KiB).
-const MAX_BODY: usize = 1024 * 1024;
-/// How long a client may take to send its request.
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The limits of the examples' HTTP server: every resource a client can make it hold is
+/// bounded here.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Connections served at once (WebSockets included); past it a connection gets a
+    /// 503 and is closed at once.
+    pub max_connections: usize,
+    /// Connections served at once from one IP address.
+    pub max_connections_per_ip: usize,
+    /// The largest request line plus headers (431 past it).
+    pub max_head: usize,
+    /// The most header lines (431 past it).
+    pub max_headers: usize,
+    /// The largest request body (413 past it, before any of it is read; an SDP offer is
+    /// a few KiB). The body's memory grows as it arrives.
+    pub max_body: usize,
+    /// How long a connection may stay silent before its request starts (then closed).
+    pub idle_timeout: Duration,
+    /// How long a whole request (head and body) may take from the connection's accept,
+    /// however its bytes are spread (slowloris; 408 then closed).
+    pub request_timeout: Duration,
+    /// How long writing a response may block (a client that does not read).
+    pub write_timeout: Duration,
+    /// How long a WebSocket may stay open before its first offer (then closed; no
+    /// PeerConnection exists before the offer).
+    pub websocket_offer_timeout: Duration,
+    /// The largest WebSocket message (the connection is closed past it).
+    pub max_websocket_message: usize,
+    /// Origins besides the page's own (`http://host:port` as the `Host` header names it)
+    /// allowed to open a WebSocket; `*` allows any.
+    pub allowed_origins: Vec<String>,
+    /// Sessions (PeerConnections) alive at once; past it new ones get a 503.
+    pub max_sessions: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 256,
+            max_connections_per_ip: 32,
+            max_head: 16 * 1024,
+            max_headers: 64,
+            max_body: 64 * 1024,
+            idle_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+            websocket_offer_timeout: Duration::from_secs(10),
+            max_websocket_message: 64 * 1024,
+            allowed_origins: Vec::new(),
+            max_sessions: 64,
+        }
+    }
+}
+
+/// A TCP stream whose reads give up at a deadline (the whole-request timeout), however
+/// the bytes are spread.
+pub(crate) struct TimedStream {
+    stream: TcpStream,
+    deadline: Option<Instant>,
+}
+
+impl TimedStream {
+    /// Reads fail with `TimedOut` from `deadline` on (`None`: never).
+    pub(crate) fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+}
+
+impl Read for TimedStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let timeout = match self.deadline {
+            None => None,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                Some(left)
+            }
+        };
+        self.stream.set_read_timeout(timeout)?;
+        self.stream.read(buf)
+    }
+}
+
+/// Connections being served, in total and per IP address.
+#[derive(Default)]
+struct Connections {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// A connection's place in [`Connections`], given back when dropped.
+struct ConnectionSlot {
+    table: Arc<Mutex<Connections>>,
+    ip: IpAddr,
+}
+
+impl ConnectionSlot {
+    fn admit(table: &Arc<Mutex<Connections>>, ip: IpAddr, limits: &Limits) -> Option<Self> {
+        let mut t = table.lock().unwrap_or_else(|e| e.into_inner());
+        let from_ip = t.per_ip.get(&ip).copied().unwrap_or(0);
+        if t.total >= limits.max_connections || from_ip >= limits.max_connections_per_ip {
+            return None;
+        }
+        t.total += 1;
+        t.per_ip.insert(ip, from_ip + 1);
+        Some(ConnectionSlot {
+            table: table.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        t.total = t.total.saturating_sub(1);
+        if let Some(n) = t.per_ip.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                t.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
 
 /// A parsed request.
 #[derive(Debug, Clone)]
@@ -147,24 +272,59 @@ impl From<Response> for Reply {
 pub type Handler = Arc<dyn Fn(Request) -> Reply + Send + Sync>;
 
 /// Accept connections on `listener` forever (on the calling thread), each on its own
-/// thread.
-pub fn serve(listener: TcpListener, handler: Handler) {
+/// thread, within `limits`.
+pub fn serve(listener: TcpListener, limits: Limits, handler: Handler) {
+    let limits = Arc::new(limits);
+    let table = Arc::new(Mutex::new(Connections::default()));
     for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(_) => {
+                // Out of descriptors, for example: do not spin.
+                thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        let Ok(peer) = stream.peer_addr() else {
+            continue;
+        };
+        let Some(slot) = ConnectionSlot::admit(&table, peer.ip(), &limits) else {
+            refuse_busy(stream);
+            continue;
+        };
         let handler = handler.clone();
-        let _ = thread::Builder::new()
-            .name("http".into())
-            .spawn(move || handle_connection(stream, handler));
+        let limits = limits.clone();
+        // A failed spawn drops the closure, and the slot with it.
+        let _ = thread::Builder::new().name("http".into()).spawn(move || {
+            handle_connection(stream, peer, &limits, handler);
+            drop(slot);
+        });
     }
 }
 
-/// Bind `addr` and serve on a background thread; returns the bound address.
+/// Answer 503 without waiting (a fresh socket's send buffer has room) and close.
+fn refuse_busy(stream: TcpStream) {
+    let _ = stream.set_nonblocking(true);
+    let mut stream = stream;
+    let _ = stream.write(
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\nRetry-After: 1\r\n\r\n",
+    );
+}
+
+/// Bind `addr` and serve on a background thread with the default [`Limits`]; returns
+/// the bound address.
 pub fn spawn(addr: SocketAddr, handler: Handler) -> io::Result<SocketAddr> {
+    spawn_with(addr, Limits::default(), handler)
+}
+
+/// Bind `addr` and serve on a background thread within `limits`; returns the bound
+/// address.
+pub fn spawn_with(addr: SocketAddr, limits: Limits, handler: Handler) -> io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
     thread::Builder::new()
         .name("http-accept".into())
-        .spawn(move || serve(listener, handler))?;
+        .spawn(move || serve(listener, limits, handler))?;
     Ok(bound)
 }
 
@@ -175,28 +335,44 @@ fn reason(status: u16) -> &'static str {
         201 => "Created",
         204 => "No Content",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         409 => "Conflict",
+        412 => "Precondition Failed",
         413 => "Payload Too Large",
         415 => "Unsupported Media Type",
         422 => "Unprocessable Content",
         426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "",
     }
 }
 
-fn handle_connection(stream: TcpStream, handler: Handler) {
-    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
-    let Ok(peer) = stream.peer_addr() else { return };
+fn handle_connection(stream: TcpStream, peer: SocketAddr, limits: &Limits, handler: Handler) {
+    let accepted = Instant::now();
+    let _ = stream.set_write_timeout(Some(limits.write_timeout));
     let Ok(read_half) = stream.try_clone() else {
         return;
     };
-    let mut reader = BufReader::new(read_half);
+    let mut reader = BufReader::new(TimedStream {
+        stream: read_half,
+        deadline: Some(accepted + limits.idle_timeout.min(limits.request_timeout)),
+    });
     let mut writer = stream;
-    let request = match read_request(&mut reader, peer) {
+    // Idle: nothing at all arrived in time (or the client left) and there is nothing to
+    // answer.
+    if !matches!(reader.fill_buf(), Ok(b) if !b.is_empty()) {
+        return;
+    }
+    reader
+        .get_mut()
+        .set_deadline(Some(accepted + limits.request_timeout));
+    let request = match read_request(&mut reader, peer, limits) {
         Ok(r) => r,
         Err(RequestError::Io) => return,
         Err(RequestError::Bad(status, message)) => {
@@ -213,43 +389,61 @@ fn handle_connection(stream: TcpStream, handler: Handler) {
         Reply::Response(response) => {
             let _ = write_response(&mut writer, &response);
         }
-        Reply::WebSocket(run) => match crate::websocket::accept(&request, writer, reader) {
-            Ok(ws) => {
-                let _ = ws.set_read_timeout(None);
-                run(ws);
+        Reply::WebSocket(run) => {
+            if !crate::websocket::origin_allowed(&request, &limits.allowed_origins) {
+                let _ = write_response(
+                    &mut writer,
+                    &Response::text(403, "this origin may not open a WebSocket here"),
+                );
+                return;
             }
-            Err((mut writer, message)) => {
-                let _ = write_response(&mut writer, &Response::text(400, message));
+            match crate::websocket::accept(&request, writer, reader, limits) {
+                Ok(ws) => run(ws),
+                Err((mut writer, message)) => {
+                    let _ = write_response(&mut writer, &Response::text(400, message));
+                }
             }
-        },
+        }
     }
 }
 
 enum RequestError {
+    /// The connection failed or timed out mid-request (answered 408 where it timed out).
     Io,
     Bad(u16, String),
 }
 
+fn io_error(e: &io::Error) -> RequestError {
+    match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+            RequestError::Bad(408, "the request took too long".into())
+        }
+        _ => RequestError::Io,
+    }
+}
+
 fn read_request(
-    reader: &mut BufReader<TcpStream>,
+    reader: &mut BufReader<TimedStream>,
     peer: SocketAddr,
+    limits: &Limits,
 ) -> Result<Request, RequestError> {
+    let max_head = limits.max_head;
     let mut head_len = 0usize;
     let mut line = String::new();
     let mut read_line =
-        |reader: &mut BufReader<TcpStream>, line: &mut String| -> Result<(), RequestError> {
+        |reader: &mut BufReader<TimedStream>, line: &mut String| -> Result<(), RequestError> {
             line.clear();
             let n = reader
                 .by_ref()
-                .take((MAX_HEAD - head_len.min(MAX_HEAD)) as u64 + 1)
+                .take((max_head - head_len.min(max_head)) as u64 + 1)
                 .read_line(line)
-                .map_err(|_| RequestError::Io)?;
+                .map_err(|e| io_error(&e))?;
             head_len += n;
             if n == 0 {
                 return Err(RequestError::Io);
             }
-            if head_len > MAX_HEAD {
-                return Err(RequestError::Bad(413, "request head too large".into()));
+            if head_len > max_head {
+                return Err(RequestError::Bad(431, "request head too large".into()));
             }
             Ok(())
         };
@@ -271,6 +465,9 @@ fn read_request(
         if l.is_empty() {
             break;
         }
+        if headers.len() >= limits.max_headers {
+            return Err(RequestError::Bad(431, "too many header lines".into()));
+        }
         let Some((name, value)) = l.split_once(':') else {
             return Err(RequestError::Bad(
                 400,
@@ -279,11 +476,18 @@ fn read_request(
         };
         headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
     }
-    let length = match headers.iter().find(|(n, _)| n == "content-length") {
-        Some((_, v)) => v
+    let mut lengths = headers.iter().filter(|(n, _)| n == "content-length");
+    let length = match (lengths.next(), lengths.next()) {
+        (None, _) => 0,
+        (Some((_, v)), None) => v
             .parse::<usize>()
             .map_err(|_| RequestError::Bad(400, "bad Content-Length".into()))?,
-        None => 0,
+        (Some(_), Some(_)) => {
+            return Err(RequestError::Bad(
+                400,
+                "more than one Content-Length".into(),
+            ))
+        }
     };
     if headers.iter().any(|(n, _)| n == "transfer-encoding") {
         return Err(RequestError::Bad(
@@ -291,14 +495,22 @@ fn read_request(
             "chunked bodies are not accepted; send Content-Length".into(),
         ));
     }
-    if length > MAX_BODY {
+    if length > limits.max_body {
         return Err(RequestError::Bad(
             413,
-            format!("body over {MAX_BODY} bytes"),
+            format!("body over {} bytes", limits.max_body),
         ));
     }
-    let mut body = vec![0u8; length];
-    reader.read_exact(&mut body).map_err(|_| RequestError::Io)?;
+    // Grows as the bytes arrive: a large Content-Length alone costs nothing.
+    let mut body = Vec::new();
+    reader
+        .by_ref()
+        .take(length as u64)
+        .read_to_end(&mut body)
+        .map_err(|e| io_error(&e))?;
+    if body.len() < length {
+        return Err(RequestError::Io);
+    }
     Ok(Request {
         method,
         path,

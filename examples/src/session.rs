@@ -3,11 +3,15 @@
 //! in, the answer and our candidates out), answering an offer with or without sending
 //! tracks, the event loop of a session, and the page skeleton with its signaling script.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use futures_lite::future::block_on;
 use sansrtc::{Config, ConnectionState, Event, IceCandidateInit, MediaKind, SessionDescription};
 use sansrtc_std::{Error, Options, PeerHandle};
 use serde_json::{json, Value};
 
+use crate::http::Limits;
 use crate::runtime::Runtime;
 use crate::websocket::{Message, WebSocket, WsSender};
 
@@ -23,66 +27,198 @@ pub enum Answer {
 /// Where a session's local candidates go (to the page, over the WebSocket).
 pub type Candidates = Box<dyn FnMut(IceCandidateInit) + Send>;
 
-/// Makes the PeerConnections of an example's sessions.
+/// Candidates a page may send before its offer (kept until the offer arrives).
+const MAX_EARLY_CANDIDATES: usize = 64;
+
+/// Makes the PeerConnections of an example's sessions, at most `Limits::max_sessions`
+/// alive at once.
 pub struct Signaling {
     runtime: Runtime,
     options: Options,
     config: Config,
+    limits: Limits,
+    live: Arc<AtomicUsize>,
+    created: AtomicU64,
+}
+
+/// A live session's place in [`Signaling`]'s count, given back when dropped.
+pub struct SessionSlot(Arc<AtomicUsize>);
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// What a page sends on its WebSocket.
+enum Signal {
+    Offer(SessionDescription),
+    Candidate(IceCandidateInit),
+    /// A candidate message with a null candidate (end of candidates): nothing to do.
+    Nothing,
+}
+
+fn parse_signal(text: &str) -> Result<Signal, String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("bad JSON: {e}"))?;
+    match value.get("type").and_then(Value::as_str) {
+        Some("offer") => serde_json::from_value(value)
+            .map(Signal::Offer)
+            .map_err(|e| format!("bad offer: {e}")),
+        Some("candidate") => match value.get("candidate").filter(|c| !c.is_null()) {
+            None => Ok(Signal::Nothing),
+            Some(c) => serde_json::from_value(c.clone())
+                .map(Signal::Candidate)
+                .map_err(|e| format!("bad candidate: {e}")),
+        },
+        other => Err(format!("unknown message type {other:?}")),
+    }
 }
 
 impl Signaling {
-    /// Sessions on this runtime with these socket options and this configuration.
+    /// Sessions on this runtime with these socket options and this configuration, within
+    /// the default [`Limits`].
     pub fn new(runtime: Runtime, options: Options, config: Config) -> Signaling {
+        Signaling::with_limits(runtime, options, config, Limits::default())
+    }
+
+    /// The same within `limits` (`max_sessions`).
+    pub fn with_limits(
+        runtime: Runtime,
+        options: Options,
+        config: Config,
+        limits: Limits,
+    ) -> Signaling {
         Signaling {
             runtime,
             options,
             config,
+            limits,
+            live: Arc::new(AtomicUsize::new(0)),
+            created: AtomicU64::new(0),
         }
     }
 
-    /// A new PeerConnection for a session.
-    pub fn new_peer(&self) -> Result<PeerHandle, Error> {
-        self.runtime.peer(self.config.clone(), self.options.clone())
+    /// The HTTP limits these sessions were made with.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Sessions alive now.
+    pub fn live_sessions(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
+    }
+
+    /// PeerConnections made so far.
+    pub fn peers_created(&self) -> u64 {
+        self.created.load(Ordering::SeqCst)
+    }
+
+    /// A new PeerConnection for a session, and its place in the count; `Err` with a
+    /// message when `max_sessions` are alive or the PeerConnection cannot be made.
+    pub fn new_peer(&self) -> Result<(PeerHandle, SessionSlot), String> {
+        let max = self.limits.max_sessions;
+        if self
+            .live
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_err()
+        {
+            return Err(format!(
+                "the server is full ({max} sessions); try again later"
+            ));
+        }
+        let slot = SessionSlot(self.live.clone());
+        self.created.fetch_add(1, Ordering::SeqCst);
+        let pc = self
+            .runtime
+            .peer(self.config.clone(), self.options.clone())
+            .map_err(|e| e.to_string())?;
+        Ok((pc, slot))
     }
 
     /// Run one page's session over its WebSocket until the page goes away, then close
-    /// the PeerConnection and wait for `session` to return. `session` runs on its own
-    /// thread with the PeerConnection and where to send local candidates; it normally
-    /// runs `run_events`, which ends once the PeerConnection is closed.
+    /// the PeerConnection and wait for `session` to return. The PeerConnection is made
+    /// when the page's first offer arrives (a WebSocket that sends none is closed after
+    /// `Limits::websocket_offer_timeout`, having cost no sockets or threads). `session`
+    /// then runs on its own thread with the PeerConnection and where to send local
+    /// candidates; it normally runs `run_events`, which ends once the PeerConnection is
+    /// closed, and the WebSocket is closed then too.
     pub fn websocket_session(
         &self,
         mut ws: WebSocket,
         answer: Answer,
         session: impl FnOnce(PeerHandle, Candidates) + Send + 'static,
     ) {
-        let pc = match self.new_peer() {
-            Ok(pc) => pc,
-            Err(e) => return refuse(ws, &e.to_string()),
-        };
         let out = ws.sender();
-        let events = {
-            let pc = pc.clone();
-            let out = out.clone();
-            std::thread::spawn(move || {
-                session(
-                    pc,
-                    Box::new(move |c| {
-                        let _ = out.send_json(&json!({"type": "candidate", "candidate": c}));
-                    }),
-                )
-            })
-        };
+        let mut session = Some(session);
+        let mut early: Vec<IceCandidateInit> = Vec::new();
+        let mut live: Option<(PeerHandle, std::thread::JoinHandle<()>)> = None;
         while let Some(message) = ws.recv() {
             let Message::Text(text) = message else {
                 continue;
             };
-            if let Err(e) = handle_signal(&pc, &out, &text, answer) {
+            let current = live.as_ref().map(|(pc, _)| pc.clone());
+            let result = match (parse_signal(&text), current) {
+                (Err(e), _) => Err(e),
+                (Ok(Signal::Nothing), _) => Ok(()),
+                (Ok(Signal::Candidate(c)), Some(pc)) => {
+                    block_on(pc.add_ice_candidate(c)).map_err(|e| e.to_string())
+                }
+                (Ok(Signal::Candidate(c)), None) if early.len() < MAX_EARLY_CANDIDATES => {
+                    early.push(c);
+                    Ok(())
+                }
+                (Ok(Signal::Candidate(_)), None) => {
+                    Err("too many candidates before the offer".into())
+                }
+                (Ok(Signal::Offer(offer)), Some(pc)) => send_answer(&pc, &out, offer, answer),
+                (Ok(Signal::Offer(offer)), None) => {
+                    let (pc, slot) = match self.new_peer() {
+                        Ok(made) => made,
+                        Err(e) => return refuse(ws, &e),
+                    };
+                    let Some(session) = session.take() else {
+                        return;
+                    };
+                    // No deadline once the session is on: it lasts as long as its media.
+                    ws.set_read_timeout(None);
+                    let events = {
+                        let pc = pc.clone();
+                        let out = out.clone();
+                        std::thread::spawn(move || {
+                            let candidates = out.clone();
+                            session(
+                                pc,
+                                Box::new(move |c| {
+                                    let _ = candidates
+                                        .send_json(&json!({"type": "candidate", "candidate": c}));
+                                }),
+                            );
+                            drop(slot);
+                            // The session is over: so is the page's WebSocket.
+                            out.shutdown();
+                        })
+                    };
+                    let result = send_answer(&pc, &out, offer, answer);
+                    for c in early.drain(..) {
+                        let _ = block_on(pc.add_ice_candidate(c));
+                    }
+                    live = Some((pc, events));
+                    result
+                }
+            };
+            if let Err(e) = result {
                 let _ = out.send_json(&json!({"type": "error", "message": e}));
             }
         }
-        // The page went away: close the PeerConnection; its event thread then ends.
-        block_on(pc.close());
-        let _ = events.join();
+        // The page went away (or never offered in time): close the PeerConnection; its
+        // event thread then ends.
+        out.shutdown();
+        if let Some((pc, events)) = live {
+            block_on(pc.close());
+            let _ = events.join();
+        }
     }
 }
 
@@ -92,35 +228,19 @@ pub fn refuse(mut ws: WebSocket, message: &str) {
     let out = ws.sender();
     let _ = out.send_json(&json!({"type": "error", "message": message}));
     out.close();
-    let _ = ws.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    ws.set_read_timeout(Some(std::time::Duration::from_secs(2)));
     while ws.recv().is_some() {}
 }
 
-fn handle_signal(
+fn send_answer(
     pc: &PeerHandle,
     out: &WsSender,
-    text: &str,
+    offer: SessionDescription,
     answer: Answer,
 ) -> Result<(), String> {
-    let value: Value = serde_json::from_str(text).map_err(|e| format!("bad JSON: {e}"))?;
-    match value.get("type").and_then(Value::as_str) {
-        Some("offer") => {
-            let offer: SessionDescription =
-                serde_json::from_value(value).map_err(|e| format!("bad offer: {e}"))?;
-            let answer = answer_offer(pc, offer, answer).map_err(|e| e.to_string())?;
-            out.send_json(&serde_json::to_value(&answer).map_err(|e| e.to_string())?)
-                .map_err(|e| e.to_string())
-        }
-        Some("candidate") => {
-            let Some(c) = value.get("candidate").filter(|c| !c.is_null()) else {
-                return Ok(());
-            };
-            let candidate: IceCandidateInit =
-                serde_json::from_value(c.clone()).map_err(|e| format!("bad candidate: {e}"))?;
-            block_on(pc.add_ice_candidate(candidate)).map_err(|e| e.to_string())
-        }
-        other => Err(format!("unknown message type {other:?}")),
-    }
+    let answer = answer_offer(pc, offer, answer).map_err(|e| e.to_string())?;
+    out.send_json(&serde_json::to_value(&answer).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())
 }
 
 /// Apply the offer and answer it. With `Answer::Send`, first add a sending track for

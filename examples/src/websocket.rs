@@ -1,21 +1,22 @@
 //! A minimal server-side WebSocket (RFC 6455) for the examples' signaling: the opening
-//! handshake, text and binary messages (fragmented ones reassembled, up to 1 MiB), ping
-//! answered with pong, and the closing handshake. The sending half is cloneable so that
-//! an event thread can write while another thread reads.
+//! handshake (same-origin unless other origins are allowed: see [`origin_allowed`]),
+//! text and binary messages (fragmented ones reassembled, up to
+//! `Limits::max_websocket_message`), ping answered with pong, and the closing handshake.
+//! Reads give up at a deadline (the first offer's, see `Limits::websocket_offer_timeout`).
+//! The sending half is cloneable so that an event thread can write while another thread
+//! reads.
 
 use std::io::{self, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha1::{Digest, Sha1};
 
-use crate::http::{write_head, Request};
+use crate::http::{write_head, Limits, Request, TimedStream};
 
 /// The GUID of RFC 6455 section 1.3.
 const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-/// The largest message accepted.
-const MAX_MESSAGE: usize = 1024 * 1024;
 
 /// A received message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +49,14 @@ impl WsSender {
         let _ = self.send_frame(0x8, &[0x03, 0xe8]); // 1000: normal closure
     }
 
+    /// Close the connection now (the reading side then sees the end).
+    pub fn shutdown(&self) {
+        self.close();
+        if let Ok(stream) = self.stream.lock() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+
     fn send_frame(&self, opcode: u8, payload: &[u8]) -> io::Result<()> {
         let mut frame = Vec::with_capacity(payload.len() + 10);
         frame.push(0x80 | opcode);
@@ -74,8 +83,9 @@ impl WsSender {
 
 /// A server-side WebSocket connection.
 pub struct WebSocket {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<TimedStream>,
     sender: WsSender,
+    max_message: usize,
 }
 
 fn base64(bytes: &[u8]) -> String {
@@ -107,11 +117,33 @@ pub fn accept_key(key: &str) -> String {
     base64(&sha.finalize())
 }
 
-/// Complete the opening handshake of an upgrade request.
+/// Whether the request's `Origin` may open a WebSocket: no `Origin` (not a browser, which
+/// could send anything anyway), the page's own origin (its host and port are the `Host`
+/// header's), or one of `allowed` (`*`: any). Refusing other origins keeps other sites'
+/// pages from opening sessions in a visitor's browser.
+pub fn origin_allowed(request: &Request, allowed: &[String]) -> bool {
+    let Some(origin) = request.header("origin") else {
+        return true;
+    };
+    if allowed
+        .iter()
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    let host = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    matches!((host, request.header("host")), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
+}
+
+/// Complete the opening handshake of an upgrade request. Reads then give up at
+/// `Limits::websocket_offer_timeout` until the deadline is changed.
 pub(crate) fn accept(
     request: &Request,
     mut writer: TcpStream,
-    reader: BufReader<TcpStream>,
+    mut reader: BufReader<TimedStream>,
+    limits: &Limits,
 ) -> Result<WebSocket, (TcpStream, String)> {
     let upgrade = request
         .header("upgrade")
@@ -133,11 +165,15 @@ pub(crate) fn accept(
     {
         return Err((writer, "write failed".into()));
     }
+    reader
+        .get_mut()
+        .set_deadline(Some(Instant::now() + limits.websocket_offer_timeout));
     Ok(WebSocket {
         reader,
         sender: WsSender {
             stream: Arc::new(Mutex::new(writer)),
         },
+        max_message: limits.max_websocket_message,
     })
 }
 
@@ -147,9 +183,11 @@ impl WebSocket {
         self.sender.clone()
     }
 
-    /// Set the read timeout (`None`: wait forever).
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.reader.get_ref().set_read_timeout(timeout)
+    /// Reads give up `timeout` from now (`None`: wait forever).
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
+        self.reader
+            .get_mut()
+            .set_deadline(timeout.map(|t| Instant::now() + t));
     }
 
     /// The next message; `None` when the peer closed or the connection failed.
@@ -176,17 +214,22 @@ impl WebSocket {
                 n => u64::from(n),
             };
             // Clients must mask (RFC 6455 5.1); a frame over the limit ends the connection.
-            if !masked
-                || len > MAX_MESSAGE as u64
-                || message.len() as u64 + len > MAX_MESSAGE as u64
-            {
+            let max = self.max_message as u64;
+            if !masked || len > max || message.len() as u64 + len > max {
                 self.sender.close();
                 return None;
             }
             let mut mask = [0u8; 4];
             self.reader.read_exact(&mut mask).ok()?;
-            let mut payload = vec![0u8; len as usize];
-            self.reader.read_exact(&mut payload).ok()?;
+            let mut payload = Vec::new();
+            self.reader
+                .by_ref()
+                .take(len)
+                .read_to_end(&mut payload)
+                .ok()?;
+            if payload.len() as u64 != len {
+                return None;
+            }
             for (i, b) in payload.iter_mut().enumerate() {
                 *b ^= mask[i % 4];
             }

@@ -10,7 +10,13 @@
 //!   server ask the publisher for a keyframe so its first frame comes quickly.
 //! - Pages: `/` (links), `/publish` (a WHIP client), `/watch` (a WHEP player).
 //!
-//! A new publisher replaces the previous one. Bad requests get a 4xx with a message.
+//! One publisher at a time: a `POST /whip` while one is live gets `409 Conflict` (the
+//! live one can `DELETE` its resource and publish again). Resource URLs carry a random
+//! 128-bit id from the OS, so nobody can guess another session's URL to end or patch it.
+//! With a token (`--token TOKEN`, off by default for the local demo) every WHIP and WHEP
+//! request (POST, PATCH, DELETE) needs `Authorization: Bearer TOKEN` (RFC 9725 6.2; 401
+//! otherwise); the pages take it from their URL's fragment (`/publish#token=TOKEN`).
+//! Bad requests get a 4xx with a message.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -35,6 +41,41 @@ const SDP: &str = "application/sdp";
 const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
 /// Keyframe requests to the publisher are sent at most this often.
 const KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How the server runs: the PeerConnection configuration of every session, the HTTP
+/// limits (`max_sessions` bounds publisher plus viewers) and the bearer token.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Every session's configuration.
+    pub config: Config,
+    /// The HTTP server's limits.
+    pub limits: http::Limits,
+    /// When set, WHIP and WHEP requests need `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            config: broadcast_config(),
+            limits: http::Limits::default(),
+            token: None,
+        }
+    }
+}
+
+/// A resource id: 128 bits from the operating system's generator, in hex.
+fn random_resource_id() -> Option<String> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    ring::rand::SystemRandom::new().fill(&mut bytes).ok()?;
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Compare secrets without an early exit on the first differing byte.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -69,12 +110,11 @@ struct Target {
 
 #[derive(Default)]
 struct State {
-    sessions: HashMap<u64, Session>,
-    by_peer: HashMap<PeerId, u64>,
-    publisher: Option<u64>,
+    sessions: HashMap<String, Session>,
+    by_peer: HashMap<PeerId, String>,
+    publisher: Option<String>,
     /// Per publisher transceiver: where its packets go. Rebuilt when sessions change.
     routes: HashMap<TransceiverId, Arc<[Target]>>,
-    next_resource: u64,
     last_keyframe_request: Option<Instant>,
 }
 
@@ -85,16 +125,16 @@ pub struct BroadcastStats {
     pub forwarded: u64,
     /// Keyframe requests sent to the publisher.
     pub keyframe_requests: u64,
-    /// Sessions ended (DELETE, failure or replacement).
+    /// Sessions ended (DELETE or failure).
     pub sessions_ended: u64,
 }
 
 /// The broadcast server.
 pub struct Broadcast {
     server: ServerHandle,
-    config: Config,
+    settings: Settings,
     state: Mutex<State>,
-    stats: Mutex<BroadcastStats>,
+    stats: Arc<Mutex<BroadcastStats>>,
 }
 
 /// A running server.
@@ -118,19 +158,38 @@ pub fn start_with_config(
     options: Options,
     config: Config,
 ) -> std::io::Result<Running> {
+    let settings = Settings {
+        config,
+        ..Settings::default()
+    };
+    start_with(addr, runtime, options, settings)
+}
+
+/// The same with every setting given.
+pub fn start_with(
+    addr: SocketAddr,
+    runtime: &Runtime,
+    options: Options,
+    settings: Settings,
+) -> std::io::Result<Running> {
     let server = runtime.server(options).map_err(std::io::Error::other)?;
+    let limits = settings.limits.clone();
     let broadcast = Arc::new(Broadcast {
         server,
-        config,
+        settings,
         state: Mutex::new(State::default()),
-        stats: Mutex::new(BroadcastStats::default()),
+        stats: Arc::default(),
     });
     let events = broadcast.clone();
     std::thread::Builder::new()
         .name("broadcast-events".into())
         .spawn(move || events.run_events())?;
     let routes = broadcast.clone();
-    let addr = http::spawn(addr, Arc::new(move |req| Reply::from(routes.route(&req))))?;
+    let addr = http::spawn_with(
+        addr,
+        limits,
+        Arc::new(move |req| Reply::from(routes.route(&req))),
+    )?;
     Ok(Running { addr, broadcast })
 }
 
@@ -172,8 +231,26 @@ impl Broadcast {
         block_on(self.server.call(|endpoint, _| endpoint.len())).unwrap_or(0)
     }
 
+    /// Whether the request carries the bearer token (or none is needed).
+    fn authorized(&self, req: &Request) -> bool {
+        let Some(token) = &self.settings.token else {
+            return true;
+        };
+        req.header("authorization")
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .is_some_and(|given| same_secret(given.trim().as_bytes(), token.as_bytes()))
+    }
+
     fn route(&self, req: &Request) -> Response {
         let path = req.path.trim_end_matches('/');
+        let protected = path.starts_with("/whip") || path.starts_with("/whep");
+        if protected && !self.authorized(req) {
+            return Response::text(401, "a valid bearer token is needed")
+                .header("WWW-Authenticate", "Bearer");
+        }
         match (req.method.as_str(), path) {
             ("GET", "") => Response::html(INDEX_PAGE),
             ("GET", "/publish") => Response::html(PUBLISH_PAGE),
@@ -186,17 +263,21 @@ impl Broadcast {
             (method, p) => {
                 let resource = p
                     .strip_prefix("/whip/")
-                    .or_else(|| p.strip_prefix("/whep/"))
-                    .and_then(|id| id.parse::<u64>().ok());
+                    .map(|id| (id, Role::Publisher))
+                    .or_else(|| p.strip_prefix("/whep/").map(|id| (id, Role::Viewer)))
+                    .filter(|(id, role)| {
+                        self.state()
+                            .sessions
+                            .get(*id)
+                            .is_some_and(|s| s.role == *role)
+                    })
+                    .map(|(id, _)| id.to_string());
                 let Some(resource) = resource else {
                     return Response::text(404, format!("no such resource: {}", req.path));
                 };
                 match method {
-                    "DELETE" => self.delete(resource),
-                    "PATCH" => self.patch(req, resource),
-                    _ if !self.state().sessions.contains_key(&resource) => {
-                        Response::text(404, "no such session")
-                    }
+                    "DELETE" => self.delete(&resource),
+                    "PATCH" => self.patch(req, &resource),
                     _ => Response::text(405, "PATCH or DELETE a session")
                         .header("Allow", "PATCH, DELETE"),
                 }
@@ -216,6 +297,18 @@ impl Broadcast {
             kind: SdpType::Offer,
             sdp: sdp.to_string(),
         };
+        {
+            let st = self.state();
+            if role == Role::Publisher && st.publisher.is_some() {
+                return publishing_conflict();
+            }
+            if st.sessions.len() >= self.settings.limits.max_sessions {
+                return Response::text(503, "the server is full; try again later");
+            }
+        }
+        let Some(resource) = random_resource_id() else {
+            return Response::text(500, "no randomness for a resource id");
+        };
         let prepare = move |pc: &mut PeerConnection| -> Result<(), NegotiationError> {
             if role == Role::Viewer {
                 // Send what the viewer offered to receive (addTrack reuses its transceivers).
@@ -231,21 +324,28 @@ impl Broadcast {
             }
             Ok(())
         };
-        let (peer, answer) =
-            match block_on(self.server.accept_with(self.config.clone(), offer, prepare)) {
-                Ok(ok) => ok,
-                Err(sansrtc_std::Error::Negotiation(e)) => {
-                    return Response::text(400, format!("cannot answer this offer: {e}"));
-                }
-                Err(e) => return Response::text(500, format!("server error: {e}")),
-            };
+        let (peer, answer) = match block_on(self.server.accept_with(
+            self.settings.config.clone(),
+            offer,
+            prepare,
+        )) {
+            Ok(ok) => ok,
+            Err(sansrtc_std::Error::Negotiation(e)) => {
+                return Response::text(400, format!("cannot answer this offer: {e}"));
+            }
+            Err(e) => return Response::text(500, format!("server error: {e}")),
+        };
         let tracks = self.tracks(peer);
-        let (resource, replaced) = {
+        {
             let mut st = self.state();
-            let resource = st.next_resource;
-            st.next_resource += 1;
+            // Another publisher may have come in while this one was being answered.
+            if role == Role::Publisher && st.publisher.is_some() {
+                drop(st);
+                let _ = block_on(self.server.remove(peer));
+                return publishing_conflict();
+            }
             st.sessions.insert(
-                resource,
+                resource.clone(),
                 Session {
                     peer,
                     role,
@@ -253,17 +353,11 @@ impl Broadcast {
                     etag: 1,
                 },
             );
-            st.by_peer.insert(peer, resource);
-            let replaced = if role == Role::Publisher {
-                st.publisher.replace(resource)
-            } else {
-                None
-            };
+            st.by_peer.insert(peer, resource.clone());
+            if role == Role::Publisher {
+                st.publisher = Some(resource.clone());
+            }
             rebuild_routes(&mut st);
-            (resource, replaced)
-        };
-        if let Some(old) = replaced {
-            self.end(old);
         }
         // A new viewer (or a new publisher) needs a keyframe to start decoding.
         self.request_keyframe(true);
@@ -294,7 +388,7 @@ impl Broadcast {
     }
 
     /// DELETE: end the session.
-    fn delete(&self, resource: u64) -> Response {
+    fn delete(&self, resource: &str) -> Response {
         if self.end(resource) {
             Response::empty(200)
         } else {
@@ -302,28 +396,31 @@ impl Broadcast {
         }
     }
 
-    /// End a session: close its peer and forget it. False if unknown.
-    fn end(&self, resource: u64) -> bool {
+    /// End a session: close its peer (without waiting for the driver) and forget it.
+    /// False if unknown.
+    fn end(&self, resource: &str) -> bool {
         let peer = {
             let mut st = self.state();
-            let Some(session) = st.sessions.remove(&resource) else {
+            let Some(session) = st.sessions.remove(resource) else {
                 return false;
             };
             st.by_peer.remove(&session.peer);
-            if st.publisher == Some(resource) {
+            if st.publisher.as_deref() == Some(resource) {
                 st.publisher = None;
             }
             rebuild_routes(&mut st);
             session.peer
         };
-        let _ = block_on(self.server.remove(peer));
+        let _ = block_on(self.server.cast(move |endpoint, now| {
+            endpoint.close_peer(now, peer);
+        }));
         self.count(|s| s.sessions_ended += 1);
         true
     }
 
     /// PATCH: trickle candidates, or restart ICE when the fragment has new credentials.
-    fn patch(&self, req: &Request, resource: u64) -> Response {
-        let (peer, etag) = match self.state().sessions.get(&resource) {
+    fn patch(&self, req: &Request, resource: &str) -> Response {
+        let (peer, etag) = match self.state().sessions.get(resource) {
             Some(s) => (s.peer, s.etag),
             None => return Response::text(404, "no such session"),
         };
@@ -371,7 +468,7 @@ impl Broadcast {
 
     /// An ICE restart from the client (RFC 9725 4.4.1): apply its new credentials as a new
     /// remote offer, answer, and return our new credentials and candidates.
-    fn restart(&self, peer: PeerId, resource: u64, frag: &SdpFrag) -> Response {
+    fn restart(&self, peer: PeerId, resource: &str, frag: &SdpFrag) -> Response {
         let (Some(ufrag), Some(pwd)) = (frag.ufrag.clone(), frag.pwd.clone()) else {
             return Response::text(400, "an ICE restart needs ice-ufrag and ice-pwd");
         };
@@ -402,7 +499,7 @@ impl Broadcast {
         };
         let etag = {
             let mut st = self.state();
-            match st.sessions.get_mut(&resource) {
+            match st.sessions.get_mut(resource) {
                 Some(s) => {
                     s.etag += 1;
                     s.etag
@@ -428,7 +525,7 @@ impl Broadcast {
             {
                 return;
             }
-            let Some(publisher) = st.publisher.and_then(|r| st.sessions.get(&r)) else {
+            let Some(publisher) = st.publisher.as_ref().and_then(|r| st.sessions.get(r)) else {
                 return;
             };
             let peer = publisher.peer;
@@ -441,14 +538,23 @@ impl Broadcast {
             st.last_keyframe_request = Some(now);
             (peer, videos)
         };
-        let sent = block_on(self.server.with_peer(peer, move |pc, _| {
-            videos
-                .into_iter()
-                .filter(|t| pc.request_keyframe(*t).is_ok())
-                .count()
-        }))
-        .unwrap_or(0);
-        self.count(|s| s.keyframe_requests += sent as u64);
+        // Fire and forget: the event loop calls this and must never wait for the
+        // driver.
+        let stats = self.stats.clone();
+        let _ = block_on(self.server.cast(move |endpoint, _| {
+            let sent = endpoint
+                .with_peer(peer, |pc| {
+                    videos
+                        .into_iter()
+                        .filter(|t| pc.request_keyframe(*t).is_ok())
+                        .count()
+                })
+                .unwrap_or(0);
+            stats
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .keyframe_requests += sent as u64;
+        }));
     }
 
     /// Forward media and react to peers' events, until the server stops.
@@ -477,9 +583,9 @@ impl Broadcast {
                     self.request_keyframe(true);
                 }
                 Event::ConnectionStateChange(ConnectionState::Failed | ConnectionState::Closed) => {
-                    let resource = self.state().by_peer.get(&peer).copied();
+                    let resource = self.state().by_peer.get(&peer).cloned();
                     if let Some(resource) = resource {
-                        self.end(resource);
+                        self.end(&resource);
                     }
                 }
                 _ => {}
@@ -492,7 +598,8 @@ impl Broadcast {
             let st = self.state();
             let from_publisher = st
                 .publisher
-                .and_then(|r| st.sessions.get(&r))
+                .as_ref()
+                .and_then(|r| st.sessions.get(r))
                 .is_some_and(|s| s.peer == peer);
             if !from_publisher {
                 return;
@@ -524,10 +631,17 @@ impl Broadcast {
     }
 }
 
+fn publishing_conflict() -> Response {
+    Response::text(
+        409,
+        "a publisher is live; it can DELETE its resource before publishing again",
+    )
+}
+
 /// Recompute where each publisher transceiver's packets go.
 fn rebuild_routes(st: &mut State) {
     st.routes.clear();
-    let Some(publisher) = st.publisher.and_then(|r| st.sessions.get(&r)) else {
+    let Some(publisher) = st.publisher.as_ref().and_then(|r| st.sessions.get(r)) else {
         return;
     };
     for source in &publisher.tracks {
@@ -685,11 +799,14 @@ macro_rules! client_js {
         r#"
 const status = window.sansrtcStatus = { state: 'new', error: null, resource: null, patches: 0 };
 const show = (s) => { status.state = s; document.getElementById('status').textContent = s; };
+// A bearer token, when the server wants one, comes in the page's URL fragment (#token=...).
+const token = new URLSearchParams(location.hash.slice(1)).get('token');
+const auth = token ? { Authorization: `Bearer ${token}` } : {};
 async function negotiate(pc, endpoint) {
   const pending = [];
   let resource = null;
   const patch = async (lines) => {
-    const r = await fetch(resource, { method: 'PATCH', headers: { 'Content-Type': 'application/trickle-ice-sdpfrag' }, body: lines });
+    const r = await fetch(resource, { method: 'PATCH', headers: { ...auth, 'Content-Type': 'application/trickle-ice-sdpfrag' }, body: lines });
     if (r.ok) status.patches++;
   };
   pc.onicecandidate = (e) => {
@@ -703,7 +820,7 @@ async function negotiate(pc, endpoint) {
   pc.onconnectionstatechange = () => show(pc.connectionState);
   const offer = await pc.createOffer();
   await pc.setLocalDescription(offer);
-  const r = await fetch(endpoint, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: offer.sdp });
+  const r = await fetch(endpoint, { method: 'POST', headers: { ...auth, 'Content-Type': 'application/sdp' }, body: offer.sdp });
   if (r.status !== 201) throw new Error(`${endpoint}: ${r.status} ${await r.text()}`);
   resource = new URL(r.headers.get('Location'), location.href).href;
   status.resource = resource;
@@ -711,7 +828,7 @@ async function negotiate(pc, endpoint) {
   for (const frag of pending.splice(0)) patch(frag);
   show('negotiated');
 }
-window.addEventListener('beforeunload', () => { if (status.resource) fetch(status.resource, { method: 'DELETE', keepalive: true }); });
+window.addEventListener('beforeunload', () => { if (status.resource) fetch(status.resource, { method: 'DELETE', headers: auth, keepalive: true }); });
 "#
     };
 }

@@ -9,13 +9,19 @@
 //!
 //! Backpressure, bounded everywhere: commands wait when the command channel is full; the
 //! event channel has a fixed capacity, and when the application does not read it, media
-//! events (`Rtp`, `Rtcp`) are dropped and counted in [`RuntimeStats::events_dropped`]
-//! while any other event waits for room (the driver then stops reading its sockets, so
-//! the kernel's socket buffer, not our memory, absorbs the excess).
+//! events (`Rtp`, `Rtcp`) are dropped and counted in [`RuntimeStats::events_dropped`],
+//! keyframe requests are coalesced (one kept aside per transceiver, see
+//! [`Core::coalesce_key`]), and any other event waits for room. While an event waits the
+//! driver stops reading its sockets (the kernel's socket buffer, not our memory, absorbs
+//! the excess) but keeps serving commands and timers: an application that calls the
+//! driver from its event loop (`send_data`, `with_peer` on every event) can never
+//! deadlock with a driver waiting for that loop to read.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -33,6 +39,9 @@ pub const MAX_DATAGRAM: usize = 65_536;
 const STREAM_BATCH: usize = 64;
 /// Commands applied in one go before the driver flushes outputs.
 const COMMAND_BATCH: usize = 64;
+/// Coalescable events (keyframe requests) kept aside while the event channel is full,
+/// one per key; beyond this they are dropped and counted.
+const MAX_DEFERRED: usize = 256;
 /// Room for transmits collected into one send batch, beyond the full `MAX_DATAGRAM`
 /// buffer every `poll_transmit` call is still given (about 53 datagrams of RTP size).
 const SEND_ROOM: usize = 65_536;
@@ -55,6 +64,15 @@ pub trait Core: Send + 'static {
     fn close(&mut self, now: Instant);
     /// True for events that may be dropped when the application does not keep up.
     fn is_media(event: &Self::Event) -> bool;
+    /// A key for events that repeat the same request (a keyframe request for one
+    /// transceiver of one peer): when such an event meets a full event channel it is kept
+    /// aside, once per key (repeats are counted in `events_coalesced`), and delivered
+    /// when there is room, so that a flood of them never stops the driver. `None`: the
+    /// event is not coalescable.
+    fn coalesce_key(event: &Self::Event) -> Option<u64> {
+        let _ = event;
+        None
+    }
     /// A TURN server the runtime resolved or connected to (a stream's local address, or
     /// one of our UDP sockets). Cores that do not relay ignore it.
     fn add_turn_server(&mut self, now: Instant, server: TurnServer) {
@@ -69,6 +87,17 @@ pub trait Core: Send + 'static {
 
 fn is_media_event(event: &Event) -> bool {
     matches!(event, Event::Rtp { .. } | Event::Rtcp(_))
+}
+
+/// The coalescing key of a keyframe request of `peer` (a PeerConnection: `None`).
+fn keyframe_key(peer: Option<PeerId>, event: &Event) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let Event::KeyframeRequest(transceiver) = event else {
+        return None;
+    };
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (peer, transceiver).hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 impl Core for PeerConnection {
@@ -93,6 +122,9 @@ impl Core for PeerConnection {
     }
     fn is_media(event: &Event) -> bool {
         is_media_event(event)
+    }
+    fn coalesce_key(event: &Event) -> Option<u64> {
+        keyframe_key(None, event)
     }
     fn add_turn_server(&mut self, now: Instant, server: TurnServer) {
         PeerConnection::add_turn_server(self, now, server)
@@ -128,6 +160,9 @@ impl Core for Endpoint {
     }
     fn is_media(event: &(PeerId, Event)) -> bool {
         is_media_event(&event.1)
+    }
+    fn coalesce_key(event: &(PeerId, Event)) -> Option<u64> {
+        keyframe_key(Some(event.0), &event.1)
     }
 }
 
@@ -179,6 +214,7 @@ pub struct RuntimeStats {
     datagrams_sent: AtomicU64,
     send_errors: AtomicU64,
     events_dropped: AtomicU64,
+    events_coalesced: AtomicU64,
     turn_streams_connected: AtomicU64,
     turn_stream_failures: AtomicU64,
 }
@@ -193,8 +229,11 @@ pub struct RuntimeCounters {
     /// Sends the OS refused (buffer full, unreachable): the datagram is lost, as on a
     /// congested link.
     pub send_errors: u64,
-    /// Media events dropped because the application did not read events.
+    /// Media events dropped because the application did not read events (and keyframe
+    /// requests beyond the ones kept aside).
     pub events_dropped: u64,
+    /// Keyframe requests merged into one already waiting for room in the event channel.
+    pub events_coalesced: u64,
     /// TURN streams (TCP or TLS) opened and handed to the core.
     pub turn_streams_connected: u64,
     /// TURN streams that could not be opened (name, refused by the `NetConfig`,
@@ -211,6 +250,7 @@ impl RuntimeStats {
             datagrams_sent: self.datagrams_sent.load(Ordering::Relaxed),
             send_errors: self.send_errors.load(Ordering::Relaxed),
             events_dropped: self.events_dropped.load(Ordering::Relaxed),
+            events_coalesced: self.events_coalesced.load(Ordering::Relaxed),
             turn_streams_connected: self.turn_streams_connected.load(Ordering::Relaxed),
             turn_stream_failures: self.turn_stream_failures.load(Ordering::Relaxed),
         }
@@ -374,6 +414,8 @@ pub struct DriverState<C: Core> {
     stats: Arc<RuntimeStats>,
     closing: bool,
     streams: Vec<TurnStreamSlot>,
+    /// Coalesced events waiting for room in the event channel, with their keys.
+    deferred: std::collections::VecDeque<(u64, C::Event)>,
 }
 
 /// A TURN stream as the driver knows it.
@@ -403,6 +445,7 @@ impl<C: Core> DriverState<C> {
             stats,
             closing: false,
             streams: Vec::new(),
+            deferred: std::collections::VecDeque::new(),
         }
     }
 
@@ -621,7 +664,10 @@ impl<C: Core> DriverState<C> {
     /// Hand every remaining event to the channel without waiting, when the driver stops:
     /// events that do not fit are dropped and counted.
     pub fn forward_final_events(&mut self, events: &async_channel::Sender<C::Event>) {
-        while let Some(event) = self.core.poll_event() {
+        let deferred = std::mem::take(&mut self.deferred)
+            .into_iter()
+            .map(|(_, e)| e);
+        for event in deferred.chain(std::iter::from_fn(|| self.core.poll_event())) {
             if events.try_send(event).is_err() {
                 self.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
             }
@@ -630,14 +676,25 @@ impl<C: Core> DriverState<C> {
 
     /// Hand events to the channel without waiting. Returns an event that must wait for
     /// room (a non-media event met a full channel); media events meeting a full channel
-    /// are dropped and counted.
+    /// are dropped and counted, coalescable ones are kept aside (once per key).
     pub fn forward_events(&mut self, events: &async_channel::Sender<C::Event>) -> Option<C::Event> {
+        while let Some((key, event)) = self.deferred.pop_front() {
+            match events.try_send(event) {
+                Ok(()) | Err(async_channel::TrySendError::Closed(_)) => {}
+                Err(async_channel::TrySendError::Full(event)) => {
+                    self.deferred.push_front((key, event));
+                    break;
+                }
+            }
+        }
         while let Some(event) = self.core.poll_event() {
             match events.try_send(event) {
                 Ok(()) => {}
                 Err(async_channel::TrySendError::Full(event)) => {
                     if C::is_media(&event) {
                         self.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+                    } else if let Some(key) = C::coalesce_key(&event) {
+                        self.defer(key, event);
                     } else {
                         return Some(event);
                     }
@@ -647,6 +704,22 @@ impl<C: Core> DriverState<C> {
             }
         }
         None
+    }
+
+    /// Count an event dropped because the application did not read.
+    pub fn count_dropped_event(&self) {
+        self.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Keep a coalescable event aside until there is room (once per key, bounded).
+    fn defer(&mut self, key: u64, event: C::Event) {
+        if self.deferred.iter().any(|(k, _)| *k == key) {
+            self.stats.events_coalesced.fetch_add(1, Ordering::Relaxed);
+        } else if self.deferred.len() >= MAX_DEFERRED {
+            self.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.deferred.push_back((key, event));
+        }
     }
 }
 
@@ -675,6 +748,8 @@ pub trait AsyncTimer {
 }
 
 enum Wake<C> {
+    /// The event that waited for room is in the channel (or nobody listens any more).
+    EventSent,
     Command(Option<Command<C>>),
     Stream(Option<StreamInput>),
     /// Datagrams were read and already fed to the core (or a read error).
@@ -701,15 +776,19 @@ pub async fn run<C: Core, S: AsyncUdp, T: AsyncTimer>(
     let mut streams_open = true;
     let mut armed: Option<Option<Instant>> = None;
     let mut next_socket = 0usize;
+    // An event waiting for room in the event channel. While it waits, sockets and TURN
+    // streams are not read, but commands and timers are still served (see the module
+    // documentation): the application may be waiting on a command before it reads.
+    let mut waiting: Option<Pin<Box<async_channel::Send<'_, C::Event>>>> = None;
     loop {
         let now = Instant::now();
         state.flush_batched(now, |i, out| {
             sockets.get(i).map_or(0, |s| s.try_send_batch(out))
         });
-        while let Some(event) = state.forward_events(&events) {
-            if events.send(event).await.is_err() {
-                break;
-            }
+        if waiting.is_none() {
+            waiting = state
+                .forward_events(&events)
+                .map(|event| Box::pin(events.send(event)));
         }
         if state.closing {
             break;
@@ -720,10 +799,16 @@ pub async fn run<C: Core, S: AsyncUdp, T: AsyncTimer>(
             armed = Some(deadline);
         }
         let wake = std::future::poll_fn(|cx| {
+            if let Some(send) = waiting.as_mut() {
+                if send.as_mut().poll(cx).is_ready() {
+                    waiting = None;
+                    return Poll::Ready(Wake::EventSent);
+                }
+            }
             // Rotate which socket is read first so none starves another. A batch read
             // goes to the core at once, inside this poll: the datagrams sit in the
             // thread's receive arena, which must not be held across an await.
-            let n = sockets.len();
+            let n = if waiting.is_some() { 0 } else { sockets.len() };
             let now = Instant::now();
             for k in 0..n {
                 let i = (next_socket + k) % n;
@@ -739,7 +824,7 @@ pub async fn run<C: Core, S: AsyncUdp, T: AsyncTimer>(
                     return Poll::Ready(Wake::Datagrams);
                 }
             }
-            if streams_open {
+            if streams_open && waiting.is_none() {
                 if let Poll::Ready(input) = streams.as_mut().poll_next(cx) {
                     return Poll::Ready(Wake::Stream(input));
                 }
@@ -786,10 +871,14 @@ pub async fn run<C: Core, S: AsyncUdp, T: AsyncTimer>(
                     }
                 }
             }
-            Wake::Datagrams => {}
-            Wake::Timer => {}
+            Wake::Datagrams | Wake::Timer | Wake::EventSent => {}
         }
         state.handle_timeout(Instant::now());
+    }
+    // Stopping does not wait for an application that does not read: an event still
+    // waiting for room is dropped and counted, like the final ones that find no room.
+    if waiting.take().is_some() {
+        state.count_dropped_event();
     }
     refuse_commands(&commands);
     // Stream threads stop at their next report; the streams close when `state` drops.
@@ -800,6 +889,100 @@ pub async fn run<C: Core, S: AsyncUdp, T: AsyncTimer>(
         sockets.get(i).map_or(0, |s| s.try_send_batch(out))
     });
     state.forward_final_events(&events);
+}
+
+/// A fake core for the drivers' tests: events are numbers queued by commands; numbers
+/// from `COALESCED` up coalesce by their value.
+#[cfg(test)]
+pub(crate) mod test_core {
+    use super::*;
+
+    /// Events at or above this are keyframe-request-like: coalescable by value.
+    pub const COALESCED: u32 = 1_000_000;
+
+    /// Queued events.
+    #[derive(Default)]
+    pub struct Chatty(pub std::collections::VecDeque<u32>);
+
+    impl Core for Chatty {
+        type Event = u32;
+        fn handle_datagram(&mut self, _: Instant, _: Datagram<'_>) {}
+        fn handle_timeout(&mut self, _: Instant) {}
+        fn poll_transmit(&mut self, _: Instant, _: &mut [u8]) -> Option<Transmit> {
+            None
+        }
+        fn poll_event(&mut self) -> Option<u32> {
+            self.0.pop_front()
+        }
+        fn poll_timeout(&self) -> Option<Instant> {
+            None
+        }
+        fn close(&mut self, _: Instant) {}
+        fn is_media(_: &u32) -> bool {
+            false
+        }
+        fn coalesce_key(event: &u32) -> Option<u64> {
+            (*event >= COALESCED).then_some(u64::from(*event))
+        }
+    }
+
+    /// A handle and driver state over a `Chatty` core with tiny channels.
+    pub fn chatty(events: usize) -> (Handle<Chatty>, DriverState<Chatty>, DriverChannels<Chatty>) {
+        let (handle, channels) = Handle::new(
+            Capacity {
+                commands: 4,
+                events,
+            },
+            Vec::new(),
+        );
+        let state = DriverState::new(Chatty::default(), Vec::new(), channels.stats.clone());
+        (handle, state, channels)
+    }
+
+    /// Run `f` on a thread and fail (instead of hanging the suite) if it does not end
+    /// within 20 s: a frozen driver shows up as this failure.
+    pub fn within_20s<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("frozen: {what} did not finish within 20 s"))
+    }
+
+    /// The application calls the driver while it does not read events: non-coalescable
+    /// events beyond the channel's room wait, yet every call is answered; then every
+    /// event arrives, in order, and the coalescable ones once per key.
+    pub fn calls_are_served_while_events_wait(handle: Handle<Chatty>) {
+        use futures_lite::future::block_on;
+        let h = handle.clone();
+        within_20s("calls while the event channel is full", move || {
+            block_on(h.cast(|core, _| {
+                // Four fill the channel; then a flood of two keyframe-request-like events,
+                // interleaved, meets the full channel; then more plain ones.
+                core.0.extend(0..4);
+                core.0.extend((0..1000).map(|k| COALESCED + k % 2));
+                core.0.extend(4..=100);
+            }))
+            .expect("cast");
+            for k in 0..50 {
+                let n = block_on(h.call(move |_, _| k)).expect("call answered");
+                assert_eq!(n, k);
+            }
+        });
+        assert_eq!(handle.runtime_stats().events_coalesced, 998);
+        let events: Vec<u32> = within_20s("reading the events", move || {
+            let mut events = Vec::new();
+            while events.last() != Some(&100) {
+                events.push(block_on(handle.next_event()).expect("event"));
+            }
+            events
+        });
+        let plain: Vec<u32> = events.iter().copied().filter(|e| *e < COALESCED).collect();
+        assert_eq!(plain, (0..=100).collect::<Vec<_>>(), "none lost, in order");
+        let coalesced: Vec<u32> = events.iter().copied().filter(|e| *e >= COALESCED).collect();
+        assert!(coalesced.contains(&COALESCED) && coalesced.contains(&(COALESCED + 1)));
+    }
 }
 
 #[cfg(test)]
@@ -836,6 +1019,40 @@ mod tests {
         fn is_media(_: &()) -> bool {
             false
         }
+    }
+
+    struct NoSocket;
+    impl AsyncUdp for NoSocket {
+        fn poll_recv_batch(
+            &self,
+            _: &mut Context<'_>,
+            _: SocketAddr,
+            _: &mut dyn FnMut(SocketAddr, &[u8]),
+        ) -> Poll<io::Result<usize>> {
+            Poll::Pending
+        }
+        fn try_send_batch(&self, _: Outgoing<'_>) -> usize {
+            0
+        }
+    }
+
+    struct NoTimer;
+    impl AsyncTimer for NoTimer {
+        fn reset(&mut self, _: Option<Instant>) {}
+        fn poll_fired(&mut self, _: &mut Context<'_>) -> Poll<()> {
+            Poll::Pending
+        }
+    }
+
+    /// The async driver loop serves commands while an event waits for room, and
+    /// coalesces keyframe-request-like events (see `test_core`).
+    #[test]
+    fn async_driver_serves_calls_while_events_wait() {
+        let (handle, state, channels) = test_core::chatty(4);
+        std::thread::spawn(move || {
+            futures_lite::future::block_on(run(state, Vec::<NoSocket>::new(), NoTimer, channels))
+        });
+        test_core::calls_are_served_while_events_wait(handle);
     }
 
     fn addr(port: u16) -> SocketAddr {

@@ -3,16 +3,23 @@
 //! feed a single bounded input queue; the driver thread waits on it with the core's
 //! deadline as timeout, so it wakes exactly for a datagram, a command or a timer.
 //!
+//! While an event waits for room in the event channel (the application is behind), the
+//! driver pauses the readers (the kernel's socket buffer absorbs the excess; batches
+//! already queued are set aside, bounded by the queue) and keeps serving commands and
+//! timers, looking for room every [`EVENT_ROOM_POLL`]: an application that calls the
+//! driver from its event loop never deadlocks with it.
+//!
 //! Readers read in batches (`recvmmsg` on Linux: block for the first datagram, take what
 //! else is already waiting) into buffers the driver hands back once it has fed them to
 //! the core, so a steady stream allocates nothing; the driver writes with `sendmmsg`.
 
+use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
-use std::thread;
+use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use futures_lite::future::block_on;
@@ -35,6 +42,8 @@ const INPUT_QUEUE: usize = 4096;
 
 /// Spare batches kept per reader (handed back by the driver).
 const SPARE_BATCHES: usize = 4;
+/// How often the driver looks for room in the event channel while an event waits.
+pub const EVENT_ROOM_POLL: Duration = Duration::from_millis(2);
 
 enum Input<C> {
     Command(Command<C>),
@@ -228,6 +237,8 @@ pub fn spawn_driver<C: Core>(
 ) -> Result<(), Error> {
     let (input_tx, input_rx) = sync_channel::<Input<C>>(INPUT_QUEUE);
     let stop = Arc::new(AtomicBool::new(false));
+    let paused = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::with_capacity(sockets.len());
     let mut send_sockets = Vec::with_capacity(sockets.len());
     let mut spares = Vec::with_capacity(sockets.len());
     for (i, socket) in sockets.into_iter().enumerate() {
@@ -235,12 +246,16 @@ pub fn spawn_driver<C: Core>(
         send_sockets.push(socket.try_clone()?);
         let local = socket.local_addr()?;
         let tx = input_tx.clone();
-        let stop = stop.clone();
+        let gate = Gate {
+            stop: stop.clone(),
+            paused: paused.clone(),
+        };
         let (spare_tx, spare_rx) = sync_channel(SPARE_BATCHES);
         spares.push(spare_tx);
-        thread::Builder::new()
+        let reader = thread::Builder::new()
             .name(format!("sansrtc-reader-{i}"))
-            .spawn(move || read_loop(i, socket, local, tx, spare_rx, stop))?;
+            .spawn(move || read_loop(i, socket, local, tx, spare_rx, gate))?;
+        readers.push(reader.thread().clone());
     }
     // TURN stream reports (already off the driver: the stream threads block, not it).
     let streams = channels.streams.clone();
@@ -266,10 +281,45 @@ pub fn spawn_driver<C: Core>(
             }
             let _ = tx.send(Input::HandlesGone);
         })?;
+    let readers = Readers {
+        gate: Gate { stop, paused },
+        threads: readers,
+    };
     thread::Builder::new()
         .name("sansrtc-driver".into())
-        .spawn(move || drive(state, send_sockets, spares, channels, input_rx, stop))?;
+        .spawn(move || drive(state, send_sockets, spares, channels, input_rx, readers))?;
     Ok(())
+}
+
+/// What readers look at before each read.
+struct Gate {
+    /// The driver has stopped.
+    stop: Arc<AtomicBool>,
+    /// An event waits for room: do not read.
+    paused: Arc<AtomicBool>,
+}
+
+/// The driver's side of its readers.
+struct Readers {
+    gate: Gate,
+    threads: Vec<Thread>,
+}
+
+impl Readers {
+    /// Pause or resume the readers (resumed ones are woken at once).
+    fn pause(&self, pause: bool) {
+        if self.gate.paused.swap(pause, Ordering::Relaxed) && !pause {
+            self.threads.iter().for_each(Thread::unpark);
+        }
+    }
+
+    fn stop(&self) {
+        self.gate.stop.store(true, Ordering::Relaxed);
+    }
+
+    fn stopped(&self) -> bool {
+        self.gate.stop.load(Ordering::Relaxed)
+    }
 }
 
 fn read_loop<C>(
@@ -278,10 +328,14 @@ fn read_loop<C>(
     local: SocketAddr,
     tx: SyncSender<Input<C>>,
     spares: Receiver<Received>,
-    stop: Arc<AtomicBool>,
+    gate: Gate,
 ) {
     let mut batch = Received::default();
-    while !stop.load(Ordering::Relaxed) {
+    while !gate.stop.load(Ordering::Relaxed) {
+        if gate.paused.load(Ordering::Relaxed) {
+            thread::park_timeout(READER_POLL);
+            continue;
+        }
         batch.clear();
         // Errors are timeouts (to check `stop`) and ICMP reports: both ignored.
         let _ = read_batch(&socket, local, &mut batch);
@@ -338,48 +392,74 @@ fn drive<C: Core>(
     spares: Vec<SyncSender<Received>>,
     channels: DriverChannels<C>,
     inputs: Receiver<Input<C>>,
-    stop: Arc<AtomicBool>,
+    readers: Readers,
 ) {
+    // An event waiting for room in the event channel, and the datagram batches taken
+    // from the input queue while it waits (fed once it is out, in order). Readers are
+    // paused meanwhile, so this holds at most what the input queue held.
+    let mut waiting: Option<C::Event> = None;
+    let mut set_aside: VecDeque<(usize, Received)> = VecDeque::new();
+    let feed = |state: &mut DriverState<C>, now: Instant, i: usize, batch: Received| {
+        for (remote, range) in &batch.datagrams {
+            let data = batch.data.get(range.clone()).unwrap_or_default();
+            state.handle_datagram(now, i, *remote, data);
+        }
+        // Back to its reader for reuse (dropped when it has enough).
+        if let Some(spare) = spares.get(i) {
+            let _ = spare.try_send(batch);
+        }
+    };
     loop {
         let now = Instant::now();
         state.flush_batched(now, |i, out| {
             sockets.get(i).map_or(0, |s| send_batch(s, out))
         });
-        while let Some(event) = state.forward_events(&channels.events) {
-            if channels.events.send_blocking(event).is_err() {
-                break;
+        if let Some(event) = waiting.take() {
+            if let Err(async_channel::TrySendError::Full(event)) = channels.events.try_send(event) {
+                waiting = Some(event);
             }
         }
-        if stop.load(Ordering::Relaxed) {
+        if waiting.is_none() {
+            waiting = state.forward_events(&channels.events);
+        }
+        readers.pause(waiting.is_some());
+        if readers.stopped() {
             break;
         }
-        let wait = state
+        if waiting.is_none() {
+            if let Some((i, batch)) = set_aside.pop_front() {
+                feed(&mut state, now, i, batch);
+                state.handle_timeout(Instant::now());
+                continue;
+            }
+        }
+        let mut wait = state
             .core
             .poll_timeout()
             .map(|t| t.saturating_duration_since(now))
             .unwrap_or(Duration::from_secs(3600));
+        if waiting.is_some() {
+            wait = wait.min(EVENT_ROOM_POLL);
+        }
         let input = inputs.recv_timeout(wait);
         let now = Instant::now();
         match input {
             Ok(Input::Command(command)) => {
                 if state.apply(now, command) == Flow::Stop {
-                    stop.store(true, Ordering::Relaxed);
+                    readers.stop();
                 }
             }
             Ok(Input::Datagrams(i, batch)) => {
-                for (remote, range) in &batch.datagrams {
-                    let data = batch.data.get(range.clone()).unwrap_or_default();
-                    state.handle_datagram(now, i, *remote, data);
-                }
-                // Back to its reader for reuse (dropped when it has enough).
-                if let Some(spare) = spares.get(i) {
-                    let _ = spare.try_send(batch);
+                if waiting.is_some() || !set_aside.is_empty() {
+                    set_aside.push_back((i, batch));
+                } else {
+                    feed(&mut state, now, i, batch);
                 }
             }
             Ok(Input::Stream(input)) => state.handle_stream(now, input),
             Ok(Input::HandlesGone) | Err(RecvTimeoutError::Disconnected) => {
                 state.close(now);
-                stop.store(true, Ordering::Relaxed);
+                readers.stop();
             }
             Err(RecvTimeoutError::Timeout) => {}
         }
@@ -394,5 +474,25 @@ fn drive<C: Core>(
     state.flush_batched(now, |i, out| {
         sockets.get(i).map_or(0, |s| send_batch(s, out))
     });
+    if let Some(event) = waiting {
+        if channels.events.try_send(event).is_err() {
+            state.count_dropped_event();
+        }
+    }
     state.forward_final_events(&channels.events);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::test_core;
+
+    /// The thread driver serves commands while an event waits for room, and coalesces
+    /// keyframe-request-like events (see `test_core`).
+    #[test]
+    fn thread_driver_serves_calls_while_events_wait() {
+        let (handle, state, channels) = test_core::chatty(4);
+        spawn_driver(state, Vec::new(), channels).expect("driver");
+        test_core::calls_are_served_while_events_wait(handle);
+    }
 }
