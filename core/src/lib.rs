@@ -42,6 +42,8 @@ pub use config::{Config, IceServer, IceTransportPolicy};
 pub use datachannel::{ChannelId, DataChannelInit};
 pub use endpoint::{Endpoint, EndpointStats, PeerId};
 pub use media::{Direction, MediaKind, TransceiverId, TransceiverInit};
-pub use peer::{ConnectionState, Event, OfferOptions, PeerConnection, SignalingState, TurnServer};
+pub use peer::{
+    ConnectionState, Event, OfferOptions, PeerConnection, RemoteClose, SignalingState, TurnServer,
+};
 pub use sdp::{IceCandidateInit, SessionDescription};
 pub use transmit::{Datagram, Protocol, Transmit};

@@ -13,7 +13,7 @@ use crate::datachannel::{
     ChannelId, DataChannelError, DataChannelEvent, DataChannelInfo, DataChannelInit, DataChannels,
     RemoteSctpParams,
 };
-use crate::sctp::SctpConfig;
+use crate::sctp::{CloseReason, SctpConfig};
 
 /// DTLS 1.2 record overhead around one SCTP packet: header 13, explicit nonce 8, GCM tag 16.
 const DTLS_RECORD_OVERHEAD: usize = 37;
@@ -245,6 +245,16 @@ impl PeerConnection {
                 }
                 DataChannelEvent::DataChannelClose(c) => Event::DataChannelClose(c),
                 DataChannelEvent::BufferedAmountLow(c) => Event::BufferedAmountLow(c),
+                // SCTP runs inside DTLS, so these chunks were authenticated. We only ever
+                // abort (in `close()`), so a completed SHUTDOWN was the peer's.
+                DataChannelEvent::Closed(CloseReason::AbortedByPeer) => {
+                    self.remote_closed(super::RemoteClose::SctpAbort);
+                    continue;
+                }
+                DataChannelEvent::Closed(CloseReason::Shutdown) => {
+                    self.remote_closed(super::RemoteClose::SctpShutdown);
+                    continue;
+                }
                 _ => continue,
             };
             self.push_event(event);

@@ -39,6 +39,20 @@ pub enum ConnectionState {
     Closed,
 }
 
+/// How the remote peer said it was done ([`Event::RemoteClosed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RemoteClose {
+    /// A DTLS close_notify alert (in an authenticated epoch-1 record).
+    CloseNotify,
+    /// An SCTP ABORT (data channels) inside DTLS.
+    SctpAbort,
+    /// A graceful SCTP SHUTDOWN the peer started, inside DTLS.
+    SctpShutdown,
+    /// SRTCP BYE for every stream the peer sent, in a session without data channels.
+    RtcpBye,
+}
+
 /// Something the application should know or act on.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -114,6 +128,16 @@ pub enum Event {
     /// DTLS failed (for example the peer's certificate does not match its SDP
     /// fingerprint); `connectionState` becomes `failed`.
     DtlsFailed(crate::dtls::DtlsError),
+    /// The DTLS transport's state changed (W3C `RTCDtlsTransport` `statechange`):
+    /// `Connecting` when the handshake starts, `Connected`, then `Failed`, or `Closed` when
+    /// the peer sent an authenticated close_notify. Our own `close()` fires nothing, as in
+    /// the W3C API.
+    DtlsStateChange(crate::dtls::DtlsState),
+    /// The remote peer ended the session, authenticated (nothing unauthenticated can cause
+    /// it): fired once, for the first of its goodbyes. Every data channel has closed
+    /// (`DataChannelClose`) when the transport went. The session is over: release it
+    /// (`close()`, or `Endpoint::close_peer`) rather than wait for ICE consent to expire.
+    RemoteClosed(RemoteClose),
     /// A TURN server gave no relay candidate, or lost the allocation (W3C
     /// `icecandidateerror`): wrong credentials, quota, an unreachable or garbled server.
     /// Other candidates keep working; gathering no longer waits for this one.

@@ -31,7 +31,9 @@ use crate::srtp::{SrtpContext, SrtpProfile, SrtpStats};
 use crate::transmit::{Datagram, DatagramKind, Protocol, Transmit};
 
 pub use error::{AddCandidateError, NegotiationError, Operation, PeerError, SendError};
-pub use event::{ConnectionState, Event, IceConnectionState, IceGatheringState, SignalingState};
+pub use event::{
+    ConnectionState, Event, IceConnectionState, IceGatheringState, RemoteClose, SignalingState,
+};
 pub use negotiation::OfferOptions;
 pub use relay::{TurnServer, MAX_RELAYS, RUNTIME_TURN_WAIT};
 
@@ -116,6 +118,8 @@ pub struct PeerConnection {
     remote_candidate_count: usize,
     negotiation_needed: bool,
     closed: bool,
+    /// `Event::RemoteClosed` was fired.
+    remote_closed: bool,
     last_now: Instant,
     dtls: Option<DtlsEndpoint>,
     dtls_params: Option<(DtlsRole, Fingerprint)>,
@@ -194,6 +198,7 @@ impl PeerConnection {
             remote_candidate_count: 0,
             negotiation_needed: false,
             closed: false,
+            remote_closed: false,
             last_now: now,
             dtls: None,
             dtls_params: None,
@@ -777,10 +782,18 @@ impl PeerConnection {
             }
         }
         let (local, remote) = self.ice.selected_addresses()?;
-        let dtls = self.dtls.as_mut().and_then(|d| d.poll_transmit(buf));
-        let len = match dtls {
-            Some(len) => len,
-            None => self.media_out.pop_into(buf)?,
+        let len = if self.closed {
+            // After close(), the goodbyes leave in the order close() made them: RTCP BYE
+            // (media queue), then SCTP ABORT and close_notify (DTLS queue).
+            match self.media_out.pop_into(buf) {
+                Some(len) => len,
+                None => self.dtls.as_mut().and_then(|d| d.poll_transmit(buf))?,
+            }
+        } else {
+            match self.dtls.as_mut().and_then(|d| d.poll_transmit(buf)) {
+                Some(len) => len,
+                None => self.media_out.pop_into(buf)?,
+            }
         };
         Some(Transmit {
             local,
@@ -1325,14 +1338,22 @@ impl PeerConnection {
                 }
                 rtp::RtcpPacket::ReceiverReport { reports, .. } => reports.clone(),
                 rtp::RtcpPacket::Bye { ssrcs, .. } => {
+                    let mut ended = false;
                     for ssrc in ssrcs {
                         self.ssrc_rids.remove(ssrc);
+                        // A source that left gets no more reception reports (RFC 3550 6.6).
+                        ended |= self.recv_counters.remove(ssrc).is_some();
                         if let Some(t) = self.ssrc_map.remove(ssrc) {
                             // A simulcast track ends with its last stream.
                             if !self.ssrc_map.values().any(|other| *other == t) {
                                 self.end_track(t);
                             }
                         }
+                    }
+                    // BYE for the last stream the peer sent us, and no data channels:
+                    // nothing of the session is left on the peer's side.
+                    if ended && self.recv_counters.is_empty() && !self.data_started {
+                        self.remote_closed(RemoteClose::RtcpBye);
                     }
                     continue;
                 }
@@ -1558,8 +1579,10 @@ impl PeerConnection {
         } else if matches!(
             ice,
             IceConnectionState::Connected | IceConnectionState::Completed
-        ) && dtls == DtlsState::Connected
+        ) && matches!(dtls, DtlsState::Connected | DtlsState::Closed)
         {
+            // W3C: "connected" when every transport is connected, completed or closed
+            // (a DTLS transport the peer closed counts as done, not as connecting).
             ConnectionState::Connected
         } else {
             ConnectionState::Connecting

@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::{DtlsState, Event, PeerConnection};
+use super::{DtlsState, Event, PeerConnection, RemoteClose};
 use crate::dtls::{DtlsConfig, DtlsEndpoint, DtlsEvent, DtlsRole};
 use crate::ice::IceAgent;
 use crate::srtp::SrtpContext;
@@ -153,8 +153,24 @@ impl PeerConnection {
         }
         self.count_unvalidated_dtls(strangers);
         self.dtls = Some(dtls);
-        self.dtls_state = DtlsState::Connecting;
+        self.set_dtls_state(DtlsState::Connecting);
         self.pump(now);
+    }
+
+    /// The DTLS transport's state, with a `DtlsStateChange` event when it changes.
+    pub(super) fn set_dtls_state(&mut self, state: DtlsState) {
+        if self.dtls_state != state {
+            self.dtls_state = state;
+            self.push_event(Event::DtlsStateChange(state));
+        }
+    }
+
+    /// The authenticated peer said it is done: tell the application, once.
+    pub(super) fn remote_closed(&mut self, how: RemoteClose) {
+        if !self.remote_closed && !self.closed {
+            self.remote_closed = true;
+            self.push_event(Event::RemoteClosed(how));
+        }
     }
 
     /// Carry out what DTLS reported: SRTP keys and SCTP on connection, failures, SCTP
@@ -178,14 +194,22 @@ impl PeerConnection {
                     }
                     // The keying material lives on only inside the SRTP contexts.
                     self.srtp = Some(srtp_profile);
-                    self.dtls_state = DtlsState::Connected;
+                    self.set_dtls_state(DtlsState::Connected);
                     self.maybe_start_sctp(now);
                 }
                 DtlsEvent::Failed(e) => {
-                    self.dtls_state = DtlsState::Failed;
+                    self.set_dtls_state(DtlsState::Failed);
                     self.push_event(Event::DtlsFailed(e));
                 }
-                DtlsEvent::Closed => self.dtls_state = DtlsState::Closed,
+                // Only an authenticated (epoch-1) close_notify gets here.
+                DtlsEvent::Closed => {
+                    self.set_dtls_state(DtlsState::Closed);
+                    // The transport is gone: every data channel closes with it (W3C), and
+                    // the ABORT this queues has no transport left to leave on.
+                    self.data.abort();
+                    self.pump_data(now);
+                    self.remote_closed(RemoteClose::CloseNotify);
+                }
                 // One SCTP packet per record (RFC 8261).
                 DtlsEvent::ApplicationData(packet) => {
                     if self.data_started {
