@@ -258,7 +258,7 @@ fn an_honest_sender_of_large_interleaved_messages_on_many_channels_completes() {
         .count();
     assert!(all_arrived, "{arrived} of {channels} messages arrived");
     for (c, m) in at_bob.iter().zip(&sent) {
-        assert_eq!(received(&net, *c), [m.clone()], "intact, once");
+        assert_eq!(received(&net, *c), std::slice::from_ref(m), "intact, once");
     }
     assert!(net.connected(alice, bob));
     eprintln!(

@@ -4,6 +4,10 @@
 //! (RFC 9260 section 7), the peer's window, and PR-SCTP abandonment with the
 //! Advanced.Peer.Ack.Point behind FORWARD-TSN (RFC 3758).
 //!
+//! With I-DATA, fragmented messages start only while the peer can hold every started
+//! one whole (see `SctpConfig::interleaved_message_budget`); the rest wait to start in a
+//! FIFO of their own, outside the round-robin.
+//!
 //! Cost per call does not grow with the amount in flight: a SACK that only moves the
 //! cumulative point touches the chunks it acknowledges; chunks are found by
 //! `tsn - front` in a `VecDeque`; retransmissions wait in their own queue. Only loss
@@ -260,6 +264,13 @@ impl Sender {
             self.round_robin.push_back(stream_id);
         }
         Ok(())
+    }
+
+    /// Full size of the fragmented messages started (or admitted to start) and not yet
+    /// sent to their end.
+    #[cfg(test)]
+    pub(crate) fn open_message_bytes(&self) -> usize {
+        self.open_message_bytes
     }
 
     /// Bytes queued on `stream_id` and not yet sent.

@@ -860,3 +860,90 @@ fn interleaved_large_messages_on_many_streams_all_complete() {
 fn interleaved_large_messages_on_many_streams_all_complete_despite_loss() {
     interleaved_messages_on_many_streams(41, 0.02);
 }
+
+#[test]
+fn messages_waiting_to_start_never_hold_up_small_ones() {
+    let (mut a, mut b, mut net) = connected(42);
+    let big = Bytes::from(vec![3u8; 200 * 1024]);
+    for s in 0..8 {
+        a.send(net.now, s, 53, big.clone(), false, Reliability::Reliable)
+            .expect("send");
+    }
+    // B's window is 1 MiB: two of these may be open at once, six wait to start.
+    let budget = config().receive_buffer / 2;
+    let mut got = Vec::new();
+    assert!(
+        net.run_until(&mut a, &mut b, Duration::from_secs(5), |a, _| {
+            assert!(a.sender.open_message_bytes() <= budget);
+            a.sender.open_message_bytes() > 0
+        })
+    );
+    a.send(
+        net.now,
+        100,
+        51,
+        Bytes::from_static(b"hi"),
+        false,
+        Reliability::Reliable,
+    )
+    .expect("send");
+    assert!(
+        net.run_until(&mut a, &mut b, Duration::from_secs(30), |a, b| {
+            assert!(a.sender.open_message_bytes() <= budget);
+            messages(b, &mut got);
+            got.iter().any(|m| m.stream_id == 100)
+        })
+    );
+    let large_before = got.iter().filter(|m| m.stream_id < 8).count();
+    assert!(
+        large_before < 8,
+        "the small message went ahead of waiting ones"
+    );
+    assert!(
+        net.run_until(&mut a, &mut b, Duration::from_secs(60), |_, b| {
+            messages(b, &mut got);
+            got.len() == 9
+        })
+    );
+    assert_eq!(a.sender.open_message_bytes(), 0);
+}
+
+#[test]
+fn abandoned_messages_give_back_their_share_of_the_budget() {
+    let cb = SctpConfig {
+        receive_buffer: 256 * 1024,
+        ..config()
+    };
+    let (mut a, mut b, mut net) = connected_with(config(), cb, 43);
+    net.loss = 0.2;
+    let big = Bytes::from(vec![5u8; 100 * 1024]);
+    for s in 0..12 {
+        a.send(
+            net.now,
+            s,
+            53,
+            big.clone(),
+            false,
+            Reliability::MaxRetransmits(0),
+        )
+        .expect("send");
+    }
+    let mut got = Vec::new();
+    net.run_until(&mut a, &mut b, Duration::from_secs(60), |a, b| {
+        messages(b, &mut got);
+        assert!(b.received_bytes_held() <= b.max_received_bytes_held());
+        a.total_buffered() == 0
+    });
+    assert!(a.stats().abandoned_messages > 0);
+    assert_eq!(a.sender.open_message_bytes(), 0, "nothing leaked");
+    // A reliable message of several fragments still starts and arrives.
+    net.loss = 0.0;
+    a.send(net.now, 20, 53, big.clone(), false, Reliability::Reliable)
+        .expect("send");
+    assert!(
+        net.run_until(&mut a, &mut b, Duration::from_secs(60), |_, b| {
+            messages(b, &mut got);
+            got.iter().any(|m| m.stream_id == 20 && m.data == big)
+        })
+    );
+}
