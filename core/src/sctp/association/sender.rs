@@ -449,7 +449,10 @@ impl Sender {
             if take == 0 || (take < remaining && take < min_fragment) {
                 return None;
             }
-            if self.interleaving && take < remaining && !msg.admitted {
+            // A message one chunk could carry, split only by the end of this packet,
+            // neither waits nor interleaves: its rest leads the next packet.
+            let large = remaining > self.mtu.saturating_sub(12 + header);
+            if self.interleaving && large && take < remaining && !msg.admitted {
                 // A message in several fragments interleaves with the others started:
                 // it starts only while the peer can hold all of them whole, so it can
                 // always complete one (it must take TSNs in order and keep what it
@@ -515,13 +518,14 @@ impl Sender {
             };
             msg.next_fsn += 1;
             let closed = (ending && msg.admitted).then_some(msg.data.len());
+            let interleaves = self.interleaving && msg.admitted;
             if ending {
                 stream.queue.pop_front();
             }
             stream.queued_bytes -= take;
             Self::note_drain(&mut self.buffered_low, stream_id, stream, take);
             // DATA cannot interleave fragments: stay on this stream until the message ends.
-            if ending || self.interleaving {
+            if ending || interleaves {
                 self.round_robin.pop_front();
                 if stream.queue.is_empty() {
                     stream.scheduled = false;

@@ -947,3 +947,97 @@ fn abandoned_messages_give_back_their_share_of_the_budget() {
         })
     );
 }
+
+/// Records the data chunks one side sends, in order.
+struct Tap<'a> {
+    inner: &'a mut Association,
+    sent: Vec<wire::DataChunk>,
+}
+
+impl crate::sctp::testing::Node for Tap<'_> {
+    fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
+        self.inner.handle_packet(now, packet)
+    }
+    fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        let n = self.inner.poll_transmit(now, buf)?;
+        let packet = Bytes::copy_from_slice(&buf[..n]);
+        if let Ok((_, chunks)) = wire::parse_packet(&packet) {
+            for chunk in chunks.flatten() {
+                if let Chunk::IData(d) = chunk {
+                    self.sent.push(d);
+                }
+            }
+        }
+        Some(n)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.inner.poll_timeout()
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        self.inner.handle_timeout(now)
+    }
+}
+
+#[test]
+fn only_large_messages_interleave_and_only_as_many_as_the_peer_can_hold() {
+    let (mut a, mut b, mut net) = connected(44);
+    let mut rng = Rng::from_seed(44);
+    let mut count = 0;
+    for s in 0..6u16 {
+        let m = payload(&mut rng, 250 * 1024 - 4096 * usize::from(s), 0);
+        a.send(net.now, s, 53, m, false, Reliability::Reliable)
+            .expect("send");
+        count += 1;
+    }
+    // Small messages, some of which end up split by the end of a packet.
+    for i in 0..200u16 {
+        let m = payload(&mut rng, 700 + usize::from(i * 37 % 400), 0);
+        a.send(net.now, 10 + i % 50, 51, m, false, Reliability::Reliable)
+            .expect("send");
+        count += 1;
+    }
+    let mut tap = Tap {
+        inner: &mut a,
+        sent: Vec::new(),
+    };
+    let mut got = Vec::new();
+    assert!(
+        net.run_until(&mut tap, &mut b, Duration::from_secs(60), |_, b| {
+            messages(b, &mut got);
+            got.len() == count
+        })
+    );
+    // Walk the first transmissions in TSN order: which messages were started and not
+    // ended at each point.
+    let mut seen = std::collections::HashSet::new();
+    let mut open: Vec<(u16, u32)> = Vec::new();
+    let mut split_small_pending = None;
+    let (mut most_open, mut small_split) = (0, 0);
+    for d in tap.sent.iter().filter(|d| seen.insert(d.tsn)) {
+        let key = (d.stream_id, d.message_id);
+        if let Some(pending) = split_small_pending {
+            assert_eq!(pending, key, "a split small message's rest comes next");
+            split_small_pending = None;
+        }
+        if d.flags.beginning && !d.flags.ending {
+            if d.stream_id >= 10 {
+                split_small_pending = Some(key);
+                small_split += 1;
+            } else {
+                open.push(key);
+            }
+        }
+        if d.flags.ending && !d.flags.beginning {
+            open.retain(|k| *k != key);
+        }
+        // B's window is 1 MiB, so at most 512 KiB of large messages open: two of these
+        // (230 to 250 KiB each), never three.
+        assert!(open.len() <= 2, "{open:?} open at once");
+        most_open = most_open.max(open.len());
+    }
+    assert_eq!(most_open, 2, "large messages still interleave");
+    assert!(
+        small_split > 0,
+        "some small message was split by a packet's end"
+    );
+}
