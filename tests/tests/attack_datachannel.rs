@@ -7,6 +7,11 @@
 //! - the bytes the victim holds for its data channels stay under the bound it states
 //!   (`max_data_channel_bytes_held`), checked after every step of the simulation;
 //! - the victim's own channel keeps carrying messages both ways, and nothing panics.
+//!
+//! An honest peer sending large messages on many channels at once (fragments interleaved
+//! with I-DATA, far more in total than the victim's buffer) gets every one through: our
+//! sender starts only as many as the peer can hold whole. The attacker above turns that
+//! off, which only stalls its own direction.
 
 use std::time::Duration;
 
@@ -73,6 +78,9 @@ fn run_checked(net: &mut Network, victim: NodeId, d: Duration, peak: &mut (usize
 #[test]
 fn a_dcep_open_flood_and_many_partial_messages_stay_under_the_caps() {
     let (mut net, attacker, victim) = connected_pair(130);
+    // A hostile sender: every message starts at once, whatever the victim can hold.
+    net.peer(attacker)
+        .set_sctp_interleaved_message_budget(Some(usize::MAX));
     let now = net.now();
     let mine = net
         .peer(victim)
@@ -190,5 +198,72 @@ fn a_dcep_open_flood_and_many_partial_messages_stay_under_the_caps() {
         peak.1,
         net.peer(victim).max_data_channel_bytes_held(),
         stats.refused_channel_opens
+    );
+}
+
+#[test]
+fn an_honest_sender_of_large_interleaved_messages_on_many_channels_completes() {
+    let (mut net, alice, bob) = connected_pair(131);
+    let channels = 48;
+    let mut ids = Vec::new();
+    for i in 0..channels {
+        let now = net.now();
+        let id = net
+            .peer(alice)
+            .create_data_channel(now, &format!("bulk{i}"), DataChannelInit::default())
+            .expect("channel");
+        ids.push(id);
+    }
+    net.negotiate(alice, bob).expect("negotiate");
+    assert!(net.run_until(Duration::from_secs(10), |n| {
+        n.connected(alice, bob)
+            && (0..channels).all(|i| remote_channel(n, bob, &format!("bulk{i}")).is_some())
+    }));
+    assert!(net.peer(alice).sctp_interleaving(), "I-DATA negotiated");
+    // 48 messages of 128 KiB and more, all queued at once: six times bob's buffer.
+    let sent: Vec<Bytes> = (0..channels)
+        .map(|i| Bytes::from(vec![i as u8; 128 * 1024 + 997 * i]))
+        .collect();
+    for (id, m) in ids.iter().zip(&sent) {
+        let now = net.now();
+        net.peer(alice)
+            .send_data(now, *id, m.clone(), true)
+            .expect("queued");
+    }
+    let mut peak = (0, 0);
+    let at_bob: Vec<ChannelId> = (0..channels)
+        .map(|i| remote_channel(&net, bob, &format!("bulk{i}")).expect("at bob"))
+        .collect();
+    let received = |n: &Network, c: ChannelId| -> Vec<Bytes> {
+        n.events_of(bob)
+            .filter_map(|e| match e {
+                Event::DataChannelMessage { channel, data, .. } if *channel == c => {
+                    Some(data.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let mut all_arrived = false;
+    for _ in 0..60 {
+        run_checked(&mut net, bob, Duration::from_millis(500), &mut peak);
+        if at_bob.iter().all(|c| received(&net, *c).len() == 1) {
+            all_arrived = true;
+            break;
+        }
+    }
+    let arrived = at_bob
+        .iter()
+        .filter(|c| !received(&net, **c).is_empty())
+        .count();
+    assert!(all_arrived, "{arrived} of {channels} messages arrived");
+    for (c, m) in at_bob.iter().zip(&sent) {
+        assert_eq!(received(&net, *c), std::slice::from_ref(m), "intact, once");
+    }
+    assert!(net.connected(alice, bob));
+    eprintln!(
+        "honest interleaved: {} bytes held at most (bound {})",
+        peak.1,
+        net.peer(bob).max_data_channel_bytes_held()
     );
 }

@@ -308,6 +308,11 @@ impl DataChannels {
         &self.config
     }
 
+    /// Set [`SctpConfig::interleaved_message_budget`] for the association not started yet.
+    pub(crate) fn set_interleaved_message_budget(&mut self, bytes: Option<usize>) {
+        self.config.interleaved_message_budget = bytes;
+    }
+
     /// Counters.
     pub fn stats(&self) -> DataChannelStats {
         self.stats

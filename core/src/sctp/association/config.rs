@@ -48,6 +48,12 @@ pub struct SctpConfig {
     pub streams: u16,
     /// Offer I-DATA (RFC 8260) so large messages on one stream do not hold up others.
     pub interleaving: bool,
+    /// With I-DATA, the most bytes of fragmented messages started and not yet sent to
+    /// their end (one message is always allowed); the others wait to start. `None`: half
+    /// the window the peer advertised in the handshake (its receive buffer), so the peer
+    /// can always hold whole every message it is reassembling, and finish one. A peer
+    /// given more than its buffer can hold of interleaved messages cannot finish any.
+    pub interleaved_message_budget: Option<usize>,
 }
 
 impl Default for SctpConfig {
@@ -69,6 +75,7 @@ impl Default for SctpConfig {
             cookie_lifetime: Duration::from_secs(60),
             streams: u16::MAX,
             interleaving: true,
+            interleaved_message_budget: None,
         }
     }
 }

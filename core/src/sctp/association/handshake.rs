@@ -322,8 +322,12 @@ impl Association {
             self.config.max_message_size,
             n.interleaving,
         ));
+        let budget = self
+            .config
+            .interleaved_message_budget
+            .unwrap_or(n.peer_rwnd as usize / 2);
         self.sender
-            .establish(n.peer_rwnd, n.interleaving, n.forward_tsn);
+            .establish(n.peer_rwnd, n.interleaving, n.forward_tsn, budget);
         self.reconfig.set_peer_initial_tsn(n.peer_initial_tsn);
         self.state = AssociationState::Established;
         self.timers.stop(Timer::Init);

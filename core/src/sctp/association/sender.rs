@@ -4,6 +4,10 @@
 //! (RFC 9260 section 7), the peer's window, and PR-SCTP abandonment with the
 //! Advanced.Peer.Ack.Point behind FORWARD-TSN (RFC 3758).
 //!
+//! With I-DATA, fragmented messages start only while the peer can hold every started
+//! one whole (see `SctpConfig::interleaved_message_budget`); the rest wait to start in a
+//! FIFO of their own, outside the round-robin.
+//!
 //! Cost per call does not grow with the amount in flight: a SACK that only moves the
 //! cumulative point touches the chunks it acknowledges; chunks are found by
 //! `tsn - front` in a `VecDeque`; retransmissions wait in their own queue. Only loss
@@ -38,6 +42,9 @@ struct OutboundMessage {
     next_fsn: u32,
     max_retransmits: Option<u16>,
     expires_at: Option<Instant>,
+    /// Counted in [`Sender::open_message_bytes`]: it may start (or has started) and
+    /// interleave with other messages.
+    admitted: bool,
 }
 
 #[derive(Debug, Default)]
@@ -94,6 +101,15 @@ pub(crate) struct SackOutcome {
 pub(crate) struct Sender {
     streams: HashMap<u16, OutboundStream>,
     round_robin: VecDeque<u16>,
+    /// With I-DATA: streams whose next message needs several fragments and waits for
+    /// the messages already started to finish sending (first come, first started).
+    /// They are out of `round_robin` meanwhile, so a poll never walks them.
+    waiting_to_start: VecDeque<u16>,
+    /// With I-DATA: the full size of every fragmented message admitted to interleave and
+    /// not yet sent to its end. The peer holds at most these partial messages at once.
+    open_message_bytes: usize,
+    /// Most `open_message_bytes` (one message is always allowed).
+    open_message_budget: usize,
     in_flight: VecDeque<InFlight>,
     /// The peer's cumulative ack, unwrapped; `in_flight[0]` is TSN `cumulative_ack + 1`.
     cumulative_ack: u64,
@@ -133,6 +149,9 @@ impl Sender {
         Sender {
             streams: HashMap::new(),
             round_robin: VecDeque::new(),
+            waiting_to_start: VecDeque::new(),
+            open_message_bytes: 0,
+            open_message_budget: usize::MAX,
             in_flight: VecDeque::new(),
             cumulative_ack,
             retransmit_queue: VecDeque::new(),
@@ -160,8 +179,17 @@ impl Sender {
         }
     }
 
-    /// Apply what the handshake negotiated.
-    pub(crate) fn establish(&mut self, peer_rwnd: u32, interleaving: bool, forward_tsn: bool) {
+    /// Apply what the handshake negotiated. `open_message_budget` bounds, with I-DATA,
+    /// the messages started and not yet sent to their end (see
+    /// [`SctpConfig::interleaved_message_budget`](super::SctpConfig::interleaved_message_budget)).
+    pub(crate) fn establish(
+        &mut self,
+        peer_rwnd: u32,
+        interleaving: bool,
+        forward_tsn: bool,
+        open_message_budget: usize,
+    ) {
+        self.open_message_budget = open_message_budget;
         self.peer_rwnd = peer_rwnd as usize;
         self.last_a_rwnd = peer_rwnd;
         self.ssthresh = (peer_rwnd as usize).max(4 * self.mtu);
@@ -229,12 +257,20 @@ impl Sender {
             next_fsn: 0,
             max_retransmits,
             expires_at,
+            admitted: false,
         });
         if !stream.scheduled {
             stream.scheduled = true;
             self.round_robin.push_back(stream_id);
         }
         Ok(())
+    }
+
+    /// Full size of the fragmented messages started (or admitted to start) and not yet
+    /// sent to their end.
+    #[cfg(test)]
+    pub(crate) fn open_message_bytes(&self) -> usize {
+        self.open_message_bytes
     }
 
     /// Bytes queued on `stream_id` and not yet sent.
@@ -394,11 +430,14 @@ impl Sender {
             };
             // A message whose lifetime ran out before its first byte left is dropped.
             if msg.offset == 0 && msg.expires_at.is_some_and(|e| e <= now) {
-                let len = msg.data.len();
+                let (len, admitted) = (msg.data.len(), msg.admitted);
                 stream.queue.pop_front();
                 stream.queued_bytes -= len;
                 self.buffered_bytes -= len;
                 Self::note_drain(&mut self.buffered_low, stream_id, stream, len);
+                if admitted {
+                    self.close_open_message(len);
+                }
                 continue;
             }
             let remaining = msg.data.len() - msg.offset;
@@ -409,6 +448,25 @@ impl Sender {
             let min_fragment = MIN_FRAGMENT.min(self.mtu / 4);
             if take == 0 || (take < remaining && take < min_fragment) {
                 return None;
+            }
+            // A message one chunk could carry, split only by the end of this packet,
+            // neither waits nor interleaves: its rest leads the next packet.
+            let large = remaining > self.mtu.saturating_sub(12 + header);
+            if self.interleaving && large && take < remaining && !msg.admitted {
+                // A message in several fragments interleaves with the others started:
+                // it starts only while the peer can hold all of them whole, so it can
+                // always complete one (it must take TSNs in order and keep what it
+                // acknowledged, so it cannot pick a message to finish itself).
+                let len = msg.data.len();
+                let fits = self.open_message_bytes == 0
+                    || self.open_message_bytes + len <= self.open_message_budget;
+                if !fits || !self.waiting_to_start.is_empty() {
+                    self.round_robin.pop_front();
+                    self.waiting_to_start.push_back(stream_id);
+                    continue;
+                }
+                self.open_message_bytes += len;
+                stream.queue.front_mut()?.admitted = true;
             }
             let wire_size = header + take;
             if !windows_allow(outstanding, cwnd, peer_rwnd, wire_size) {
@@ -459,13 +517,15 @@ impl Sender {
                 expires_at: msg.expires_at,
             };
             msg.next_fsn += 1;
+            let closed = (ending && msg.admitted).then_some(msg.data.len());
+            let interleaves = self.interleaving && msg.admitted;
             if ending {
                 stream.queue.pop_front();
             }
             stream.queued_bytes -= take;
             Self::note_drain(&mut self.buffered_low, stream_id, stream, take);
             // DATA cannot interleave fragments: stay on this stream until the message ends.
-            if ending || self.interleaving {
+            if ending || interleaves {
                 self.round_robin.pop_front();
                 if stream.queue.is_empty() {
                     stream.scheduled = false;
@@ -477,7 +537,41 @@ impl Sender {
             let chunk = self.chunk_of(tsn, &entry);
             self.in_flight.push_back(entry);
             self.note_sent(now, tsn, wire_size, true);
+            if let Some(len) = closed {
+                self.close_open_message(len);
+            }
             return Some(chunk);
+        }
+    }
+
+    /// An admitted message of `len` bytes was sent to its end (or dropped): admit the
+    /// streams waiting to start theirs, in order, while they fit. Each waiting stream is
+    /// admitted once per message, so this costs nothing per poll on average.
+    fn close_open_message(&mut self, len: usize) {
+        self.open_message_bytes = self.open_message_bytes.saturating_sub(len);
+        while let Some(&stream_id) = self.waiting_to_start.front() {
+            let head = self
+                .streams
+                .get_mut(&stream_id)
+                .and_then(|s| s.queue.front_mut());
+            let Some(msg) = head else {
+                // Its message went meanwhile (abandoned): schedule the stream as usual.
+                self.waiting_to_start.pop_front();
+                self.round_robin.push_back(stream_id);
+                continue;
+            };
+            let len = msg.data.len();
+            if self.open_message_bytes != 0
+                && self.open_message_bytes + len > self.open_message_budget
+            {
+                break;
+            }
+            if !msg.admitted {
+                msg.admitted = true;
+                self.open_message_bytes += len;
+            }
+            self.waiting_to_start.pop_front();
+            self.round_robin.push_back(stream_id);
         }
     }
 
@@ -698,6 +792,9 @@ impl Sender {
                     unsent_rest = Some(m);
                 }
             }
+        }
+        if let Some(m) = unsent_rest.as_ref().filter(|m| m.admitted) {
+            self.close_open_message(m.data.len());
         }
         if let Some(m) = unsent_rest {
             // The message's last fragments never got TSNs. If every sent fragment still

@@ -796,3 +796,248 @@ fn zero_timer_bounds_do_not_spin() {
         net.step(&mut a, &mut b);
     }
 }
+
+/// Large messages on many streams at once, fragments interleaved (I-DATA), far more in
+/// total than the receiver's buffer: every one arrives, in one piece, while the bytes the
+/// receiver holds stay under its bound. A sender that started every message at once would
+/// fill the buffer with the first fragments of all of them, none could complete, and that
+/// direction would stall for good (the receiver must take TSNs in order and keep what it
+/// acknowledged, so it cannot choose which message to finish).
+fn interleaved_messages_on_many_streams(seed: u64, loss: f64) {
+    let cb = SctpConfig {
+        receive_buffer: 256 * 1024,
+        ..config()
+    };
+    let (mut a, mut b, mut net) = connected_with(config(), cb, seed);
+    assert!(a.interleaving());
+    net.loss = loss;
+    let mut rng = Rng::from_seed(seed ^ 0x1d);
+    let streams = 24u16;
+    let sent: Vec<Bytes> = (0..streams)
+        .map(|s| payload(&mut rng, 48 * 1024 + 1000 * usize::from(s), u32::from(s)))
+        .collect();
+    let total: usize = sent.iter().map(Bytes::len).sum();
+    assert!(total > 4 * 256 * 1024);
+    for (s, m) in sent.iter().enumerate() {
+        a.send(
+            net.now,
+            s as u16,
+            53,
+            m.clone(),
+            false,
+            Reliability::Reliable,
+        )
+        .expect("send");
+    }
+    let mut got = Vec::new();
+    let mut peak = 0;
+    let done = net.run_until(&mut a, &mut b, Duration::from_secs(120), |_, b| {
+        let held = b.received_bytes_held();
+        assert!(held <= b.max_received_bytes_held(), "{held} bytes held");
+        peak = peak.max(held);
+        messages(b, &mut got);
+        got.len() == sent.len()
+    });
+    assert!(
+        done,
+        "{} of {} messages arrived; {} bytes held",
+        got.len(),
+        sent.len(),
+        b.received_bytes_held()
+    );
+    for m in &got {
+        assert_eq!(m.data, sent[usize::from(m.stream_id)]);
+    }
+    assert!(a.is_established() && b.is_established());
+}
+
+#[test]
+fn interleaved_large_messages_on_many_streams_all_complete() {
+    interleaved_messages_on_many_streams(40, 0.0);
+}
+
+#[test]
+fn interleaved_large_messages_on_many_streams_all_complete_despite_loss() {
+    interleaved_messages_on_many_streams(41, 0.02);
+}
+
+#[test]
+fn messages_waiting_to_start_never_hold_up_small_ones() {
+    let (mut a, mut b, mut net) = connected(42);
+    let big = Bytes::from(vec![3u8; 200 * 1024]);
+    for s in 0..8 {
+        a.send(net.now, s, 53, big.clone(), false, Reliability::Reliable)
+            .expect("send");
+    }
+    // B's window is 1 MiB: two of these may be open at once, six wait to start.
+    let budget = config().receive_buffer / 2;
+    let mut got = Vec::new();
+    assert!(
+        net.run_until(&mut a, &mut b, Duration::from_secs(5), |a, _| {
+            assert!(a.sender.open_message_bytes() <= budget);
+            a.sender.open_message_bytes() > 0
+        })
+    );
+    a.send(
+        net.now,
+        100,
+        51,
+        Bytes::from_static(b"hi"),
+        false,
+        Reliability::Reliable,
+    )
+    .expect("send");
+    assert!(
+        net.run_until(&mut a, &mut b, Duration::from_secs(30), |a, b| {
+            assert!(a.sender.open_message_bytes() <= budget);
+            messages(b, &mut got);
+            got.iter().any(|m| m.stream_id == 100)
+        })
+    );
+    let large_before = got.iter().filter(|m| m.stream_id < 8).count();
+    assert!(
+        large_before < 8,
+        "the small message went ahead of waiting ones"
+    );
+    assert!(
+        net.run_until(&mut a, &mut b, Duration::from_secs(60), |_, b| {
+            messages(b, &mut got);
+            got.len() == 9
+        })
+    );
+    assert_eq!(a.sender.open_message_bytes(), 0);
+}
+
+#[test]
+fn abandoned_messages_give_back_their_share_of_the_budget() {
+    let cb = SctpConfig {
+        receive_buffer: 256 * 1024,
+        ..config()
+    };
+    let (mut a, mut b, mut net) = connected_with(config(), cb, 43);
+    net.loss = 0.2;
+    let big = Bytes::from(vec![5u8; 100 * 1024]);
+    for s in 0..12 {
+        a.send(
+            net.now,
+            s,
+            53,
+            big.clone(),
+            false,
+            Reliability::MaxRetransmits(0),
+        )
+        .expect("send");
+    }
+    let mut got = Vec::new();
+    net.run_until(&mut a, &mut b, Duration::from_secs(60), |a, b| {
+        messages(b, &mut got);
+        assert!(b.received_bytes_held() <= b.max_received_bytes_held());
+        a.total_buffered() == 0
+    });
+    assert!(a.stats().abandoned_messages > 0);
+    assert_eq!(a.sender.open_message_bytes(), 0, "nothing leaked");
+    // A reliable message of several fragments still starts and arrives.
+    net.loss = 0.0;
+    a.send(net.now, 20, 53, big.clone(), false, Reliability::Reliable)
+        .expect("send");
+    assert!(
+        net.run_until(&mut a, &mut b, Duration::from_secs(60), |_, b| {
+            messages(b, &mut got);
+            got.iter().any(|m| m.stream_id == 20 && m.data == big)
+        })
+    );
+}
+
+/// Records the data chunks one side sends, in order.
+struct Tap<'a> {
+    inner: &'a mut Association,
+    sent: Vec<wire::DataChunk>,
+}
+
+impl crate::sctp::testing::Node for Tap<'_> {
+    fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
+        self.inner.handle_packet(now, packet)
+    }
+    fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        let n = self.inner.poll_transmit(now, buf)?;
+        let packet = Bytes::copy_from_slice(&buf[..n]);
+        if let Ok((_, chunks)) = wire::parse_packet(&packet) {
+            for chunk in chunks.flatten() {
+                if let Chunk::IData(d) = chunk {
+                    self.sent.push(d);
+                }
+            }
+        }
+        Some(n)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.inner.poll_timeout()
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        self.inner.handle_timeout(now)
+    }
+}
+
+#[test]
+fn only_large_messages_interleave_and_only_as_many_as_the_peer_can_hold() {
+    let (mut a, mut b, mut net) = connected(44);
+    let mut rng = Rng::from_seed(44);
+    let mut count = 0;
+    for s in 0..6u16 {
+        let m = payload(&mut rng, 250 * 1024 - 4096 * usize::from(s), 0);
+        a.send(net.now, s, 53, m, false, Reliability::Reliable)
+            .expect("send");
+        count += 1;
+    }
+    // Small messages, some of which end up split by the end of a packet.
+    for i in 0..200u16 {
+        let m = payload(&mut rng, 700 + usize::from(i * 37 % 400), 0);
+        a.send(net.now, 10 + i % 50, 51, m, false, Reliability::Reliable)
+            .expect("send");
+        count += 1;
+    }
+    let mut tap = Tap {
+        inner: &mut a,
+        sent: Vec::new(),
+    };
+    let mut got = Vec::new();
+    assert!(
+        net.run_until(&mut tap, &mut b, Duration::from_secs(60), |_, b| {
+            messages(b, &mut got);
+            got.len() == count
+        })
+    );
+    // Walk the first transmissions in TSN order: which messages were started and not
+    // ended at each point.
+    let mut seen = std::collections::HashSet::new();
+    let mut open: Vec<(u16, u32)> = Vec::new();
+    let mut split_small_pending = None;
+    let (mut most_open, mut small_split) = (0, 0);
+    for d in tap.sent.iter().filter(|d| seen.insert(d.tsn)) {
+        let key = (d.stream_id, d.message_id);
+        if let Some(pending) = split_small_pending {
+            assert_eq!(pending, key, "a split small message's rest comes next");
+            split_small_pending = None;
+        }
+        if d.flags.beginning && !d.flags.ending {
+            if d.stream_id >= 10 {
+                split_small_pending = Some(key);
+                small_split += 1;
+            } else {
+                open.push(key);
+            }
+        }
+        if d.flags.ending && !d.flags.beginning {
+            open.retain(|k| *k != key);
+        }
+        // B's window is 1 MiB, so at most 512 KiB of large messages open: two of these
+        // (230 to 250 KiB each), never three.
+        assert!(open.len() <= 2, "{open:?} open at once");
+        most_open = most_open.max(open.len());
+    }
+    assert_eq!(most_open, 2, "large messages still interleave");
+    assert!(
+        small_split > 0,
+        "some small message was split by a packet's end"
+    );
+}
