@@ -17,15 +17,25 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sansrtc::{ChannelId, DataChannelInit, Event};
-use sansrtc_tests::{Network, NodeId};
+use sansrtc_tests::{seeded_config, Network, NodeId};
 
 fn addr(s: &str) -> std::net::SocketAddr {
     s.parse().expect("addr")
 }
 
 fn connected_pair(seed: u64) -> (Network, NodeId, NodeId) {
+    connected_pair_with(seed, seeded_config(seed))
+}
+
+/// Like [`connected_pair`], with alice's configuration given.
+fn connected_pair_with(seed: u64, alice: sansrtc::Config) -> (Network, NodeId, NodeId) {
     let mut net = Network::new(seed);
-    let (a, b) = net.two_peers(seed, &[addr("10.0.0.1:5000")], &[addr("10.0.0.2:6000")]);
+    let (a, b) = net.two_peers_with(
+        alice,
+        seeded_config(seed + 1),
+        &[addr("10.0.0.1:5000")],
+        &[addr("10.0.0.2:6000")],
+    );
     net.trickle(a, b, Duration::from_millis(20));
     net.trickle(b, a, Duration::from_millis(20));
     (net, a, b)
@@ -77,10 +87,10 @@ fn run_checked(net: &mut Network, victim: NodeId, d: Duration, peak: &mut (usize
 
 #[test]
 fn a_dcep_open_flood_and_many_partial_messages_stay_under_the_caps() {
-    let (mut net, attacker, victim) = connected_pair(130);
     // A hostile sender: every message starts at once, whatever the victim can hold.
-    net.peer(attacker)
-        .set_sctp_interleaved_message_budget(Some(usize::MAX));
+    let mut hostile = seeded_config(130);
+    hostile.data_channels.interleaved_send_budget = Some(usize::MAX);
+    let (mut net, attacker, victim) = connected_pair_with(130, hostile);
     let now = net.now();
     let mine = net
         .peer(victim)

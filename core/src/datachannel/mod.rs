@@ -183,6 +183,11 @@ pub struct DataChannelLimits {
     /// peer that sends faster than the application reads is held back. The PeerConnection
     /// hands messages on to its event queue up to as many bytes again.
     pub receive_buffer: usize,
+    /// With I-DATA, how many bytes of fragmented messages we start sending at once
+    /// (`SctpConfig::interleaved_message_budget`): `None`, half the window the peer
+    /// advertised, so the peer can always finish the messages we interleave. Larger
+    /// values can stall a peer with a bounded buffer (ours included).
+    pub interleaved_send_budget: Option<usize>,
 }
 
 impl Default for DataChannelLimits {
@@ -192,6 +197,7 @@ impl Default for DataChannelLimits {
             max_label_len: 1024,
             max_protocol_len: 1024,
             receive_buffer: 1024 * 1024,
+            interleaved_send_budget: None,
         }
     }
 }
@@ -244,6 +250,7 @@ impl DataChannels {
     pub fn new(config: SctpConfig, rng: Rng, now: Instant) -> Self {
         let limits = DataChannelLimits {
             receive_buffer: config.receive_buffer,
+            interleaved_send_budget: config.interleaved_message_budget,
             ..DataChannelLimits::default()
         };
         Self::with_limits(config, limits, rng, now)
@@ -258,6 +265,7 @@ impl DataChannels {
         now: Instant,
     ) -> Self {
         config.receive_buffer = limits.receive_buffer;
+        config.interleaved_message_budget = limits.interleaved_send_budget;
         DataChannels {
             remote_max_message_size: config.max_message_size,
             config,
@@ -306,11 +314,6 @@ impl DataChannels {
     /// (`a=sctp-port`, `a=max-message-size`).
     pub fn config(&self) -> &SctpConfig {
         &self.config
-    }
-
-    /// Set [`SctpConfig::interleaved_message_budget`] for the association not started yet.
-    pub(crate) fn set_interleaved_message_budget(&mut self, bytes: Option<usize>) {
-        self.config.interleaved_message_budget = bytes;
     }
 
     /// Counters.

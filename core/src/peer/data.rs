@@ -153,14 +153,6 @@ impl PeerConnection {
         self.data.max_received_bytes_held()
     }
 
-    /// For attack tests only: with I-DATA, start up to `bytes` of fragmented messages at
-    /// once whatever the peer's buffer (`None` restores the default, half the peer's
-    /// window), as a hostile sender would. Takes effect if called before SCTP starts.
-    #[doc(hidden)]
-    pub fn set_sctp_interleaved_message_budget(&mut self, bytes: Option<usize>) {
-        self.data.set_interleaved_message_budget(bytes);
-    }
-
     /// How many data channels exist (open, opening or closing), ours and the peer's.
     pub fn data_channel_count(&self) -> usize {
         self.data.channel_count()
