@@ -3,7 +3,8 @@
 //! connections past the limits, WebSockets that never offer or come from another
 //! origin, missing and wrong bearer tokens, guessed resource URLs and a second
 //! publisher. Each gets its 4xx or a closed connection, and an honest session completes
-//! at the same time.
+//! at the same time. Every test runs on each runtime (the server's connections are tokio
+//! tasks, smol tasks or std threads).
 
 mod common;
 
@@ -21,8 +22,37 @@ use sansrtc_examples::http::Limits;
 use sansrtc_examples::runtime::{media_options_for, Runtime, RuntimeKind};
 use sansrtc_examples::whip_whep::{self, Running, Settings};
 
-fn whip_server(limits: Limits, token: Option<&str>) -> (Runtime, Running) {
-    let rt = Runtime::new(RuntimeKind::Std).expect("runtime");
+/// `mod $test { fn tokio(), fn smol(), fn std() }`, each running `$test` on that runtime.
+macro_rules! on_every_runtime {
+    ($($test:ident),* $(,)?) => {$(
+        mod $test {
+            use super::RuntimeKind;
+            #[test]
+            fn tokio() {
+                super::$test(RuntimeKind::Tokio);
+            }
+            #[test]
+            fn smol() {
+                super::$test(RuntimeKind::Smol);
+            }
+            #[test]
+            fn std() {
+                super::$test(RuntimeKind::Std);
+            }
+        }
+    )*};
+}
+
+on_every_runtime!(
+    oversized_requests_are_refused,
+    slow_requests_are_cut_at_the_whole_request_timeout,
+    idle_connections_are_limited_and_timed_out,
+    websockets_need_the_origin_and_an_offer_in_time,
+    tokens_resources_and_a_second_publisher,
+);
+
+fn whip_server(kind: RuntimeKind, limits: Limits, token: Option<&str>) -> (Runtime, Running) {
+    let rt = Runtime::new(kind).expect("runtime");
     let settings = Settings {
         limits,
         token: token.map(str::to_string),
@@ -58,15 +88,14 @@ fn publish(addr: SocketAddr, token: Option<&str>) -> (Peer, String) {
 
 /// Oversized heads, too many headers, oversized and conflicting bodies: 431, 413, 400,
 /// answered before any body is read; then a publisher still gets in.
-#[test]
-fn oversized_requests_are_refused() {
+fn oversized_requests_are_refused(kind: RuntimeKind) {
     let limits = Limits {
         max_head: 2048,
         max_headers: 16,
         max_body: 16 * 1024,
         ..Limits::default()
     };
-    let (_rt, running) = whip_server(limits, None);
+    let (_rt, running) = whip_server(kind, limits, None);
     let addr = running.addr;
     let sdp = [("Content-Type", "application/sdp")];
 
@@ -114,14 +143,13 @@ fn oversized_requests_are_refused() {
 /// Slowloris: a request whose bytes each come well within any per-read timeout, but
 /// whose whole takes longer than the request timeout, is cut at that timeout (408),
 /// while a publisher completes WHIP on the side.
-#[test]
-fn slow_requests_are_cut_at_the_whole_request_timeout() {
+fn slow_requests_are_cut_at_the_whole_request_timeout(kind: RuntimeKind) {
     let limits = Limits {
         request_timeout: Duration::from_millis(1500),
         idle_timeout: Duration::from_millis(1500),
         ..Limits::default()
     };
-    let (_rt, running) = whip_server(limits, None);
+    let (_rt, running) = whip_server(kind, limits, None);
     let addr = running.addr;
     let slow = std::thread::spawn(move || {
         let mut s = connect_from(ATTACKER, addr);
@@ -174,19 +202,18 @@ fn slow_requests_are_cut_at_the_whole_request_timeout() {
 /// Idle connections: past the per-address limit they are refused at once (503); those
 /// admitted are closed after the idle timeout; an honest client from another address is
 /// served all along.
-#[test]
-fn idle_connections_are_limited_and_timed_out() {
+fn idle_connections_are_limited_and_timed_out(kind: RuntimeKind) {
     let limits = Limits {
         max_connections: 24,
         max_connections_per_ip: 8,
         idle_timeout: Duration::from_millis(1500),
         ..Limits::default()
     };
-    let (_rt, running) = whip_server(limits, None);
+    let (_rt, running) = whip_server(kind, limits, None);
     let addr = running.addr;
     let opened = Instant::now();
     let mut idle: Vec<_> = (0..8).map(|_| connect_from(ATTACKER, addr)).collect();
-    // Admitted connections hold their place until their thread starts; give it a moment.
+    // Connections are admitted as they are accepted; give the accept loop a moment.
     std::thread::sleep(Duration::from_millis(200));
     let mut extra = connect_from(ATTACKER, addr);
     assert_eq!(
@@ -249,13 +276,12 @@ fn idle_connections_are_limited_and_timed_out() {
 /// WebSockets: another origin is refused (403); upgrades that never offer cost no
 /// PeerConnection and are closed at the offer deadline; meanwhile an honest page's
 /// session (a core over the WebSocket) gets its answer and connects.
-#[test]
-fn websockets_need_the_origin_and_an_offer_in_time() {
+fn websockets_need_the_origin_and_an_offer_in_time(kind: RuntimeKind) {
     let limits = Limits {
         websocket_offer_timeout: Duration::from_millis(1500),
         ..Limits::default()
     };
-    let rt = Runtime::new(RuntimeKind::Std).expect("runtime");
+    let rt = Runtime::new(kind).expect("runtime");
     let running = echo::start_with(
         SocketAddr::new(LOOPBACK, 0),
         rt,
@@ -325,10 +351,9 @@ fn websockets_need_the_origin_and_an_offer_in_time() {
 /// Resource URLs are random 128-bit ids that nobody guesses; a viewer cannot reach the
 /// publisher's resource through its own path; a second publisher gets 409 and the live
 /// one keeps publishing, until it deletes its own resource.
-#[test]
-fn tokens_resources_and_a_second_publisher() {
+fn tokens_resources_and_a_second_publisher(kind: RuntimeKind) {
     const TOKEN: &str = "s3cret-token";
-    let (_rt, running) = whip_server(Limits::default(), Some(TOKEN));
+    let (_rt, running) = whip_server(kind, Limits::default(), Some(TOKEN));
     let addr = running.addr;
     let sdp = ("Content-Type", "application/sdp");
     let wrong = ("Authorization", "Bearer not-the-token");
