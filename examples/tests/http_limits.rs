@@ -86,8 +86,8 @@ fn publish(addr: SocketAddr, token: Option<&str>) -> (Peer, String) {
     (peer, resource)
 }
 
-/// Oversized heads, too many headers, oversized and conflicting bodies: 431, 413, 400,
-/// answered before any body is read; then a publisher still gets in.
+/// Oversized heads, too many headers, oversized (announced or chunked) and conflicting
+/// bodies: 431, 413, 400, answered without reading more than max_body; then a publisher still gets in.
 fn oversized_requests_are_refused(kind: RuntimeKind) {
     let limits = Limits {
         max_head: 2048,
@@ -127,6 +127,23 @@ fn oversized_requests_are_refused(kind: RuntimeKind) {
 
     let body = vec![b'a'; 20 * 1024];
     assert_eq!(request(addr, "POST", "/whip", &sdp, &body).status, 413);
+
+    // A chunked body announces no length: it is counted as it arrives and refused once
+    // past max_body.
+    let mut s = connect_from(LOOPBACK, addr);
+    s.write_all(
+        format!("POST /whip HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/sdp\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .as_bytes(),
+    )
+    .expect("write");
+    let chunk = format!("1000\r\n{}\r\n", "a".repeat(0x1000));
+    for _ in 0..5 {
+        // The server may answer (and close) before the last chunks: ignore a reset.
+        let _ = s.write_all(chunk.as_bytes());
+    }
+    let _ = s.write_all(b"0\r\n\r\n");
+    let r = read_reply(&mut s);
+    assert_eq!(r.status, 413, "a chunked body over max_body: {}", r.body);
 
     let mut s = connect_from(LOOPBACK, addr);
     s.write_all(
@@ -274,13 +291,15 @@ fn idle_connections_are_limited_and_timed_out(kind: RuntimeKind) {
 }
 
 /// WebSockets: another origin is refused (403); upgrades that never offer cost no
-/// PeerConnection and are closed at the offer deadline; meanwhile an honest page's
+/// PeerConnection and are closed at the offer deadline; a message over the size limit
+/// closes its connection at once (well before that deadline); meanwhile an honest page's
 /// session (a core over the WebSocket) gets its answer and connects.
 fn websockets_need_the_origin_and_an_offer_in_time(kind: RuntimeKind) {
     let limits = Limits {
         websocket_offer_timeout: Duration::from_millis(1500),
         ..Limits::default()
     };
+    let limits_message = limits.max_websocket_message;
     let rt = Runtime::new(kind).expect("runtime");
     let running = echo::start_with(
         SocketAddr::new(LOOPBACK, 0),
@@ -315,6 +334,19 @@ fn websockets_need_the_origin_and_an_offer_in_time(kind: RuntimeKind) {
         }
         opened.elapsed()
     });
+
+    // A message over max_websocket_message ends its connection, without a
+    // PeerConnection.
+    let mut large = match WsClient::connect(ATTACKER, addr, Some(&own)) {
+        Upgrade::Open(ws) => ws,
+        Upgrade::Refused(status) => panic!("refused {status}"),
+    };
+    large.send(&"x".repeat(limits_message + 1));
+    run_until(
+        "the WebSocket with an oversized message closed",
+        Duration::from_millis(900),
+        || large.recv(Duration::from_millis(20)).is_err(),
+    );
 
     // The honest page: same origin, offers at once.
     let mut ws = match WsClient::connect(LOOPBACK, addr, Some(&own)) {
