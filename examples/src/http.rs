@@ -34,19 +34,23 @@ pub struct Limits {
     pub max_connections: usize,
     /// Connections served at once from one IP address.
     pub max_connections_per_ip: usize,
-    /// The largest request line plus headers (431 past it).
+    /// The largest request line plus headers (hyper's `max_header_size`; 431 past it).
     pub max_head: usize,
-    /// The most header lines (431 past it).
+    /// The most header lines (hyper's `max_headers`; 431 past it).
     pub max_headers: usize,
-    /// The largest request body (413 past it, before any of it is read; an SDP offer is
-    /// a few KiB). The body's memory grows as it arrives.
+    /// The largest request body (413 past it: before any of it is read when
+    /// Content-Length announces more, as soon as a chunked body passes it; an SDP offer
+    /// is a few KiB). The body's memory grows as it arrives.
     pub max_body: usize,
-    /// How long a connection may stay silent before its request starts (then closed).
+    /// How long a connection may stay silent before its request starts (then closed
+    /// without an answer).
     pub idle_timeout: Duration,
     /// How long a whole request (head and body) may take from the connection's accept,
-    /// however its bytes are spread (slowloris; 408 then closed).
+    /// however its bytes are spread (slowloris): closed, after a 408 if the head was
+    /// in.
     pub request_timeout: Duration,
-    /// How long writing a response may block (a client that does not read).
+    /// How long writing a response, or one WebSocket message, may take (a client that
+    /// does not read).
     pub write_timeout: Duration,
     /// How long a WebSocket may stay open before its first offer (then closed; no
     /// PeerConnection exists before the offer).
@@ -130,7 +134,8 @@ pub struct Request {
     pub path: String,
     /// The query string (after `?`), possibly empty.
     pub query: String,
-    /// Header names in lower case, in arrival order.
+    /// Header names in lower case (hyper's order: by name, each name's values in
+    /// arrival order).
     pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,
@@ -246,7 +251,7 @@ impl From<Response> for Reply {
     }
 }
 
-/// A request handler shared by every connection thread.
+/// A request handler shared by every connection (a blocking function: see [`Spawner`]).
 pub type Handler = Arc<dyn Fn(Request) -> Reply + Send + Sync>;
 
 /// What every connection shares.
