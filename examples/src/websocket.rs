@@ -187,65 +187,56 @@ impl WebSocket {
     }
 }
 
-/// What woke the connection's task.
-enum Wake {
-    Frame(Option<Result<Frame, tungstenite::Error>>),
-    Outgoing(Option<Outgoing>),
-}
-
-/// Move messages between the connection and the session's queues until either ends.
-/// Dropping the stream at the end closes the connection.
+/// Move messages between the connection and the session's queues until either side
+/// ends. Reading and writing go on at once, so that a session waiting for room to write
+/// never holds up the reading, nor the reverse. Dropping the stream at the end closes the
+/// connection.
 async fn pump(
-    mut stream: WebSocketStream<UpgradedIo>,
+    stream: WebSocketStream<UpgradedIo>,
     incoming: async_channel::Sender<Message>,
     outgoing: async_channel::Receiver<Outgoing>,
     deadline: &Deadline,
     write_timeout: Duration,
 ) {
-    let mut closing = false;
-    loop {
-        let wake = future::or(async { Wake::Frame(stream.next().await) }, async {
-            // Once closing, only the peer's answer is awaited.
-            if closing {
-                future::pending::<()>().await;
-            }
-            Wake::Outgoing(outgoing.recv().await.ok())
-        })
-        .await;
-        let message = match wake {
-            // Pings are answered and the closing handshake completed inside tungstenite.
-            Wake::Frame(Some(Ok(Frame::Text(text)))) => Message::Text(text.as_str().to_string()),
-            Wake::Frame(Some(Ok(Frame::Binary(data)))) => Message::Binary(data.to_vec()),
-            Wake::Frame(Some(Ok(_))) => continue,
-            // The peer closed, broke a rule (unmasked, too large, bad opcode), or left.
-            Wake::Frame(Some(Err(_)) | None) => return,
-            Wake::Outgoing(Some(Outgoing::Text(text))) => {
-                deadline.set(Some(Instant::now() + write_timeout));
-                let sent = stream.send(Frame::text(text)).await;
-                deadline.set(None);
-                if sent.is_err() {
-                    return;
-                }
-                continue;
-            }
-            Wake::Outgoing(Some(Outgoing::Close)) => {
-                closing = true;
-                deadline.set(Some(Instant::now() + write_timeout));
-                let _ = stream.close(Some(normal_closure())).await;
-                continue;
-            }
-            Wake::Outgoing(Some(Outgoing::Shutdown)) => {
-                deadline.set(Some(Instant::now() + write_timeout));
-                let _ = stream.close(Some(normal_closure())).await;
+    let (mut writer, mut reader) = stream.split();
+    let read = async {
+        // Pings are answered and the closing handshake completed inside tungstenite.
+        while let Some(Ok(frame)) = reader.next().await {
+            let message = match frame {
+                Frame::Text(text) => Message::Text(text.as_str().to_string()),
+                Frame::Binary(data) => Message::Binary(data.to_vec()),
+                _ => continue,
+            };
+            if incoming.send(message).await.is_err() {
                 return;
             }
-            // Every sender is gone: so is the session.
-            Wake::Outgoing(None) => return,
-        };
-        if incoming.send(message).await.is_err() {
-            return;
         }
-    }
+        // The peer closed, broke a rule (unmasked, too large, bad opcode), or left.
+    };
+    let write = async {
+        // Ends when every sender is gone (so is the session).
+        while let Ok(next) = outgoing.recv().await {
+            deadline.set(Some(Instant::now() + write_timeout));
+            match next {
+                Outgoing::Text(text) => {
+                    if writer.send(Frame::text(text)).await.is_err() {
+                        return;
+                    }
+                    deadline.set(None);
+                }
+                Outgoing::Close => {
+                    // Only the peer's answer is awaited now, until the deadline.
+                    let _ = writer.close(Some(normal_closure())).await;
+                    future::pending::<()>().await;
+                }
+                Outgoing::Shutdown => {
+                    let _ = writer.close(Some(normal_closure())).await;
+                    return;
+                }
+            }
+        }
+    };
+    future::or(read, write).await;
 }
 
 /// Close code 1000.

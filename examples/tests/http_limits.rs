@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,7 @@ on_every_runtime!(
     slow_requests_are_cut_at_the_whole_request_timeout,
     idle_connections_are_limited_and_timed_out,
     websockets_need_the_origin_and_an_offer_in_time,
+    websocket_writes_time_out,
     tokens_resources_and_a_second_publisher,
 );
 
@@ -377,6 +378,86 @@ fn websockets_need_the_origin_and_an_offer_in_time(kind: RuntimeKind) {
     );
     assert_eq!(signaling.peers_created(), 1);
     assert_eq!(signaling.live_sessions(), 1, "the honest session lives on");
+}
+
+/// A client that never reads: every bad message it sends gets an error message back,
+/// until the server's writes stop (its socket buffers full). The write timeout then
+/// closes the connection; without it the connection would wait for the client forever.
+fn websocket_writes_time_out(kind: RuntimeKind) {
+    let limits = Limits {
+        write_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let rt = Runtime::new(kind).expect("runtime");
+    let running = echo::start_with(
+        SocketAddr::new(LOOPBACK, 0),
+        rt,
+        media_options_for(LOOPBACK),
+        limits,
+    )
+    .expect("server");
+    let addr = running.addr;
+    // A small receive buffer, set before connecting so that the window stays small.
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(2048).expect("buffer");
+    socket
+        .bind(&SocketAddr::new(ATTACKER, 0).into())
+        .expect("bind");
+    socket.connect(&addr.into()).expect("connect");
+    let mut s: std::net::TcpStream = socket.into();
+    s.write_all(
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .expect("upgrade");
+    // Masked one-byte text frames ("x", not JSON), each answered with an error message,
+    // until the server is gone. Never read: the answers fill our small receive buffer
+    // and then the server's send buffer, and its writes stop. Past its write timeout it
+    // closes the connection (and resets it: our frames are unread), which our writes
+    // then see. A server without the timeout would stop reading instead, and our writes
+    // would only ever time out.
+    s.set_write_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let frame = [0x81u8, 0x81, 1, 2, 3, 4, b'x' ^ 1];
+    let frames: Vec<u8> = frame
+        .iter()
+        .copied()
+        .cycle()
+        .take(frame.len() * 1000)
+        .collect();
+    let started = Instant::now();
+    let mut at = 0usize;
+    let mut sent = 0usize;
+    let closed = loop {
+        if started.elapsed() > Duration::from_secs(20) {
+            break None;
+        }
+        match s.write(&frames[at..]) {
+            Ok(n) => {
+                sent += n;
+                at = (at + n) % frame.len();
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => break Some(e),
+        }
+    };
+    eprintln!(
+        "sent {sent} bytes; the connection ended after {:?}: {closed:?}",
+        started.elapsed()
+    );
+    let closed = closed.expect("the server closed the connection");
+    assert!(
+        matches!(
+            closed.kind(),
+            ErrorKind::BrokenPipe | ErrorKind::ConnectionReset
+        ),
+        "{closed:?}"
+    );
+    assert_eq!(running.echo.signaling().peers_created(), 0);
 }
 
 /// Bearer tokens (RFC 9725): none or a wrong one gets 401 on every WHIP/WHEP request.
