@@ -48,6 +48,7 @@ pub fn start_with(
     options: Options,
     limits: Limits,
 ) -> std::io::Result<Running> {
+    let spawner = runtime.spawner();
     let chat = Arc::new(Chat {
         signaling: Signaling::with_limits(runtime, options, Config::default(), limits.clone()),
         members: Mutex::new(Vec::new()),
@@ -56,7 +57,12 @@ pub fn start_with(
     });
     let routes = chat.clone();
     let page: Arc<str> = page().into();
-    let addr = http::spawn_with(addr, limits, Arc::new(move |req| routes.route(req, &page)))?;
+    let addr = http::spawn_with(
+        addr,
+        &spawner,
+        limits,
+        Arc::new(move |req| routes.route(req, &page)),
+    )?;
     Ok(Running { addr, chat })
 }
 

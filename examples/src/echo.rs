@@ -43,12 +43,18 @@ pub fn start_with(
     options: Options,
     limits: Limits,
 ) -> std::io::Result<Running> {
+    let spawner = runtime.spawner();
     let echo = Arc::new(Echo {
         signaling: Signaling::with_limits(runtime, options, Config::default(), limits.clone()),
     });
     let routes = echo.clone();
     let page: Arc<str> = page().into();
-    let addr = http::spawn_with(addr, limits, Arc::new(move |req| routes.route(req, &page)))?;
+    let addr = http::spawn_with(
+        addr,
+        &spawner,
+        limits,
+        Arc::new(move |req| routes.route(req, &page)),
+    )?;
     Ok(Running { addr, echo })
 }
 

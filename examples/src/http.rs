@@ -1,19 +1,28 @@
-//! A small blocking HTTP/1.1 server for the examples: one thread per connection, one
-//! request per connection (`Connection: close`), and CORS headers on every response so
-//! that pages served elsewhere (WHIP/WHEP players) can call it. Enough for signaling; not
-//! a general web server. Everything a client can make it hold is bounded by [`Limits`]:
-//! connections in total and per IP address, head and body sizes (the body's memory grows
-//! as it arrives), an idle timeout before the request starts and a whole-request timeout
-//! however its bytes are spread (slowloris), write timeouts, and for WebSockets an Origin
-//! check, a message size and a deadline for the first offer.
+//! The examples' HTTP/1.1 server: hyper parses each request and writes each response
+//! (one request per connection, `Connection: close`), WebSockets are tungstenite's (see
+//! [`crate::websocket`]), and every connection runs on the runtime the example was
+//! started with ([`Spawner`]). CORS headers go on every response so that pages served
+//! elsewhere (WHIP/WHEP players) can call it. Handlers are plain blocking functions, run
+//! where the runtime runs blocking code. Everything a client can make the server hold is
+//! bounded by [`Limits`]: connections in total and per IP address, head size and header
+//! count (hyper's own limits), body size (counted as it arrives), an idle timeout before
+//! the request starts and a whole-request timeout however its bytes are spread
+//! (slowloris), write timeouts, and for WebSockets an Origin check, a message size and a
+//! deadline for the first offer.
 
 use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::convert::Infallible;
+use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body as _;
+
+use crate::http_io::{Deadline, Stream, TimedIo};
+use crate::runtime::Spawner;
 use crate::websocket::WebSocket;
 
 /// The limits of the examples' HTTP server: every resource a client can make it hold is
@@ -25,19 +34,23 @@ pub struct Limits {
     pub max_connections: usize,
     /// Connections served at once from one IP address.
     pub max_connections_per_ip: usize,
-    /// The largest request line plus headers (431 past it).
+    /// The largest request line plus headers (hyper's `max_header_size`; 431 past it).
     pub max_head: usize,
-    /// The most header lines (431 past it).
+    /// The most header lines (hyper's `max_headers`; 431 past it).
     pub max_headers: usize,
-    /// The largest request body (413 past it, before any of it is read; an SDP offer is
-    /// a few KiB). The body's memory grows as it arrives.
+    /// The largest request body (413 past it: before any of it is read when
+    /// Content-Length announces more, as soon as a chunked body passes it; an SDP offer
+    /// is a few KiB). The body's memory grows as it arrives.
     pub max_body: usize,
-    /// How long a connection may stay silent before its request starts (then closed).
+    /// How long a connection may stay silent before its request starts (then closed
+    /// without an answer).
     pub idle_timeout: Duration,
     /// How long a whole request (head and body) may take from the connection's accept,
-    /// however its bytes are spread (slowloris; 408 then closed).
+    /// however its bytes are spread (slowloris): closed, after a 408 if the head was
+    /// in.
     pub request_timeout: Duration,
-    /// How long writing a response may block (a client that does not read).
+    /// How long writing a response, or one WebSocket message, may take (a client that
+    /// does not read).
     pub write_timeout: Duration,
     /// How long a WebSocket may stay open before its first offer (then closed; no
     /// PeerConnection exists before the offer).
@@ -67,37 +80,6 @@ impl Default for Limits {
             allowed_origins: Vec::new(),
             max_sessions: 64,
         }
-    }
-}
-
-/// A TCP stream whose reads give up at a deadline (the whole-request timeout), however
-/// the bytes are spread.
-pub(crate) struct TimedStream {
-    stream: TcpStream,
-    deadline: Option<Instant>,
-}
-
-impl TimedStream {
-    /// Reads fail with `TimedOut` from `deadline` on (`None`: never).
-    pub(crate) fn set_deadline(&mut self, deadline: Option<Instant>) {
-        self.deadline = deadline;
-    }
-}
-
-impl Read for TimedStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let timeout = match self.deadline {
-            None => None,
-            Some(deadline) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(io::ErrorKind::TimedOut.into());
-                }
-                Some(left)
-            }
-        };
-        self.stream.set_read_timeout(timeout)?;
-        self.stream.read(buf)
     }
 }
 
@@ -152,7 +134,8 @@ pub struct Request {
     pub path: String,
     /// The query string (after `?`), possibly empty.
     pub query: String,
-    /// Header names in lower case, in arrival order.
+    /// Header names in lower case (hyper's order: by name, each name's values in
+    /// arrival order).
     pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,
@@ -268,287 +251,286 @@ impl From<Response> for Reply {
     }
 }
 
-/// A request handler shared by every connection thread.
+/// A request handler shared by every connection (a blocking function: see [`Spawner`]).
 pub type Handler = Arc<dyn Fn(Request) -> Reply + Send + Sync>;
 
-/// Accept connections on `listener` forever (on the calling thread), each on its own
-/// thread, within `limits`.
-pub fn serve(listener: TcpListener, limits: Limits, handler: Handler) {
-    let limits = Arc::new(limits);
-    let table = Arc::new(Mutex::new(Connections::default()));
-    for stream in listener.incoming() {
-        let stream = match stream {
-            Ok(stream) => stream,
-            Err(_) => {
-                // Out of descriptors, for example: do not spin.
-                thread::sleep(Duration::from_millis(10));
-                continue;
-            }
-        };
-        let Ok(peer) = stream.peer_addr() else {
-            continue;
-        };
-        let Some(slot) = ConnectionSlot::admit(&table, peer.ip(), &limits) else {
-            refuse_busy(stream);
-            continue;
-        };
-        let handler = handler.clone();
-        let limits = limits.clone();
-        // A failed spawn drops the closure, and the slot with it.
-        let _ = thread::Builder::new().name("http".into()).spawn(move || {
-            handle_connection(stream, peer, &limits, handler);
-            drop(slot);
-        });
-    }
+/// What every connection shares.
+struct Server {
+    limits: Limits,
+    handler: Handler,
+    spawner: Spawner,
+    connections: Arc<Mutex<Connections>>,
 }
 
-/// Answer 503 without waiting (a fresh socket's send buffer has room) and close.
-fn refuse_busy(stream: TcpStream) {
-    let _ = stream.set_nonblocking(true);
-    let mut stream = stream;
-    let _ = stream.write(
-        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\nRetry-After: 1\r\n\r\n",
-    );
+/// Bind `addr` and serve on `spawner`'s runtime with the default [`Limits`]; returns the
+/// bound address.
+pub fn spawn(addr: SocketAddr, spawner: &Spawner, handler: Handler) -> io::Result<SocketAddr> {
+    spawn_with(addr, spawner, Limits::default(), handler)
 }
 
-/// Bind `addr` and serve on a background thread with the default [`Limits`]; returns
-/// the bound address.
-pub fn spawn(addr: SocketAddr, handler: Handler) -> io::Result<SocketAddr> {
-    spawn_with(addr, Limits::default(), handler)
-}
-
-/// Bind `addr` and serve on a background thread within `limits`; returns the bound
-/// address.
-pub fn spawn_with(addr: SocketAddr, limits: Limits, handler: Handler) -> io::Result<SocketAddr> {
+/// Bind `addr` and serve on `spawner`'s runtime within `limits`; returns the bound
+/// address. The accept loop runs as a task (on std, on a thread of its own), and so does
+/// every connection admitted.
+pub fn spawn_with(
+    addr: SocketAddr,
+    spawner: &Spawner,
+    limits: Limits,
+    handler: Handler,
+) -> io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
-    thread::Builder::new()
-        .name("http-accept".into())
-        .spawn(move || serve(listener, limits, handler))?;
+    let server = Arc::new(Server {
+        limits,
+        handler,
+        spawner: spawner.clone(),
+        connections: Arc::default(),
+    });
+    if let Some(handle) = spawner.tokio() {
+        listener.set_nonblocking(true)?;
+        let listener = {
+            let _entered = handle.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
+        spawner.spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, peer)) => server.admit(Stream::Tokio(stream), peer),
+                    Err(_) => server.pause().await,
+                }
+            }
+        });
+    } else if spawner.kind() == crate::runtime::RuntimeKind::Smol {
+        let listener = smol::Async::new(listener)?;
+        spawner.spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, peer)) => server.admit(Stream::Async(stream), peer),
+                    Err(_) => server.pause().await,
+                }
+            }
+        });
+    } else {
+        std::thread::Builder::new()
+            .name("http-accept".into())
+            .spawn(move || loop {
+                match listener.accept() {
+                    Ok((stream, peer)) => server.admit_std(stream, peer),
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            })?;
+    }
     Ok(bound)
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        101 => "Switching Protocols",
-        200 => "OK",
-        201 => "Created",
-        204 => "No Content",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        412 => "Precondition Failed",
-        413 => "Payload Too Large",
-        415 => "Unsupported Media Type",
-        422 => "Unprocessable Content",
-        426 => "Upgrade Required",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "",
-    }
-}
+/// The answer to a connection past the limits, written without waiting (a fresh
+/// socket's send buffer has room) before it is closed.
+const BUSY: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\nRetry-After: 1\r\n\r\n";
 
-fn handle_connection(stream: TcpStream, peer: SocketAddr, limits: &Limits, handler: Handler) {
-    let accepted = Instant::now();
-    let _ = stream.set_write_timeout(Some(limits.write_timeout));
-    let Ok(read_half) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(TimedStream {
-        stream: read_half,
-        deadline: Some(accepted + limits.idle_timeout.min(limits.request_timeout)),
-    });
-    let mut writer = stream;
-    // Idle: nothing at all arrived in time (or the client left) and there is nothing to
-    // answer.
-    if !matches!(reader.fill_buf(), Ok(b) if !b.is_empty()) {
-        return;
+impl Server {
+    /// After a failed accept (out of descriptors, say): do not spin.
+    async fn pause(&self) {
+        self.spawner
+            .sleep_until(Instant::now() + Duration::from_millis(10))
+            .await;
     }
-    reader
-        .get_mut()
-        .set_deadline(Some(accepted + limits.request_timeout));
-    let request = match read_request(&mut reader, peer, limits) {
-        Ok(r) => r,
-        Err(RequestError::Io) => return,
-        Err(RequestError::Bad(status, message)) => {
-            let _ = write_response(&mut writer, &Response::text(status, message));
+
+    /// A connection accepted on a std thread: refused, or served on a thread of its own
+    /// (async-io's reactor wakes it).
+    fn admit_std(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+        let Some(slot) = ConnectionSlot::admit(&self.connections, peer.ip(), &self.limits) else {
+            use std::io::Write as _;
+            let _ = stream.set_nonblocking(true);
+            let _ = (&stream).write(BUSY);
             return;
-        }
-    };
-    if request.method == "OPTIONS" {
-        // CORS preflight.
-        let _ = write_response(&mut writer, &Response::empty(204));
-        return;
-    }
-    match handler(request.clone()) {
-        Reply::Response(response) => {
-            let _ = write_response(&mut writer, &response);
-        }
-        Reply::WebSocket(run) => {
-            if !crate::websocket::origin_allowed(&request, &limits.allowed_origins) {
-                let _ = write_response(
-                    &mut writer,
-                    &Response::text(403, "this origin may not open a WebSocket here"),
-                );
-                return;
-            }
-            match crate::websocket::accept(&request, writer, reader, limits) {
-                Ok(ws) => run(ws),
-                Err((mut writer, message)) => {
-                    let _ = write_response(&mut writer, &Response::text(400, message));
-                }
-            }
-        }
-    }
-}
-
-enum RequestError {
-    /// The connection failed or timed out mid-request (answered 408 where it timed out).
-    Io,
-    Bad(u16, String),
-}
-
-fn io_error(e: &io::Error) -> RequestError {
-    match e.kind() {
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
-            RequestError::Bad(408, "the request took too long".into())
-        }
-        _ => RequestError::Io,
-    }
-}
-
-fn read_request(
-    reader: &mut BufReader<TimedStream>,
-    peer: SocketAddr,
-    limits: &Limits,
-) -> Result<Request, RequestError> {
-    let max_head = limits.max_head;
-    let mut head_len = 0usize;
-    let mut line = String::new();
-    let mut read_line =
-        |reader: &mut BufReader<TimedStream>, line: &mut String| -> Result<(), RequestError> {
-            line.clear();
-            let n = reader
-                .by_ref()
-                .take((max_head - head_len.min(max_head)) as u64 + 1)
-                .read_line(line)
-                .map_err(|e| io_error(&e))?;
-            head_len += n;
-            if n == 0 {
-                return Err(RequestError::Io);
-            }
-            if head_len > max_head {
-                return Err(RequestError::Bad(431, "request head too large".into()));
-            }
-            Ok(())
         };
-    read_line(reader, &mut line)?;
-    let mut parts = line.split_whitespace();
-    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return Err(RequestError::Bad(400, "malformed request line".into()));
-    };
-    if !version.starts_with("HTTP/1.") {
-        return Err(RequestError::Bad(400, "only HTTP/1.x is served".into()));
+        let server = self.clone();
+        self.spawner.spawn(async move {
+            if let Ok(stream) = smol::Async::new(stream) {
+                server.serve(Stream::Async(stream), peer, slot).await;
+            }
+        });
     }
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let (method, path, query) = (method.to_string(), path.to_string(), query.to_string());
-    let mut headers = Vec::new();
-    loop {
-        read_line(reader, &mut line)?;
-        let l = line.trim_end_matches(['\r', '\n']);
-        if l.is_empty() {
-            break;
-        }
-        if headers.len() >= limits.max_headers {
-            return Err(RequestError::Bad(431, "too many header lines".into()));
-        }
-        let Some((name, value)) = l.split_once(':') else {
-            return Err(RequestError::Bad(
-                400,
-                format!("malformed header line {l:?}"),
+
+    /// A connection accepted by a task: refused, or served by a task of its own.
+    fn admit(self: &Arc<Self>, stream: Stream, peer: SocketAddr) {
+        let Some(slot) = ConnectionSlot::admit(&self.connections, peer.ip(), &self.limits) else {
+            use std::io::Write as _;
+            let _ = match &stream {
+                Stream::Tokio(s) => s.try_write(BUSY),
+                Stream::Async(s) => s.get_ref().write(BUSY),
+            };
+            return;
+        };
+        let server = self.clone();
+        self.spawner
+            .spawn(async move { server.serve(stream, peer, slot).await });
+    }
+
+    /// Serve one connection: one request, answered, then closed (or upgraded).
+    async fn serve(self: Arc<Self>, stream: Stream, peer: SocketAddr, slot: ConnectionSlot) {
+        let limits = &self.limits;
+        let accepted = Instant::now();
+        let deadline = Deadline::idle_then(
+            accepted + limits.idle_timeout.min(limits.request_timeout),
+            accepted + limits.request_timeout,
+        );
+        let io = TimedIo::new(stream, deadline.clone(), self.spawner.clone());
+        let slot = Arc::new(slot);
+        let server = self.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let server = server.clone();
+            let deadline = deadline.clone();
+            let slot = slot.clone();
+            async move { Ok::<_, Infallible>(server.respond(request, peer, deadline, slot).await) }
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .keep_alive(false)
+            .max_headers(limits.max_headers)
+            .max_header_size(limits.max_head)
+            // hyper's floor for its read buffer; the head's own limit is above.
+            .max_buf_size(limits.max_head.max(8 * 1024))
+            // Our deadline covers the head (and the body) already.
+            .header_read_timeout(None);
+        let _ = builder.serve_connection(io, service).with_upgrades().await;
+    }
+
+    /// Answer one request.
+    async fn respond(
+        &self,
+        mut request: hyper::Request<hyper::body::Incoming>,
+        peer: SocketAddr,
+        deadline: Arc<Deadline>,
+        slot: Arc<ConnectionSlot>,
+    ) -> hyper::Response<Full<Bytes>> {
+        let limits = &self.limits;
+        let write_by = || Some(Instant::now() + limits.write_timeout);
+        // A large Content-Length alone is refused before any of the body is read.
+        if request.body().size_hint().lower() > limits.max_body as u64 {
+            deadline.set(write_by());
+            return to_hyper(Response::text(
+                413,
+                format!("body over {} bytes", limits.max_body),
             ));
-        };
-        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-    }
-    let mut lengths = headers.iter().filter(|(n, _)| n == "content-length");
-    let length = match (lengths.next(), lengths.next()) {
-        (None, _) => 0,
-        (Some((_, v)), None) => v
-            .parse::<usize>()
-            .map_err(|_| RequestError::Bad(400, "bad Content-Length".into()))?,
-        (Some(_), Some(_)) => {
-            return Err(RequestError::Bad(
-                400,
-                "more than one Content-Length".into(),
-            ))
         }
-    };
-    if headers.iter().any(|(n, _)| n == "transfer-encoding") {
-        return Err(RequestError::Bad(
-            400,
-            "chunked bodies are not accepted; send Content-Length".into(),
-        ));
+        let upgrade = hyper::upgrade::on(&mut request);
+        let (parts, body) = request.into_parts();
+        // Grows as the bytes arrive, up to the limit (chunked bodies too).
+        let body = match Limited::new(body, limits.max_body).collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(e) => {
+                deadline.set(write_by());
+                return to_hyper(if e.is::<http_body_util::LengthLimitError>() {
+                    Response::text(413, format!("body over {} bytes", limits.max_body))
+                } else {
+                    Response::text(408, "the request took too long")
+                });
+            }
+        };
+        let request = match to_request(parts, body, peer) {
+            Ok(request) => request,
+            Err(message) => {
+                deadline.set(write_by());
+                return to_hyper(Response::text(400, message));
+            }
+        };
+        if request.method == "OPTIONS" {
+            // CORS preflight.
+            deadline.set(write_by());
+            return to_hyper(Response::empty(204));
+        }
+        let origin_allowed = crate::websocket::origin_allowed(&request, &limits.allowed_origins);
+        let accept = crate::websocket::accept_key(&request);
+        // The request is in: the handler takes the time it needs.
+        deadline.set(None);
+        let handler = self.handler.clone();
+        let reply = self.spawner.blocking(move || handler(request)).await;
+        deadline.set(write_by());
+        let run = match reply {
+            None => return to_hyper(Response::text(500, "the handler failed")),
+            Some(Reply::Response(response)) => return to_hyper(response),
+            Some(Reply::WebSocket(run)) => run,
+        };
+        if !origin_allowed {
+            return to_hyper(Response::text(
+                403,
+                "this origin may not open a WebSocket here",
+            ));
+        }
+        let accept = match accept {
+            Ok(accept) => accept,
+            Err(message) => return to_hyper(Response::text(400, message)),
+        };
+        let spawner = self.spawner.clone();
+        let limits = limits.clone();
+        self.spawner.spawn(async move {
+            let Ok(upgraded) = upgrade.await else {
+                return;
+            };
+            // The session sets its own deadlines (the first offer's).
+            deadline.set(None);
+            WebSocket::serve(upgraded, deadline, &limits, &spawner, run).await;
+            drop(slot);
+        });
+        to_hyper(
+            Response::empty(101)
+                .header("Upgrade", "websocket")
+                .header("Connection", "Upgrade")
+                .header("Sec-WebSocket-Accept", accept),
+        )
     }
-    if length > limits.max_body {
-        return Err(RequestError::Bad(
-            413,
-            format!("body over {} bytes", limits.max_body),
-        ));
-    }
-    // Grows as the bytes arrive: a large Content-Length alone costs nothing.
-    let mut body = Vec::new();
-    reader
-        .by_ref()
-        .take(length as u64)
-        .read_to_end(&mut body)
-        .map_err(|e| io_error(&e))?;
-    if body.len() < length {
-        return Err(RequestError::Io);
+}
+
+/// Our request from hyper's: header values must be text.
+fn to_request(
+    parts: hyper::http::request::Parts,
+    body: Bytes,
+    peer: SocketAddr,
+) -> Result<Request, String> {
+    let mut headers = Vec::with_capacity(parts.headers.len());
+    for (name, value) in &parts.headers {
+        let value = value
+            .to_str()
+            .map_err(|_| format!("the {name} header is not text"))?;
+        headers.push((name.as_str().to_string(), value.trim().to_string()));
     }
     Ok(Request {
-        method,
-        path,
-        query,
+        method: parts.method.as_str().to_string(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().unwrap_or("").to_string(),
         headers,
-        body,
+        body: body.to_vec(),
         peer,
     })
 }
 
-fn write_response(w: &mut TcpStream, r: &Response) -> io::Result<()> {
-    let mut head = format!("HTTP/1.1 {} {}\r\n", r.status, reason(r.status));
+/// hyper's response from ours, with the CORS headers.
+fn to_hyper(r: Response) -> hyper::Response<Full<Bytes>> {
+    let mut builder = hyper::Response::builder().status(r.status);
     for (name, value) in &r.headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
+        builder = builder.header(name.as_str(), value.as_str());
     }
-    head.push_str(&format!("Content-Length: {}\r\n", r.body.len()));
-    head.push_str("Connection: close\r\n");
-    head.push_str("Access-Control-Allow-Origin: *\r\n");
-    head.push_str("Access-Control-Allow-Methods: GET, POST, PATCH, DELETE, OPTIONS\r\n");
-    head.push_str("Access-Control-Allow-Headers: Content-Type, Authorization, If-Match\r\n");
-    head.push_str("Access-Control-Expose-Headers: Location, ETag, Link\r\n");
-    head.push_str("\r\n");
-    w.write_all(head.as_bytes())?;
-    w.write_all(&r.body)?;
-    w.flush()
-}
-
-/// Write a raw response head (used for the WebSocket upgrade).
-pub(crate) fn write_head(
-    w: &mut TcpStream,
-    status: u16,
-    headers: &[(&str, String)],
-) -> io::Result<()> {
-    let mut head = format!("HTTP/1.1 {} {}\r\n", status, reason(status));
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
+    if r.status != 101 {
+        builder = builder
+            .header("Access-Control-Allow-Origin", "*")
+            .header(
+                "Access-Control-Allow-Methods",
+                "GET, POST, PATCH, DELETE, OPTIONS",
+            )
+            .header(
+                "Access-Control-Allow-Headers",
+                "Content-Type, Authorization, If-Match",
+            )
+            .header("Access-Control-Expose-Headers", "Location, ETag, Link");
     }
-    head.push_str("\r\n");
-    w.write_all(head.as_bytes())?;
-    w.flush()
+    builder
+        .body(Full::new(Bytes::from(r.body)))
+        .unwrap_or_else(|_| {
+            let mut error = hyper::Response::new(Full::new(Bytes::from_static(
+                b"the response could not be encoded\n",
+            )));
+            *error.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+            error
+        })
 }

@@ -1,5 +1,5 @@
-//! What the examples share: a small blocking HTTP/1.1 server and WebSocket (signaling
-//! only), the runtime choice (`--runtime tokio|smol|std`), the WebSocket session code
+//! What the examples share: an HTTP/1.1 server and WebSocket for signaling (hyper and
+//! tungstenite on whichever runtime the example runs), the runtime choice (`--runtime tokio|smol|std`), the WebSocket session code
 //! (`session`), the codecs and containers of the file examples (`media`: VP8 over RTP,
 //! IVF, Ogg Opus), and the servers of the `echo`, `whip_whep`, `save_to_file` and
 //! `send_from_file` examples as library code so that the browser tests run exactly what
@@ -8,6 +8,7 @@
 pub mod chat;
 pub mod echo;
 pub mod http;
+mod http_io;
 pub mod media;
 pub mod runtime;
 pub mod save_to_file;

@@ -1,10 +1,14 @@
-//! Which runtime drives the cores: `--runtime tokio|smol|std`. The application code of
-//! every example is the same for all three, because the handles' async methods only
-//! wait on runtime-neutral channels: the examples call them from plain threads with
-//! `futures_lite::future::block_on`. Only who runs the driver loop differs.
+//! Which runtime drives the cores and the HTTP server: `--runtime tokio|smol|std`. The
+//! application code of every example is the same for all three, because the handles'
+//! async methods only wait on runtime-neutral channels: the examples call them from
+//! plain threads with `futures_lite::future::block_on`. Only who runs the driver loop and
+//! the HTTP server's connections differs (see [`Spawner`]).
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::str::FromStr;
+use std::time::Instant;
 
 use sansrtc::Config;
 use sansrtc_std::{Error, Options, PeerHandle, ServerHandle};
@@ -68,6 +72,17 @@ impl Runtime {
         self.kind
     }
 
+    /// Where the HTTP server runs its connections on this runtime.
+    pub fn spawner(&self) -> Spawner {
+        Spawner {
+            kind: match &self.tokio {
+                Some(rt) => SpawnerKind::Tokio(rt.handle().clone()),
+                None if self.kind == RuntimeKind::Smol => SpawnerKind::Smol,
+                None => SpawnerKind::Std,
+            },
+        }
+    }
+
     /// A new PeerConnection with its own sockets, driven by this runtime.
     pub fn peer(&self, config: Config, options: Options) -> Result<PeerHandle, Error> {
         match (&self.tokio, self.kind) {
@@ -100,6 +115,108 @@ impl Runtime {
                 Ok((*server).clone())
             }
             (None, _) => Ok(sansrtc_std::Server::bind(options)?.handle().clone()),
+        }
+    }
+}
+
+/// A boxed future that ends at a deadline.
+pub(crate) type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// How the HTTP server runs on a runtime: its tasks, its timers, and where the examples'
+/// blocking code (handlers, WebSocket sessions) runs.
+///
+/// - tokio: tasks on the runtime, tokio's timers, `spawn_blocking` for blocking code.
+/// - smol: tasks on smol's global executor, async-io's timers, smol's blocking pool.
+/// - std: no executor. A task is a thread of its own that drives the future with
+///   async-io's `block_on` (readiness and timers from async-io's reactor); blocking code
+///   runs inline on the connection's thread, or on a thread of its own for a WebSocket
+///   session. The server admits at most `Limits::max_connections` connections, so the
+///   threads are bounded too.
+#[derive(Clone)]
+pub struct Spawner {
+    kind: SpawnerKind,
+}
+
+#[derive(Clone)]
+enum SpawnerKind {
+    Tokio(tokio::runtime::Handle),
+    Smol,
+    Std,
+}
+
+impl Spawner {
+    /// Which runtime.
+    pub fn kind(&self) -> RuntimeKind {
+        match self.kind {
+            SpawnerKind::Tokio(_) => RuntimeKind::Tokio,
+            SpawnerKind::Smol => RuntimeKind::Smol,
+            SpawnerKind::Std => RuntimeKind::Std,
+        }
+    }
+
+    /// The tokio runtime's handle, when on tokio.
+    pub(crate) fn tokio(&self) -> Option<&tokio::runtime::Handle> {
+        match &self.kind {
+            SpawnerKind::Tokio(handle) => Some(handle),
+            _ => None,
+        }
+    }
+
+    /// Run `task` to completion in the background (on std, on a thread of its own; a
+    /// thread that cannot be made drops the task).
+    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        match &self.kind {
+            SpawnerKind::Tokio(handle) => {
+                handle.spawn(task);
+            }
+            SpawnerKind::Smol => smol::spawn(task).detach(),
+            SpawnerKind::Std => {
+                let _ = std::thread::Builder::new()
+                    .name("http".into())
+                    .spawn(move || smol::block_on(task));
+            }
+        }
+    }
+
+    /// Run blocking code and wait for its result without blocking the runtime (`None`
+    /// if it panicked or could not be run). On std it runs inline: the calling task has
+    /// its thread to itself.
+    pub(crate) async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        match &self.kind {
+            SpawnerKind::Tokio(handle) => handle.spawn_blocking(work).await.ok(),
+            SpawnerKind::Smol => Some(smol::unblock(work).await),
+            SpawnerKind::Std => Some(work()),
+        }
+    }
+
+    /// Run blocking code in the background (on std, on a thread of its own).
+    pub(crate) fn spawn_blocking(&self, work: impl FnOnce() + Send + 'static) {
+        match &self.kind {
+            SpawnerKind::Tokio(handle) => {
+                handle.spawn_blocking(work);
+            }
+            SpawnerKind::Smol => smol::unblock(work).detach(),
+            SpawnerKind::Std => {
+                let _ = std::thread::Builder::new()
+                    .name("http-session".into())
+                    .spawn(work);
+            }
+        }
+    }
+
+    /// A future that ends at `deadline`, on this runtime's timers.
+    pub(crate) fn sleep_until(&self, deadline: Instant) -> Sleep {
+        match &self.kind {
+            SpawnerKind::Tokio(handle) => {
+                let _entered = handle.enter();
+                Box::pin(tokio::time::sleep_until(deadline.into()))
+            }
+            SpawnerKind::Smol | SpawnerKind::Std => Box::pin(async move {
+                smol::Timer::at(deadline).await;
+            }),
         }
     }
 }

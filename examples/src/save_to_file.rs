@@ -91,6 +91,7 @@ pub fn start(
     out_dir: &Path,
 ) -> std::io::Result<Running> {
     std::fs::create_dir_all(out_dir)?;
+    let spawner = runtime.spawner();
     let recorder = Arc::new(Recorder {
         signaling: Signaling::new(runtime, options, config()),
         out_dir: out_dir.to_path_buf(),
@@ -99,7 +100,11 @@ pub fn start(
     });
     let routes = recorder.clone();
     let page: Arc<str> = page().into();
-    let addr = http::spawn(addr, Arc::new(move |req| routes.route(req, &page)))?;
+    let addr = http::spawn(
+        addr,
+        &spawner,
+        Arc::new(move |req| routes.route(req, &page)),
+    )?;
     Ok(Running { addr, recorder })
 }
 

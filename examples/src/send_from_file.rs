@@ -194,6 +194,7 @@ pub fn start(
     options: Options,
     media: Media,
 ) -> std::io::Result<Running> {
+    let spawner = runtime.spawner();
     let player = Arc::new(Player {
         signaling: Signaling::new(runtime, options, crate::save_to_file::config()),
         media: Arc::new(media),
@@ -201,7 +202,11 @@ pub fn start(
     });
     let routes = player.clone();
     let page: Arc<str> = page().into();
-    let addr = http::spawn(addr, Arc::new(move |req| routes.route(req, &page)))?;
+    let addr = http::spawn(
+        addr,
+        &spawner,
+        Arc::new(move |req| routes.route(req, &page)),
+    )?;
     Ok(Running { addr, player })
 }
 

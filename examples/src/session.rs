@@ -140,10 +140,10 @@ impl Signaling {
     /// Run one page's session over its WebSocket until the page goes away, then close
     /// the PeerConnection and wait for `session` to return. The PeerConnection is made
     /// when the page's first offer arrives (a WebSocket that sends none is closed after
-    /// `Limits::websocket_offer_timeout`, having cost no sockets or threads). `session`
-    /// then runs on its own thread with the PeerConnection and where to send local
-    /// candidates; it normally runs `run_events`, which ends once the PeerConnection is
-    /// closed, and the WebSocket is closed then too.
+    /// `Limits::websocket_offer_timeout`, having cost no PeerConnection, media socket or
+    /// driver thread). `session` then runs on its own thread with the PeerConnection and
+    /// where to send local candidates; it normally runs `run_events`, which ends once the
+    /// PeerConnection is closed, and the WebSocket is closed then too.
     pub fn websocket_session(
         &self,
         mut ws: WebSocket,

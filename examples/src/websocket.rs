@@ -1,22 +1,37 @@
-//! A minimal server-side WebSocket (RFC 6455) for the examples' signaling: the opening
-//! handshake (same-origin unless other origins are allowed: see [`origin_allowed`]),
-//! text and binary messages (fragmented ones reassembled, up to
-//! `Limits::max_websocket_message`), ping answered with pong, and the closing handshake.
-//! Reads give up at a deadline (the first offer's, see `Limits::websocket_offer_timeout`).
-//! The sending half is cloneable so that an event thread can write while another thread
-//! reads.
+//! The server side of the examples' signaling WebSocket (RFC 6455). hyper answers the
+//! opening handshake (same-origin unless other origins are allowed: see
+//! [`origin_allowed`]) and hands over the connection; tungstenite (through
+//! async-tungstenite) does the framing: masking rules, fragmented messages reassembled up
+//! to `Limits::max_websocket_message`, ping answered with pong, the closing handshake.
+//!
+//! A task on the runtime moves messages between the connection and two small bounded
+//! queues; the session code is blocking and runs where the runtime runs blocking code,
+//! with a [`WebSocket`] to read from (reads give up at a deadline: the first offer's,
+//! see `Limits::websocket_offer_timeout`) and cloneable [`WsSender`]s to write with, so
+//! that an event thread can write while another thread reads.
 
-use std::io::{self, BufReader, Read, Write};
-use std::net::{Shutdown, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::io;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sha1::{Digest, Sha1};
+use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use async_tungstenite::tungstenite::Message as Frame;
+use async_tungstenite::WebSocketStream;
+use futures_lite::future::{self, block_on};
+use futures_lite::StreamExt;
 
-use crate::http::{write_head, Limits, Request, TimedStream};
+use crate::http::{Limits, Request};
+use crate::http_io::{Deadline, UpgradedIo};
+use crate::runtime::Spawner;
 
-/// The GUID of RFC 6455 section 1.3.
-const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+/// Received messages waiting for the session code (each at most
+/// `Limits::max_websocket_message`).
+const INCOMING_QUEUE: usize = 4;
+/// tungstenite's read buffer and write batch (its defaults are 128 KiB each, much for
+/// signaling).
+const BUFFER: usize = 8 * 1024;
+/// Messages waiting to be written; a sender waits when it is full.
+const OUTGOING_QUEUE: usize = 64;
 
 /// A received message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,16 +42,26 @@ pub enum Message {
     Binary(Vec<u8>),
 }
 
+/// What the session code asks of the connection.
+enum Outgoing {
+    Text(String),
+    /// Start the closing handshake (the peer's answer still comes in).
+    Close,
+    /// Close and drop the connection now.
+    Shutdown,
+}
+
 /// The sending half; clones write to the same connection.
 #[derive(Clone)]
 pub struct WsSender {
-    stream: Arc<Mutex<TcpStream>>,
+    outgoing: async_channel::Sender<Outgoing>,
 }
 
 impl WsSender {
-    /// Send a text message.
+    /// Send a text message (queued; it fails once the connection is gone).
     pub fn send_text(&self, text: &str) -> io::Result<()> {
-        self.send_frame(0x1, text.as_bytes())
+        block_on(self.outgoing.send(Outgoing::Text(text.to_string())))
+            .map_err(|_| io::ErrorKind::BrokenPipe.into())
     }
 
     /// Send a JSON value as a text message.
@@ -46,75 +71,20 @@ impl WsSender {
 
     /// Start the closing handshake.
     pub fn close(&self) {
-        let _ = self.send_frame(0x8, &[0x03, 0xe8]); // 1000: normal closure
+        let _ = block_on(self.outgoing.send(Outgoing::Close));
     }
 
     /// Close the connection now (the reading side then sees the end).
     pub fn shutdown(&self) {
-        self.close();
-        if let Ok(stream) = self.stream.lock() {
-            let _ = stream.shutdown(Shutdown::Both);
-        }
-    }
-
-    fn send_frame(&self, opcode: u8, payload: &[u8]) -> io::Result<()> {
-        let mut frame = Vec::with_capacity(payload.len() + 10);
-        frame.push(0x80 | opcode);
-        match payload.len() {
-            n if n < 126 => frame.push(n as u8),
-            n if n <= usize::from(u16::MAX) => {
-                frame.push(126);
-                frame.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                frame.push(127);
-                frame.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        frame.extend_from_slice(payload);
-        let mut stream = self
-            .stream
-            .lock()
-            .map_err(|_| io::Error::other("poisoned"))?;
-        stream.write_all(&frame)?;
-        stream.flush()
+        let _ = block_on(self.outgoing.send(Outgoing::Shutdown));
     }
 }
 
-/// A server-side WebSocket connection.
+/// A server-side WebSocket connection, for blocking session code.
 pub struct WebSocket {
-    reader: BufReader<TimedStream>,
+    incoming: async_channel::Receiver<Message>,
     sender: WsSender,
-    max_message: usize,
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk.first().copied().unwrap_or(0),
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// The `Sec-WebSocket-Accept` value for a key.
-pub fn accept_key(key: &str) -> String {
-    let mut sha = Sha1::new();
-    sha.update(key.trim().as_bytes());
-    sha.update(ACCEPT_GUID.as_bytes());
-    base64(&sha.finalize())
+    deadline: Option<Instant>,
 }
 
 /// Whether the request's `Origin` may open a WebSocket: no `Origin` (not a browser, which
@@ -137,47 +107,62 @@ pub fn origin_allowed(request: &Request, allowed: &[String]) -> bool {
     matches!((host, request.header("host")), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
-/// Complete the opening handshake of an upgrade request. Reads then give up at
-/// `Limits::websocket_offer_timeout` until the deadline is changed.
-pub(crate) fn accept(
-    request: &Request,
-    mut writer: TcpStream,
-    mut reader: BufReader<TimedStream>,
-    limits: &Limits,
-) -> Result<WebSocket, (TcpStream, String)> {
+/// The `Sec-WebSocket-Accept` value for an upgrade request (tungstenite derives it), or
+/// why the request is not a WebSocket upgrade.
+pub(crate) fn accept_key(request: &Request) -> Result<String, String> {
     let upgrade = request
         .header("upgrade")
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    let Some(key) = request.header("sec-websocket-key").filter(|_| upgrade) else {
-        return Err((writer, "expected a WebSocket upgrade".into()));
-    };
-    let accept = accept_key(key);
-    if write_head(
-        &mut writer,
-        101,
-        &[
-            ("Upgrade", "websocket".into()),
-            ("Connection", "Upgrade".into()),
-            ("Sec-WebSocket-Accept", accept),
-        ],
-    )
-    .is_err()
-    {
-        return Err((writer, "write failed".into()));
+    let version = request.header("sec-websocket-version") == Some("13");
+    match request.header("sec-websocket-key") {
+        Some(key) if upgrade && version && request.method == "GET" => Ok(
+            tungstenite::handshake::derive_accept_key(key.trim().as_bytes()),
+        ),
+        _ => Err("expected a WebSocket upgrade (version 13)".into()),
     }
-    reader
-        .get_mut()
-        .set_deadline(Some(Instant::now() + limits.websocket_offer_timeout));
-    Ok(WebSocket {
-        reader,
-        sender: WsSender {
-            stream: Arc::new(Mutex::new(writer)),
-        },
-        max_message: limits.max_websocket_message,
-    })
 }
 
 impl WebSocket {
+    /// Run `session` on an upgraded connection: the session code where the runtime runs
+    /// blocking code, the connection on this task until either side ends. Reads give up
+    /// at `Limits::websocket_offer_timeout` until the session changes the deadline;
+    /// writes at `Limits::write_timeout`.
+    pub(crate) async fn serve(
+        upgraded: hyper::upgrade::Upgraded,
+        deadline: Arc<Deadline>,
+        limits: &Limits,
+        spawner: &Spawner,
+        session: Box<dyn FnOnce(WebSocket) + Send>,
+    ) {
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(limits.max_websocket_message))
+            .max_frame_size(Some(limits.max_websocket_message))
+            .read_buffer_size(BUFFER)
+            .write_buffer_size(BUFFER)
+            // A message and a close frame, say, past which a writer that does not get
+            // its bytes out fails.
+            .max_write_buffer_size(BUFFER + limits.max_websocket_message.saturating_mul(2));
+        let stream =
+            WebSocketStream::from_raw_socket(UpgradedIo(upgraded), Role::Server, Some(config))
+                .await;
+        let (incoming_tx, incoming) = async_channel::bounded(INCOMING_QUEUE);
+        let (outgoing, outgoing_rx) = async_channel::bounded(OUTGOING_QUEUE);
+        let ws = WebSocket {
+            incoming,
+            sender: WsSender { outgoing },
+            deadline: Some(Instant::now() + limits.websocket_offer_timeout),
+        };
+        spawner.spawn_blocking(move || session(ws));
+        pump(
+            stream,
+            incoming_tx,
+            outgoing_rx,
+            &deadline,
+            limits.write_timeout,
+        )
+        .await;
+    }
+
     /// The sending half.
     pub fn sender(&self) -> WsSender {
         self.sender.clone()
@@ -185,82 +170,80 @@ impl WebSocket {
 
     /// Reads give up `timeout` from now (`None`: wait forever).
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
-        self.reader
-            .get_mut()
-            .set_deadline(timeout.map(|t| Instant::now() + t));
+        self.deadline = timeout.map(|t| Instant::now() + t);
     }
 
-    /// The next message; `None` when the peer closed or the connection failed.
+    /// The next message; `None` when the peer closed, the connection failed or the read
+    /// deadline passed.
     pub fn recv(&mut self) -> Option<Message> {
-        let mut message: Vec<u8> = Vec::new();
-        let mut message_opcode = 0u8;
-        loop {
-            let mut head = [0u8; 2];
-            self.reader.read_exact(&mut head).ok()?;
-            let fin = head[0] & 0x80 != 0;
-            let opcode = head[0] & 0x0f;
-            let masked = head[1] & 0x80 != 0;
-            let len = match head[1] & 0x7f {
-                126 => {
-                    let mut b = [0u8; 2];
-                    self.reader.read_exact(&mut b).ok()?;
-                    u64::from(u16::from_be_bytes(b))
-                }
-                127 => {
-                    let mut b = [0u8; 8];
-                    self.reader.read_exact(&mut b).ok()?;
-                    u64::from_be_bytes(b)
-                }
-                n => u64::from(n),
+        let next = async { self.incoming.recv().await.ok() };
+        match self.deadline {
+            None => block_on(next),
+            Some(at) => block_on(future::or(next, async move {
+                smol::Timer::at(at).await;
+                None
+            })),
+        }
+    }
+}
+
+/// Move messages between the connection and the session's queues until either side
+/// ends. Reading and writing go on at once, so that a session waiting for room to write
+/// never holds up the reading, nor the reverse. Dropping the stream at the end closes the
+/// connection.
+async fn pump(
+    stream: WebSocketStream<UpgradedIo>,
+    incoming: async_channel::Sender<Message>,
+    outgoing: async_channel::Receiver<Outgoing>,
+    deadline: &Deadline,
+    write_timeout: Duration,
+) {
+    let (mut writer, mut reader) = stream.split();
+    let read = async {
+        // Pings are answered and the closing handshake completed inside tungstenite.
+        while let Some(Ok(frame)) = reader.next().await {
+            let message = match frame {
+                Frame::Text(text) => Message::Text(text.as_str().to_string()),
+                Frame::Binary(data) => Message::Binary(data.to_vec()),
+                _ => continue,
             };
-            // Clients must mask (RFC 6455 5.1); a frame over the limit ends the connection.
-            let max = self.max_message as u64;
-            if !masked || len > max || message.len() as u64 + len > max {
-                self.sender.close();
-                return None;
+            if incoming.send(message).await.is_err() {
+                return;
             }
-            let mut mask = [0u8; 4];
-            self.reader.read_exact(&mut mask).ok()?;
-            let mut payload = Vec::new();
-            self.reader
-                .by_ref()
-                .take(len)
-                .read_to_end(&mut payload)
-                .ok()?;
-            if payload.len() as u64 != len {
-                return None;
-            }
-            for (i, b) in payload.iter_mut().enumerate() {
-                *b ^= mask[i % 4];
-            }
-            match opcode {
-                0x8 => {
-                    self.sender.close();
-                    return None;
-                }
-                0x9 => {
-                    let _ = self.sender.send_frame(0xA, &payload);
-                }
-                0xA => {}
-                0x0..=0x2 => {
-                    if opcode != 0 {
-                        message_opcode = opcode;
+        }
+        // The peer closed, broke a rule (unmasked, too large, bad opcode), or left.
+    };
+    let write = async {
+        // Ends when every sender is gone (so is the session).
+        while let Ok(next) = outgoing.recv().await {
+            deadline.set(Some(Instant::now() + write_timeout));
+            match next {
+                Outgoing::Text(text) => {
+                    if writer.send(Frame::text(text)).await.is_err() {
+                        return;
                     }
-                    message.extend_from_slice(&payload);
-                    if fin {
-                        return Some(if message_opcode == 0x1 {
-                            Message::Text(String::from_utf8(message).ok()?)
-                        } else {
-                            Message::Binary(message)
-                        });
-                    }
+                    deadline.set(None);
                 }
-                _ => {
-                    self.sender.close();
-                    return None;
+                Outgoing::Close => {
+                    // Only the peer's answer is awaited now, until the deadline.
+                    let _ = writer.close(Some(normal_closure())).await;
+                    future::pending::<()>().await;
+                }
+                Outgoing::Shutdown => {
+                    let _ = writer.close(Some(normal_closure())).await;
+                    return;
                 }
             }
         }
+    };
+    future::or(read, write).await;
+}
+
+/// Close code 1000.
+fn normal_closure() -> CloseFrame {
+    CloseFrame {
+        code: tungstenite::protocol::frame::coding::CloseCode::Normal,
+        reason: "".into(),
     }
 }
 
@@ -268,21 +251,49 @@ impl WebSocket {
 mod tests {
     use super::*;
 
-    #[test]
-    fn rfc6455_accept_example() {
-        // RFC 6455 section 1.3.
-        assert_eq!(
-            accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
+    fn request(headers: &[(&str, &str)]) -> Request {
+        Request {
+            method: "GET".into(),
+            path: "/ws".into(),
+            query: String::new(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: Vec::new(),
+            peer: ([127, 0, 0, 1], 1).into(),
+        }
     }
 
     #[test]
-    fn base64_padding() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foob"), "Zm9vYg==");
+    fn rfc6455_accept_example() {
+        // RFC 6455 section 1.3.
+        let r = request(&[
+            ("upgrade", "websocket"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ]);
+        assert_eq!(
+            accept_key(&r).as_deref(),
+            Ok("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+        );
+        assert!(accept_key(&request(&[("upgrade", "websocket")])).is_err());
+    }
+
+    #[test]
+    fn origins() {
+        let own = request(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "http://127.0.0.1:8080"),
+        ]);
+        let other = request(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "http://evil.example"),
+        ]);
+        assert!(origin_allowed(&own, &[]));
+        assert!(!origin_allowed(&other, &[]));
+        assert!(origin_allowed(&other, &["http://evil.example".into()]));
+        assert!(origin_allowed(&other, &["*".into()]));
+        assert!(origin_allowed(&request(&[("host", "x")]), &[]));
     }
 }

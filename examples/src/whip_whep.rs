@@ -187,6 +187,7 @@ pub fn start_with(
     let routes = broadcast.clone();
     let addr = http::spawn_with(
         addr,
+        &runtime.spawner(),
         limits,
         Arc::new(move |req| Reply::from(routes.route(&req))),
     )?;

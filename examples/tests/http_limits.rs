@@ -3,11 +3,12 @@
 //! connections past the limits, WebSockets that never offer or come from another
 //! origin, missing and wrong bearer tokens, guessed resource URLs and a second
 //! publisher. Each gets its 4xx or a closed connection, and an honest session completes
-//! at the same time.
+//! at the same time. Every test runs on each runtime (the server's connections are tokio
+//! tasks, smol tasks or std threads).
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -21,8 +22,38 @@ use sansrtc_examples::http::Limits;
 use sansrtc_examples::runtime::{media_options_for, Runtime, RuntimeKind};
 use sansrtc_examples::whip_whep::{self, Running, Settings};
 
-fn whip_server(limits: Limits, token: Option<&str>) -> (Runtime, Running) {
-    let rt = Runtime::new(RuntimeKind::Std).expect("runtime");
+/// `mod $test { fn tokio(), fn smol(), fn std() }`, each running `$test` on that runtime.
+macro_rules! on_every_runtime {
+    ($($test:ident),* $(,)?) => {$(
+        mod $test {
+            use super::RuntimeKind;
+            #[test]
+            fn tokio() {
+                super::$test(RuntimeKind::Tokio);
+            }
+            #[test]
+            fn smol() {
+                super::$test(RuntimeKind::Smol);
+            }
+            #[test]
+            fn std() {
+                super::$test(RuntimeKind::Std);
+            }
+        }
+    )*};
+}
+
+on_every_runtime!(
+    oversized_requests_are_refused,
+    slow_requests_are_cut_at_the_whole_request_timeout,
+    idle_connections_are_limited_and_timed_out,
+    websockets_need_the_origin_and_an_offer_in_time,
+    websocket_writes_time_out,
+    tokens_resources_and_a_second_publisher,
+);
+
+fn whip_server(kind: RuntimeKind, limits: Limits, token: Option<&str>) -> (Runtime, Running) {
+    let rt = Runtime::new(kind).expect("runtime");
     let settings = Settings {
         limits,
         token: token.map(str::to_string),
@@ -56,17 +87,16 @@ fn publish(addr: SocketAddr, token: Option<&str>) -> (Peer, String) {
     (peer, resource)
 }
 
-/// Oversized heads, too many headers, oversized and conflicting bodies: 431, 413, 400,
-/// answered before any body is read; then a publisher still gets in.
-#[test]
-fn oversized_requests_are_refused() {
+/// Oversized heads, too many headers, oversized (announced or chunked) and conflicting
+/// bodies: 431, 413, 400, answered without reading more than max_body; then a publisher still gets in.
+fn oversized_requests_are_refused(kind: RuntimeKind) {
     let limits = Limits {
         max_head: 2048,
         max_headers: 16,
         max_body: 16 * 1024,
         ..Limits::default()
     };
-    let (_rt, running) = whip_server(limits, None);
+    let (_rt, running) = whip_server(kind, limits, None);
     let addr = running.addr;
     let sdp = [("Content-Type", "application/sdp")];
 
@@ -99,6 +129,23 @@ fn oversized_requests_are_refused() {
     let body = vec![b'a'; 20 * 1024];
     assert_eq!(request(addr, "POST", "/whip", &sdp, &body).status, 413);
 
+    // A chunked body announces no length: it is counted as it arrives and refused once
+    // past max_body.
+    let mut s = connect_from(LOOPBACK, addr);
+    s.write_all(
+        format!("POST /whip HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/sdp\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .as_bytes(),
+    )
+    .expect("write");
+    let chunk = format!("1000\r\n{}\r\n", "a".repeat(0x1000));
+    for _ in 0..5 {
+        // The server may answer (and close) before the last chunks: ignore a reset.
+        let _ = s.write_all(chunk.as_bytes());
+    }
+    let _ = s.write_all(b"0\r\n\r\n");
+    let r = read_reply(&mut s);
+    assert_eq!(r.status, 413, "a chunked body over max_body: {}", r.body);
+
     let mut s = connect_from(LOOPBACK, addr);
     s.write_all(
         format!("POST /whip HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 3\r\nContent-Length: 300\r\n\r\nv=0").as_bytes(),
@@ -114,14 +161,13 @@ fn oversized_requests_are_refused() {
 /// Slowloris: a request whose bytes each come well within any per-read timeout, but
 /// whose whole takes longer than the request timeout, is cut at that timeout (408),
 /// while a publisher completes WHIP on the side.
-#[test]
-fn slow_requests_are_cut_at_the_whole_request_timeout() {
+fn slow_requests_are_cut_at_the_whole_request_timeout(kind: RuntimeKind) {
     let limits = Limits {
         request_timeout: Duration::from_millis(1500),
         idle_timeout: Duration::from_millis(1500),
         ..Limits::default()
     };
-    let (_rt, running) = whip_server(limits, None);
+    let (_rt, running) = whip_server(kind, limits, None);
     let addr = running.addr;
     let slow = std::thread::spawn(move || {
         let mut s = connect_from(ATTACKER, addr);
@@ -174,19 +220,18 @@ fn slow_requests_are_cut_at_the_whole_request_timeout() {
 /// Idle connections: past the per-address limit they are refused at once (503); those
 /// admitted are closed after the idle timeout; an honest client from another address is
 /// served all along.
-#[test]
-fn idle_connections_are_limited_and_timed_out() {
+fn idle_connections_are_limited_and_timed_out(kind: RuntimeKind) {
     let limits = Limits {
         max_connections: 24,
         max_connections_per_ip: 8,
         idle_timeout: Duration::from_millis(1500),
         ..Limits::default()
     };
-    let (_rt, running) = whip_server(limits, None);
+    let (_rt, running) = whip_server(kind, limits, None);
     let addr = running.addr;
     let opened = Instant::now();
     let mut idle: Vec<_> = (0..8).map(|_| connect_from(ATTACKER, addr)).collect();
-    // Admitted connections hold their place until their thread starts; give it a moment.
+    // Connections are admitted as they are accepted; give the accept loop a moment.
     std::thread::sleep(Duration::from_millis(200));
     let mut extra = connect_from(ATTACKER, addr);
     assert_eq!(
@@ -247,15 +292,16 @@ fn idle_connections_are_limited_and_timed_out() {
 }
 
 /// WebSockets: another origin is refused (403); upgrades that never offer cost no
-/// PeerConnection and are closed at the offer deadline; meanwhile an honest page's
+/// PeerConnection and are closed at the offer deadline; a message over the size limit
+/// closes its connection at once (well before that deadline); meanwhile an honest page's
 /// session (a core over the WebSocket) gets its answer and connects.
-#[test]
-fn websockets_need_the_origin_and_an_offer_in_time() {
+fn websockets_need_the_origin_and_an_offer_in_time(kind: RuntimeKind) {
     let limits = Limits {
         websocket_offer_timeout: Duration::from_millis(1500),
         ..Limits::default()
     };
-    let rt = Runtime::new(RuntimeKind::Std).expect("runtime");
+    let limits_message = limits.max_websocket_message;
+    let rt = Runtime::new(kind).expect("runtime");
     let running = echo::start_with(
         SocketAddr::new(LOOPBACK, 0),
         rt,
@@ -290,6 +336,19 @@ fn websockets_need_the_origin_and_an_offer_in_time() {
         opened.elapsed()
     });
 
+    // A message over max_websocket_message ends its connection, without a
+    // PeerConnection.
+    let mut large = match WsClient::connect(ATTACKER, addr, Some(&own)) {
+        Upgrade::Open(ws) => ws,
+        Upgrade::Refused(status) => panic!("refused {status}"),
+    };
+    large.send(&"x".repeat(limits_message + 1));
+    run_until(
+        "the WebSocket with an oversized message closed",
+        Duration::from_millis(900),
+        || large.recv(Duration::from_millis(20)).is_err(),
+    );
+
     // The honest page: same origin, offers at once.
     let mut ws = match WsClient::connect(LOOPBACK, addr, Some(&own)) {
         Upgrade::Open(ws) => ws,
@@ -321,14 +380,93 @@ fn websockets_need_the_origin_and_an_offer_in_time() {
     assert_eq!(signaling.live_sessions(), 1, "the honest session lives on");
 }
 
+/// A client that never reads: every bad message it sends gets an error message back,
+/// until the server's writes stop (its socket buffers full). The write timeout then
+/// closes the connection; without it the connection would wait for the client forever.
+fn websocket_writes_time_out(kind: RuntimeKind) {
+    let limits = Limits {
+        write_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let rt = Runtime::new(kind).expect("runtime");
+    let running = echo::start_with(
+        SocketAddr::new(LOOPBACK, 0),
+        rt,
+        media_options_for(LOOPBACK),
+        limits,
+    )
+    .expect("server");
+    let addr = running.addr;
+    // A small receive buffer, set before connecting so that the window stays small.
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(2048).expect("buffer");
+    socket
+        .bind(&SocketAddr::new(ATTACKER, 0).into())
+        .expect("bind");
+    socket.connect(&addr.into()).expect("connect");
+    let mut s: std::net::TcpStream = socket.into();
+    s.write_all(
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .expect("upgrade");
+    // Masked one-byte text frames ("x", not JSON), each answered with an error message,
+    // until the server is gone. Never read: the answers fill our small receive buffer
+    // and then the server's send buffer, and its writes stop. Past its write timeout it
+    // closes the connection (and resets it: our frames are unread), which our writes
+    // then see. A server without the timeout would stop reading instead, and our writes
+    // would only ever time out.
+    s.set_write_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let frame = [0x81u8, 0x81, 1, 2, 3, 4, b'x' ^ 1];
+    let frames: Vec<u8> = frame
+        .iter()
+        .copied()
+        .cycle()
+        .take(frame.len() * 1000)
+        .collect();
+    let started = Instant::now();
+    let mut at = 0usize;
+    let mut sent = 0usize;
+    let closed = loop {
+        if started.elapsed() > Duration::from_secs(20) {
+            break None;
+        }
+        match s.write(&frames[at..]) {
+            Ok(n) => {
+                sent += n;
+                at = (at + n) % frame.len();
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => break Some(e),
+        }
+    };
+    eprintln!(
+        "sent {sent} bytes; the connection ended after {:?}: {closed:?}",
+        started.elapsed()
+    );
+    let closed = closed.expect("the server closed the connection");
+    assert!(
+        matches!(
+            closed.kind(),
+            ErrorKind::BrokenPipe | ErrorKind::ConnectionReset
+        ),
+        "{closed:?}"
+    );
+    assert_eq!(running.echo.signaling().peers_created(), 0);
+}
+
 /// Bearer tokens (RFC 9725): none or a wrong one gets 401 on every WHIP/WHEP request.
 /// Resource URLs are random 128-bit ids that nobody guesses; a viewer cannot reach the
 /// publisher's resource through its own path; a second publisher gets 409 and the live
 /// one keeps publishing, until it deletes its own resource.
-#[test]
-fn tokens_resources_and_a_second_publisher() {
+fn tokens_resources_and_a_second_publisher(kind: RuntimeKind) {
     const TOKEN: &str = "s3cret-token";
-    let (_rt, running) = whip_server(Limits::default(), Some(TOKEN));
+    let (_rt, running) = whip_server(kind, Limits::default(), Some(TOKEN));
     let addr = running.addr;
     let sdp = ("Content-Type", "application/sdp");
     let wrong = ("Authorization", "Bearer not-the-token");
