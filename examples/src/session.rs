@@ -269,9 +269,11 @@ pub fn answer_offer(
     Ok(block_on(pc.local_description())?.unwrap_or(answer))
 }
 
-/// Run a session's events until its PeerConnection fails or closes (it is closed
-/// then): local candidates go to `on_candidate`, every other event to `on_event`,
-/// which returns false to end the session early.
+/// Run a session's events until its PeerConnection fails or closes, or the peer ends
+/// the session (`Event::RemoteClosed`: its close_notify, SCTP ABORT or last BYE); the
+/// PeerConnection is closed then, which releases its sockets and driver at once rather
+/// than when ICE consent expires. Local candidates go to `on_candidate`, every other
+/// event to `on_event`, which returns false to end the session early.
 pub fn run_events(
     pc: &PeerHandle,
     mut on_candidate: impl FnMut(IceCandidateInit),
@@ -284,6 +286,10 @@ pub fn run_events(
                 state @ (ConnectionState::Failed | ConnectionState::Closed),
             ) => {
                 let _ = on_event(pc, Event::ConnectionStateChange(state));
+                break;
+            }
+            Event::RemoteClosed(how) => {
+                let _ = on_event(pc, Event::RemoteClosed(how));
                 break;
             }
             event => {

@@ -125,8 +125,10 @@ pub struct BroadcastStats {
     pub forwarded: u64,
     /// Keyframe requests sent to the publisher.
     pub keyframe_requests: u64,
-    /// Sessions ended (DELETE or failure).
+    /// Sessions ended (DELETE, the peer's goodbye, or failure).
     pub sessions_ended: u64,
+    /// Sessions ended by the peer's authenticated goodbye (`Event::RemoteClosed`).
+    pub sessions_closed_by_peer: u64,
 }
 
 /// The broadcast server.
@@ -583,7 +585,13 @@ impl Broadcast {
                     // Ask again once the viewer can actually receive it.
                     self.request_keyframe(true);
                 }
-                Event::ConnectionStateChange(ConnectionState::Failed | ConnectionState::Closed) => {
+                // The peer closed (authenticated goodbye) or the connection failed: the
+                // resource ends and the Endpoint releases the peer now.
+                Event::ConnectionStateChange(ConnectionState::Failed | ConnectionState::Closed)
+                | Event::RemoteClosed(_) => {
+                    if matches!(event, Event::RemoteClosed(_)) {
+                        self.count(|s| s.sessions_closed_by_peer += 1);
+                    }
                     let resource = self.state().by_peer.get(&peer).cloned();
                     if let Some(resource) = resource {
                         self.end(&resource);

@@ -73,6 +73,29 @@ fn broadcast(kind: BrowserKind, runtime: RuntimeKind) {
     );
     assert_eq!(deleted, json!(200));
     assert_eq!(running.broadcast.sessions(), 1);
+    // The publisher closes its RTCPeerConnection without a DELETE: its goodbyes (SCTP
+    // ABORT or close_notify, RTCP BYE) end the session, well before ICE consent would.
+    let closed = Instant::now();
+    let by_peer = running.broadcast.stats().sessions_closed_by_peer;
+    publisher.eval("window.pc.close(); return true;");
+    wait_until("the closed publisher's session released", || {
+        let (sessions, peers) = (
+            running.broadcast.sessions(),
+            running.broadcast.endpoint_peers(),
+        );
+        (sessions != 0 || peers != 0).then(|| format!("{sessions} sessions, {peers} peers"))
+    });
+    let released = closed.elapsed();
+    eprintln!(
+        "whip_whep {kind:?} on {runtime}: publisher session released {} ms after its close()",
+        released.as_millis()
+    );
+    // Released by the goodbye, not by consent expiring (which would take 30 s).
+    assert_eq!(
+        running.broadcast.stats().sessions_closed_by_peer,
+        by_peer + 1,
+        "released after {released:?}, not by the peer's goodbye"
+    );
 }
 
 #[test]
