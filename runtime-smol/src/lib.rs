@@ -16,8 +16,10 @@ use std::time::Instant;
 use sansrtc_std::batch::Outgoing;
 use sansrtc_std::driver::{run, AsyncTimer, AsyncUdp, Core};
 use sansrtc_std::peer::{prepare_peer, prepare_server, Prepared};
+use sansrtc_std::{DriverGuard, RuntimeKind};
 pub use sansrtc_std::{
-    Capacity, Error, Interfaces, NetConfig, Options, PeerHandle, RuntimeCounters, ServerHandle,
+    runtime_stats, Capacity, Error, Interfaces, NetConfig, Options, PeerHandle, ResourceStats,
+    RuntimeCounters, ServerHandle,
 };
 use smol::future::FutureExt;
 
@@ -99,12 +101,18 @@ fn start<C: Core>(
     for socket in prepared.sockets {
         sockets.push(Udp(smol::Async::new(socket)?));
     }
-    spawn(Box::pin(run(
-        prepared.state,
-        sockets,
-        Timer(smol::Timer::never()),
-        prepared.channels,
-    )));
+    // Counted while the task's future lives (ended or dropped with its executor).
+    let guard = DriverGuard::new(RuntimeKind::Smol, C::IS_ENDPOINT, sockets.len());
+    spawn(Box::pin(async move {
+        let _guard = guard;
+        run(
+            prepared.state,
+            sockets,
+            Timer(smol::Timer::never()),
+            prepared.channels,
+        )
+        .await
+    }));
     Ok(prepared.handle)
 }
 

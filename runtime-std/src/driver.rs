@@ -31,6 +31,7 @@ use futures_lite::Stream;
 use sansrtc::{Datagram, Endpoint, Event, PeerConnection, PeerId, Protocol, Transmit, TurnServer};
 
 use crate::batch::{Outgoing, SEND_BATCH};
+use crate::resources::ResourceStats;
 use crate::stream::{StreamInput, StreamSlot};
 
 /// The largest datagram read from a socket.
@@ -64,6 +65,8 @@ pub trait Core: Send + 'static {
     fn close(&mut self, now: Instant);
     /// True for events that may be dropped when the application does not keep up.
     fn is_media(event: &Self::Event) -> bool;
+    /// True for an Endpoint (server mode), counted apart in [`crate::runtime_stats`].
+    const IS_ENDPOINT: bool = false;
     /// A key for events that repeat the same request (a keyframe request for one
     /// transceiver of one peer): when such an event meets a full event channel it is kept
     /// aside, once per key (repeats are counted in `events_coalesced`), and delivered
@@ -137,6 +140,7 @@ impl Core for PeerConnection {
 /// The Endpoint is a server reached on its own socket: it does not relay.
 impl Core for Endpoint {
     type Event = (PeerId, Event);
+    const IS_ENDPOINT: bool = true;
     fn handle_datagram(&mut self, now: Instant, datagram: Datagram<'_>) {
         Endpoint::handle_datagram(self, now, datagram);
     }
@@ -242,7 +246,42 @@ pub struct RuntimeCounters {
     pub turn_stream_failures: u64,
 }
 
+impl Drop for RuntimeStats {
+    fn drop(&mut self) {
+        // The driver and its handles are gone: its counts join the process's totals.
+        crate::resources::RETIRED.add(&self.snapshot());
+    }
+}
+
+impl crate::resources::Probe for RuntimeStats {
+    fn add_to(&self, stats: &mut ResourceStats) {
+        crate::resources::add_counters(&mut stats.totals, &self.snapshot());
+    }
+}
+
+/// The lengths of one driver's channels, read by [`crate::runtime_stats`] while a handle
+/// lives (every handle holds it; the registry only a weak reference).
+struct QueueProbe<C: Core> {
+    commands: async_channel::Sender<Command<C>>,
+    events: async_channel::Receiver<C::Event>,
+}
+
+impl<C: Core> crate::resources::Probe for QueueProbe<C> {
+    fn add_to(&self, stats: &mut ResourceStats) {
+        stats.commands_queued += self.commands.len() as u64;
+        stats.events_queued += self.events.len() as u64;
+    }
+}
+
 impl RuntimeStats {
+    /// Counters that [`crate::runtime_stats`] adds up while they live (and after).
+    pub fn registered() -> Arc<RuntimeStats> {
+        let stats = Arc::new(RuntimeStats::default());
+        let probe: Arc<dyn crate::resources::Probe> = stats.clone();
+        crate::resources::register(Arc::downgrade(&probe));
+        stats
+    }
+
     /// Read the counters.
     pub fn snapshot(&self) -> RuntimeCounters {
         RuntimeCounters {
@@ -283,6 +322,7 @@ pub struct Handle<C: Core> {
     events: async_channel::Receiver<C::Event>,
     stats: Arc<RuntimeStats>,
     local_addresses: Arc<[SocketAddr]>,
+    queues: Arc<QueueProbe<C>>,
 }
 
 impl<C: Core> Clone for Handle<C> {
@@ -292,6 +332,7 @@ impl<C: Core> Clone for Handle<C> {
             events: self.events.clone(),
             stats: self.stats.clone(),
             local_addresses: self.local_addresses.clone(),
+            queues: self.queues.clone(),
         }
     }
 }
@@ -325,13 +366,20 @@ impl<C: Core> Handle<C> {
     ) -> (Handle<C>, DriverChannels<C>) {
         let (command_tx, command_rx) = async_channel::bounded(capacity.commands.max(1));
         let (event_tx, event_rx) = async_channel::bounded(capacity.events.max(1));
-        let stats = Arc::new(RuntimeStats::default());
+        let stats = RuntimeStats::registered();
         let (_, streams) = async_channel::bounded(1);
+        let queues = Arc::new(QueueProbe {
+            commands: command_tx.clone(),
+            events: event_rx.clone(),
+        });
+        let probe: Arc<dyn crate::resources::Probe> = queues.clone();
+        crate::resources::register(Arc::downgrade(&probe));
         let handle = Handle {
             commands: command_tx,
             events: event_rx,
             stats: stats.clone(),
             local_addresses: local_addresses.into(),
+            queues,
         };
         let driver = DriverChannels {
             commands: command_rx,

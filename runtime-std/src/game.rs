@@ -16,6 +16,7 @@ use sansrtc::{Config, PeerConnection};
 
 use crate::driver::{Core, DriverState, RuntimeCounters, RuntimeStats, MAX_DATAGRAM};
 use crate::net::{resolve_stun_servers, NetConfig};
+use crate::resources::{DriverGuard, RuntimeKind};
 
 /// Datagrams read per socket per `poll`, so one busy frame cannot stall the loop.
 const MAX_READS_PER_POLL: usize = 4096;
@@ -27,6 +28,8 @@ pub struct Driver<C: Core = PeerConnection> {
     buf: Vec<u8>,
     events: Vec<C::Event>,
     stats: Arc<RuntimeStats>,
+    /// Counts this driver and its sockets in [`crate::runtime_stats`].
+    _guard: DriverGuard,
 }
 
 impl Driver<PeerConnection> {
@@ -71,8 +74,10 @@ impl<C: Core> Driver<C> {
     /// Drive any core on already bound non-blocking sockets (`addrs` their addresses,
     /// which the core must already know).
     pub fn with_core(core: C, sockets: Vec<UdpSocket>, addrs: Vec<SocketAddr>) -> Driver<C> {
-        let stats = Arc::new(RuntimeStats::default());
+        let stats = RuntimeStats::registered();
+        let guard = DriverGuard::new(RuntimeKind::Game, C::IS_ENDPOINT, sockets.len());
         Driver {
+            _guard: guard,
             state: DriverState::new(core, addrs, stats.clone()),
             sockets,
             buf: vec![0u8; MAX_DATAGRAM],

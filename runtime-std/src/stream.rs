@@ -29,6 +29,7 @@ use sansrtc::turn::wire::stream_frame_len;
 use sansrtc::turn::{Scheme, ServerHost, ServerTransport, ServerUrl};
 
 use crate::net::{Interfaces, NetConfig};
+use crate::resources::Gauge;
 
 /// The largest TURN message accepted from a stream: a STUN message of the largest length
 /// (20 + 65,535 bytes) or a padded ChannelData (4 + 65,535, padded to four).
@@ -668,9 +669,13 @@ pub fn spawn_stream(
 ) -> io::Result<StreamSlot> {
     let (writes, queue) = sync_channel::<Vec<u8>>(WRITE_QUEUE);
     let thread_target = target.clone();
+    let held = Gauge::TurnStreamThreads.hold(1);
     thread::Builder::new()
         .name(format!("sansrtc-turn-{index}"))
-        .spawn(move || stream_thread(index, thread_target, net, roots, inputs, queue))?;
+        .spawn(move || {
+            let _held = held;
+            stream_thread(index, thread_target, net, roots, inputs, queue)
+        })?;
     Ok(StreamSlot {
         target,
         writes,
@@ -703,9 +708,13 @@ fn stream_thread(
         Ok(c) => StreamControl(c),
         Err(e) => return closed(e.into()),
     };
+    // Open until this thread's reader returns (the writer shuts the stream as it ends).
+    let _open = Gauge::TurnStreams.hold(1);
+    let held = Gauge::TurnStreamThreads.hold(1);
     let spawned = thread::Builder::new()
         .name(format!("sansrtc-turn-{index}-w"))
         .spawn(move || {
+            let _held = held;
             // Ends when the driver drops its slot (queue closed) or a write fails; either
             // way the stream is shut so the reader ends too.
             while let Ok(frame) = queue.recv() {

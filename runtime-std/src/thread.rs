@@ -32,6 +32,7 @@ use sansrtc::{
 
 use crate::batch::Outgoing;
 use crate::driver::{refuse_commands, Command, Core, DriverChannels, DriverState, Error, Flow};
+use crate::resources::{DriverGuard, Gauge, RuntimeKind};
 use crate::peer::{prepare_peer, prepare_server, Options, PeerHandle, ServerHandle};
 use crate::stream::StreamInput;
 
@@ -241,6 +242,10 @@ pub fn spawn_driver<C: Core>(
     let mut readers = Vec::with_capacity(sockets.len());
     let mut send_sockets = Vec::with_capacity(sockets.len());
     let mut spares = Vec::with_capacity(sockets.len());
+    // Each thread's closure holds its count (given back however the thread ends, or at
+    // once if it cannot be spawned); the driver thread also holds the driver's.
+    let driver = DriverGuard::new(RuntimeKind::Std, C::IS_ENDPOINT, sockets.len());
+    let thread_count = || Gauge::DriverThreads.hold(1);
     for (i, socket) in sockets.into_iter().enumerate() {
         socket.set_read_timeout(Some(READER_POLL))?;
         send_sockets.push(socket.try_clone()?);
@@ -252,17 +257,23 @@ pub fn spawn_driver<C: Core>(
         };
         let (spare_tx, spare_rx) = sync_channel(SPARE_BATCHES);
         spares.push(spare_tx);
+        let held = thread_count();
         let reader = thread::Builder::new()
             .name(format!("sansrtc-reader-{i}"))
-            .spawn(move || read_loop(i, socket, local, tx, spare_rx, gate))?;
+            .spawn(move || {
+                let _held = held;
+                read_loop(i, socket, local, tx, spare_rx, gate)
+            })?;
         readers.push(reader.thread().clone());
     }
     // TURN stream reports (already off the driver: the stream threads block, not it).
     let streams = channels.streams.clone();
     let stream_tx = input_tx.clone();
+    let held = thread_count();
     thread::Builder::new()
         .name("sansrtc-turn-streams".into())
         .spawn(move || {
+            let _held = held;
             while let Ok(input) = streams.recv_blocking() {
                 if stream_tx.send(Input::Stream(input)).is_err() {
                     return;
@@ -271,9 +282,11 @@ pub fn spawn_driver<C: Core>(
         })?;
     let commands = channels.commands.clone();
     let tx = input_tx;
+    let held = thread_count();
     thread::Builder::new()
         .name("sansrtc-commands".into())
         .spawn(move || {
+            let _held = held;
             while let Ok(command) = commands.recv_blocking() {
                 if tx.send(Input::Command(command)).is_err() {
                     return;
@@ -285,9 +298,13 @@ pub fn spawn_driver<C: Core>(
         gate: Gate { stop, paused },
         threads: readers,
     };
+    let held = thread_count();
     thread::Builder::new()
         .name("sansrtc-driver".into())
-        .spawn(move || drive(state, send_sockets, spares, channels, input_rx, readers))?;
+        .spawn(move || {
+            let _held = (held, driver);
+            drive(state, send_sockets, spares, channels, input_rx, readers)
+        })?;
     Ok(())
 }
 

@@ -39,8 +39,10 @@ use std::time::Instant;
 use sansrtc_std::batch::Outgoing;
 use sansrtc_std::driver::{run, AsyncTimer, AsyncUdp, Core};
 use sansrtc_std::peer::{prepare_peer, prepare_server, Prepared};
+use sansrtc_std::{DriverGuard, RuntimeKind};
 pub use sansrtc_std::{
-    Capacity, Error, Interfaces, NetConfig, Options, PeerHandle, RuntimeCounters, ServerHandle,
+    runtime_stats, Capacity, Error, Interfaces, NetConfig, Options, PeerHandle, ResourceStats,
+    RuntimeCounters, ServerHandle,
 };
 use tokio::io::Interest;
 
@@ -124,7 +126,12 @@ async fn start<C: Core>(prepared: Prepared<C>) -> Result<sansrtc_std::Handle<C>,
         socket.set_nonblocking(true)?;
         sockets.push(Udp(tokio::net::UdpSocket::from_std(socket)?));
     }
-    tokio::spawn(run(prepared.state, sockets, Timer(None), prepared.channels));
+    // Counted while the task's future lives (ended or dropped with the runtime).
+    let guard = DriverGuard::new(RuntimeKind::Tokio, C::IS_ENDPOINT, sockets.len());
+    tokio::spawn(async move {
+        let _guard = guard;
+        run(prepared.state, sockets, Timer(None), prepared.channels).await
+    });
     Ok(prepared.handle)
 }
 
