@@ -1,0 +1,59 @@
+//! On smol a driver is one task: `runtime_stats()` counts it (and its socket) while it
+//! runs, and the counts return when it ends by `close()` or when every handle is dropped.
+//! Its own process, tests serialized, so the process-wide counts are this file's alone.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sansrtc_smol::{runtime_stats, Options, PeerConnection, ResourceStats, Server};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn live(s: &ResourceStats) -> [u64; 5] {
+    [
+        s.smol_drivers,
+        s.endpoint_drivers,
+        s.driver_tasks,
+        s.udp_sockets,
+        s.events_queued + s.commands_queued,
+    ]
+}
+
+async fn wait_for(start: &ResourceStats) {
+    let begun = Instant::now();
+    while live(&runtime_stats()) != live(start) {
+        assert!(
+            begun.elapsed() < Duration::from_secs(10),
+            "{:?} (start {start:?})",
+            runtime_stats()
+        );
+        smol::Timer::after(Duration::from_millis(10)).await;
+    }
+}
+
+#[test]
+fn tasks_and_sockets_are_counted_until_the_driver_ends() {
+    smol::block_on(counted());
+}
+
+async fn counted() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let start = runtime_stats();
+    let pc = PeerConnection::with_options(sansrtc::Config::default(), Options::loopback())
+        .await
+        .expect("pc");
+    let during = runtime_stats();
+    assert_eq!(during.smol_drivers, start.smol_drivers + 1);
+    assert_eq!(during.driver_tasks, start.driver_tasks + 1);
+    assert_eq!(during.udp_sockets, start.udp_sockets + 1);
+    assert_eq!(during.driver_threads, start.driver_threads);
+    pc.close().await;
+    drop(pc);
+    wait_for(&start).await;
+
+    let server = Server::bind(Options::loopback()).await.expect("server");
+    let during = runtime_stats();
+    assert_eq!(during.endpoint_drivers, start.endpoint_drivers + 1);
+    drop(server);
+    wait_for(&start).await;
+}
