@@ -76,6 +76,9 @@ impl Echo {
                         })
                 }))
             }
+            ("GET", "/stats") => {
+                crate::stats::response(crate::stats::signaling_json(&self.signaling)).into()
+            }
             ("POST", "/api/offer") => self.api_offer(&req).into(),
             (_, "/" | "/ws" | "/api/offer") => Response::text(405, "method not allowed").into(),
             _ => Response::text(404, format!("no such resource: {}", req.path)).into(),

@@ -90,6 +90,16 @@ struct Connections {
     per_ip: HashMap<IpAddr, usize>,
 }
 
+/// Connections being served by every server of the process (each admitted connection's
+/// [`ConnectionSlot`] counts itself).
+static OPEN_CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// HTTP connections (WebSockets included) being served now by every server of the
+/// process, the request asking included.
+pub fn open_connections() -> u64 {
+    OPEN_CONNECTIONS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A connection's place in [`Connections`], given back when dropped.
 struct ConnectionSlot {
     table: Arc<Mutex<Connections>>,
@@ -105,6 +115,7 @@ impl ConnectionSlot {
         }
         t.total += 1;
         t.per_ip.insert(ip, from_ip + 1);
+        OPEN_CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Some(ConnectionSlot {
             table: table.clone(),
             ip,
@@ -114,6 +125,7 @@ impl ConnectionSlot {
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
+        OPEN_CONNECTIONS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
         t.total = t.total.saturating_sub(1);
         if let Some(n) = t.per_ip.get_mut(&self.ip) {

@@ -14,5 +14,6 @@ pub mod runtime;
 pub mod save_to_file;
 pub mod send_from_file;
 pub mod session;
+pub mod stats;
 pub mod websocket;
 pub mod whip_whep;

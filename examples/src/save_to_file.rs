@@ -121,6 +121,9 @@ impl Recorder {
     fn route(self: &Arc<Self>, req: Request, page: &str) -> Reply {
         match (req.method.as_str(), req.path.as_str()) {
             ("GET", "/") => Response::html(page).into(),
+            ("GET", "/stats") => {
+                crate::stats::response(crate::stats::signaling_json(&self.signaling)).into()
+            }
             ("GET", "/ws") => {
                 let recorder = self.clone();
                 Reply::WebSocket(Box::new(move |ws| {

@@ -234,6 +234,19 @@ impl Broadcast {
         block_on(self.server.call(|endpoint, _| endpoint.len())).unwrap_or(0)
     }
 
+    /// This server's part of `/stats`: sessions, the Endpoint's peers, the counters.
+    fn stats_json(&self) -> serde_json::Value {
+        let s = self.stats();
+        serde_json::json!({
+            "sessions_live": self.sessions(),
+            "endpoint_peers": self.endpoint_peers(),
+            "forwarded": s.forwarded,
+            "keyframe_requests": s.keyframe_requests,
+            "sessions_ended": s.sessions_ended,
+            "sessions_closed_by_peer": s.sessions_closed_by_peer,
+        })
+    }
+
     /// Whether the request carries the bearer token (or none is needed).
     fn authorized(&self, req: &Request) -> bool {
         let Some(token) = &self.settings.token else {
@@ -256,6 +269,7 @@ impl Broadcast {
         }
         match (req.method.as_str(), path) {
             ("GET", "") => Response::html(INDEX_PAGE),
+            ("GET", "/stats") => crate::stats::response(self.stats_json()),
             ("GET", "/publish") => Response::html(PUBLISH_PAGE),
             ("GET", "/watch") => Response::html(WATCH_PAGE),
             ("POST", "/whip") => self.create(req, Role::Publisher),

@@ -32,8 +32,8 @@ use sansrtc::{
 
 use crate::batch::Outgoing;
 use crate::driver::{refuse_commands, Command, Core, DriverChannels, DriverState, Error, Flow};
-use crate::resources::{DriverGuard, Gauge, RuntimeKind};
 use crate::peer::{prepare_peer, prepare_server, Options, PeerHandle, ServerHandle};
+use crate::resources::{DriverGuard, Gauge, RuntimeKind};
 use crate::stream::StreamInput;
 
 /// How often reader threads look up from a quiet socket to see whether to stop.

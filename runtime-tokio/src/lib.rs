@@ -39,11 +39,11 @@ use std::time::Instant;
 use sansrtc_std::batch::Outgoing;
 use sansrtc_std::driver::{run, AsyncTimer, AsyncUdp, Core};
 use sansrtc_std::peer::{prepare_peer, prepare_server, Prepared};
-use sansrtc_std::{DriverGuard, RuntimeKind};
 pub use sansrtc_std::{
     runtime_stats, Capacity, Error, Interfaces, NetConfig, Options, PeerHandle, ResourceStats,
     RuntimeCounters, ServerHandle,
 };
+use sansrtc_std::{DriverGuard, RuntimeKind};
 use tokio::io::Interest;
 
 /// A tokio UDP socket for the shared driver loop.
