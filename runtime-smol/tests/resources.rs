@@ -1,13 +1,10 @@
 //! On smol a driver is one task: `runtime_stats()` counts it (and its socket) while it
 //! runs, and the counts return when it ends by `close()` or when every handle is dropped.
-//! Its own process, tests serialized, so the process-wide counts are this file's alone.
+//! The only test of its own process, so the process-wide counts are its alone.
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use sansrtc_smol::{runtime_stats, Options, PeerConnection, ResourceStats, Server};
-
-static SERIAL: Mutex<()> = Mutex::new(());
 
 fn live(s: &ResourceStats) -> [u64; 5] {
     [
@@ -37,7 +34,6 @@ fn tasks_and_sockets_are_counted_until_the_driver_ends() {
 }
 
 async fn counted() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let start = runtime_stats();
     let pc = PeerConnection::with_options(sansrtc::Config::default(), Options::loopback())
         .await
