@@ -162,3 +162,37 @@ fn a_game_loop_driver_counts_until_dropped() {
     drop(driver);
     assert_eq!(live(&runtime_stats()), live(&start));
 }
+
+#[test]
+fn a_turn_stream_and_its_threads_are_counted_until_they_end() {
+    use sansrtc::turn::ServerUrl;
+    use sansrtc_std::stream::{spawn_stream, StreamInput, StreamTarget, TlsRoots};
+    let _serial = serial();
+    let start = runtime_stats();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let url = format!(
+        "turn:127.0.0.1:{}?transport=tcp",
+        listener.local_addr().expect("addr").port()
+    );
+    let target = StreamTarget {
+        parsed: ServerUrl::parse(&url).expect("url"),
+        url,
+    };
+    let (tx, rx) = async_channel::bounded(16);
+    let slot =
+        spawn_stream(0, target, NetConfig::loopback(), TlsRoots::default(), tx).expect("stream");
+    let (server_side, _) = listener.accept().expect("accept");
+    match rx.recv_blocking() {
+        Ok(StreamInput::Connected { .. }) => {}
+        _ => panic!("the stream did not connect"),
+    }
+    let during = runtime_stats();
+    assert_eq!(during.turn_streams, start.turn_streams + 1);
+    // The connecting-and-reading thread and the writer.
+    assert_eq!(during.turn_stream_threads, start.turn_stream_threads + 2);
+    // The server hangs up (the reader ends) and the driver drops its slot (the writer
+    // ends).
+    drop(server_side);
+    drop(slot);
+    wait_for_baseline(&start);
+}
