@@ -208,6 +208,9 @@ fn connect_close_and_wait(
         std::thread::sleep(Duration::from_millis(10));
         last = stats(addr);
     }
+    // The totals keep what the ended drivers counted.
+    let total = |s: &Value| s["runtime"]["totals"]["datagrams_received"].as_u64();
+    assert!(total(&last) > total(start), "{last}");
     eprintln!(
         "{label}: {SESSIONS} sessions closed by their clients, /stats back to the start {:?} after their close()",
         closed.elapsed()
