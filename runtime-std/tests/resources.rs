@@ -182,10 +182,11 @@ fn a_turn_stream_and_its_threads_are_counted_until_they_end() {
     let slot =
         spawn_stream(0, target, NetConfig::loopback(), TlsRoots::default(), tx).expect("stream");
     let (server_side, _) = listener.accept().expect("accept");
-    match rx.recv_blocking() {
-        Ok(StreamInput::Connected { .. }) => {}
+    // The driver keeps the stream's control (dropping it shuts the stream).
+    let control = match rx.recv_blocking() {
+        Ok(StreamInput::Connected { control, .. }) => control,
         _ => panic!("the stream did not connect"),
-    }
+    };
     let during = runtime_stats();
     assert_eq!(during.turn_streams, start.turn_streams + 1);
     // The connecting-and-reading thread and the writer.
@@ -194,5 +195,6 @@ fn a_turn_stream_and_its_threads_are_counted_until_they_end() {
     // ends).
     drop(server_side);
     drop(slot);
+    drop(control);
     wait_for_baseline(&start);
 }
