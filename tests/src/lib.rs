@@ -50,3 +50,16 @@ pub fn seeded_config(seed: u64) -> sansrtc::Config {
         ..Default::default()
     }
 }
+
+/// A small Opus RTP packet (payload type 111, 20 ms timestamps) with sequence number
+/// `seq`, for tests that only need media to flow; the core sets the SSRC when sending.
+pub fn opus_packet(seq: u16) -> sansrtc::media::RtpPacket {
+    sansrtc::media::RtpPacket {
+        payload_type: 111,
+        sequence_number: seq,
+        timestamp: u32::from(seq) * 960,
+        marker: false,
+        ssrc: 0,
+        payload: bytes::Bytes::from_static(b"opus"),
+    }
+}

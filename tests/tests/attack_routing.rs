@@ -25,7 +25,7 @@ use sansrtc::{
     ConnectionState, Datagram, Endpoint, Event, IceCandidateInit, MediaKind, OfferOptions,
     PeerConnection, PeerId, Protocol, SessionDescription, Transmit,
 };
-use sansrtc_tests::{seeded_config, Network, Node, NodeId};
+use sansrtc_tests::{opus_packet, seeded_config, Network, Node, NodeId};
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().expect("addr")
@@ -96,15 +96,7 @@ fn a_raced_client_hello_from_another_address_is_dropped() {
     // Both ends derived the same keys: media from alice decrypts at bob.
     let t = net.peer(a).transceivers()[0].id;
     for seq in 0..5u16 {
-        let packet = RtpPacket {
-            payload_type: 111,
-            sequence_number: seq,
-            timestamp: u32::from(seq) * 960,
-            marker: false,
-            ssrc: 0,
-            payload: Bytes::from_static(b"opus"),
-        };
-        net.peer(a).send_rtp(t, &packet).expect("send");
+        net.peer(a).send_rtp(t, &opus_packet(seq)).expect("send");
     }
     net.run_for(Duration::from_millis(200));
     let received = net

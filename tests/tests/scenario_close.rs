@@ -6,11 +6,9 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use sansrtc::dtls::DtlsState;
-use sansrtc::media::RtpPacket;
 use sansrtc::{DataChannelInit, Event, RemoteClose};
-use sansrtc_tests::{Network, NodeId};
+use sansrtc_tests::{opus_packet, Network, NodeId};
 
 fn addr(s: &str) -> std::net::SocketAddr {
     s.parse().expect("addr")
@@ -96,15 +94,7 @@ fn bye_on_the_last_stream_ends_a_media_session() {
     let (mut net, a, b) = connected(142, false);
     let t = net.peer(a).transceivers()[0].id;
     for seq in 0..10u16 {
-        let packet = RtpPacket {
-            payload_type: 111,
-            sequence_number: seq,
-            timestamp: u32::from(seq) * 960,
-            marker: false,
-            ssrc: 0,
-            payload: Bytes::from_static(b"opus"),
-        };
-        net.peer(a).send_rtp(t, &packet).expect("send");
+        net.peer(a).send_rtp(t, &opus_packet(seq)).expect("send");
     }
     net.run_for(Duration::from_millis(100));
     assert!(net.events_of(b).any(|e| matches!(e, Event::Rtp { .. })));

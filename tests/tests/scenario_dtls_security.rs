@@ -10,7 +10,7 @@ use sansrtc::dtls::DtlsError;
 use sansrtc::media::RtpPacket;
 use sansrtc::sdp::{Sdp, SessionDescription};
 use sansrtc::{ConnectionState, Event, OfferOptions};
-use sansrtc_tests::Network;
+use sansrtc_tests::{opus_packet, Network};
 
 #[test]
 fn fingerprint_mismatch_fails_the_connection() {
@@ -101,15 +101,7 @@ fn replayed_srtp_is_dropped_and_counted() {
     assert!(net.run_until(Duration::from_secs(10), |n| n.connected(a, b)));
     let t = net.peer(a).transceivers()[0].id;
     for seq in 0..20u16 {
-        let packet = RtpPacket {
-            payload_type: 111,
-            sequence_number: seq,
-            timestamp: u32::from(seq) * 960,
-            marker: false,
-            ssrc: 0,
-            payload: Bytes::from_static(b"opus"),
-        };
-        net.peer(a).send_rtp(t, &packet).expect("send");
+        net.peer(a).send_rtp(t, &opus_packet(seq)).expect("send");
         net.run_for(Duration::from_millis(20));
     }
     let delivered = net
