@@ -8,7 +8,7 @@
 //! included: they run in this process too). Every runtime; the time it took is printed.
 //! The tests share the process-wide counts, so they take turns.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -22,6 +22,8 @@ use serde_json::Value;
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const SESSIONS: usize = 4;
+
+mod common;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -42,21 +44,9 @@ fn request(
     );
     s.write_all(head.as_bytes()).expect("write");
     s.write_all(body).expect("write");
-    let mut raw = String::new();
-    let _ = s.read_to_string(&mut raw);
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let location = head
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .find(|(n, _)| n.trim().eq_ignore_ascii_case("location"))
-        .map(|(_, v)| v.trim().to_string())
-        .unwrap_or_default();
-    (status, location, body.to_string())
+    let reply = common::read_reply(&mut s);
+    let location = reply.header("location").unwrap_or_default().to_string();
+    (reply.status, location, reply.body)
 }
 
 fn stats(addr: SocketAddr) -> Value {
