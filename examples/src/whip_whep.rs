@@ -843,6 +843,7 @@ async function negotiate(pc, endpoint) {
   pc.onconnectionstatechange = () => show(pc.connectionState);
   const offer = await pc.createOffer();
   await pc.setLocalDescription(offer);
+  status.postAt = performance.now();
   const r = await fetch(endpoint, { method: 'POST', headers: { ...auth, 'Content-Type': 'application/sdp' }, body: offer.sdp });
   if (r.status !== 201) throw new Error(`${endpoint}: ${r.status} ${await r.text()}`);
   resource = new URL(r.headers.get('Location'), location.href).href;
@@ -889,6 +890,16 @@ pub const WATCH_PAGE: &str = concat!(
   pc.addTransceiver('video', { direction: 'recvonly' });
   const stream = new MediaStream();
   pc.ontrack = (e) => { stream.addTrack(e.track); document.getElementById('remote').srcObject = stream; };
+  // The time from the WHEP POST to the first decoded video frame, in ms (for the tests
+  // and for anyone tuning the server): stats polled every 5 ms until a frame decodes.
+  const firstFrame = setInterval(async () => {
+    for (const s of (await pc.getStats()).values()) {
+      if (s.type === 'inbound-rtp' && s.kind === 'video' && s.framesDecoded > 0 && status.firstFrameMs == null) {
+        status.firstFrameMs = Math.round(performance.now() - status.postAt);
+        clearInterval(firstFrame);
+      }
+    }
+  }, 5);
   await negotiate(pc, '/whep');
 })().catch((e) => { status.error = String(e); show('error: ' + e); });
 </script></body></html>

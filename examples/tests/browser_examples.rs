@@ -64,8 +64,9 @@ fn broadcast(kind: BrowserKind, runtime: RuntimeKind) {
         (status.get("patches").and_then(Value::as_u64).unwrap_or(0) == 0)
             .then(|| status.to_string())
     });
+    let post_to_frame = viewer.page_status()["firstFrameMs"].clone();
     eprintln!(
-        "whip_whep {kind:?} on {runtime}: first frame {} ms after the viewer opened /watch",
+        "whip_whep {kind:?} on {runtime}: first frame {} ms after the viewer opened /watch, {post_to_frame} ms after its WHEP POST",
         first_frame.as_millis()
     );
     // The viewer leaves with DELETE; the publisher stays.
