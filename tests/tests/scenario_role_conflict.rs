@@ -49,7 +49,11 @@ fn both_connected(net: &mut Network, a: NodeId, b: NodeId) -> bool {
 fn assert_resolves(controlling: bool, seed: u64, loss: f64) {
     let (mut net, a, b) = agents_on_network(controlling, seed, loss);
     net.log_stun = true;
-    let connected = net.run_until(Duration::from_secs(30), |n| both_connected(n, a, b));
+    // Connected alone is not enough: a controlled agent uses its first valid pair before
+    // any nomination (RFC 8445 12.1), so wait for the roles to be resolved as well.
+    let connected = net.run_until(Duration::from_secs(30), |n| {
+        both_connected(n, a, b) && agent(n, a).is_controlling() != agent(n, b).is_controlling()
+    });
     assert!(
         connected,
         "seed {seed} (both {}): not connected, states {:?} / {:?}, controlling {} / {}\n{}",

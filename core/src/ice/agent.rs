@@ -1216,6 +1216,12 @@ impl IceAgent {
             self.select(now, pair);
         } else if self.controlling && self.selected.is_none() && self.nominate_at.is_none() {
             self.nominate_at = Some(now + NOMINATION_WAIT);
+        } else if !self.controlling && self.selected.is_none() {
+            // RFC 8445 12.1: data may flow on any valid pair before a pair is selected.
+            // The controlled agent uses its first valid pair at once (DTLS can start)
+            // instead of waiting for the controlling agent's nomination, which libwebrtc
+            // sends only with a later check; the nominated pair replaces it when it comes.
+            self.use_pair(now, pair);
         }
         if self.state == IceConnectionState::Disconnected && self.selected.is_some() {
             self.set_state(IceConnectionState::Connected);
@@ -1262,6 +1268,12 @@ impl IceAgent {
         if let Some(p) = self.pairs.get_mut(pair) {
             p.nominated = true;
         }
+        self.use_pair(now, pair);
+    }
+
+    /// Send on this pair (nominated, or the controlled agent's first valid pair while it
+    /// waits for a nomination).
+    fn use_pair(&mut self, now: Instant, pair: usize) {
         if self.selected != Some(pair) {
             self.selected = Some(pair);
             self.nominate_at = None;

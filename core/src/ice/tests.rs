@@ -695,3 +695,39 @@ fn the_validated_set_is_bounded_and_keeps_the_selected_pair() {
     );
     assert!(!net.agents[1].is_validated(b_local, SocketAddr::from(([10, 0, 0, 3], 10_000))));
 }
+
+#[test]
+fn the_controlled_agent_uses_its_first_valid_pair_before_any_nomination() {
+    // RFC 8445 12.1: data may flow on a valid pair before selection. libwebrtc, as the
+    // controlling agent, nominates only with a later check; the controlled side must not
+    // hold DTLS back until then.
+    let mut net = Net::new(
+        agent(1, true),
+        agent(2, false),
+        addr("10.0.0.1:5000"),
+        addr("10.0.0.2:6000"),
+    );
+    net.exchange_candidates();
+    assert!(net.run_until(Duration::from_secs(5), |n| {
+        n.agents[1].connection_state() == IceConnectionState::Connected
+    }));
+    let nominations = |net: &Net| {
+        net.log
+            .iter()
+            .filter(|(from, data)| {
+                *from == 0 && Message::parse(data).is_ok_and(|m| m.use_candidate())
+            })
+            .count()
+    };
+    assert_eq!(nominations(&net), 0, "connected before the nomination");
+    let provisional = net.agents[1].selected_pair().expect("a pair in use");
+    assert_eq!(
+        (provisional.local, provisional.remote),
+        (addr("10.0.0.2:6000"), addr("10.0.0.1:5000"))
+    );
+    // The nomination then comes, on the same pair, and both sides agree.
+    assert!(net.run_until(Duration::from_secs(5), Net::connected));
+    net.run_until(Duration::from_secs(1), |_| false);
+    assert!(nominations(&net) > 0);
+    assert_eq!(net.agents[1].selected_pair(), Some(provisional));
+}
