@@ -36,9 +36,20 @@ use sansrtc_std::{Options, ServerHandle};
 use crate::http::{self, Reply, Request, Response};
 use crate::runtime::Runtime;
 
+mod forwarding;
+use forwarding::{vp8_keyframe_start, Forwarding, Outgoing};
+
+/// Where one publisher packet goes.
+type Target = forwarding::Target<PeerId, TransceiverId>;
+
 /// Media types of the protocol.
 const SDP: &str = "application/sdp";
 const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
+/// A viewer resource's layer-selection URL is the resource's with this suffix (the WHEP
+/// layer extension: POST `{"encodingId": "h"}`).
+const LAYER_SUFFIX: &str = "/layer";
+/// The link relation that advertises it.
+const LAYER_REL: &str = "urn:ietf:params:whep:ext:core:layer";
 /// Keyframe requests to the publisher are sent at most this often.
 const KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -99,13 +110,13 @@ struct Session {
     etag: u64,
 }
 
-/// Where one publisher packet goes: a viewer's transceiver, with the payload type map.
+/// One publisher track's route: its kind, the payload types whose keyframes we can
+/// recognise (VP8), and the viewers' transceivers it may go to.
 #[derive(Debug, Clone)]
-struct Target {
-    peer: PeerId,
-    transceiver: TransceiverId,
-    /// (publisher payload type, viewer payload type) for each codec both have.
-    payload_types: Vec<(u8, u8)>,
+struct Route {
+    kind: MediaKind,
+    vp8_payload_types: Vec<u8>,
+    targets: Vec<Target>,
 }
 
 #[derive(Default)]
@@ -114,7 +125,9 @@ struct State {
     by_peer: HashMap<PeerId, String>,
     publisher: Option<String>,
     /// Per publisher transceiver: where its packets go. Rebuilt when sessions change.
-    routes: HashMap<TransceiverId, Arc<[Target]>>,
+    routes: HashMap<TransceiverId, Route>,
+    /// What each viewer is sent: layer choice, rewriting, cached pictures.
+    forwarding: Forwarding<PeerId, TransceiverId>,
     last_keyframe_request: Option<Instant>,
 }
 
@@ -129,6 +142,11 @@ pub struct BroadcastStats {
     pub sessions_ended: u64,
     /// Sessions ended by the peer's authenticated goodbye (`Event::RemoteClosed`).
     pub sessions_closed_by_peer: u64,
+    /// Simulcast layer switches completed for the live viewers (each viewer's first
+    /// layer counts as one).
+    pub layer_switches: u64,
+    /// Cached picture groups sent to viewers as their connection came up.
+    pub groups_replayed: u64,
 }
 
 /// The broadcast server.
@@ -220,7 +238,10 @@ impl Broadcast {
 
     /// The counters.
     pub fn stats(&self) -> BroadcastStats {
-        *self.stats.lock().unwrap_or_else(|e| e.into_inner())
+        let switches = self.state().forwarding.switches();
+        let mut stats = *self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        stats.layer_switches = switches;
+        stats
     }
 
     /// How many sessions are live (publisher and viewers).
@@ -244,6 +265,9 @@ impl Broadcast {
             "keyframe_requests": s.keyframe_requests,
             "sessions_ended": s.sessions_ended,
             "sessions_closed_by_peer": s.sessions_closed_by_peer,
+            "layer_switches": s.layer_switches,
+            "groups_replayed": s.groups_replayed,
+            "layers": self.state().forwarding.layers(),
         })
     }
 
@@ -276,6 +300,10 @@ impl Broadcast {
             ("POST", "/whep") => self.create(req, Role::Viewer),
             (_, "/whip" | "/whep") => {
                 Response::text(405, "POST an SDP offer here").header("Allow", "POST")
+            }
+            ("POST", p) if p.starts_with("/whep/") && p.ends_with(LAYER_SUFFIX) => {
+                let id = &p["/whep/".len()..p.len() - LAYER_SUFFIX.len()];
+                self.select_layer(req, id)
             }
             (method, p) => {
                 let resource = p
@@ -323,6 +351,26 @@ impl Broadcast {
                 return Response::text(503, "the server is full; try again later");
             }
         }
+        let layer = req.query_param("layer").map(str::to_string);
+        if role == Role::Viewer {
+            if let Some(layer) = layer.as_deref() {
+                if let Err(e) = self.state().forwarding.check_layer(layer) {
+                    return Response::text(400, e.to_string());
+                }
+            }
+            if !self.fresh_groups_for(layer.as_deref()) {
+                // Ask before anything else, so that a keyframe is cached by the time the
+                // viewer's connection is up (libwebrtc ignores a second request within
+                // 300 ms of the last, so asking again at connection would not help).
+                self.request_keyframe(true);
+            }
+        }
+        // A publisher's simulcast layers, in its offer's order (RFC 8853).
+        let layers = if role == Role::Publisher {
+            simulcast_layers(&offer.sdp)
+        } else {
+            Vec::new()
+        };
         let Some(resource) = random_resource_id() else {
             return Response::text(500, "no randomness for a resource id");
         };
@@ -373,17 +421,24 @@ impl Broadcast {
             st.by_peer.insert(peer, resource.clone());
             if role == Role::Publisher {
                 st.publisher = Some(resource.clone());
+                st.forwarding.publisher_started(layers);
+            } else {
+                st.forwarding.add_viewer(peer, layer);
             }
             rebuild_routes(&mut st);
         }
-        // A new viewer (or a new publisher) needs a keyframe to start decoding.
-        self.request_keyframe(true);
-        let base = if role == Role::Publisher {
-            "/whip"
+        let (base, response) = if role == Role::Publisher {
+            ("/whip", Response::empty(201))
         } else {
-            "/whep"
+            (
+                "/whep",
+                Response::empty(201).header(
+                    "Link",
+                    format!("</whep/{resource}{LAYER_SUFFIX}>; rel=\"{LAYER_REL}\""),
+                ),
+            )
         };
-        Response::empty(201)
+        response
             .header("Content-Type", SDP)
             .header("Location", format!("{base}/{resource}"))
             .header("ETag", format!("\"{resource}-1\""))
@@ -422,8 +477,10 @@ impl Broadcast {
                 return false;
             };
             st.by_peer.remove(&session.peer);
+            st.forwarding.remove_viewer(session.peer);
             if st.publisher.as_deref() == Some(resource) {
                 st.publisher = None;
+                st.forwarding.publisher_ended();
             }
             rebuild_routes(&mut st);
             session.peer
@@ -580,9 +637,9 @@ impl Broadcast {
             match event {
                 Event::Rtp {
                     track: transceiver,
+                    rid,
                     packet,
-                    ..
-                } => self.forward(peer, transceiver, packet),
+                } => self.forward(peer, transceiver, &rid, &packet),
                 Event::KeyframeRequest(_) => {
                     let is_viewer = {
                         let st = self.state();
@@ -596,8 +653,7 @@ impl Broadcast {
                     }
                 }
                 Event::ConnectionStateChange(ConnectionState::Connected) => {
-                    // Ask again once the viewer can actually receive it.
-                    self.request_keyframe(true);
+                    self.connected(peer);
                 }
                 // The peer closed (authenticated goodbye) or the connection failed: the
                 // resource ends and the Endpoint releases the peer now.
@@ -616,9 +672,66 @@ impl Broadcast {
         }
     }
 
-    fn forward(&self, peer: PeerId, transceiver: TransceiverId, packet: RtpPacket) {
-        let targets = {
-            let st = self.state();
+    /// A peer's connection is up. A viewer is sent the cached picture group of each
+    /// video track (its first frame need not wait for a keyframe); the publisher is asked
+    /// for a keyframe when a viewer still waits for one (or when the publisher itself
+    /// has just connected, so the cache fills).
+    fn connected(&self, peer: PeerId) {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let wanted = {
+            let mut st = self.state();
+            let is_viewer = st
+                .by_peer
+                .get(&peer)
+                .and_then(|r| st.sessions.get(r))
+                .is_some_and(|s| s.role == Role::Viewer);
+            if is_viewer {
+                let State {
+                    routes, forwarding, ..
+                } = &mut *st;
+                let video = routes
+                    .iter()
+                    .filter(|(_, r)| r.kind == MediaKind::Video)
+                    .map(|(id, r)| (*id, &r.targets[..]));
+                forwarding.viewer_connected(now, peer, video, &mut out);
+            }
+            !is_viewer || st.forwarding.keyframe_wanted()
+        };
+        if !out.is_empty() {
+            self.count(|s| s.groups_replayed += 1);
+        }
+        self.send(out);
+        if wanted {
+            self.request_keyframe(true);
+        }
+    }
+
+    /// Whether every video track of the publisher has a fresh cached group in this layer
+    /// (`None`: the default one).
+    fn fresh_groups_for(&self, layer: Option<&str>) -> bool {
+        let now = Instant::now();
+        let st = self.state();
+        let mut videos = st
+            .routes
+            .iter()
+            .filter(|(_, r)| r.kind == MediaKind::Video)
+            .peekable();
+        videos.peek().is_some()
+            && videos.all(|(id, _)| st.forwarding.has_fresh_group(now, *id, layer))
+    }
+
+    fn forward(
+        &self,
+        peer: PeerId,
+        transceiver: TransceiverId,
+        rid: &Option<String>,
+        packet: &RtpPacket,
+    ) {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let wanted = {
+            let mut st = self.state();
             let from_publisher = st
                 .publisher
                 .as_ref()
@@ -627,31 +740,85 @@ impl Broadcast {
             if !from_publisher {
                 return;
             }
-            match st.routes.get(&transceiver) {
-                Some(t) if !t.is_empty() => t.clone(),
-                _ => return,
-            }
+            let State {
+                routes, forwarding, ..
+            } = &mut *st;
+            let Some(route) = routes.get(&transceiver) else {
+                return;
+            };
+            let keyframe_start = route.kind == MediaKind::Video
+                && route.vp8_payload_types.contains(&packet.payload_type)
+                && vp8_keyframe_start(&packet.payload);
+            forwarding.publisher_packet(
+                now,
+                transceiver,
+                route.kind,
+                rid,
+                packet,
+                keyframe_start,
+                &route.targets,
+                &mut out,
+            );
+            route.kind == MediaKind::Video && forwarding.keyframe_wanted()
         };
-        let n = targets.len() as u64;
-        // One command for all viewers of this packet.
+        self.send(out);
+        if wanted {
+            self.request_keyframe(false);
+        }
+    }
+
+    /// Send packets to viewers, in one command to the driver (never waiting for it).
+    fn send(&self, out: Vec<Outgoing<PeerId, TransceiverId>>) {
+        if out.is_empty() {
+            return;
+        }
+        let n = out.len() as u64;
         let _ = block_on(self.server.cast(move |endpoint, _| {
-            for target in targets.iter() {
-                let Some(&(_, pt)) = target
-                    .payload_types
-                    .iter()
-                    .find(|(from, _)| *from == packet.payload_type)
-                else {
-                    continue;
-                };
-                let mut copy = packet.clone();
-                copy.payload_type = pt;
-                endpoint.with_peer(target.peer, |pc| {
-                    let _ = pc.send_rtp(target.transceiver, &copy);
+            for o in &out {
+                endpoint.with_peer(o.peer, |pc| {
+                    let _ = pc.send_rtp(o.transceiver, &o.packet);
                 });
             }
         }));
         self.count(|s| s.forwarded += n);
     }
+
+    /// POST /whep/{id}/layer with `{"encodingId": "<rid>"}`: switch the viewer to that
+    /// simulcast layer (from its next keyframe, which is asked for now).
+    fn select_layer(&self, req: &Request, resource: &str) -> Response {
+        let peer = match self.state().sessions.get(resource) {
+            Some(s) if s.role == Role::Viewer => s.peer,
+            _ => return Response::text(404, format!("no such resource: {}", req.path)),
+        };
+        let layer = serde_json::from_slice::<serde_json::Value>(&req.body)
+            .ok()
+            .and_then(|v| v.get("encodingId")?.as_str().map(str::to_string));
+        let Some(layer) = layer else {
+            return Response::text(400, "send {\"encodingId\": \"<rid>\"}");
+        };
+        let switched = self.state().forwarding.select_layer(peer, layer);
+        match switched {
+            Err(e) => Response::text(400, e.to_string()),
+            Ok(_) => {
+                self.request_keyframe(true);
+                Response::empty(204)
+            }
+        }
+    }
+}
+
+/// The rids of the first media section's `a=simulcast` send list (the publisher's
+/// layers), first alternative of each stream, in order.
+fn simulcast_layers(offer: &str) -> Vec<String> {
+    let Ok(sdp) = sansrtc::sdp::Sdp::parse(offer) else {
+        return Vec::new();
+    };
+    sdp.media
+        .iter()
+        .filter_map(|m| m.simulcast.as_ref())
+        .flat_map(|s| s.send.iter().filter_map(|alts| alts.first()))
+        .map(|stream| stream.rid.clone())
+        .collect()
 }
 
 fn publishing_conflict() -> Response {
@@ -691,7 +858,20 @@ fn rebuild_routes(st: &mut State) {
                 payload_types,
             });
         }
-        st.routes.insert(source.id, targets.into());
+        let vp8_payload_types = source
+            .codecs
+            .iter()
+            .filter(|c| c.name.eq_ignore_ascii_case("vp8"))
+            .map(|c| c.payload_type)
+            .collect();
+        st.routes.insert(
+            source.id,
+            Route {
+                kind: source.kind,
+                vp8_payload_types,
+                targets,
+            },
+        );
     }
 }
 
@@ -890,16 +1070,11 @@ pub const WATCH_PAGE: &str = concat!(
   pc.addTransceiver('video', { direction: 'recvonly' });
   const stream = new MediaStream();
   pc.ontrack = (e) => { stream.addTrack(e.track); document.getElementById('remote').srcObject = stream; };
-  // The time from the WHEP POST to the first decoded video frame, in ms (for the tests
-  // and for anyone tuning the server): stats polled every 5 ms until a frame decodes.
-  const firstFrame = setInterval(async () => {
-    for (const s of (await pc.getStats()).values()) {
-      if (s.type === 'inbound-rtp' && s.kind === 'video' && s.framesDecoded > 0 && status.firstFrameMs == null) {
-        status.firstFrameMs = Math.round(performance.now() - status.postAt);
-        clearInterval(firstFrame);
-      }
-    }
-  }, 5);
+  // The time from the WHEP POST to the first video frame shown, in ms (for the tests and
+  // for anyone tuning the server), without polling that would load the page.
+  document.getElementById('remote').requestVideoFrameCallback(() => {
+    status.firstFrameMs = Math.round(performance.now() - status.postAt);
+  });
   await negotiate(pc, '/whep');
 })().catch((e) => { status.error = String(e); show('error: ' + e); });
 </script></body></html>

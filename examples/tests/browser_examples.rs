@@ -64,10 +64,17 @@ fn broadcast(kind: BrowserKind, runtime: RuntimeKind) {
         (status.get("patches").and_then(Value::as_u64).unwrap_or(0) == 0)
             .then(|| status.to_string())
     });
+    // The page notes the time from its POST to the first frame shown (which may come a
+    // little after the first decoded one).
+    wait_until("the viewer page's first-frame time", || {
+        let status = viewer.page_status();
+        status["firstFrameMs"].is_null().then(|| status.to_string())
+    });
     let post_to_frame = viewer.page_status()["firstFrameMs"].clone();
     eprintln!(
-        "whip_whep {kind:?} on {runtime}: first frame {} ms after the viewer opened /watch, {post_to_frame} ms after its WHEP POST",
-        first_frame.as_millis()
+        "whip_whep {kind:?} on {runtime}: first frame {} ms after the viewer opened /watch, {post_to_frame} ms after its WHEP POST; {:?}",
+        first_frame.as_millis(),
+        running.broadcast.stats()
     );
     // The viewer leaves with DELETE; the publisher stays.
     let deleted = viewer.eval("const r = await fetch(window.sansrtcStatus.resource, { method: 'DELETE' }); return r.status;",

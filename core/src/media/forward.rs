@@ -263,6 +263,13 @@ impl KeyframeCache {
             .then(|| self.packets.iter())
     }
 
+    /// How long ago the cached group's keyframe arrived, if a group is held.
+    pub fn keyframe_age(&self, now: Instant) -> Option<Duration> {
+        self.keyframe_at
+            .filter(|_| !self.packets.is_empty())
+            .map(|at| now.saturating_duration_since(at))
+    }
+
     /// Packets held.
     pub fn len(&self) -> usize {
         self.packets.len()
