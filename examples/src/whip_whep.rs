@@ -244,6 +244,11 @@ impl Broadcast {
         stats
     }
 
+    /// The publisher's simulcast layers that have sent video.
+    pub fn layers_sending(&self) -> Vec<String> {
+        self.state().forwarding.layers_sending()
+    }
+
     /// How many sessions are live (publisher and viewers).
     pub fn sessions(&self) -> usize {
         self.state().sessions.len()
@@ -1028,6 +1033,8 @@ async function negotiate(pc, endpoint) {
   if (r.status !== 201) throw new Error(`${endpoint}: ${r.status} ${await r.text()}`);
   resource = new URL(r.headers.get('Location'), location.href).href;
   status.resource = resource;
+  const link = (r.headers.get('Link') || '').match(/<([^>]*)>;\s*rel="urn:ietf:params:whep:ext:core:layer"/);
+  if (link) status.layerUrl = new URL(link[1], location.href).href;
   await pc.setRemoteDescription({ type: 'answer', sdp: await r.text() });
   for (const frag of pending.splice(0)) patch(frag);
   show('negotiated');
@@ -1046,10 +1053,24 @@ pub const PUBLISH_PAGE: &str = concat!(
     client_js!(),
     r#"
 (async () => {
-  const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+  // `/publish?simulcast`: the camera in 1280x720 as three simulcast layers (rids q, h,
+  // f: a quarter, half and full resolution); viewers pick one with `/watch?layer=h`.
+  const simulcast = new URLSearchParams(location.search).has('simulcast');
+  const video = simulcast ? { width: { ideal: 1280 }, height: { ideal: 720 } } : true;
+  const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video });
   document.getElementById('local').srcObject = stream;
   const pc = window.pc = new RTCPeerConnection();
-  for (const track of stream.getTracks()) pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+  for (const track of stream.getTracks()) {
+    const init = { direction: 'sendonly', streams: [stream] };
+    if (simulcast && track.kind === 'video') {
+      init.sendEncodings = [
+        { rid: 'q', scaleResolutionDownBy: 4 },
+        { rid: 'h', scaleResolutionDownBy: 2 },
+        { rid: 'f' },
+      ];
+    }
+    pc.addTransceiver(track, init);
+  }
   await negotiate(pc, '/whip');
 })().catch((e) => { status.error = String(e); show('error: ' + e); });
 </script></body></html>
@@ -1075,7 +1096,14 @@ pub const WATCH_PAGE: &str = concat!(
   document.getElementById('remote').requestVideoFrameCallback(() => {
     status.firstFrameMs = Math.round(performance.now() - status.postAt);
   });
-  await negotiate(pc, '/whep');
+  // `/watch?layer=h` asks for one simulcast layer (WHEP `?layer=`); the layer link of
+  // the response switches later (`switchLayer('f')`).
+  const layer = new URLSearchParams(location.search).get('layer');
+  await negotiate(pc, layer ? `/whep?layer=${encodeURIComponent(layer)}` : '/whep');
+  window.switchLayer = async (encodingId) => {
+    const r = await fetch(status.layerUrl, { method: 'POST', headers: { ...auth, 'Content-Type': 'application/json' }, body: JSON.stringify({ encodingId }) });
+    return r.status;
+  };
 })().catch((e) => { status.error = String(e); show('error: ' + e); });
 </script></body></html>
 "#

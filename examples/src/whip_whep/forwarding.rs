@@ -271,6 +271,14 @@ impl<P: Copy + Eq + Hash + 'static, T: Copy + Eq + Hash + 'static> Forwarding<P,
             .any(|v| v.connected && v.video.values().any(|f| f.keyframe_wanted().is_some()))
     }
 
+    /// The simulcast layers (rids) the publisher's video has sent packets on.
+    pub fn layers_sending(&self) -> Vec<String> {
+        let mut rids: Vec<String> = self.caches.keys().filter_map(|(_, r)| r.clone()).collect();
+        rids.sort();
+        rids.dedup();
+        rids
+    }
+
     /// Layer switches completed, over every viewer (the first layer counts).
     pub fn switches(&self) -> u64 {
         self.viewers
