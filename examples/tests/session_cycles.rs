@@ -1,0 +1,359 @@
+//! Sessions that end free everything, with real sockets, on every runtime (issue 14):
+//! 1,000 connect/close cycles against the `echo` example (`POST /api/offer` with a data
+//! channel, one message echoed) and against `whip_whep` (WHEP viewers coming and going
+//! while one WHIP publisher stays). Clients are sansrtc cores on the thread-free
+//! game-loop `Driver` over loopback, several at once, each closing its PeerConnection
+//! (the goodbyes: close_notify, SCTP ABORT, BYE) and vanishing.
+//!
+//! After a warm-up round (thread pools and tables reach their working size) the process's
+//! threads (`/proc/self/task`), open file descriptors (`/proc/self/fd`), live sessions and
+//! every live count of `/stats` are the baseline; after each round of cycles they must be
+//! back within 2 s of the last client's close (threads and descriptors at most the
+//! baseline: an idle pool thread may leave, a session's may not stay). A counting global
+//! allocator gives the live heap bytes, which must be back to the baseline within a few
+//! KiB after the last round. RSS (VmRSS), live heap and the release time are printed per
+//! round of 1,000 cycles (`SANSRTC_CYCLES=10000` runs ten rounds).
+//!
+//! The tests share the process-wide counts, so they take turns.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sansrtc::dtls::cert::Certificate;
+use sansrtc::{Config, DataChannelInit, MediaKind, SessionDescription};
+use sansrtc_examples::runtime::{media_options_for, Runtime, RuntimeKind};
+use sansrtc_examples::{echo, whip_whep};
+use serde_json::Value;
+
+mod common;
+use common::{request, Peer};
+
+#[global_allocator]
+static ALLOC: sansrtc_bench::alloc::Counting = sansrtc_bench::alloc::Counting;
+
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// Cycles per round (each round is followed by the release check and the figures).
+const ROUND: usize = 1_000;
+/// Clients at once.
+const CLIENTS: usize = 16;
+/// The warm-up round, at the same concurrency.
+const WARM_UP: usize = 4 * CLIENTS;
+/// How soon after the last client's close everything must be back.
+const RELEASE_LIMIT: Duration = Duration::from_secs(2);
+/// What the live heap may differ from the baseline by after the cycles.
+const HEAP_TOLERANCE: i64 = 16 * 1024;
+/// How long one client may take to connect (debug build, a loaded machine).
+const CONNECT_LIMIT: Duration = Duration::from_secs(30);
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn stats(addr: SocketAddr) -> Value {
+    let reply = request(addr, "GET", "/stats", &[], b"");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    serde_json::from_str(&reply.body).expect("JSON")
+}
+
+/// Every live count of `/stats` (not the cumulative totals).
+fn live(stats: &Value) -> Vec<(&'static str, Value)> {
+    let r = &stats["runtime"];
+    let e = &stats["example"];
+    vec![
+        ("drivers", r["drivers"].clone()),
+        ("http connections", stats["http"].clone()),
+        ("driver_tasks", r["driver_tasks"].clone()),
+        ("driver_threads", r["driver_threads"].clone()),
+        ("turn_stream_threads", r["turn_stream_threads"].clone()),
+        ("udp_sockets", r["udp_sockets"].clone()),
+        ("turn_streams", r["turn_streams"].clone()),
+        ("commands_queued", r["commands_queued"].clone()),
+        ("events_queued", r["events_queued"].clone()),
+        ("sessions_live", e["sessions_live"].clone()),
+        ("endpoint_peers", e["endpoint_peers"].clone()),
+    ]
+}
+
+fn entries(dir: &str) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+/// Threads of this process.
+fn threads() -> usize {
+    entries("/proc/self/task")
+}
+
+/// Open file descriptors of this process (the directory handle reading them included,
+/// the same every time).
+fn fds() -> usize {
+    entries("/proc/self/fd")
+}
+
+/// VmRSS in KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// What must come back after a round.
+struct Baseline {
+    live: Vec<(&'static str, Value)>,
+    threads: usize,
+    fds: usize,
+}
+
+impl Baseline {
+    fn now(addr: SocketAddr) -> Baseline {
+        Baseline {
+            live: live(&stats(addr)),
+            threads: threads(),
+            fds: fds(),
+        }
+    }
+
+    /// Wait until the process is back to this; how long after `closed` it took.
+    fn wait_for(&self, addr: SocketAddr, closed: Instant, label: &str) -> Duration {
+        loop {
+            let now = live(&stats(addr));
+            let (t, f) = (threads(), fds());
+            if now == self.live && t <= self.threads && f <= self.fds {
+                return closed.elapsed();
+            }
+            assert!(
+                closed.elapsed() < RELEASE_LIMIT,
+                "{label}: not back {RELEASE_LIMIT:?} after the last close:\n now   {now:?}, \
+                 {t} threads, {f} fds\n start {:?}, {} threads, {} fds",
+                self.live,
+                self.threads,
+                self.fds
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// Run `cycles` cycles on `CLIENTS` threads; returns when the last client has closed.
+fn run_cycles(cycles: usize, cycle: impl Fn() + Sync) -> Instant {
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..CLIENTS {
+            scope.spawn(|| {
+                while next.fetch_add(1, Ordering::Relaxed) < cycles {
+                    cycle();
+                }
+            });
+        }
+    });
+    Instant::now()
+}
+
+/// Frame `peer` (every millisecond) until `done`.
+fn frame_until(peer: &mut Peer, what: &str, mut done: impl FnMut(&Peer) -> bool) {
+    let begun = Instant::now();
+    loop {
+        peer.frame();
+        if done(peer) {
+            return;
+        }
+        assert!(begun.elapsed() < CONNECT_LIMIT, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Close from the client's side: the goodbyes leave on the next frames, then it goes.
+fn close(mut peer: Peer) {
+    peer.driver.core().close(Instant::now());
+    for _ in 0..3 {
+        peer.frame();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Clients share one certificate (the servers make theirs per session, as always).
+fn client(cert: &Certificate) -> Peer {
+    Peer::with_config(Config {
+        certificate: Some(cert.clone()),
+        ..Config::default()
+    })
+}
+
+/// One echo cycle: offer with a data channel, one message echoed, close.
+fn echo_cycle(addr: SocketAddr, cert: &Certificate) {
+    let mut peer = client(cert);
+    peer.driver
+        .core()
+        .create_data_channel(Instant::now(), "echo", DataChannelInit::default())
+        .expect("channel");
+    let offer = serde_json::to_string(&peer.offer()).expect("json");
+    let reply = request(
+        addr,
+        "POST",
+        "/api/offer",
+        &[("Content-Type", "application/json")],
+        offer.as_bytes(),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let answer: SessionDescription = serde_json::from_str(&reply.body).expect("answer");
+    peer.answer(answer.sdp);
+    frame_until(&mut peer, "the data channel open", |p| !p.open.is_empty());
+    let channel = peer.open[0];
+    peer.driver
+        .core()
+        .send_data(Instant::now(), channel, Bytes::from_static(b"ping"), false)
+        .expect("send");
+    frame_until(&mut peer, "the echo", |p| {
+        p.messages.iter().any(|m| &m[..] == b"ping")
+    });
+    close(peer);
+}
+
+/// One WHEP viewer: connect, close.
+fn viewer_cycle(addr: SocketAddr, cert: &Certificate) {
+    let mut peer = client(cert);
+    peer.driver
+        .core()
+        .add_track(MediaKind::Video, vec!["v".into()])
+        .expect("track");
+    let resource = peer.whip(addr, "/whep", None);
+    assert!(resource.is_ok(), "{:?}", resource.err());
+    frame_until(&mut peer, "the viewer connected", |p| p.connected);
+    close(peer);
+}
+
+/// Rounds of cycles with the figures, against a server at `addr`.
+fn cycles(label: &str, addr: SocketAddr, cycle: impl Fn() + Sync) {
+    let rounds = std::env::var("SANSRTC_CYCLES")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(1, |n| n.div_ceil(ROUND).max(1));
+    // The warm-up's sessions released (the `/stats` counts as before it), the baseline.
+    let before = live(&stats(addr));
+    run_cycles(WARM_UP, &cycle);
+    common::run_until("the warm-up released", Duration::from_secs(10), || {
+        live(&stats(addr)) == before
+    });
+    let baseline = Baseline::now(addr);
+    let heap = sansrtc_bench::alloc::live_bytes();
+    let rss = rss_kib();
+    eprintln!(
+        "{label}: baseline after {WARM_UP} warm-up cycles: {} threads, {} fds, heap {} KiB, RSS {rss} KiB",
+        baseline.threads,
+        baseline.fds,
+        heap / 1024
+    );
+    let mut last_heap = heap;
+    for round in 1..=rounds {
+        let begun = Instant::now();
+        let closed = run_cycles(ROUND, &cycle);
+        let took = begun.elapsed();
+        let released = baseline.wait_for(addr, closed, label);
+        last_heap = sansrtc_bench::alloc::live_bytes();
+        eprintln!(
+            "{label}: {} cycles ({CLIENTS} at once) in {took:.1?}; released {released:?} after the last close; \
+             heap {} KiB ({:+} bytes), RSS {} KiB ({:+} KiB)",
+            round * ROUND,
+            last_heap / 1024,
+            last_heap - heap,
+            rss_kib(),
+            rss_kib() as i64 - rss as i64,
+        );
+    }
+    assert!(
+        (last_heap - heap).abs() <= HEAP_TOLERANCE,
+        "{label}: live heap {last_heap} bytes after the cycles, {heap} at the start"
+    );
+}
+
+fn echo_cycles(kind: RuntimeKind) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = Runtime::new(kind).expect("runtime");
+    let addr = echo::start(
+        SocketAddr::new(LOOPBACK, 0),
+        rt,
+        media_options_for(LOOPBACK),
+    )
+    .expect("server");
+    let cert = Certificate::generate().expect("cert");
+    cycles(&format!("echo on {kind}"), addr, || echo_cycle(addr, &cert));
+}
+
+fn whip_whep_cycles(kind: RuntimeKind) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = Runtime::new(kind).expect("runtime");
+    let running = whip_whep::start(
+        SocketAddr::new(LOOPBACK, 0),
+        &rt,
+        media_options_for(LOOPBACK),
+    )
+    .expect("server");
+    let addr = running.addr;
+    let cert = Certificate::generate().expect("cert");
+    // The publisher stays for every cycle, framed by a thread of its own.
+    let mut publisher = client(&cert);
+    publisher
+        .driver
+        .core()
+        .add_track(MediaKind::Video, vec!["p".into()])
+        .expect("track");
+    publisher.whip(addr, "/whip", None).expect("publishing");
+    frame_until(&mut publisher, "the publisher connected", |p| p.connected);
+    let stop = Arc::new(AtomicBool::new(false));
+    let framing = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                publisher.frame();
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            close(publisher);
+        })
+    };
+    cycles(&format!("whip_whep on {kind}"), addr, || {
+        viewer_cycle(addr, &cert)
+    });
+    let ended = running.broadcast.stats();
+    assert!(
+        ended.sessions_closed_by_peer >= (WARM_UP + ROUND) as u64,
+        "released by the viewers' goodbyes, not by consent expiry: {ended:?}"
+    );
+    assert_eq!(running.broadcast.sessions(), 1, "the publisher stayed");
+    stop.store(true, Ordering::Relaxed);
+    framing.join().expect("publisher");
+}
+
+#[test]
+fn echo_on_tokio() {
+    echo_cycles(RuntimeKind::Tokio);
+}
+
+#[test]
+fn echo_on_smol() {
+    echo_cycles(RuntimeKind::Smol);
+}
+
+#[test]
+fn echo_on_std() {
+    echo_cycles(RuntimeKind::Std);
+}
+
+#[test]
+fn whip_whep_on_tokio() {
+    whip_whep_cycles(RuntimeKind::Tokio);
+}
+
+#[test]
+fn whip_whep_on_smol() {
+    whip_whep_cycles(RuntimeKind::Smol);
+}
+
+#[test]
+fn whip_whep_on_std() {
+    whip_whep_cycles(RuntimeKind::Std);
+}
