@@ -96,8 +96,7 @@ impl Chat {
                 Reply::Session(Box::new(move |ws| {
                     Box::pin(async move {
                         let session = {
-                            let mut n =
-                                chat.next_session.lock().unwrap_or_else(|e| e.into_inner());
+                            let mut n = chat.next_session.lock().unwrap_or_else(|e| e.into_inner());
                             *n += 1;
                             *n
                         };

@@ -2,10 +2,10 @@
 //! (one request per connection, `Connection: close`), WebSockets are tungstenite's (see
 //! [`crate::websocket`]), and every connection runs on the runtime the example was
 //! started with ([`Spawner`]). CORS headers go on every response so that pages served
-//! elsewhere (WHIP/WHEP players) can call it. Handlers are plain functions, run where
-//! the runtime runs blocking code, that answer at once or hand back a future to await
-//! on the connection's task (an answer that waits for a driver, an async WebSocket
-//! session). Everything a client can make the server hold is
+//! elsewhere (WHIP/WHEP players) can call it. Handlers are plain functions that must not
+//! block: run on the connection's task, they answer at once or hand back a future to
+//! await there (an answer that waits for a driver, an async WebSocket session) or
+//! blocking session code to run where the runtime runs blocking code. Everything a client can make the server hold is
 //! bounded by [`Limits`]: connections in total and per IP address, head size and header
 //! count (hyper's own limits), body size (counted as it arrives), an idle timeout before
 //! the request starts and a whole-request timeout however its bytes are spread
@@ -277,9 +277,10 @@ impl From<Response> for Reply {
     }
 }
 
-/// A request handler shared by every connection: a function run where the runtime runs
-/// blocking code (see [`Spawner`]); what waits (a session, an answer that needs the
-/// driver) it hands back as a future ([`Reply::Later`], [`Reply::Session`]).
+/// A request handler shared by every connection, run on the connection's task (see
+/// [`Spawner`]): it must not block; what waits (a session, an answer that needs the
+/// driver) it hands back as a future ([`Reply::Later`], [`Reply::Session`]). A handler
+/// that panics gets the client a 500.
 pub type Handler = Arc<dyn Fn(Request) -> Reply + Send + Sync>;
 
 /// What every connection shares.
@@ -472,8 +473,10 @@ impl Server {
         let accept = crate::websocket::accept_key(&request);
         // The request is in: the handler takes the time it needs.
         deadline.set(None);
-        let handler = self.handler.clone();
-        let reply = self.spawner.blocking(move || handler(request)).await;
+        // On this task: a handler answers at once or hands back what waits as a future.
+        let handler = &self.handler;
+        let reply =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(request))).ok();
         deadline.set(write_by());
         let run = match reply {
             None => return to_hyper(Response::text(500, "the handler failed")),

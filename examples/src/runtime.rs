@@ -151,14 +151,13 @@ impl Runtime {
 pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// How the examples run on a runtime: their tasks (HTTP connections, sessions), their
-/// timers, and where blocking code (handlers, the file examples' sessions) runs.
+/// timers, and where blocking code (the file examples' sessions) runs.
 ///
 /// - tokio: tasks on the runtime, tokio's timers, `spawn_blocking` for blocking code.
 /// - smol: tasks on smol's global executor, async-io's timers, smol's blocking pool.
 /// - std: no executor. A task is a thread of its own that drives the future with
-///   async-io's `block_on` (readiness and timers from async-io's reactor); blocking code
-///   runs inline on the connection's thread, or on a thread of its own for a blocking
-///   WebSocket session. The server admits at most `Limits::max_connections` connections
+///   async-io's `block_on` (readiness and timers from async-io's reactor); a blocking
+///   WebSocket session runs on a thread of its own. The server admits at most `Limits::max_connections` connections
 ///   and `Limits::max_sessions` sessions, so the threads are bounded too; a task that
 ///   cannot get a thread is dropped (its session's place and PeerConnection with it).
 #[derive(Clone)]
@@ -202,23 +201,9 @@ impl Spawner {
             SpawnerKind::Smol => smol::spawn(task).detach(),
             SpawnerKind::Std => {
                 let _ = std::thread::Builder::new()
-                    .name("http".into())
+                    .name("example-task".into())
                     .spawn(move || smol::block_on(task));
             }
-        }
-    }
-
-    /// Run blocking code and wait for its result without blocking the runtime (`None`
-    /// if it panicked or could not be run). On std it runs inline: the calling task has
-    /// its thread to itself.
-    pub(crate) async fn blocking<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Option<T> {
-        match &self.kind {
-            SpawnerKind::Tokio(handle) => handle.spawn_blocking(work).await.ok(),
-            SpawnerKind::Smol => Some(smol::unblock(work).await),
-            SpawnerKind::Std => Some(work()),
         }
     }
 

@@ -370,7 +370,7 @@ impl Broadcast {
             let taken = role == Role::Publisher && st.publisher.is_some();
             if !taken {
                 st.sessions.insert(
-                resource.clone(),
+                    resource.clone(),
                     Session {
                         peer,
                         role,
