@@ -185,19 +185,27 @@ impl Baseline {
     }
 }
 
-/// Run `cycles` cycles on `CLIENTS` threads; returns when the last client has closed.
-fn run_cycles(cycles: usize, cycle: impl Fn() + Sync) -> Instant {
+/// Run `cycles` cycles on `CLIENTS` threads; returns when the last client has closed,
+/// and the most threads (besides the pools) seen meanwhile, sampled every 10 ms.
+fn run_cycles(cycles: usize, cycle: impl Fn() + Sync) -> (Instant, usize) {
     let next = AtomicUsize::new(0);
+    let running = AtomicUsize::new(CLIENTS);
+    let mut peak = 0;
     std::thread::scope(|scope| {
         for _ in 0..CLIENTS {
             scope.spawn(|| {
                 while next.fetch_add(1, Ordering::Relaxed) < cycles {
                     cycle();
                 }
+                running.fetch_sub(1, Ordering::Relaxed);
             });
         }
+        while running.load(Ordering::Relaxed) > 0 {
+            peak = peak.max(threads().0);
+            std::thread::sleep(Duration::from_millis(10));
+        }
     });
-    Instant::now()
+    (Instant::now(), peak)
 }
 
 /// Frame `peer` (every millisecond) until `done`.
@@ -273,15 +281,22 @@ fn viewer_cycle(addr: SocketAddr, cert: &Certificate) {
     close(peer);
 }
 
-/// Rounds of cycles with the figures, against a server at `addr`.
-fn cycles(label: &str, addr: SocketAddr, heap_tolerance: i64, cycle: impl Fn() + Sync) -> usize {
+/// Rounds of cycles with the figures, against a server at `addr`; with `tasks_only` (tokio
+/// and smol) the sessions may add no thread while they run.
+fn cycles(
+    label: &str,
+    addr: SocketAddr,
+    heap_tolerance: i64,
+    tasks_only: bool,
+    cycle: impl Fn() + Sync,
+) -> usize {
     let rounds = std::env::var("SANSRTC_CYCLES")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
         .map_or(1, |n| n.div_ceil(ROUND).max(1));
     // The warm-up's sessions released (the `/stats` counts as before it), the baseline.
     let before = live(&stats(addr));
-    run_cycles(WARM_UP, &cycle);
+    let _ = run_cycles(WARM_UP, &cycle);
     common::run_until("the warm-up released", Duration::from_secs(10), || {
         live(&stats(addr)) == before
     });
@@ -299,8 +314,23 @@ fn cycles(label: &str, addr: SocketAddr, heap_tolerance: i64, cycle: impl Fn() +
     let round_size = ROUND;
     for round in 1..=rounds {
         let begun = Instant::now();
-        let closed = run_cycles(round_size, &cycle);
+        let (closed, peak) = run_cycles(round_size, &cycle);
         let took = begun.elapsed();
+        // The clients' threads come and go with the round: what is above them is the
+        // server's. On tokio and smol a session is tasks, so 16 sessions at once add none.
+        let server_peak = peak.saturating_sub(CLIENTS);
+        eprintln!(
+            "{label}: at most {server_peak} threads besides the clients' and the pools during the \
+             round ({} at the baseline)",
+            baseline.threads
+        );
+        if tasks_only {
+            assert!(
+                server_peak <= baseline.threads,
+                "{label}: {server_peak} threads with {CLIENTS} sessions live, {} without",
+                baseline.threads
+            );
+        }
         let released = baseline.wait_for(addr, closed, label);
         last_heap = sansrtc_bench::alloc::live_bytes();
         eprintln!(
@@ -330,9 +360,14 @@ fn echo_cycles(kind: RuntimeKind) {
     )
     .expect("server");
     let cert = Certificate::generate().expect("cert");
-    cycles(&format!("echo on {kind}"), addr, HEAP_TOLERANCE, || {
-        echo_cycle(addr, &cert)
-    });
+    let tasks_only = kind != RuntimeKind::Std;
+    cycles(
+        &format!("echo on {kind}"),
+        addr,
+        HEAP_TOLERANCE,
+        tasks_only,
+        || echo_cycle(addr, &cert),
+    );
 }
 
 fn whip_whep_cycles(kind: RuntimeKind) {
@@ -367,9 +402,14 @@ fn whip_whep_cycles(kind: RuntimeKind) {
         })
     };
     let tolerance = HEAP_TOLERANCE + ENDPOINT_TRANSACTIONS;
-    let viewers = cycles(&format!("whip_whep on {kind}"), addr, tolerance, || {
-        viewer_cycle(addr, &cert)
-    });
+    let tasks_only = kind != RuntimeKind::Std;
+    let viewers = cycles(
+        &format!("whip_whep on {kind}"),
+        addr,
+        tolerance,
+        tasks_only,
+        || viewer_cycle(addr, &cert),
+    );
     let ended = running.broadcast.stats();
     assert!(
         ended.sessions_closed_by_peer == viewers as u64,
