@@ -233,7 +233,8 @@ impl Broadcast {
     }
 
     /// How many PeerConnections the server's Endpoint holds (sessions being closed
-    /// included until their goodbyes are sent).
+    /// included until their goodbyes are sent). It waits for the driver's answer: for
+    /// tests and other threads, never for a task (the server's own code awaits it).
     pub fn endpoint_peers(&self) -> usize {
         block_on(self.endpoint_peers_async())
     }
