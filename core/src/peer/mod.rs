@@ -3,12 +3,20 @@
 //! This module is the dispatcher: API calls go to `negotiation` (offer/answer) and to the
 //! ICE agent; datagrams are classified once (RFC 7983) and handed to the layer they belong
 //! to; `poll_*` only drain the layers. Nothing here reads a clock or touches a socket.
+//!
+//! The glue to each layer has its own file: `ice.rs` (the agent's events, STUN servers,
+//! `connectionState`), `relay.rs` (TURN clients), `transport.rs` (DTLS), `data.rs`
+//! (SCTP and data channels), `media.rs` (the [`MediaSession`](crate::media) that owns
+//! SRTP, RTP and RTCP), `negotiation.rs` (offer/answer), `stats.rs` (counters).
 
 mod data;
 mod error;
 pub mod event;
+mod ice;
+mod media;
 mod negotiation;
 mod relay;
+mod stats;
 mod transport;
 
 use std::collections::VecDeque;
@@ -17,14 +25,13 @@ use std::time::Instant;
 
 use crate::config::Config;
 use crate::dtls::cert::{Certificate, Fingerprint};
-use crate::dtls::{DtlsEndpoint, DtlsRole, DtlsState, DtlsStats};
-use crate::ice::{Candidate, CandidateAddress, IceAgent, IceEvent, IceStats};
-use crate::media::session::{MediaEvent, MediaSession};
-use crate::media::RtpPacket;
+use crate::dtls::{DtlsEndpoint, DtlsRole, DtlsState};
+use crate::ice::{Candidate, IceAgent};
+use crate::media::session::MediaSession;
 use crate::media::{Direction, MediaKind, Transceiver, TransceiverId, TransceiverInit};
 use crate::rng::Rng;
 use crate::sdp::{IceCandidateInit, SessionDescription};
-use crate::srtp::{SrtpProfile, SrtpStats};
+use crate::srtp::SrtpProfile;
 use crate::transmit::{Datagram, DatagramKind, Protocol, Transmit};
 
 pub use error::{AddCandidateError, NegotiationError, Operation, PeerError, SendError};
@@ -33,6 +40,7 @@ pub use event::{
 };
 pub use negotiation::OfferOptions;
 pub use relay::{TurnServer, MAX_RELAYS, RUNTIME_TURN_WAIT};
+pub use stats::PeerStats;
 
 use negotiation::Negotiation;
 
@@ -40,49 +48,6 @@ use negotiation::Negotiation;
 const MAX_QUEUED_EVENTS: usize = 4096;
 /// Most remote candidates accepted per negotiation; the rest are dropped and counted.
 const MAX_REMOTE_CANDIDATES: usize = 256;
-
-/// Counters of what the PeerConnection dropped or handled.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct PeerStats {
-    /// Datagrams handed to `handle_datagram`.
-    pub datagrams_received: u64,
-    /// Datagrams dropped because no layer could use them.
-    pub datagrams_dropped: u64,
-    /// Events dropped because the application did not drain `poll_event`.
-    pub events_dropped: u64,
-    /// Remote candidates that did not parse or were over the limit.
-    pub remote_candidates_dropped: u64,
-    /// ICE server URLs the core did not use itself: host names it cannot resolve, TURN
-    /// over TCP or TLS (the runtime opens those and calls `add_stun_server` /
-    /// `add_turn_server`), URLs that do not parse, TURN servers past [`MAX_RELAYS`].
-    pub ice_servers_skipped: u64,
-    /// Datagrams for a relayed pair that the TURN client could not send (no allocation
-    /// any more, too large); dropped.
-    pub relay_send_failed: u64,
-    /// Datagrams dropped because they arrived outside a relay under the relay policy.
-    pub relay_policy_dropped: u64,
-    /// DTLS datagrams dropped because ICE had not validated their source (no check with
-    /// MESSAGE-INTEGRITY passed on that local and remote address): a stranger's
-    /// ClientHello or records. Also counted in `datagrams_dropped`.
-    pub dtls_unvalidated_dropped: u64,
-    /// Each TURN client's counters, in the order the servers were added.
-    pub turn: Vec<crate::turn::TurnStats>,
-    /// The ICE agent's counters.
-    pub ice: IceStats,
-    /// The DTLS association's counters.
-    pub dtls: DtlsStats,
-    /// Inbound SRTP counters (authentication failures, replays...).
-    pub srtp_in: SrtpStats,
-    /// Outbound SRTP counters.
-    pub srtp_out: SrtpStats,
-    /// RTP packets delivered as events.
-    pub rtp_received: u64,
-    /// RTP packets that matched no transceiver.
-    pub rtp_unmatched: u64,
-    /// RTP packets sent.
-    pub rtp_sent: u64,
-}
 
 /// A WebRTC peer connection as a deterministic state machine. See the crate docs for the loop.
 ///
@@ -183,23 +148,6 @@ impl PeerConnection {
         pc.neg.set_max_message_size(max_message_size);
         pc.add_configured_stun_servers(now);
         Ok(pc)
-    }
-
-    fn add_configured_stun_servers(&mut self, now: Instant) {
-        let urls: Vec<String> = self
-            .config
-            .ice_servers
-            .iter()
-            .flat_map(|s| s.urls.iter().cloned())
-            .collect();
-        for url in urls {
-            match stun_url_address(&url) {
-                Some(addr) => self.ice.add_stun_server(now, addr),
-                // TURN URLs are the relay module's (and counted there).
-                None if !is_turn_url(&url) => self.stats.ice_servers_skipped += 1,
-                None => {}
-            }
-        }
     }
 
     // ---------------------------------------------------------------- getters
@@ -319,25 +267,6 @@ impl PeerConnection {
         remote: SocketAddr,
     ) -> Option<crate::ice::Validation> {
         self.ice.validation(local, remote)
-    }
-
-    /// Counters.
-    pub fn stats(&self) -> PeerStats {
-        let mut s = self.stats.clone();
-        s.ice = self.ice.stats();
-        s.turn = self.relays.stats();
-        s.dtls = self
-            .dtls
-            .as_ref()
-            .map(DtlsEndpoint::stats)
-            .unwrap_or_default();
-        (s.srtp_in, s.srtp_out) = self.media.srtp_stats();
-        let media = self.media.stats();
-        s.rtp_received = media.rtp_received;
-        s.rtp_unmatched = media.rtp_unmatched;
-        s.rtp_sent = media.rtp_sent;
-        s.events_dropped += media.events_dropped;
-        s
     }
 
     fn local_candidate_view(&self) -> negotiation::CandidateView<'_> {
@@ -879,55 +808,6 @@ impl PeerConnection {
         self.update_negotiation_needed();
     }
 
-    /// Forward what the media session reported, in order, as the PeerConnection's events.
-    fn forward_media_events(&mut self) {
-        while let Some(event) = self.media.poll_event() {
-            let event = match event {
-                MediaEvent::Track(info) => Event::Track(info),
-                MediaEvent::TrackEnded(id) => Event::TrackEnded(id),
-                MediaEvent::TrackMuted(id) => Event::TrackMuted(id),
-                MediaEvent::TrackUnmuted(id) => Event::TrackUnmuted(id),
-                MediaEvent::Rtp { track, rid, packet } => Event::Rtp { track, rid, packet },
-                MediaEvent::Rtcp(compound) => Event::Rtcp(compound),
-                MediaEvent::KeyframeRequest(id) => Event::KeyframeRequest(id),
-                MediaEvent::AllRemoteStreamsEnded => {
-                    // BYE for the last stream the peer sent us, and no data channels:
-                    // nothing of the session is left on the peer's side.
-                    if !self.data_started {
-                        self.remote_closed(RemoteClose::RtcpBye);
-                    }
-                    continue;
-                }
-            };
-            self.push_event(event);
-        }
-    }
-
-    /// Test hook: SRTP keys as DTLS would export them, without a handshake.
-    #[cfg(test)]
-    fn install_srtp_for_test(&mut self, profile: SrtpProfile, material: &[u8], is_client: bool) {
-        self.media
-            .install_keys_for_test(profile, material, is_client);
-    }
-
-    /// Send an RTP packet on a transceiver: the core sets the SSRC, the payload type (when
-    /// the given one is not negotiated, the first negotiated codec's) and the mid header
-    /// extension, protects it with SRTP and queues it for `poll_transmit`.
-    pub fn send_rtp(
-        &mut self,
-        transceiver: TransceiverId,
-        packet: &RtpPacket,
-    ) -> Result<(), SendError> {
-        self.media
-            .send_rtp(self.last_now, self.neg.transceivers(), transceiver, packet)
-    }
-
-    /// Ask the remote sender of this transceiver's track for a keyframe (RTCP PLI).
-    pub fn request_keyframe(&mut self, transceiver: TransceiverId) -> Result<(), SendError> {
-        self.media
-            .request_keyframe(self.neg.transceivers(), transceiver)
-    }
-
     /// W3C "update the negotiation-needed flag": fire once per change while stable.
     fn update_negotiation_needed(&mut self) {
         if self.closed || self.signaling != SignalingState::Stable {
@@ -939,114 +819,6 @@ impl PeerConnection {
         }
         self.negotiation_needed = needed;
     }
-
-    /// Move the ICE agent's events into ours, translating them.
-    fn pump(&mut self, now: Instant) {
-        if !self.relays.is_empty() {
-            for ev in self.relays.pump(now, &mut self.ice) {
-                self.push_event(ev);
-            }
-        }
-        while let Some(ev) = self.ice.poll_event() {
-            match ev {
-                IceEvent::LocalCandidate(c) => {
-                    let text = c.to_string();
-                    let value = text.strip_prefix("candidate:").unwrap_or(&text).to_string();
-                    let init = self.neg.local_candidate_init(
-                        format!("candidate:{value}"),
-                        &self.ice.local_credentials().ufrag,
-                    );
-                    self.local_candidates.push(value);
-                    self.push_event(Event::IceCandidate(init));
-                }
-                IceEvent::GatheringStateChange(state) => {
-                    if state == IceGatheringState::Complete && !self.gathering_complete {
-                        self.gathering_complete = true;
-                        let end = self.neg.local_candidate_init(
-                            String::new(),
-                            &self.ice.local_credentials().ufrag,
-                        );
-                        self.push_event(Event::IceCandidate(end));
-                    }
-                    if state != IceGatheringState::Complete {
-                        self.gathering_complete = false;
-                    }
-                    if self.ice_gathering != state {
-                        self.ice_gathering = state;
-                        self.push_event(Event::IceGatheringStateChange(state));
-                    }
-                }
-                IceEvent::ConnectionStateChange(state) => {
-                    if self.ice_connection != state {
-                        self.ice_connection = state;
-                        self.push_event(Event::IceConnectionStateChange(state));
-                    }
-                    self.update_connection_state();
-                }
-                IceEvent::SelectedPairChange(pair) => {
-                    self.relays.on_selected(now, pair);
-                    self.maybe_start_dtls(now);
-                }
-                IceEvent::MdnsCandidate(c) => {
-                    if let CandidateAddress::Mdns { hostname, .. } = &c.address {
-                        let candidate = self.neg.remote_candidate_init(
-                            c.to_string(),
-                            self.ice.remote_credentials().map(|r| r.ufrag.clone()),
-                        );
-                        self.push_event(Event::UnresolvedCandidate {
-                            hostname: hostname.clone(),
-                            candidate,
-                        });
-                    }
-                }
-            }
-        }
-        self.pump_dtls(now);
-        self.pump_data(now);
-    }
-
-    /// `connectionState` from the ICE and DTLS transports' states (W3C 4.4.3).
-    fn update_connection_state(&mut self) {
-        let ice = self.ice_connection;
-        let dtls = self.dtls_state;
-        let state = if ice == IceConnectionState::Closed {
-            ConnectionState::Closed
-        } else if ice == IceConnectionState::Failed || dtls == DtlsState::Failed {
-            ConnectionState::Failed
-        } else if ice == IceConnectionState::Disconnected {
-            ConnectionState::Disconnected
-        } else if ice == IceConnectionState::New && dtls == DtlsState::New {
-            ConnectionState::New
-        } else if matches!(
-            ice,
-            IceConnectionState::Connected | IceConnectionState::Completed
-        ) && matches!(dtls, DtlsState::Connected | DtlsState::Closed)
-        {
-            // W3C: "connected" when every transport is connected, completed or closed
-            // (a DTLS transport the peer closed counts as done, not as connecting).
-            ConnectionState::Connected
-        } else {
-            ConnectionState::Connecting
-        };
-        if state != self.connection {
-            self.connection = state;
-            self.push_event(Event::ConnectionStateChange(state));
-        }
-    }
-}
-
-fn is_turn_url(url: &str) -> bool {
-    crate::turn::ServerUrl::parse(url).is_ok_and(|u| u.scheme.is_turn())
-        || url.to_ascii_lowercase().starts_with("turn")
-}
-
-/// The address of a `stun:` URL whose host is an IP literal (RFC 7064): `stun:1.2.3.4`,
-/// `stun:1.2.3.4:3478`, `stun:[::1]:3478`. Host names and other schemes give `None`.
-fn stun_url_address(url: &str) -> Option<SocketAddr> {
-    crate::turn::ServerUrl::parse(url)
-        .ok()
-        .filter(|u| u.scheme == crate::turn::Scheme::Stun)
-        .and_then(|u| u.socket_addr())
 }
 
 impl std::fmt::Debug for PeerConnection {
@@ -1095,25 +867,6 @@ mod tests {
         assert!(!text.contains(&pwd), "{text}");
         assert!(!text.contains("turn-secret-credential"), "{text}");
         assert!(text.contains(pc.local_ice_ufrag()), "{text}");
-    }
-
-    #[test]
-    fn stun_urls() {
-        assert_eq!(
-            stun_url_address("stun:10.0.0.1:3479"),
-            "10.0.0.1:3479".parse().ok()
-        );
-        assert_eq!(
-            stun_url_address("stun:10.0.0.1"),
-            "10.0.0.1:3478".parse().ok()
-        );
-        assert_eq!(
-            stun_url_address("stun:[::1]:5000"),
-            "[::1]:5000".parse().ok()
-        );
-        assert_eq!(stun_url_address("stun:[::1]"), "[::1]:3478".parse().ok());
-        assert_eq!(stun_url_address("stun:stun.l.google.com:19302"), None);
-        assert_eq!(stun_url_address("turn:10.0.0.1"), None);
     }
 }
 
