@@ -167,7 +167,7 @@ impl PeerConnection {
         self.ice_gathering
     }
 
-    /// `connectionState` (ICE and, once it exists, DTLS).
+    /// `connectionState`, from the ICE and DTLS transports' states.
     pub fn connection_state(&self) -> ConnectionState {
         self.connection
     }
