@@ -1,7 +1,9 @@
 //! Media: kinds, directions and transceivers shared by the SDP model and the PeerConnection API.
 //! (Senders and receivers with RTP arrive with the secure-media work.)
 
+pub mod nack;
 pub mod reports;
+pub mod retransmit;
 pub mod transceiver;
 
 pub use transceiver::{
