@@ -5,6 +5,7 @@ pub mod nack;
 pub mod reports;
 pub mod retransmit;
 pub mod transceiver;
+pub mod twcc;
 
 pub use transceiver::{
     NegotiatedCodec, RemoteTrackInfo, Transceiver, TransceiverId, TransceiverInit,
