@@ -190,7 +190,7 @@ impl TwccReceiver {
         let room = out.len().saturating_sub(12);
         let mut count = (last - first + 1)
             .min(self.config.max_per_feedback)
-            .min(0xFFFF);
+            .clamp(1, 0xFFFF);
         while count > 1 && max_fci_len(count) > room {
             count /= 2;
         }
@@ -370,8 +370,11 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
-    /// Every feedback due at `now`, parsed back: `(feedback count, base, [(seq, arrival)])`.
-    fn feedbacks(r: &mut TwccReceiver, now: Instant) -> Vec<(u8, Vec<(u16, Option<i64>)>)> {
+    /// A parsed feedback: its count and `(sequence, arrival)` per packet.
+    type Parsed = (u8, Vec<(u16, Option<i64>)>);
+
+    /// Every feedback due at `now`, parsed back.
+    fn feedbacks(r: &mut TwccReceiver, now: Instant) -> Vec<Parsed> {
         let mut out = Vec::new();
         let mut buf = [0u8; 1500];
         while let Some(n) = r.poll_feedback(now, 1, 2, &mut buf).expect("write") {
