@@ -122,6 +122,21 @@ impl<'a> CcfbFeedback<'a> {
     }
 }
 
+impl super::RtcpPacket {
+    /// The typed view of an RFC 8888 feedback (kept as `Unknown { count: 11, packet_type:
+    /// 205 }`); `None` for other packets.
+    pub fn congestion_control_feedback(&self) -> Option<Result<CcfbFeedback<'_>, RtcpError>> {
+        match self {
+            super::RtcpPacket::Unknown {
+                count: 11,
+                packet_type: 205,
+                body,
+            } => Some(CcfbFeedback::parse(body)),
+            _ => None,
+        }
+    }
+}
+
 /// One block to write.
 #[derive(Debug, Clone, Copy)]
 pub struct CcfbBlockWrite<'a> {
@@ -215,6 +230,12 @@ mod tests {
         };
         let fb = CcfbFeedback::parse(&body).expect("ccfb");
         assert_eq!((fb.sender, fb.report_timestamp), (9, 0x0001_0000));
+        let typed = RtcpPacket::Unknown {
+            count: 11,
+            packet_type: 205,
+            body: body.clone(),
+        };
+        assert_eq!(typed.congestion_control_feedback(), Some(Ok(fb)));
         let blocks: Vec<_> = fb.blocks().collect();
         assert_eq!(blocks.len(), 1);
         assert_eq!(

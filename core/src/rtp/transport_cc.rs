@@ -206,6 +206,16 @@ impl<'a> TransportCcFeedback<'a> {
     }
 }
 
+impl super::RtcpPacket {
+    /// The typed view of a transport-wide feedback packet's FCI; `None` for other packets.
+    pub fn transport_cc_feedback(&self) -> Option<Result<TransportCcFeedback<'_>, RtcpError>> {
+        match self {
+            super::RtcpPacket::TransportCc { fci, .. } => Some(TransportCcFeedback::parse(fci)),
+            _ => None,
+        }
+    }
+}
+
 /// The fields of a transport-wide feedback FCI to write.
 #[derive(Debug, Clone, Copy)]
 pub struct TransportCcWrite<'a> {
@@ -484,6 +494,16 @@ mod tests {
         assert_eq!((sender, media), (1, 2));
         let fb = TransportCcFeedback::parse(&fci).expect("fci");
         assert_eq!((fb.reference_time, fb.feedback_count), (-3, 200));
+        let typed = RtcpPacket::TransportCc {
+            sender,
+            media,
+            fci: fci.clone(),
+        };
+        assert_eq!(typed.transport_cc_feedback(), Some(Ok(fb)));
+        assert_eq!(
+            RtcpPacket::Pli { sender, media }.transport_cc_feedback(),
+            None
+        );
         assert_eq!(fb.packets().map(|p| p.delta).collect::<Vec<_>>(), deltas);
     }
 
