@@ -10,15 +10,20 @@
 //! - `reports.rs`: RTCP counters per SSRC and the RTT estimator.
 //! - `forward.rs`: for SFUs, one outgoing stream fed by a chosen source (simulcast layer
 //!   switches at keyframes with continuous numbering) and a bounded keyframe cache.
+//! - `nack.rs`, `retransmit.rs`, `twcc.rs`: the receive-side NACK generator, the send-side
+//!   retransmission history (RTX), transport-wide feedback both ways.
 
 pub mod forward;
+pub mod nack;
 pub(crate) mod receive;
 pub mod reports;
+pub mod retransmit;
 mod rtcp;
 mod send;
 pub(crate) mod session;
 mod track;
 pub mod transceiver;
+pub mod twcc;
 
 pub use transceiver::{
     NegotiatedCodec, RemoteTrackInfo, Transceiver, TransceiverId, TransceiverInit,
