@@ -5,6 +5,7 @@
 //! extensions into a caller's buffer. RTCP is classified and the feedback the media layer
 //! acts on (PLI, FIR) is recognized; the full RTCP packet set is future work.
 
+pub mod codec;
 pub mod extensions;
 pub(crate) mod pool;
 pub mod rtcp;

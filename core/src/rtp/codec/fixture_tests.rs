@@ -1,0 +1,1 @@
+//! Real packets captured from Chromium, depacketized.
