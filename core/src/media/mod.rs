@@ -1,6 +1,7 @@
 //! Media: kinds, directions and transceivers shared by the SDP model and the PeerConnection API.
 //! (Senders and receivers with RTP arrive with the secure-media work.)
 
+pub mod jitter_buffer;
 pub mod reports;
 pub mod transceiver;
 
