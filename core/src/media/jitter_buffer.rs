@@ -103,6 +103,8 @@ pub struct JitterBufferStats {
     /// Times the stream jumped more than twice `max_packets` ahead and the buffer
     /// restarted.
     pub restarts: u64,
+    /// Padding-only packets skipped.
+    pub padding: u64,
     /// Frames handed out.
     pub frames: u64,
     /// Frames dropped while waiting for a keyframe (or cut by a loss).
@@ -327,7 +329,8 @@ impl JitterBuffer {
         }
     }
 
-    /// The last sequence number of the frame starting at `start`, if all of it is here.
+    /// The last sequence number of the frame starting at `start`, if all of it is here
+    /// (padding after the marker is not part of it).
     fn frame_end(&self, start: u64) -> Option<u64> {
         if self.codec.is_audio() {
             return Some(start);
@@ -339,7 +342,7 @@ impl JitterBuffer {
                 return Some(at);
             }
             let following = &self.packets.get(&(at + 1))?.packet;
-            if following.timestamp != packet.timestamp {
+            if following.timestamp != packet.timestamp || following.payload.is_empty() {
                 return Some(at);
             }
             at += 1;
@@ -368,6 +371,14 @@ impl JitterBuffer {
         loop {
             let start = self.next?;
             let first = &self.packets.get(&start)?.packet;
+            if first.payload.is_empty() {
+                // Padding (bandwidth probing) between frames: no part of any frame.
+                let previous = self.previous;
+                self.consume(start, start);
+                self.previous = previous;
+                self.stats.padding += 1;
+                continue;
+            }
             if !self.starts_frame(first) {
                 // The rest of a frame whose start was lost.
                 self.consume(start, start);
@@ -378,9 +389,10 @@ impl JitterBuffer {
             let packets = self.consume(start, end);
             let mut data = Vec::new();
             let timestamp = packets.first().map_or(0, |p| p.timestamp);
+            let payloads = packets.iter().filter(|p| !p.payload.is_empty());
             let result = self
                 .codec
-                .depacketize(packets.iter().map(|p| &p.payload[..]), &mut data);
+                .depacketize(payloads.map(|p| &p.payload[..]), &mut data);
             match result {
                 Err(_) => {
                     self.stats.malformed += 1;
@@ -564,6 +576,26 @@ mod tests {
         let stats = jb.stats();
         assert_eq!((stats.lost, stats.frames_dropped, stats.frames), (1, 2, 2));
         assert!(!jb.waiting_for_keyframe());
+    }
+
+    #[test]
+    fn padding_between_frames_is_skipped() {
+        let t0 = Instant::now();
+        let mut jb = vp8_buffer();
+        let mut s = Stream::new(500, 2);
+        let mut packets = s.frame(0, true);
+        let mut padding = packets[1].clone();
+        padding.payload = Bytes::new();
+        padding.marker = false;
+        padding.sequence_number = s.seq;
+        s.seq += 1;
+        packets.push(padding);
+        packets.extend(s.frame(1, false));
+        for p in packets {
+            jb.insert(t0, p);
+        }
+        assert_eq!(frames(&mut jb), [(0, true), (1, false)]);
+        assert_eq!((jb.stats().padding, jb.stats().malformed), (1, 0));
     }
 
     #[test]

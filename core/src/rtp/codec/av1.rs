@@ -250,7 +250,9 @@ pub fn packetize(temporal_unit: &[u8], max_payload: usize) -> Result<Vec<Bytes>,
         let mut rest = &obu[..];
         while !rest.is_empty() {
             let room = max_payload - packet.len();
-            let take = rest.len().min(room.saturating_sub(leb128_len(rest.len().min(room))));
+            let take = rest
+                .len()
+                .min(room.saturating_sub(leb128_len(rest.len().min(room))));
             if take == 0 {
                 // No room for a length and a byte: this packet is done.
                 packets.push(Bytes::from(std::mem::replace(&mut packet, vec![0])));

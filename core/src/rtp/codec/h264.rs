@@ -281,7 +281,10 @@ mod tests {
             frame,
             [0, 0, 0, 1, 0x67, 0xaa, 0, 0, 0, 1, 0x68, 0, 0, 0, 1, 0x65, 0x88, 0x01, 0x02]
         );
-        assert_eq!(frame_of(&[&[0x41, 0x9a]]), Ok((vec![0, 0, 0, 1, 0x41, 0x9a], false)));
+        assert_eq!(
+            frame_of(&[&[0x41, 0x9a]]),
+            Ok((vec![0, 0, 0, 1, 0x41, 0x9a], false))
+        );
         assert!(starts_frame(&stap) && starts_frame(&fu_start) && !starts_frame(&fu_end));
     }
 
@@ -291,12 +294,24 @@ mod tests {
         let fu_end = [FU_A, 0x40 | NAL_SLICE, 0x02];
         assert_eq!(frame_of(&[&fu_end]), Err(CodecError::NotFrameStart));
         assert_eq!(frame_of(&[&fu_start]), Err(CodecError::BrokenFragment));
-        assert_eq!(frame_of(&[&fu_start, &[0x41, 1]]), Err(CodecError::BrokenFragment));
-        assert_eq!(frame_of(&[&fu_start, &fu_start]), Err(CodecError::BrokenFragment));
-        assert_eq!(frame_of(&[&[STAP_A, 0, 5, 0x41]]), Err(CodecError::Truncated));
+        assert_eq!(
+            frame_of(&[&fu_start, &[0x41, 1]]),
+            Err(CodecError::BrokenFragment)
+        );
+        assert_eq!(
+            frame_of(&[&fu_start, &fu_start]),
+            Err(CodecError::BrokenFragment)
+        );
+        assert_eq!(
+            frame_of(&[&[STAP_A, 0, 5, 0x41]]),
+            Err(CodecError::Truncated)
+        );
         assert_eq!(frame_of(&[&[STAP_A, 0, 0]]), Err(CodecError::Empty));
         assert_eq!(frame_of(&[&[25, 1]]), Err(CodecError::Unsupported(25)));
-        assert_eq!(frame_of(&[&[0x80 | NAL_SLICE, 1]]), Err(CodecError::Invalid));
+        assert_eq!(
+            frame_of(&[&[0x80 | NAL_SLICE, 1]]),
+            Err(CodecError::Invalid)
+        );
         assert_eq!(frame_of(&[&[30]]), Err(CodecError::Invalid));
     }
 

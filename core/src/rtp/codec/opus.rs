@@ -42,11 +42,20 @@ mod tests {
     #[test]
     fn one_packet_is_one_frame() {
         let mut out = Vec::new();
-        assert_eq!(depacketize([&[0xfc, 1][..]].into_iter(), &mut out), Ok(true));
+        assert_eq!(
+            depacketize([&[0xfc, 1][..]].into_iter(), &mut out),
+            Ok(true)
+        );
         assert_eq!(out, [0xfc, 1]);
         let two = [&[1u8][..], &[2u8][..]];
-        assert_eq!(depacketize(two.into_iter(), &mut out), Err(CodecError::Invalid));
-        assert_eq!(depacketize([&[][..]].into_iter(), &mut out), Err(CodecError::Empty));
+        assert_eq!(
+            depacketize(two.into_iter(), &mut out),
+            Err(CodecError::Invalid)
+        );
+        assert_eq!(
+            depacketize([&[][..]].into_iter(), &mut out),
+            Err(CodecError::Empty)
+        );
         assert_eq!(packetize(&[0; 10], 9), Err(CodecError::PayloadSizeTooSmall));
     }
 

@@ -175,7 +175,10 @@ mod tests {
         assert_eq!(d.temporal_id, Some(2));
         assert_eq!(d.len, 6);
         assert!(d.starts_frame());
-        assert_eq!(Descriptor::parse(&[0x80, 0x80, 0x92]), Err(CodecError::Truncated));
+        assert_eq!(
+            Descriptor::parse(&[0x80, 0x80, 0x92]),
+            Err(CodecError::Truncated)
+        );
     }
 
     #[test]

@@ -240,7 +240,10 @@ mod tests {
             Descriptor::parse(&[0x58, 0x01, 0x01, 0x01, 0x01, 0]),
             Err(CodecError::Invalid)
         );
-        assert!(!starts_frame(&p), "spatial layer 1 does not start a picture");
+        assert!(
+            !starts_frame(&p),
+            "spatial layer 1 does not start a picture"
+        );
     }
 
     #[test]
@@ -248,7 +251,10 @@ mod tests {
         let first = [0x88, 0x01, 0x01]; // B, not E
         let middle = [0x80, 0x01, 0x02];
         let last = [0x84, 0x01, 0x03];
-        assert_eq!(frame_of(&[&first, &middle, &last]), Ok((vec![1, 2, 3], true)));
+        assert_eq!(
+            frame_of(&[&first, &middle, &last]),
+            Ok((vec![1, 2, 3], true))
+        );
         assert_eq!(frame_of(&[&middle, &last]), Err(CodecError::NotFrameStart));
         // A second B before the E: the end of the first layer frame was lost.
         assert_eq!(frame_of(&[&first, &first]), Err(CodecError::BrokenFragment));

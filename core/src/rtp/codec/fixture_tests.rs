@@ -1,1 +1,0 @@
-//! Real packets captured from Chromium, depacketized.
