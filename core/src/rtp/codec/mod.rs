@@ -151,3 +151,6 @@ fn append(out: &mut Vec<u8>, data: &[u8]) -> Result<(), CodecError> {
     Ok(())
 }
 
+
+#[cfg(test)]
+mod fixture_tests;
