@@ -446,7 +446,7 @@ mod tests {
             let mut data = if key { KEY.to_vec() } else { DELTA.to_vec() };
             data.extend(n.to_be_bytes());
             let mtu = 4 + data.len().div_ceil(self.per_frame);
-            let payloads = vp8::packetize(&data, mtu, n as u16).unwrap();
+            let payloads = vp8::packetize(&data, mtu, n as u16).expect("valid in this test");
             let count = payloads.len();
             payloads
                 .into_iter()
@@ -604,7 +604,10 @@ mod tests {
         let mut jb = vp8_buffer();
         let mut s = Stream::new(65_533, 2);
         let packets: Vec<RtpPacket> = (0..4).flat_map(|n| s.frame(n, n == 0)).collect();
-        assert_eq!(packets.last().unwrap().sequence_number, 4);
+        assert_eq!(
+            packets.last().expect("valid in this test").sequence_number,
+            4
+        );
         for p in packets {
             jb.insert(t0, p);
         }
@@ -676,7 +679,7 @@ mod tests {
         let slice: Vec<u8> = [&h264::START_CODE[..], &[0x41, 0x9a], &[4; 40]].concat();
         let mut seq = 0u16;
         let mut rtp = |au: &[u8], ts: u32| -> Vec<RtpPacket> {
-            let payloads = h264::packetize(au, 20).unwrap();
+            let payloads = h264::packetize(au, 20).expect("valid in this test");
             let n = payloads.len();
             payloads
                 .into_iter()
@@ -698,7 +701,11 @@ mod tests {
         packets.extend(rtp(&slice, 3000));
         packets.extend(rtp(&slice, 6000));
         packets.extend(rtp(&idr, 9000));
-        let lost = packets.iter().position(|p| p.timestamp == 3000).unwrap() + 1;
+        let lost = packets
+            .iter()
+            .position(|p| p.timestamp == 3000)
+            .expect("valid in this test")
+            + 1;
         packets.remove(lost); // a middle FU-A fragment of the first slice
         for p in packets {
             jb.insert(t0, p);

@@ -158,7 +158,11 @@ fn chromium_opus() {
     assert!(frames.len() >= 5);
     // Chromium's Opus: 20 ms packets (960 samples at 48 kHz apart), TOC configuration
     // 15 (hybrid, fullband, 20 ms); every frame is its own keyframe.
-    assert!(frames.iter().all(|(_, data, key)| *key && data[0] >> 3 == 15));
-    assert!(frames.windows(2).all(|w| w[1].0.wrapping_sub(w[0].0) == 960));
+    assert!(frames
+        .iter()
+        .all(|(_, data, key)| *key && data[0] >> 3 == 15));
+    assert!(frames
+        .windows(2)
+        .all(|w| w[1].0.wrapping_sub(w[0].0) == 960));
     check_jitter_buffer(Codec::Opus, fixture);
 }

@@ -170,8 +170,13 @@ pub fn nal_units(stream: &[u8]) -> Result<Vec<&[u8]>, CodecError> {
             i += 1;
         }
     }
-    let first_code = starts.first().map(|s| s - 3);
-    if !matches!(first_code, Some(0)) && !(first_code == Some(1) && stream[0] == 0) {
+    // The stream begins with `00 00 01` or `00 00 00 01`.
+    let begins_with_start_code = match starts.first() {
+        Some(3) => true,
+        Some(4) => stream[0] == 0,
+        _ => false,
+    };
+    if !begins_with_start_code {
         return Err(CodecError::Invalid);
     }
     let mut units = Vec::with_capacity(starts.len());
@@ -275,7 +280,7 @@ mod tests {
         let stap = [STAP_A | 0x60, 0, 2, 0x67, 0xaa, 0, 1, 0x68];
         let fu_start = [FU_A | 0x60, 0x80 | NAL_IDR, 0x88, 0x01];
         let fu_end = [FU_A | 0x60, 0x40 | NAL_IDR, 0x02];
-        let (frame, key) = frame_of(&[&stap, &fu_start, &fu_end]).unwrap();
+        let (frame, key) = frame_of(&[&stap, &fu_start, &fu_end]).expect("valid in this test");
         assert!(key);
         assert_eq!(
             frame,
@@ -319,7 +324,7 @@ mod tests {
     fn annex_b_with_three_and_four_byte_start_codes() {
         let stream = [0, 0, 1, 0x67, 1, 0, 0, 0, 0, 1, 0x68, 2, 0, 0, 1, 0x65, 3];
         assert_eq!(
-            nal_units(&stream).unwrap(),
+            nal_units(&stream).expect("valid in this test"),
             [&[0x67, 1][..], &[0x68, 2], &[0x65, 3]]
         );
         assert_eq!(nal_units(&[0x65, 0, 0, 1, 0x65]), Err(CodecError::Invalid));

@@ -151,6 +151,5 @@ fn append(out: &mut Vec<u8>, data: &[u8]) -> Result<(), CodecError> {
     Ok(())
 }
 
-
 #[cfg(test)]
 mod fixture_tests;

@@ -169,7 +169,8 @@ mod tests {
     #[test]
     fn descriptor_with_every_optional_field() {
         // X, S, PID 0; I with M (15-bit id 0x1234), L, T (TID 2).
-        let d = Descriptor::parse(&[0x90, 0xe0, 0x92, 0x34, 0x07, 0x80, 0xaa]).unwrap();
+        let d = Descriptor::parse(&[0x90, 0xe0, 0x92, 0x34, 0x07, 0x80, 0xaa])
+            .expect("valid in this test");
         assert_eq!(d.picture_id, Some(0x1234));
         assert_eq!(d.tl0_pic_idx, Some(7));
         assert_eq!(d.temporal_id, Some(2));
@@ -194,7 +195,7 @@ mod tests {
 
     #[test]
     fn a_frame_must_start_with_partition_zero_start() {
-        let packets = packetize(&[1, 2, 3, 4, 5, 6], 6, 1).unwrap();
+        let packets = packetize(&[1, 2, 3, 4, 5, 6], 6, 1).expect("valid in this test");
         assert_eq!(packets.len(), 3);
         assert_eq!(frame_of(&packets[1..]), Err(CodecError::NotFrameStart));
         assert!(starts_frame(&packets[0]) && !starts_frame(&packets[1]));

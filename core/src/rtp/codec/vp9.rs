@@ -220,7 +220,7 @@ mod tests {
         let p = [
             0xae, 0x05, 0x20, 0x09, 0x18, 0x02, 0x80, 0x01, 0xe0, 0x01, 0x24, 0x01, 0xaa,
         ];
-        let d = Descriptor::parse(&p).unwrap();
+        let d = Descriptor::parse(&p).expect("valid in this test");
         assert_eq!((d.picture_id, d.temporal_id, d.spatial_id), (Some(5), 1, 0));
         assert!(d.start && d.end && !d.flexible && !d.inter_predicted);
         assert_eq!(d.len, 12);
@@ -232,7 +232,7 @@ mod tests {
     fn flexible_descriptor_with_reference_diffs() {
         // I, P, L, F, B; 15-bit id; layers SID 1; two P_DIFF (N on the first).
         let p = [0xf8, 0x81, 0x02, 0x02, 0x03, 0x04, 0xbb];
-        let d = Descriptor::parse(&p).unwrap();
+        let d = Descriptor::parse(&p).expect("valid in this test");
         assert_eq!((d.picture_id, d.spatial_id, d.len), (Some(0x102), 1, 6));
         assert!(d.flexible && d.inter_predicted);
         // Four P_DIFF entries are more than the format allows.
