@@ -14,6 +14,7 @@
 //!   retransmission history (RTX), transport-wide feedback both ways.
 
 pub mod forward;
+pub mod jitter_buffer;
 pub mod nack;
 pub(crate) mod receive;
 pub mod reports;

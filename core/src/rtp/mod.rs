@@ -6,6 +6,7 @@
 //! acts on (PLI, FIR) is recognized; the full RTCP packet set is future work.
 
 pub mod ccfb;
+pub mod codec;
 pub mod extensions;
 pub mod generic_nack;
 pub(crate) mod pool;
