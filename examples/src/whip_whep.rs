@@ -37,7 +37,8 @@ use crate::http::{self, Reply, Request, Response};
 use crate::runtime::Runtime;
 
 mod forwarding;
-use forwarding::{vp8_keyframe_start, Forwarding, Outgoing};
+use forwarding::{Forwarding, Outgoing};
+use sansrtc::rtp::codec::Codec;
 
 /// Where one publisher packet goes.
 type Target = forwarding::Target<PeerId, TransceiverId>;
@@ -110,12 +111,12 @@ struct Session {
     etag: u64,
 }
 
-/// One publisher track's route: its kind, the payload types whose keyframes we can
-/// recognise (VP8), and the viewers' transceivers it may go to.
+/// One publisher track's route: its kind, its payload types whose keyframes the core's
+/// codec layer recognises, and the viewers' transceivers it may go to.
 #[derive(Debug, Clone)]
 struct Route {
     kind: MediaKind,
-    vp8_payload_types: Vec<u8>,
+    codecs: Vec<(u8, Codec)>,
     targets: Vec<Target>,
 }
 
@@ -783,9 +784,11 @@ impl Broadcast {
             let Some(route) = routes.get(&transceiver) else {
                 return;
             };
-            let keyframe_start = route.kind == MediaKind::Video
-                && route.vp8_payload_types.contains(&packet.payload_type)
-                && vp8_keyframe_start(&packet.payload);
+            let keyframe_start = route
+                .codecs
+                .iter()
+                .find(|(pt, _)| *pt == packet.payload_type)
+                .is_some_and(|(_, codec)| codec.starts_keyframe(&packet.payload));
             forwarding.publisher_packet(
                 now,
                 transceiver,
@@ -897,17 +900,16 @@ fn rebuild_routes(st: &mut State) {
                 payload_types,
             });
         }
-        let vp8_payload_types = source
+        let codecs = source
             .codecs
             .iter()
-            .filter(|c| c.name.eq_ignore_ascii_case("vp8"))
-            .map(|c| c.payload_type)
+            .filter_map(|c| Some((c.payload_type, Codec::from_name(&c.name)?)))
             .collect();
         st.routes.insert(
             source.id,
             Route {
                 kind: source.kind,
-                vp8_payload_types,
+                codecs,
                 targets,
             },
         );

@@ -77,6 +77,14 @@ fn leb128_len(value: usize) -> usize {
     (usize::BITS - value.leading_zeros()).max(1).div_ceil(7) as usize
 }
 
+/// Whether a payload is the first packet of a keyframe: the aggregation header's N bit
+/// (the first packet of a coded video sequence).
+pub fn starts_keyframe(payload: &[u8]) -> bool {
+    payload
+        .first()
+        .is_some_and(|&aggregation| aggregation & 0x88 == 0x08 && payload.len() > 1)
+}
+
 /// Whether a payload can be the first packet of a temporal unit: the first element
 /// begins an OBU (Z clear), and N is set or that OBU is a sequence header, temporal
 /// delimiter, frame header or frame.

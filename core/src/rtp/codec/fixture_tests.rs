@@ -166,3 +166,43 @@ fn chromium_opus() {
         .all(|w| w[1].0.wrapping_sub(w[0].0) == 960));
     check_jitter_buffer(Codec::Opus, fixture);
 }
+
+/// On real packets: exactly the first packet of each keyframe starts a keyframe, judged
+/// from that packet alone (what a forwarder switching layers relies on).
+#[test]
+fn chromium_keyframe_starts() {
+    let cases: [(Codec, &[u8]); 5] = [
+        (Codec::Vp8, include_bytes!("fixtures/vp8.bin")),
+        (Codec::Vp9, include_bytes!("fixtures/vp9.bin")),
+        (Codec::H264, include_bytes!("fixtures/h264.bin")),
+        (Codec::Av1, include_bytes!("fixtures/av1.bin")),
+        (Codec::Opus, include_bytes!("fixtures/opus.bin")),
+    ];
+    for (codec, fixture) in cases {
+        let packets: Vec<RtpPacket> = packets(fixture)
+            .into_iter()
+            .filter(|p| !p.payload.is_empty())
+            .collect();
+        let keyframes: Vec<u32> = frames(codec, fixture)
+            .into_iter()
+            .filter(|f| f.2)
+            .map(|f| f.0)
+            .collect();
+        let starts: Vec<u16> = packets
+            .iter()
+            .filter(|p| codec.starts_keyframe(&p.payload))
+            .map(|p| p.sequence_number)
+            .collect();
+        let expected: Vec<u16> = if codec.is_audio() {
+            packets.iter().map(|p| p.sequence_number).collect()
+        } else {
+            keyframes
+                .iter()
+                .filter_map(|ts| packets.iter().find(|p| p.timestamp == *ts))
+                .map(|p| p.sequence_number)
+                .collect()
+        };
+        assert!(!expected.is_empty(), "{codec:?}");
+        assert_eq!(starts, expected, "{codec:?}");
+    }
+}

@@ -69,6 +69,24 @@ pub fn starts_frame(payload: &[u8]) -> bool {
     }
 }
 
+/// Whether a payload is the first packet of a keyframe: it begins an access unit with a
+/// sequence parameter set (alone or in a STAP-A), as Chromium, Firefox and most encoders
+/// send before each IDR picture, so a decoder starting there has what it needs. (An IDR
+/// slice without in-band parameter sets is not taken for a start: a fresh decoder could
+/// not decode it.)
+pub fn starts_keyframe(payload: &[u8]) -> bool {
+    let Some(&header) = payload.first() else {
+        return false;
+    };
+    match nal_type(header) {
+        STAP_A => {
+            // The first aggregated unit (after its 16-bit size) opens the access unit.
+            payload.len() > 3 && payload.get(3).is_some_and(|&h| nal_type(h) == NAL_SPS)
+        }
+        t => t == NAL_SPS && payload.len() > 1,
+    }
+}
+
 /// Write one NAL unit after a start code; returns whether it is an IDR slice.
 fn emit(out: &mut Vec<u8>, nal: &[u8]) -> Result<bool, CodecError> {
     let header = *nal.first().ok_or(CodecError::Empty)?;

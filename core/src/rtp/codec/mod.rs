@@ -111,6 +111,19 @@ impl Codec {
         }
     }
 
+    /// Whether a payload is the first packet of a keyframe (every payload, for audio): the
+    /// point where a forwarder can start or switch a viewer's stream, or a recorder begin
+    /// a file. Judged from this one packet, so a malformed payload is `false`.
+    pub fn starts_keyframe(self, payload: &[u8]) -> bool {
+        match self {
+            Codec::Vp8 => vp8::starts_keyframe(payload),
+            Codec::Vp9 => vp9::starts_keyframe(payload),
+            Codec::H264 => h264::starts_keyframe(payload),
+            Codec::Av1 => av1::starts_keyframe(payload),
+            Codec::Opus => !payload.is_empty(),
+        }
+    }
+
     /// Assemble one frame from the payloads of its packets in sequence order, appending
     /// the bitstream to `out`; returns whether the frame is a keyframe. On an error
     /// `out` may hold part of the frame.

@@ -90,6 +90,13 @@ pub fn starts_frame(payload: &[u8]) -> bool {
     Descriptor::parse(payload).is_ok_and(|d| d.starts_frame() && d.len < payload.len())
 }
 
+/// Whether a payload is the first packet of a keyframe: the start of partition 0 whose
+/// frame tag has the P (inter-frame) bit clear.
+pub fn starts_keyframe(payload: &[u8]) -> bool {
+    Descriptor::parse(payload)
+        .is_ok_and(|d| d.starts_frame() && payload.get(d.len).is_some_and(|tag| tag & 0x01 == 0))
+}
+
 /// Whether a VP8 frame is a keyframe: the frame tag's P bit clear and the start code
 /// `9d 01 2a` after it.
 pub fn is_keyframe(frame: &[u8]) -> bool {

@@ -120,6 +120,13 @@ pub fn starts_frame(payload: &[u8]) -> bool {
     Descriptor::parse(payload).is_ok_and(|d| d.start && d.spatial_id == 0 && d.len < payload.len())
 }
 
+/// Whether a payload is the first packet of a keyframe: the start of spatial layer 0's
+/// frame, not predicted from an earlier picture.
+pub fn starts_keyframe(payload: &[u8]) -> bool {
+    Descriptor::parse(payload)
+        .is_ok_and(|d| d.start && d.spatial_id == 0 && !d.inter_predicted && d.len < payload.len())
+}
+
 /// Whether a VP9 frame's uncompressed header says it is a keyframe (frame_marker 2,
 /// not show_existing_frame, frame_type 0).
 pub fn is_keyframe(frame: &[u8]) -> bool {
