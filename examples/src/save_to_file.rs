@@ -412,7 +412,34 @@ impl Recording<'_> {
         true
     }
 
-    fn finish(self) {
+    /// Write what the jitter buffers still hold: frames complete but waiting behind a
+    /// missing packet are given up on now (as their wait would have ended), so nothing
+    /// whole is lost at the end of a recording.
+    fn drain(&mut self) {
+        let end = Instant::now() + Duration::from_secs(3600);
+        let mut pending = Vec::new();
+        for jitter in self.video.iter_mut().chain(std::iter::once(&mut self.audio)) {
+            let before = dropped_frames(jitter);
+            jitter.handle_timeout(end);
+            let codec = jitter.codec();
+            pending.extend(std::iter::from_fn(|| jitter.poll_frame()).map(|f| (codec, f)));
+            let dropped = dropped_frames(jitter) - before;
+            self.recorder.count(|s| s.dropped += dropped);
+        }
+        for (codec, frame) in pending {
+            let written = if codec.is_audio() {
+                self.audio_frame(&frame)
+            } else {
+                self.video_frame(codec, &frame)
+            };
+            if !written {
+                self.recorder.count(|s| s.dropped += 1);
+            }
+        }
+    }
+
+    fn finish(mut self) {
+        self.drain();
         let finished = match self.video_file {
             Some(VideoFile::Ivf(ivf)) => ivf.finish().map(drop),
             Some(VideoFile::AnnexB(mut file)) => std::io::Write::flush(&mut file),
