@@ -418,7 +418,11 @@ impl Recording<'_> {
     fn drain(&mut self) {
         let end = Instant::now() + Duration::from_secs(3600);
         let mut pending = Vec::new();
-        for jitter in self.video.iter_mut().chain(std::iter::once(&mut self.audio)) {
+        for jitter in self
+            .video
+            .iter_mut()
+            .chain(std::iter::once(&mut self.audio))
+        {
             let before = dropped_frames(jitter);
             jitter.handle_timeout(end);
             let codec = jitter.codec();
@@ -467,7 +471,16 @@ video.h264 (H264) and audio.ogg (Opus). The files are finished when you press St
 <p><button onclick="window.sansrtcStop()">Stop recording</button></p>"#,
         r#"  const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
   document.getElementById('local').srcObject = stream;
-  for (const track of stream.getTracks()) pc.addTrack(track, stream);"#,
+  for (const track of stream.getTracks()) pc.addTrack(track, stream);
+  // `?codec=h264` (or vp8) puts that video codec first in the offer.
+  const codec = new URLSearchParams(location.search).get('codec');
+  if (codec) {
+    const wanted = RTCRtpReceiver.getCapabilities('video').codecs
+      .filter((c) => c.mimeType.toLowerCase() === `video/${codec.toLowerCase()}`);
+    for (const t of pc.getTransceivers()) {
+      if (t.sender.track && t.sender.track.kind === 'video' && wanted.length) t.setCodecPreferences(wanted);
+    }
+  }"#,
     )
 }
 
