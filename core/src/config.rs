@@ -90,11 +90,14 @@ impl CodecConfig {
         self
     }
 
-    /// The default audio codecs: Opus, then G.711. No `a=rtcp-fb`: each feedback type
-    /// offered promises behaviour, and the core sends no transport-wide feedback yet.
+    /// The default audio codecs: Opus (with `transport-cc`, as Chromium offers it: the
+    /// media session sends transport-wide feedback for what it receives and reads the
+    /// remote's), then G.711. No NACK for audio.
     pub fn default_audio() -> Vec<CodecConfig> {
         vec![
-            CodecConfig::new(111, "opus", 48000, Some(2)).with_fmtp("minptime=10;useinbandfec=1"),
+            CodecConfig::new(111, "opus", 48000, Some(2))
+                .with_fmtp("minptime=10;useinbandfec=1")
+                .with_feedback(&["transport-cc"]),
             CodecConfig::new(0, "PCMU", 8000, None),
             CodecConfig::new(8, "PCMA", 8000, None),
         ]
@@ -104,12 +107,13 @@ impl CodecConfig {
     /// feedback the core implements: PLI and FIR (`Event::KeyframeRequest` when received,
     /// PLI sent by `request_keyframe`) and generic NACK (the media session asks for lost
     /// packets and answers the remote's NACKs from its retransmission history); and an
-    /// RTX format (RFC 4588, `apt=`) for each, so retransmissions travel on their own SSRC.
-    /// Not offered until implemented: `transport-cc` and `goog-remb` (no feedback
-    /// generated yet). Remove the `rtx` entries to retransmit plainly, or `nack` to turn
-    /// loss recovery off.
+    /// RTX format (RFC 4588, `apt=`) for each, so retransmissions travel on their own SSRC;
+    /// and `transport-cc` (transport-wide congestion feedback sent for what we receive,
+    /// read as `Event::TransportFeedback` for what we send). Not offered: `goog-remb`
+    /// (no REMB generated) and RFC 8888 `ack ccfb`. Remove the `rtx` entries to
+    /// retransmit plainly, or `nack` to turn loss recovery off.
     pub fn default_video() -> Vec<CodecConfig> {
-        let fb = ["ccm fir", "nack", "nack pli"];
+        let fb = ["ccm fir", "nack", "nack pli", "transport-cc"];
         vec![
             CodecConfig::new(96, "VP8", 90000, None).with_feedback(&fb),
             CodecConfig::rtx(97, 96),
@@ -300,7 +304,7 @@ mod tests {
             .collect();
         for fb in &all {
             assert!(
-                fb == "nack pli" || fb == "ccm fir" || fb == "nack",
+                ["nack pli", "ccm fir", "nack", "transport-cc"].contains(&fb.as_str()),
                 "offered feedback the core does not implement: {fb}"
             );
         }
