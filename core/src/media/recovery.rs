@@ -581,6 +581,225 @@ impl MediaSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::session::testing::*;
+    use crate::media::session::MediaEvent;
+    use crate::media::MediaKind;
+    use crate::rtp::RtcpPacket;
+    use crate::srtp::SrtpContext;
+    use crate::{Config, OfferOptions, PeerConnection};
+
+    /// Chromium's offer with three simulcast streams, no `a=ssrc` lines, VP8 with
+    /// `nack` and RTX 97 (apt=96), and the repaired-rid extension.
+    const OFFER: &str = include_str!("../../tests/fixtures/sdp/chromium-simulcast-offer.sdp");
+
+    /// One SRTP packet of the remote with the mid and the given rid-like extension.
+    fn remote_packet(
+        peer_out: &mut SrtpContext,
+        t: &Transceiver,
+        (ssrc, pt, seq): (u32, u8, u16),
+        rid: (&str, &str),
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let mid = extension_id(t, crate::media::receive::MID_URI).expect("mid");
+        let rid_id = extension_id(t, rid.0).expect("rid extension");
+        let mut buf = vec![0u8; 1500];
+        let n = rtp::write_rtp(
+            &RtpWrite {
+                marker: false,
+                payload_type: pt,
+                sequence_number: seq,
+                timestamp: 0,
+                ssrc,
+                extensions: &[(mid, b"0"), (rid_id, rid.1.as_bytes())],
+                payload,
+            },
+            &mut buf,
+        )
+        .expect("write");
+        let n = peer_out.protect_rtp(&mut buf, n).expect("protect");
+        buf.truncate(n);
+        buf
+    }
+
+    /// Every RTCP packet the session queued, decrypted by the remote.
+    fn rtcp_sent(media: &MediaSession, peer_in: &mut SrtpContext) -> Vec<RtcpPacket> {
+        let mut out = Vec::new();
+        for p in media.queued() {
+            let mut b = p.clone();
+            let n = b.len();
+            if let Ok(m) = peer_in.unprotect_rtcp(&mut b, n) {
+                out.extend(RtcpPacket::parse_compound(&b[..m]).flatten());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_gap_is_nacked_and_unsignalled_rtx_is_unwrapped_by_repaired_rid_once() {
+        let now = Instant::now();
+        let ts = answerer(now, OFFER).transceivers().to_vec();
+        assert!(ts[0].codecs.iter().any(|c| c.rtx_apt() == Some(96)));
+        let (mut media, mut peer_out, mut peer_in) = keyed(now, true);
+        media.announce_tracks(&ts);
+        let rid = crate::media::receive::RID_URI;
+        // Stream "q" loses 12; stream "h" is complete.
+        for seq in 10u16..=14 {
+            if seq != 12 {
+                let p = remote_packet(&mut peer_out, &ts[0], (0x1111, 96, seq), (rid, "q"), b"q");
+                assert!(media.handle_srtp(now, &p, &ts));
+            }
+            let p = remote_packet(&mut peer_out, &ts[0], (0x2222, 96, seq), (rid, "h"), b"h");
+            assert!(media.handle_srtp(now, &p, &ts));
+        }
+        let due = media.poll_timeout().expect("a NACK is due");
+        assert!(due <= now + Duration::from_millis(10), "{:?}", due - now);
+        media.handle_timeout(due, &ts, &mut crate::rng::Rng::from_seed(1));
+        let nacks: Vec<_> = rtcp_sent(&media, &mut peer_in)
+            .into_iter()
+            .filter(|p| matches!(p, RtcpPacket::Nack { .. }))
+            .collect();
+        assert!(
+            matches!(&nacks[..], [RtcpPacket::Nack { media: 0x1111, pairs, .. }] if pairs == &[(12, 0)]),
+            "{nacks:?}"
+        );
+        drain(&mut media);
+        // The RTX packet names the stream it repairs by repaired-rid only.
+        let mut rtx_payload = vec![0, 12];
+        rtx_payload.extend_from_slice(b"twelve");
+        for rtx_seq in [500u16, 501] {
+            let p = remote_packet(
+                &mut peer_out,
+                &ts[0],
+                (0x9999, 97, rtx_seq),
+                (REPAIRED_RID_URI, "q"),
+                &rtx_payload,
+            );
+            assert!(media.handle_srtp(now, &p, &ts));
+        }
+        let delivered: Vec<_> = drain(&mut media)
+            .into_iter()
+            .filter_map(|e| match e {
+                MediaEvent::Rtp { rid, packet, .. } => Some((rid, packet)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(delivered.len(), 1, "delivered once: {delivered:?}");
+        let (rid, packet) = &delivered[0];
+        assert_eq!(rid.as_deref(), Some("q"));
+        assert_eq!(
+            (packet.ssrc, packet.payload_type, packet.sequence_number),
+            (0x1111, 96, 12)
+        );
+        assert_eq!(&packet.payload[..], b"twelve");
+        let s = media.loss_recovery_stats();
+        assert_eq!(s.rtx_packets_received, 2);
+        assert_eq!(s.duplicates_dropped, 1);
+        assert_eq!(s.packets_recovered, 1);
+        assert_eq!((s.nacks_sent, s.packets_nacked), (1, 1));
+        // A keyframe request goes to the streams, not to the RTX stream.
+        media.outgoing = Default::default();
+        media.request_keyframe(&ts, ts[0].id).expect("pli");
+        let plis: Vec<u32> = rtcp_sent(&media, &mut peer_in)
+            .into_iter()
+            .filter_map(|p| match p {
+                RtcpPacket::Pli { media, .. } => Some(media),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(plis, vec![0x1111, 0x2222]);
+    }
+
+    /// Alice (offering video with RTX) and bob negotiated: alice's transceivers and a
+    /// keyed session with bob's contexts.
+    fn sender() -> (MediaSession, Vec<Transceiver>, SrtpContext, SrtpContext) {
+        let now = Instant::now();
+        let config = |seed| Config {
+            rng_seed: Some(seed),
+            ..Default::default()
+        };
+        let mut alice = PeerConnection::new(config(31), now).expect("alice");
+        let mut bob = PeerConnection::new(config(32), now).expect("bob");
+        alice
+            .add_track(MediaKind::Video, vec!["s".into()])
+            .expect("video");
+        let offer = alice.create_offer(OfferOptions::default()).expect("offer");
+        alice
+            .set_local_description(now, offer.clone())
+            .expect("local");
+        bob.set_remote_description(now, offer).expect("remote");
+        let answer = bob.create_answer().expect("answer");
+        bob.set_local_description(now, answer.clone())
+            .expect("local");
+        alice.set_remote_description(now, answer).expect("remote");
+        let (media, bob_out, bob_in) = keyed(now, false);
+        (media, alice.transceivers().to_vec(), bob_out, bob_in)
+    }
+
+    #[test]
+    fn a_nack_is_answered_with_rtx_once_per_rtt() {
+        let now = Instant::now();
+        let (mut media, ts, mut bob_out, mut bob_in) = sender();
+        let t = &ts[0];
+        let rtx_pt = t
+            .codecs
+            .iter()
+            .find(|c| c.rtx_apt() == Some(96))
+            .expect("rtx negotiated")
+            .payload_type;
+        for seq in 1..=5u16 {
+            let packet = RtpPacket {
+                payload_type: 96,
+                sequence_number: seq,
+                timestamp: 90 * u32::from(seq),
+                marker: false,
+                ssrc: 0,
+                payload: bytes::Bytes::from(vec![seq as u8; 10]),
+            };
+            media.send_rtp(now, &ts, t.id, &packet).expect("send");
+        }
+        media.outgoing = Default::default();
+        let nack = RtcpPacket::Nack {
+            sender: 1,
+            media: t.sender_ssrc,
+            pairs: vec![(3, 0b10)], // 3 and 5
+        };
+        let mut buf = vec![0u8; 1500];
+        let n = nack.write(&mut buf).expect("write");
+        let n = bob_out.protect_rtcp(&mut buf, n).expect("protect");
+        assert!(media.handle_srtp(now, &buf[..n], &ts));
+        let resent: Vec<Vec<u8>> = media
+            .queued()
+            .map(|p| {
+                let mut b = p.clone();
+                let len = b.len();
+                let m = bob_in.unprotect_rtp(&mut b, len).expect("srtp");
+                b.truncate(m);
+                b
+            })
+            .collect();
+        assert_eq!(resent.len(), 2);
+        for (raw, original) in resent.iter().zip([3u16, 5]) {
+            let h = RtpHeader::parse(raw).expect("rtp");
+            assert_eq!(h.ssrc(), t.sender_rtx_ssrc);
+            assert_eq!(h.payload_type(), rtx_pt);
+            let (osn, payload) =
+                crate::media::retransmit::parse_rtx_payload(h.payload()).expect("osn");
+            assert_eq!(osn, original);
+            assert_eq!(payload, &[original as u8; 10][..]);
+        }
+        // The same NACK again within the RTT resends nothing.
+        media.outgoing = Default::default();
+        let mut buf = vec![0u8; 1500];
+        let n = nack.write(&mut buf).expect("write");
+        let n = bob_out.protect_rtcp(&mut buf, n).expect("protect");
+        assert!(media.handle_srtp(now, &buf[..n], &ts));
+        assert_eq!(media.queued().count(), 0);
+        let s = media.loss_recovery_stats();
+        assert_eq!((s.nacks_received, s.packets_requested), (2, 4));
+        assert_eq!((s.packets_retransmitted, s.rtx_packets_sent), (2, 2));
+        assert_eq!(s.retransmit_suppressed, 2);
+        assert_eq!(s.rtx_bytes_sent, 24);
+    }
 
     #[test]
     fn nack_is_written_as_rtcp_parses_it() {
