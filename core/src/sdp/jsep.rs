@@ -635,6 +635,36 @@ mod tests {
     }
 
     #[test]
+    fn rtx_is_accepted_only_with_the_codec_it_repairs_and_when_configured() {
+        let m = remote_video(&[
+            (100, "VP8", None),
+            (101, "rtx", Some("apt=100")),
+            (127, "VP9", Some("profile-id=2")),
+            (126, "rtx", Some("apt=127")),
+            (125, "rtx", None),
+        ]);
+        let got = answer_codecs(&CodecConfig::default_video(), &m);
+        let pts: Vec<u8> = got.iter().map(|c| c.payload_type).collect();
+        // VP9 profile 2 is refused, so is its RTX; an RTX without apt is refused.
+        assert_eq!(pts, vec![100, 101]);
+        assert_eq!(got[1].rtx_apt(), Some(100));
+        assert!(got[1].rtcp_feedback.is_empty());
+        // Without an RTX format configured, no RTX is accepted (retransmission is plain).
+        let mut no_rtx = CodecConfig::default_video();
+        no_rtx.retain(|c| !c.is_rtx());
+        let got = answer_codecs(&no_rtx, &m);
+        assert_eq!(got.len(), 1);
+        // An offer keeps an RTX format only with its codec.
+        let mut vp8_only = CodecConfig::default_video();
+        vp8_only.retain(|c| c.name == "VP8" || c.is_rtx());
+        let offered: Vec<(u8, Option<u8>)> = offer_codecs(&vp8_only, &[])
+            .iter()
+            .map(|c| (c.payload_type, c.rtx_apt()))
+            .collect();
+        assert_eq!(offered, vec![(96, None), (97, Some(96))]);
+    }
+
+    #[test]
     fn h264_matches_by_profile_and_packetization_mode() {
         let m = remote_video(&[
             (
