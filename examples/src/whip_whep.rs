@@ -219,16 +219,17 @@ pub fn start_with(
     Ok(Running { addr, broadcast })
 }
 
-/// The default session configuration: Opus and VP8 only, so that any publisher's media
-/// suits any viewer.
+/// The default session configuration: Opus and VP8 only (with VP8's RTX format, so
+/// retransmissions travel on their own SSRC), so that any publisher's media suits any viewer.
 pub fn broadcast_config() -> Config {
     let mut config = Config::default();
     config
         .audio_codecs
         .retain(|c| c.name.eq_ignore_ascii_case("opus"));
+    // An RTX format whose codec is gone (apt) is left out of offers and answers.
     config
         .video_codecs
-        .retain(|c| c.name.eq_ignore_ascii_case("vp8"));
+        .retain(|c| c.name.eq_ignore_ascii_case("vp8") || c.is_rtx());
     config
 }
 

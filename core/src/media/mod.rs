@@ -11,12 +11,14 @@
 //! - `forward.rs`: for SFUs, one outgoing stream fed by a chosen source (simulcast layer
 //!   switches at keyframes with continuous numbering) and a bounded keyframe cache.
 //! - `nack.rs`, `retransmit.rs`, `twcc.rs`: the receive-side NACK generator, the send-side
-//!   retransmission history (RTX), transport-wide feedback both ways.
+//!   retransmission history (RTX), transport-wide feedback both ways; `recovery.rs` wires
+//!   them into the media session's hooks and timers.
 
 pub mod forward;
 pub mod jitter_buffer;
 pub mod nack;
 pub(crate) mod receive;
+pub mod recovery;
 pub mod reports;
 pub mod retransmit;
 mod rtcp;

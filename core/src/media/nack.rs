@@ -217,7 +217,7 @@ impl NackGenerator {
             .missing
             .iter()
             .take_while(|m| {
-                m.sequence < oldest_kept || now.saturating_duration_since(m.detected) > max_age
+                m.sequence < oldest_kept || now.saturating_duration_since(m.detected) >= max_age
             })
             .count();
         self.missing.drain(..n);

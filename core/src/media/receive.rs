@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use crate::media::recovery::{negotiated_transport_cc, rtx_apt_of};
+use crate::media::retransmit::parse_rtx_payload;
 use crate::media::session::{extension_id, transceiver_by_id, MediaEvent, MediaSession, MAX_SSRCS};
 use crate::media::{Direction, RtpPacket, Transceiver, TransceiverId};
 use crate::rtp::extensions::ExtensionKind;
@@ -26,6 +28,10 @@ pub(crate) struct ReceivedRtp {
     pub(crate) transport_sequence: Option<u16>,
     /// When it arrived.
     pub(crate) arrival: Instant,
+    /// Its codec negotiated `a=rtcp-fb:<pt> nack`: lost packets are asked for.
+    pub(crate) nack: bool,
+    /// It was unwrapped from an RTX packet (RFC 4588).
+    pub(crate) retransmission: bool,
 }
 
 impl MediaSession {
@@ -42,6 +48,7 @@ impl MediaSession {
         let mut scratch = std::mem::take(&mut self.scratch);
         let handled = self.handle_srtp_in(now, data, &mut scratch, transceivers);
         self.scratch = scratch;
+        self.flush_retransmissions(now, transceivers);
         handled
     }
 
@@ -80,14 +87,44 @@ impl MediaSession {
         true
     }
 
-    /// A decrypted RTP packet: find its transceiver and rid, count it, deliver it.
+    /// A decrypted RTP packet: find its transceiver and rid, unwrap it when it is RTX,
+    /// count it, deliver it.
     fn handle_rtp(&mut self, now: Instant, header: &RtpHeader<'_>, transceivers: &[Transceiver]) {
-        let ssrc = header.ssrc();
         let Some(id) = self.demux(header, transceivers) else {
             self.stats.rtp_unmatched += 1;
             return;
         };
         let transceiver = transceiver_by_id(transceivers, id);
+        let transport_sequence = transceiver
+            .and_then(|t| extension_id(t, ExtensionKind::TransportCc.uri()))
+            .and_then(|i| header.extension(i))
+            .and_then(|v| Some(u16::from_be_bytes([*v.first()?, *v.get(1)?])));
+        if let Some(seq) =
+            transport_sequence.filter(|_| transceiver.is_some_and(negotiated_transport_cc))
+        {
+            // Every packet counts for congestion control, RTX padding included.
+            self.record_transport_cc(header.ssrc(), seq, now);
+        }
+        let (mut ssrc, mut sequence_number, mut payload_type, mut payload) = (
+            header.ssrc(),
+            header.sequence_number(),
+            header.payload_type(),
+            header.payload(),
+        );
+        let rtx = transceiver.and_then(|t| Some((t, rtx_apt_of(t, payload_type)?)));
+        if let Some((t, apt)) = rtx {
+            if !self.note_rtx_received(payload.len()) {
+                return;
+            }
+            let Some(original) = self.rtx_original(t, header) else {
+                self.note_rtx_unmatched();
+                return;
+            };
+            let Some((osn, rest)) = parse_rtx_payload(payload) else {
+                return;
+            };
+            (ssrc, sequence_number, payload_type, payload) = (original, osn, apt, rest);
+        }
         let rid = match transceiver.and_then(|t| packet_rid(t, header)) {
             Some(rid) => {
                 if self.ssrc_rids.get(&ssrc) != Some(&rid)
@@ -99,23 +136,27 @@ impl MediaSession {
             }
             None => self.ssrc_rids.get(&ssrc).cloned(),
         };
-        let transport_sequence = transceiver
-            .and_then(|t| extension_id(t, ExtensionKind::TransportCc.uri()))
-            .and_then(|i| header.extension(i))
-            .and_then(|v| Some(u16::from_be_bytes([*v.first()?, *v.get(1)?])));
-        self.on_rtp_received(ReceivedRtp {
+        let nack = transceiver
+            .and_then(|t| t.codecs.iter().find(|c| c.payload_type == payload_type))
+            .is_some_and(|c| c.has_feedback("nack"));
+        let fresh = self.on_rtp_received(ReceivedRtp {
             ssrc,
-            sequence_number: header.sequence_number(),
+            sequence_number,
             transport_sequence,
             arrival: now,
+            nack,
+            retransmission: rtx.is_some(),
         });
+        if !fresh {
+            return;
+        }
         let packet = RtpPacket {
-            payload_type: header.payload_type(),
-            sequence_number: header.sequence_number(),
+            payload_type,
+            sequence_number,
             timestamp: header.timestamp(),
             marker: header.marker(),
             ssrc,
-            payload: self.payloads.copy(header.payload()),
+            payload: self.payloads.copy(payload),
         };
         self.stats.rtp_received += 1;
         self.note_media(now, id);
@@ -126,10 +167,14 @@ impl MediaSession {
         });
     }
 
-    /// Hook: an RTP packet reached a transceiver, before its `Event::Rtp`. Counts it for
-    /// the receiver reports (up to [`MAX_SSRCS`] sources); a NACK generator and a
-    /// transport-wide feedback recorder take the packet here too.
-    pub(crate) fn on_rtp_received(&mut self, packet: ReceivedRtp) {
+    /// Hook: an RTP packet reached a transceiver (an RTX packet unwrapped to its
+    /// original), before its `Event::Rtp`. Feeds the NACK generator of its stream, then
+    /// counts it for the receiver reports (up to [`MAX_SSRCS`] sources). False for a
+    /// retransmission of a packet we already had: it is dropped, not delivered again.
+    pub(crate) fn on_rtp_received(&mut self, packet: ReceivedRtp) -> bool {
+        if !self.nack_on_packet(&packet) {
+            return false;
+        }
         let room = self.recv_counters.len() < MAX_SSRCS;
         match self.recv_counters.get_mut(&packet.ssrc) {
             Some(counters) => counters.on_packet(packet.sequence_number),
@@ -141,6 +186,7 @@ impl MediaSession {
             }
             None => {}
         }
+        true
     }
 
     /// Which transceiver an RTP packet belongs to: known SSRC, then the mid header

@@ -159,27 +159,39 @@ impl RetransmitHistory {
         }
     }
 
-    /// Keep a sent packet (its SSRC is this stream's). A packet that is not newer than the
-    /// newest kept (a sequence number going back) restarts the history.
+    /// Keep a sent packet (its SSRC is this stream's). A packet older than the newest but
+    /// not older than the oldest kept (a forwarder passing on a retransmission late) is
+    /// kept in order; one already kept is not kept twice; one older than everything kept
+    /// (a sequence number going back: a new sender on the SSRC) restarts the history.
     pub fn store(&mut self, packet: &RtpPacket, now: Instant) {
         let size = packet.payload.len();
-        let sequence = match self.ring.back() {
-            Some(last) => {
-                let step =
-                    i64::from(packet.sequence_number.wrapping_sub(last.sequence as u16) as i16);
-                if step <= 0 {
-                    self.ring.clear();
-                    self.bytes = 0;
-                    i64::from(packet.sequence_number)
-                } else {
-                    last.sequence + step
-                }
-            }
-            None => i64::from(packet.sequence_number),
-        };
         if size > self.config.max_bytes || self.config.max_packets == 0 {
             return;
         }
+        let sequence = match (self.ring.front(), self.ring.back()) {
+            (Some(first), Some(last)) => {
+                let step =
+                    i64::from(packet.sequence_number.wrapping_sub(last.sequence as u16) as i16);
+                let extended = last.sequence + step;
+                if step > 0 {
+                    extended
+                } else if extended >= first.sequence {
+                    if self
+                        .ring
+                        .binary_search_by_key(&extended, |s| s.sequence)
+                        .is_ok()
+                    {
+                        return;
+                    }
+                    extended
+                } else {
+                    self.ring.clear();
+                    self.bytes = 0;
+                    i64::from(packet.sequence_number)
+                }
+            }
+            _ => i64::from(packet.sequence_number),
+        };
         self.expire(now);
         while self.ring.len() >= self.config.max_packets
             || self.bytes + size > self.config.max_bytes
@@ -187,7 +199,7 @@ impl RetransmitHistory {
             self.pop_front();
         }
         self.bytes += size;
-        self.ring.push_back(Slot {
+        let slot = Slot {
             sequence,
             timestamp: packet.timestamp,
             marker: packet.marker,
@@ -195,7 +207,10 @@ impl RetransmitHistory {
             payload: packet.payload.clone(),
             sent_at: now,
             resent_at: None,
-        });
+        };
+        // In order: at the back unless passed on late.
+        let at = self.ring.partition_point(|s| s.sequence < sequence);
+        self.ring.insert(at, slot);
     }
 
     /// Drop the packets older than the age bound.
@@ -422,11 +437,18 @@ mod tests {
         }
         assert!(h.resend(65535, t0).is_ok());
         assert!(h.resend(0, t0).is_ok());
-        // A jump back (a new sender with the same SSRC) starts over.
+        // A packet passed on late (older than the newest, not older than the oldest kept)
+        // is kept in order, once.
         h.store(&packet(500, 5), t0);
         h.store(&packet(400, 5), t0);
-        assert_eq!(h.len(), 1);
+        h.store(&packet(400, 5), t0);
+        assert_eq!(h.len(), 6);
         assert!(h.resend(400, t0).is_ok());
+        assert!(h.resend(500, t0).is_ok());
+        // A jump back past everything kept (a new sender with the same SSRC) starts over.
+        h.store(&packet(65000, 5), t0);
+        assert_eq!(h.len(), 1);
+        assert!(h.resend(65000, t0).is_ok());
     }
 
     #[test]

@@ -43,16 +43,26 @@ impl MediaSession {
     /// Hook: an RTCP packet from the remote that may be about our senders. Report blocks
     /// about our SSRCs give the RTT (LSR/DLSR); generic NACK, transport-wide feedback
     /// and REMB about our senders are read here by the loss-recovery and congestion
-    /// layers. Keyframe requests (PLI, FIR) become events in `handle_rtcp`.
+    /// layers: a NACK is answered from the retransmission history, transport-wide
+    /// feedback becomes a `TransportFeedback` event. Keyframe requests (PLI, FIR) become
+    /// events in `handle_rtcp`.
     pub(crate) fn on_sender_feedback(&mut self, now: Instant, packet: &RtcpPacket) {
-        if let RtcpPacket::SenderReport { reports, .. }
-        | RtcpPacket::ReceiverReport { reports, .. } = packet
-        {
-            for b in reports {
-                if self.send_counters.contains_key(&b.ssrc) {
-                    self.rtt.on_report_block(b, now);
+        match packet {
+            RtcpPacket::SenderReport { reports, .. }
+            | RtcpPacket::ReceiverReport { reports, .. } => {
+                for b in reports {
+                    if self.send_counters.contains_key(&b.ssrc) {
+                        self.rtt.on_report_block(b, now);
+                    }
                 }
             }
+            RtcpPacket::Nack { media, pairs, .. } => self.on_nack(now, *media, pairs),
+            RtcpPacket::TransportCc { fci, .. } => {
+                if let Some(feedback) = self.on_transport_feedback(fci) {
+                    self.push_event(MediaEvent::TransportFeedback(feedback));
+                }
+            }
+            _ => {}
         }
     }
 
@@ -60,7 +70,9 @@ impl MediaSession {
     /// stream left, and say so when no stream of the remote is left.
     fn on_remote_bye(&mut self, ssrcs: &[u32]) {
         let mut ended = false;
-        for ssrc in ssrcs {
+        // A primary stream that leaves takes its RTX stream along.
+        let rtx = self.recovery.remote_rtx_of(ssrcs);
+        for ssrc in ssrcs.iter().chain(&rtx) {
             self.ssrc_rids.remove(ssrc);
             // A source that left gets no more reception reports (RFC 3550 6.6).
             ended |= self.recv_counters.remove(ssrc).is_some();
@@ -164,7 +176,7 @@ impl MediaSession {
         let mut media: Vec<u32> = self
             .ssrc_map
             .iter()
-            .filter(|(_, id)| **id == transceiver)
+            .filter(|(s, id)| **id == transceiver && !self.recovery.is_remote_rtx(**s))
             .map(|(s, _)| *s)
             .collect();
         media.sort_unstable();

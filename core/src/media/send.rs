@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use crate::media::receive::MID_URI;
+use crate::media::recovery::negotiated_transport_cc;
 use crate::media::session::{extension_id, transceiver_by_id, MediaSession};
 use crate::media::{Direction, RtpPacket, Transceiver, TransceiverId};
 use crate::peer::SendError;
@@ -27,6 +28,10 @@ pub(crate) struct SentRtp {
     pub(crate) transport_sequence: Option<u16>,
     /// The RTP clock rate of its codec.
     pub(crate) clock_rate: u32,
+    /// The whole packet's length (header included), for transport-wide feedback.
+    pub(crate) packet_len: usize,
+    /// Its transceiver negotiated `transport-cc` feedback: its send time is logged.
+    pub(crate) transport_cc: bool,
     /// When it was sent.
     pub(crate) at: Instant,
 }
@@ -55,6 +60,7 @@ impl MediaSession {
             .or(t.codecs.first())
             .ok_or(SendError::NotSending)?;
         let (pt, clock_rate) = (codec.payload_type, codec.clock_rate);
+        let nack = codec.has_feedback("nack");
         let one_byte = |i: &u8| (1..=14).contains(i);
         let mid_ext = extension_id(t, MID_URI).filter(one_byte);
         let twcc_ext = extension_id(t, ExtensionKind::TransportCc.uri()).filter(one_byte);
@@ -97,9 +103,14 @@ impl MediaSession {
             payload_len: packet.payload.len(),
             transport_sequence: twcc_ext.map(|_| self.transport_seq),
             clock_rate,
+            packet_len: n,
+            transport_cc: negotiated_transport_cc(t),
             at: now,
         };
         self.protect_and_queue_rtp(n)?;
+        if nack {
+            self.remember_sent(t.sender_ssrc, pt, packet, now);
+        }
         self.on_rtp_sent(sent);
         Ok(())
     }
@@ -111,7 +122,10 @@ impl MediaSession {
     /// send time per transport sequence.
     pub(crate) fn on_rtp_sent(&mut self, sent: SentRtp) {
         self.stats.rtp_sent += 1;
-        if sent.transport_sequence.is_some() {
+        if let Some(seq) = sent.transport_sequence {
+            if sent.transport_cc {
+                self.log_transport_cc(seq, sent.packet_len, sent.at);
+            }
             self.transport_seq = self.transport_seq.wrapping_add(1);
         }
         let counters = self.send_counters.entry(sent.ssrc).or_default();

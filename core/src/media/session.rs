@@ -29,7 +29,9 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 
+use crate::media::recovery::Recovery;
 use crate::media::reports::{ReceiveCounters, RttEstimator, SendCounters};
+use crate::media::twcc::TransportFeedback;
 use crate::media::{RtpPacket, TrackInfo, Transceiver, TransceiverId};
 use crate::peer::SendError;
 use crate::rng::Rng;
@@ -74,6 +76,8 @@ pub(crate) enum MediaEvent {
     Rtcp(Bytes),
     /// The remote asked for a keyframe on this transceiver's sender.
     KeyframeRequest(TransceiverId),
+    /// Transport-wide feedback about what we sent.
+    TransportFeedback(TransportFeedback),
     /// An RTCP BYE ended the last stream the remote sent us.
     AllRemoteStreamsEnded,
 }
@@ -127,6 +131,8 @@ pub(crate) struct MediaSession {
     pub(super) mute_deadline: Option<Instant>,
     events: VecDeque<MediaEvent>,
     pub(super) stats: MediaStats,
+    /// NACK generators, retransmission histories, transport-wide feedback.
+    pub(super) recovery: Recovery,
 }
 
 impl MediaSession {
@@ -152,6 +158,7 @@ impl MediaSession {
             mute_deadline: None,
             events: VecDeque::new(),
             stats: MediaStats::default(),
+            recovery: Recovery::new(ssrc_key),
         }
     }
 
@@ -207,6 +214,7 @@ impl MediaSession {
         if self.next_report.is_some_and(|t| now >= t) {
             self.send_reports(now, transceivers, rng);
         }
+        self.recovery_timeout(now, transceivers);
         self.check_muted(now);
     }
 
@@ -219,10 +227,14 @@ impl MediaSession {
 
     /// When `handle_timeout` should be called next: the minimum of the media timers.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        [self.next_report, self.mute_deadline]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.next_report,
+            self.mute_deadline,
+            self.recovery.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The next media event.
@@ -255,6 +267,21 @@ impl MediaSession {
             }
         }
         if len == 0 || self.outgoing.len() >= MAX_MEDIA_QUEUE {
+            return;
+        }
+        if let Ok(n) = srtp.protect_rtcp(&mut self.scratch, len) {
+            self.outgoing
+                .push(self.scratch.get(..n).unwrap_or_default());
+        }
+    }
+
+    /// Protect the plain RTCP compound in the first `len` bytes of the scratch buffer and
+    /// queue it; nothing before keying or when the queue is full.
+    pub(super) fn protect_and_queue_rtcp(&mut self, len: usize) {
+        let Some(srtp) = self.srtp_out.as_mut() else {
+            return;
+        };
+        if self.outgoing.len() >= MAX_MEDIA_QUEUE {
             return;
         }
         if let Ok(n) = srtp.protect_rtcp(&mut self.scratch, len) {

@@ -234,6 +234,7 @@ impl TwccReceiver {
 
 /// The sender's record of one packet and what the feedback said about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PacketResult {
     /// Extended transport-wide sequence number.
     pub sequence: i64,
@@ -248,6 +249,7 @@ pub struct PacketResult {
 
 /// One feedback packet read against the send log.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TransportFeedback {
     /// The remote's feedback packet counter.
     pub feedback_count: u8,

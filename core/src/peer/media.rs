@@ -19,6 +19,7 @@ impl PeerConnection {
                 MediaEvent::Rtp { track, rid, packet } => Event::Rtp { track, rid, packet },
                 MediaEvent::Rtcp(compound) => Event::Rtcp(compound),
                 MediaEvent::KeyframeRequest(id) => Event::KeyframeRequest(id),
+                MediaEvent::TransportFeedback(f) => Event::TransportFeedback(f),
                 MediaEvent::AllRemoteStreamsEnded => {
                     // BYE for the last stream the peer sent us, and no data channels:
                     // nothing of the session is left on the peer's side.

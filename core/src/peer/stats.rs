@@ -47,6 +47,8 @@ pub struct PeerStats {
     pub rtp_unmatched: u64,
     /// RTP packets sent.
     pub rtp_sent: u64,
+    /// NACK, retransmission, RTX and transport-wide feedback counters.
+    pub loss_recovery: crate::media::recovery::LossRecoveryStats,
 }
 
 impl PeerConnection {
@@ -65,6 +67,7 @@ impl PeerConnection {
         s.rtp_received = media.rtp_received;
         s.rtp_unmatched = media.rtp_unmatched;
         s.rtp_sent = media.rtp_sent;
+        s.loss_recovery = self.media.loss_recovery_stats();
         s.events_dropped += media.events_dropped;
         s
     }
