@@ -19,8 +19,8 @@
 //!   fake camera sends 30 per second), 60 of them in the last 5 s (decoding keeps going),
 //!   with at most 3 freezes; on the viewer's leg the viewer sent NACKs and retransmissions
 //!   reached it (`retransmittedPacketsReceived`, when the str0m run shows Chromium counts
-//!   them); on the publisher's leg the server's NACKs reached the publisher (`nackCount`
-//!   > 0 there) and it retransmitted (`retransmittedPacketsSent` > 0).
+//!   them); on the publisher's leg the server's NACKs reached the publisher (its
+//!   `nackCount` above 0) and it retransmitted (`retransmittedPacketsSent` above 0).
 
 mod measure;
 
