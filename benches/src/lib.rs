@@ -7,6 +7,7 @@
 //! crate is the allocation count of `tests/zero_alloc.rs`, which is deterministic.
 
 pub mod alloc;
+pub mod feedback;
 pub mod loopback;
 pub mod scenarios;
 pub mod stack_endpoint;

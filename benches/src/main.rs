@@ -362,6 +362,51 @@ fn run_rows(plan: &Plan, only: Option<&str>) -> Vec<Row> {
             note: String::new(),
         });
     }
+    for streams in [1usize, 100] {
+        if !want("feedback") {
+            break;
+        }
+        let packets = plan.packets * 10;
+        let sans_only = |r: Option<f64>| [r, Some(f64::NAN), Some(f64::NAN)];
+        for loss in [0u32, 5] {
+            let r = med(plan.runs, || {
+                sansrtc_bench::feedback::nack_receive(streams, packets, loss)
+            });
+            eprintln!("feedback nack {streams} streams {loss}% loss: {r:?}");
+            rows.push(Row {
+                name: format!("NACK bookkeeping, {streams} streams, {loss} % loss"),
+                unit: "ns/packet",
+                higher_is_better: false,
+                values: sans_only(r),
+                note: "sansrtc only: on_packet + poll_nack per received packet".into(),
+            });
+        }
+        let r = med(plan.runs, || {
+            sansrtc_bench::feedback::twcc_receive(streams, packets)
+        });
+        eprintln!("feedback twcc {streams} streams: {r:?}");
+        rows.push(Row {
+            name: format!("transport-wide feedback generation, {streams} transports"),
+            unit: "ns/packet",
+            higher_is_better: false,
+            values: sans_only(r),
+            note: "sansrtc only: record + feedback every 100 ms or 100 packets".into(),
+        });
+    }
+    if want("feedback") {
+        let (ring, kept) = sansrtc_bench::feedback::history_memory(100);
+        eprintln!("feedback history memory: ring {ring} B, payloads {kept} B");
+        rows.push(Row {
+            name: "retransmission history per stream, full (512 packets)".into(),
+            unit: "KiB",
+            higher_is_better: false,
+            values: [Some(ring / 1024.0), Some(f64::NAN), Some(f64::NAN)],
+            note: format!(
+                "sansrtc only: the ring; it keeps {:.0} KiB of 1,200-byte payloads alive",
+                kept / 1024.0
+            ),
+        });
+    }
     rows
 }
 

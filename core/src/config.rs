@@ -90,11 +90,14 @@ impl CodecConfig {
         self
     }
 
-    /// The default audio codecs: Opus, then G.711. No `a=rtcp-fb`: each feedback type
-    /// offered promises behaviour, and the core sends no transport-wide feedback yet.
+    /// The default audio codecs: Opus (with `transport-cc`, as Chromium offers it: the
+    /// media session sends transport-wide feedback for what it receives and reads the
+    /// remote's), then G.711. No NACK for audio.
     pub fn default_audio() -> Vec<CodecConfig> {
         vec![
-            CodecConfig::new(111, "opus", 48000, Some(2)).with_fmtp("minptime=10;useinbandfec=1"),
+            CodecConfig::new(111, "opus", 48000, Some(2))
+                .with_fmtp("minptime=10;useinbandfec=1")
+                .with_feedback(&["transport-cc"]),
             CodecConfig::new(0, "PCMU", 8000, None),
             CodecConfig::new(8, "PCMA", 8000, None),
         ]
@@ -102,20 +105,40 @@ impl CodecConfig {
 
     /// The default video codecs: VP8, VP9, H264 constrained baseline, AV1, each with the
     /// feedback the core implements: PLI and FIR (`Event::KeyframeRequest` when received,
-    /// PLI sent by `request_keyframe`). Not offered until implemented: generic NACK (no
-    /// retransmission yet), `transport-cc` and `goog-remb` (no feedback generated yet).
+    /// PLI sent by `request_keyframe`) and generic NACK (the media session asks for lost
+    /// packets and answers the remote's NACKs from its retransmission history); and an
+    /// RTX format (RFC 4588, `apt=`) for each, so retransmissions travel on their own SSRC;
+    /// and `transport-cc` (transport-wide congestion feedback sent for what we receive,
+    /// read as `Event::TransportFeedback` for what we send). Not offered: `goog-remb`
+    /// (no REMB generated) and RFC 8888 `ack ccfb`. Remove the `rtx` entries to
+    /// retransmit plainly, or `nack` to turn loss recovery off.
     pub fn default_video() -> Vec<CodecConfig> {
-        let fb = ["ccm fir", "nack pli"];
+        let fb = ["ccm fir", "nack", "nack pli", "transport-cc"];
         vec![
             CodecConfig::new(96, "VP8", 90000, None).with_feedback(&fb),
+            CodecConfig::rtx(97, 96),
             CodecConfig::new(98, "VP9", 90000, None)
                 .with_fmtp("profile-id=0")
                 .with_feedback(&fb),
+            CodecConfig::rtx(99, 98),
             CodecConfig::new(102, "H264", 90000, None)
                 .with_fmtp("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f")
                 .with_feedback(&fb),
+            CodecConfig::rtx(103, 102),
             CodecConfig::new(45, "AV1", 90000, None).with_feedback(&fb),
+            CodecConfig::rtx(46, 45),
         ]
+    }
+
+    /// The RTX format (RFC 4588) of the video codec with payload type `apt`:
+    /// `a=rtpmap:<pt> rtx/90000` and `a=fmtp:<pt> apt=<apt>`.
+    pub fn rtx(payload_type: u8, apt: u8) -> Self {
+        CodecConfig::new(payload_type, "rtx", 90000, None).with_fmtp(&format!("apt={apt}"))
+    }
+
+    /// Whether this is an RTX format.
+    pub fn is_rtx(&self) -> bool {
+        self.name.eq_ignore_ascii_case("rtx")
     }
 }
 
@@ -281,7 +304,7 @@ mod tests {
             .collect();
         for fb in &all {
             assert!(
-                fb == "nack pli" || fb == "ccm fir",
+                ["nack pli", "ccm fir", "nack", "transport-cc"].contains(&fb.as_str()),
                 "offered feedback the core does not implement: {fb}"
             );
         }

@@ -597,6 +597,13 @@ impl Endpoint {
             self.transaction_order.pop_front();
             self.by_transaction.remove(&id);
         }
+        // After a peak (many peers connecting at once) the index gives its memory back
+        // once it is mostly empty, rather than keeping the peak's capacity for good.
+        if self.by_transaction.capacity() > 4 * self.by_transaction.len() + 1024 {
+            self.by_transaction.shrink_to(2 * self.by_transaction.len());
+            self.transaction_order
+                .shrink_to(2 * self.transaction_order.len());
+        }
     }
 
     /// Something happened to a peer: it may have output, and its deadline and ufrag may
@@ -674,6 +681,33 @@ mod tests {
     use crate::config::Config;
     use crate::media::MediaKind;
     use crate::stun::{Attribute, Message, Method, TransactionId};
+
+    /// The transaction index keeps routing responses for 40 s, and then gives back the
+    /// memory a burst of connections made it take.
+    #[test]
+    fn the_transaction_index_shrinks_after_a_peak() {
+        let now = Instant::now();
+        let mut ep = Endpoint::new(Vec::new());
+        for n in 0..20_000u32 {
+            let mut id = [0u8; 12];
+            id[..4].copy_from_slice(&n.to_be_bytes());
+            let request = Message::new(Class::Request, Method::BINDING, TransactionId(id))
+                .encode_to_vec(None, true);
+            ep.learn(0, now, &request);
+        }
+        assert_eq!(ep.by_transaction.len(), 20_000);
+        let peak = ep.by_transaction.capacity();
+        ep.forget_transactions(now + Duration::from_secs(39));
+        assert_eq!(ep.by_transaction.len(), 20_000, "still within the 40 s");
+        ep.forget_transactions(now + TRANSACTION_TTL);
+        assert!(ep.by_transaction.is_empty() && ep.transaction_order.is_empty());
+        assert!(
+            ep.by_transaction.capacity() < peak / 8,
+            "capacity {} after a peak of {peak}",
+            ep.by_transaction.capacity()
+        );
+        assert!(ep.transaction_order.capacity() < 20_000 / 8);
+    }
 
     /// A peer touched by an API call joins the output queue with its heap entry not yet
     /// refreshed; `poll_timeout` must still see its deadline, and `handle_timeout` at that

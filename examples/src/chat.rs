@@ -5,13 +5,12 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use futures_lite::future::block_on;
 use sansrtc::{ChannelId, Config, Event};
 use sansrtc_std::{Options, PeerHandle};
 
 use crate::http::{self, Limits, Reply, Request, Response};
 use crate::runtime::Runtime;
-use crate::session::{self, run_events, Answer, Signaling};
+use crate::session::{self, Answer, SessionEvents, Signaling};
 
 /// A page in the room: its PeerConnection and its chat channel.
 struct Member {
@@ -94,21 +93,28 @@ impl Chat {
             }
             ("GET", "/ws") => {
                 let chat = self.clone();
-                Reply::WebSocket(Box::new(move |ws| {
-                    let session = {
-                        let mut n = chat.next_session.lock().unwrap_or_else(|e| e.into_inner());
-                        *n += 1;
-                        *n
-                    };
-                    let relay = chat.clone();
-                    chat.signaling
-                        .websocket_session(ws, Answer::Receive, move |pc, candidates| {
-                            run_events(&pc, candidates, |pc, event| {
-                                relay.on_event(session, pc, event);
-                                true
-                            });
-                            relay.members().retain(|m| m.session != session);
-                        })
+                Reply::Session(Box::new(move |ws| {
+                    Box::pin(async move {
+                        let session = {
+                            let mut n = chat.next_session.lock().unwrap_or_else(|e| e.into_inner());
+                            *n += 1;
+                            *n
+                        };
+                        let relay = chat.clone();
+                        chat.signaling
+                            .websocket_session_async(
+                                ws,
+                                Answer::Receive,
+                                move |pc, candidates| async move {
+                                    let mut events = SessionEvents::new(&pc, candidates);
+                                    while let Some(event) = events.next().await {
+                                        relay.on_event(session, &pc, event).await;
+                                    }
+                                    relay.members().retain(|m| m.session != session);
+                                },
+                            )
+                            .await
+                    })
                 }))
             }
             (_, "/" | "/ws") => Response::text(405, "method not allowed").into(),
@@ -116,7 +122,7 @@ impl Chat {
         }
     }
 
-    fn on_event(&self, session: u64, pc: &PeerHandle, event: Event) {
+    async fn on_event(&self, session: u64, pc: &PeerHandle, event: Event) {
         match event {
             Event::DataChannel { channel, .. } => self.members().push(Member {
                 session,
@@ -135,9 +141,11 @@ impl Chat {
                 // freeze both. A full send buffer drops the message there.
                 for (pc, channel) in others {
                     let data = data.clone();
-                    let sent = block_on(pc.cast(move |pc, now| {
-                        let _ = pc.send_data(now, channel, data, binary);
-                    }));
+                    let sent = pc
+                        .cast(move |pc, now| {
+                            let _ = pc.send_data(now, channel, data, binary);
+                        })
+                        .await;
                     if sent.is_ok() {
                         *self.relayed.lock().unwrap_or_else(|e| e.into_inner()) += 1;
                     }

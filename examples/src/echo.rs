@@ -9,18 +9,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_lite::future::block_on;
 use sansrtc::peer::IceGatheringState;
 use sansrtc::{Config, Event, SessionDescription};
 use sansrtc_std::{Options, PeerHandle};
 
 use crate::http::{self, Limits, Reply, Request, Response};
-use crate::runtime::Runtime;
-use crate::session::{self, answer_offer, run_events, Answer, Candidates, Signaling};
+use crate::runtime::{Runtime, Spawner};
+use crate::session::{self, answer_offer_async, Answer, CandidateSink, SessionEvents, Signaling};
+
+/// How long `POST /api/offer` waits for gathering, and how often it looks.
+const GATHERING_WAIT: Duration = Duration::from_secs(3);
+const GATHERING_POLL: Duration = Duration::from_millis(20);
 
 /// The echo server's shared state.
 pub struct Echo {
     signaling: Signaling,
+    spawner: Spawner,
 }
 
 /// A running echo server.
@@ -46,6 +50,7 @@ pub fn start_with(
     let spawner = runtime.spawner();
     let echo = Arc::new(Echo {
         signaling: Signaling::with_limits(runtime, options, Config::default(), limits.clone()),
+        spawner: spawner.clone(),
     });
     let routes = echo.clone();
     let page: Arc<str> = page().into();
@@ -69,24 +74,29 @@ impl Echo {
             ("GET", "/") => Response::html(page).into(),
             ("GET", "/ws") => {
                 let echo = self.clone();
-                Reply::WebSocket(Box::new(move |ws| {
-                    echo.signaling
-                        .websocket_session(ws, Answer::Send, |pc, candidates| {
-                            echo_events(&pc, candidates)
-                        })
+                Reply::Session(Box::new(move |ws| {
+                    Box::pin(async move {
+                        echo.signaling
+                            .websocket_session_async(ws, Answer::Send, echo_session)
+                            .await
+                    })
                 }))
             }
             ("GET", "/stats") => {
                 crate::stats::response(crate::stats::signaling_json(&self.signaling)).into()
             }
-            ("POST", "/api/offer") => self.api_offer(&req).into(),
+            ("POST", "/api/offer") => {
+                let echo = self.clone();
+                Reply::Later(Box::pin(async move { echo.api_offer(&req).await }))
+            }
             (_, "/" | "/ws" | "/api/offer") => Response::text(405, "method not allowed").into(),
             _ => Response::text(404, format!("no such resource: {}", req.path)).into(),
         }
     }
 
-    /// `POST /api/offer`: JSON offer in, JSON answer (with candidates) out.
-    fn api_offer(&self, req: &Request) -> Response {
+    /// `POST /api/offer`: JSON offer in, JSON answer (with candidates) out; the session
+    /// then runs as a task of its own (a thread on std, bounded by `max_sessions`).
+    async fn api_offer(&self, req: &Request) -> Response {
         if req.content_type().as_deref() != Some("application/json") {
             return Response::text(415, "send the offer as application/json");
         }
@@ -94,65 +104,82 @@ impl Echo {
             Ok(o) => o,
             Err(e) => return Response::text(400, format!("not an RTCSessionDescriptionInit: {e}")),
         };
-        let (pc, slot) = match self.signaling.new_peer() {
+        let (pc, slot) = match self.signaling.new_peer_async().await {
             Ok(made) => made,
             Err(e) => return Response::text(503, format!("cannot create a PeerConnection: {e}")),
         };
-        if let Err(e) = answer_offer(&pc, offer, Answer::Send) {
-            block_on(pc.close());
+        if let Err(e) = answer_offer_async(&pc, offer, Answer::Send).await {
+            pc.close().await;
             return Response::text(400, format!("cannot answer this offer: {e}"));
         }
-        // No trickle on this path: wait (briefly) for gathering so every candidate is in
-        // the SDP.
-        let deadline = Instant::now() + Duration::from_secs(3);
+        // No trickle on this path: wait (briefly, on the runtime's timer) for gathering
+        // so every candidate is in the SDP.
+        let deadline = Instant::now() + GATHERING_WAIT;
         while Instant::now() < deadline {
-            match block_on(pc.call(|pc, _| pc.ice_gathering_state())) {
+            match pc.call(|pc, _| pc.ice_gathering_state()).await {
                 Ok(IceGatheringState::Complete) | Err(_) => break,
-                Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+                Ok(_) => {
+                    self.spawner
+                        .sleep_until(Instant::now() + GATHERING_POLL)
+                        .await
+                }
             }
         }
-        let answer = match block_on(pc.local_description()) {
+        let answer = match pc.local_description().await {
             Ok(Some(answer)) => answer,
-            _ => return Response::text(500, "no local description"),
+            _ => {
+                pc.close().await;
+                return Response::text(500, "no local description");
+            }
         };
-        let session = pc.clone();
-        std::thread::spawn(move || {
-            echo_events(&session, Box::new(|_| {}));
+        self.spawner.spawn(async move {
+            echo_session(pc, CandidateSink::none()).await;
             drop(slot);
         });
         Response::json(200, &answer)
     }
 }
 
-/// Echo media until the connection ends: every RTP packet goes back on the transceiver
-/// it came in on (now sendrecv), and a keyframe request from the browser for what we
-/// send is passed on to the browser's own sender.
-fn echo_events(pc: &PeerHandle, candidates: Candidates) {
-    run_events(pc, candidates, |pc, event| match event {
-        // Nothing here waits for the driver to answer (`cast`: fire and forget), so
-        // however many events a peer makes us handle, this loop keeps reading them. An
-        // error means the driver has stopped.
-        Event::Rtp {
-            track: transceiver,
-            packet,
-            ..
-        } => block_on(pc.send_rtp(transceiver, packet)).is_ok(),
-        Event::KeyframeRequest(transceiver) => block_on(pc.cast(move |pc, _| {
-            let _ = pc.request_keyframe(transceiver);
-        }))
-        .is_ok(),
-        // Every data channel message goes back on its channel (a full send buffer drops
-        // the echo: the page sends little).
-        Event::DataChannelMessage {
-            channel,
-            data,
-            binary,
-        } => block_on(pc.cast(move |pc, now| {
-            let _ = pc.send_data(now, channel, data, binary);
-        }))
-        .is_ok(),
-        _ => true,
-    });
+/// One echo session, the same on every runtime: every RTP packet goes back on the
+/// transceiver it came in on (now sendrecv), a keyframe request from the browser for
+/// what we send is passed on to the browser's own sender, and every data channel message
+/// goes back on its channel, until the session ends (the peer's goodbye, a failure, or
+/// the page gone). Nothing here waits for the driver to answer (`send_rtp` and `cast`
+/// only wait for room in its command queue), so however many events a peer makes, this
+/// loop keeps reading them; an error means the driver has stopped.
+pub async fn echo_session(pc: PeerHandle, candidates: CandidateSink) {
+    let mut events = SessionEvents::new(&pc, candidates);
+    while let Some(event) = events.next().await {
+        let alive = match event {
+            Event::Rtp {
+                track: transceiver,
+                packet,
+                ..
+            } => pc.send_rtp(transceiver, packet).await.is_ok(),
+            Event::KeyframeRequest(transceiver) => pc
+                .cast(move |pc, _| {
+                    let _ = pc.request_keyframe(transceiver);
+                })
+                .await
+                .is_ok(),
+            // A full send buffer drops the echo: the page sends little.
+            Event::DataChannelMessage {
+                channel,
+                data,
+                binary,
+            } => pc
+                .cast(move |pc, now| {
+                    let _ = pc.send_data(now, channel, data, binary);
+                })
+                .await
+                .is_ok(),
+            _ => true,
+        };
+        if !alive {
+            break;
+        }
+    }
+    events.close().await;
 }
 
 /// The page: camera and microphone out, the echo back in, signaling over a WebSocket.

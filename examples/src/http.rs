@@ -2,8 +2,10 @@
 //! (one request per connection, `Connection: close`), WebSockets are tungstenite's (see
 //! [`crate::websocket`]), and every connection runs on the runtime the example was
 //! started with ([`Spawner`]). CORS headers go on every response so that pages served
-//! elsewhere (WHIP/WHEP players) can call it. Handlers are plain blocking functions, run
-//! where the runtime runs blocking code. Everything a client can make the server hold is
+//! elsewhere (WHIP/WHEP players) can call it. Handlers are plain functions that must not
+//! block: run on the connection's task, they answer at once or hand back a future to
+//! await there (an answer that waits for a driver, an async WebSocket session) or
+//! blocking session code to run where the runtime runs blocking code. Everything a client can make the server hold is
 //! bounded by [`Limits`]: connections in total and per IP address, head size and header
 //! count (hyper's own limits), body size (counted as it arrives), an idle timeout before
 //! the request starts and a whole-request timeout however its bytes are spread
@@ -12,8 +14,10 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,7 +27,7 @@ use hyper::body::Body as _;
 
 use crate::http_io::{Deadline, Stream, TimedIo};
 use crate::runtime::Spawner;
-use crate::websocket::WebSocket;
+use crate::websocket::{SessionCode, WebSocket};
 
 /// The limits of the examples' HTTP server: every resource a client can make it hold is
 /// bounded here.
@@ -249,11 +253,21 @@ impl Response {
     }
 }
 
+/// A boxed future of the examples: an answer that takes waiting, or a session.
+pub type Task<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
 /// What a handler does with a request.
 pub enum Reply {
     /// Answer it.
     Response(Response),
-    /// Upgrade the connection to a WebSocket (RFC 6455) and run this on it.
+    /// Answer it with what this future gives, awaited on the connection's task (it must
+    /// not block: it awaits the handles' methods and the runtime's timers instead).
+    Later(Task<Response>),
+    /// Upgrade the connection to a WebSocket (RFC 6455) and run this async session on
+    /// the connection's task (a task on tokio and smol, the connection's thread on std).
+    Session(Box<dyn FnOnce(WebSocket) -> Task<()> + Send>),
+    /// Upgrade the connection to a WebSocket and run this blocking code on it, where the
+    /// runtime runs blocking code (a thread for as long as the session lasts).
     WebSocket(Box<dyn FnOnce(WebSocket) + Send>),
 }
 
@@ -263,7 +277,10 @@ impl From<Response> for Reply {
     }
 }
 
-/// A request handler shared by every connection (a blocking function: see [`Spawner`]).
+/// A request handler shared by every connection, run on the connection's task (see
+/// [`Spawner`]): it must not block; what waits (a session, an answer that needs the
+/// driver) it hands back as a future ([`Reply::Later`], [`Reply::Session`]). A handler
+/// that panics gets the client a 500.
 pub type Handler = Arc<dyn Fn(Request) -> Reply + Send + Sync>;
 
 /// What every connection shares.
@@ -456,13 +473,22 @@ impl Server {
         let accept = crate::websocket::accept_key(&request);
         // The request is in: the handler takes the time it needs.
         deadline.set(None);
-        let handler = self.handler.clone();
-        let reply = self.spawner.blocking(move || handler(request)).await;
+        // On this task: a handler answers at once or hands back what waits as a future.
+        let handler = &self.handler;
+        let reply =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(request))).ok();
         deadline.set(write_by());
         let run = match reply {
             None => return to_hyper(Response::text(500, "the handler failed")),
             Some(Reply::Response(response)) => return to_hyper(response),
-            Some(Reply::WebSocket(run)) => run,
+            Some(Reply::Later(answer)) => {
+                deadline.set(None);
+                let response = answer.await;
+                deadline.set(write_by());
+                return to_hyper(response);
+            }
+            Some(Reply::WebSocket(run)) => SessionCode::Blocking(run),
+            Some(Reply::Session(run)) => SessionCode::Async(run),
         };
         if !origin_allowed {
             return to_hyper(Response::text(

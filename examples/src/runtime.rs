@@ -1,8 +1,11 @@
 //! Which runtime drives the cores and the HTTP server: `--runtime tokio|smol|std`. The
 //! application code of every example is the same for all three, because the handles'
-//! async methods only wait on runtime-neutral channels: the examples call them from
-//! plain threads with `futures_lite::future::block_on`. Only who runs the driver loop and
-//! the HTTP server's connections differs (see [`Spawner`]).
+//! async methods only wait on runtime-neutral channels: a session is one `async fn`
+//! written once, and [`Spawner::spawn`] runs it as a task on tokio or smol (thousands of
+//! sessions cost thousands of small tasks, not threads) or on a thread of its own on
+//! std, where the count is bounded by `Limits::max_sessions` (a session takes its place
+//! before it is spawned; past it the client is refused). Only who runs the driver loop,
+//! the sessions and the HTTP server's connections differs.
 
 use std::fmt;
 use std::future::Future;
@@ -103,6 +106,31 @@ impl Runtime {
         }
     }
 
+    /// [`Runtime::peer`] for async code: on tokio and smol it waits without blocking the
+    /// task (binding runs on the runtime's blocking pool); on std the calling "task" is a
+    /// thread of its own (see [`Spawner`]), which this blocks while the sockets are bound
+    /// and the driver threads started.
+    pub async fn peer_async(&self, config: Config, options: Options) -> Result<PeerHandle, Error> {
+        match (&self.tokio, self.kind) {
+            (Some(rt), _) => {
+                // Spawned on the runtime, so that the caller may be on any executor.
+                let made = rt.handle().spawn(async move {
+                    sansrtc_tokio::PeerConnection::with_options(config, options)
+                        .await
+                        .map(|pc| (*pc).clone())
+                });
+                made.await.map_err(|_| Error::Closed)?
+            }
+            (None, RuntimeKind::Smol) => {
+                let pc = sansrtc_smol::PeerConnection::with_options(config, options).await?;
+                Ok((*pc).clone())
+            }
+            (None, _) => Ok(sansrtc_std::PeerConnection::with_options(config, options)?
+                .handle()
+                .clone()),
+        }
+    }
+
     /// A server: many PeerConnections on one socket, driven by this runtime.
     pub fn server(&self, options: Options) -> Result<ServerHandle, Error> {
         match (&self.tokio, self.kind) {
@@ -120,18 +148,18 @@ impl Runtime {
 }
 
 /// A boxed future that ends at a deadline.
-pub(crate) type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
+pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// How the HTTP server runs on a runtime: its tasks, its timers, and where the examples'
-/// blocking code (handlers, WebSocket sessions) runs.
+/// How the examples run on a runtime: their tasks (HTTP connections, sessions), their
+/// timers, and where blocking code (the file examples' sessions) runs.
 ///
 /// - tokio: tasks on the runtime, tokio's timers, `spawn_blocking` for blocking code.
 /// - smol: tasks on smol's global executor, async-io's timers, smol's blocking pool.
 /// - std: no executor. A task is a thread of its own that drives the future with
-///   async-io's `block_on` (readiness and timers from async-io's reactor); blocking code
-///   runs inline on the connection's thread, or on a thread of its own for a WebSocket
-///   session. The server admits at most `Limits::max_connections` connections, so the
-///   threads are bounded too.
+///   async-io's `block_on` (readiness and timers from async-io's reactor); a blocking
+///   WebSocket session runs on a thread of its own. The server admits at most `Limits::max_connections` connections
+///   and `Limits::max_sessions` sessions, so the threads are bounded too; a task that
+///   cannot get a thread is dropped (its session's place and PeerConnection with it).
 #[derive(Clone)]
 pub struct Spawner {
     kind: SpawnerKind,
@@ -162,9 +190,10 @@ impl Spawner {
         }
     }
 
-    /// Run `task` to completion in the background (on std, on a thread of its own; a
-    /// thread that cannot be made drops the task).
-    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+    /// Run `task` to completion in the background: a task on tokio and smol, a thread of
+    /// its own on std (a thread that cannot be made drops the task). A session's event
+    /// loop runs this way; it must not block (await the handle's methods instead).
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
         match &self.kind {
             SpawnerKind::Tokio(handle) => {
                 handle.spawn(task);
@@ -172,23 +201,9 @@ impl Spawner {
             SpawnerKind::Smol => smol::spawn(task).detach(),
             SpawnerKind::Std => {
                 let _ = std::thread::Builder::new()
-                    .name("http".into())
+                    .name("example-task".into())
                     .spawn(move || smol::block_on(task));
             }
-        }
-    }
-
-    /// Run blocking code and wait for its result without blocking the runtime (`None`
-    /// if it panicked or could not be run). On std it runs inline: the calling task has
-    /// its thread to itself.
-    pub(crate) async fn blocking<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Option<T> {
-        match &self.kind {
-            SpawnerKind::Tokio(handle) => handle.spawn_blocking(work).await.ok(),
-            SpawnerKind::Smol => Some(smol::unblock(work).await),
-            SpawnerKind::Std => Some(work()),
         }
     }
 
@@ -208,7 +223,7 @@ impl Spawner {
     }
 
     /// A future that ends at `deadline`, on this runtime's timers.
-    pub(crate) fn sleep_until(&self, deadline: Instant) -> Sleep {
+    pub fn sleep_until(&self, deadline: Instant) -> Sleep {
         match &self.kind {
             SpawnerKind::Tokio(handle) => {
                 let _entered = handle.enter();

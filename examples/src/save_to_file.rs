@@ -1,19 +1,26 @@
 //! The `save_to_file` example's server: the page sends camera and microphone (WebSocket
 //! signaling with trickle ICE, as in `echo`), and the server writes what it receives:
-//! VP8 frames (depacketized per RFC 7741) to `video.ivf` and Opus packets to an Ogg Opus
-//! `audio.ogg` in the output directory. The files are finished (IVF frame count, Ogg
-//! EOS page) when the page leaves; each recording replaces the files. One recording at
-//! a time; a second page is refused while one records.
+//! VP8 frames to `video.ivf`, or H264 access units to an Annex B `video.h264` when the
+//! browser sends H264, and Opus packets to an Ogg Opus `audio.ogg` in the output
+//! directory. The files are finished (IVF frame count, Ogg EOS page) when the page
+//! leaves; each recording replaces the files. One recording at a time; a second page is
+//! refused while one records.
+//!
+//! Every stream goes through the core's jitter buffer
+//! ([`sansrtc::media::jitter_buffer`]) and depacketizers ([`sansrtc::rtp::codec`]):
+//! packets are put back in order, a missing one is waited for (the browser's NACK
+//! repairs it) and, when it does not come, the frames that depend on it are not written.
 //!
 //! The IVF header has the first keyframe's size (a later keyframe may change it, as
 //! VP8 allows); `OpusHead` says two channels (WebRTC's Opus is always signalled as
 //! stereo) and granule positions follow the packets' TOC durations. The two files each
 //! start at their first usable packet; they are not aligned to each other.
 //!
-//! Frames are kept only from the first keyframe on; after a sequence gap the
-//! incomplete frame is dropped, frames are skipped until the next keyframe, and the
-//! browser is asked for one (at most every 250 ms), so that the file always decodes.
+//! Frames are kept only from the first keyframe on; after a loss the jitter buffer gives
+//! up on, the broken frame and those after it are skipped until the next keyframe, and
+//! the browser is asked for one (at most every 250 ms), so that the file always decodes.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::BufWriter;
@@ -24,19 +31,22 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_lite::future::block_on;
+use sansrtc::media::jitter_buffer::{Frame, JitterBuffer, JitterBufferConfig};
 use sansrtc::media::RtpPacket;
+use sansrtc::rtp::codec::{vp8, Codec};
 use sansrtc::{Config, Event, MediaKind, TransceiverId};
 use sansrtc_std::{Options, PeerHandle};
 
 use crate::http::{self, Reply, Request, Response};
 use crate::media::ivf::{IvfHeader, IvfWriter};
 use crate::media::ogg::{OpusHead, OpusWriter};
-use crate::media::vp8::{self, Depacketizer};
 use crate::runtime::Runtime;
 use crate::session::{self, run_events, Answer, Candidates, Signaling};
 
-/// The video file's name in the output directory.
+/// The video file's name in the output directory (VP8).
 pub const VIDEO_FILE: &str = "video.ivf";
+/// The video file's name in the output directory when the browser sends H264.
+pub const H264_FILE: &str = "video.h264";
 /// The audio file's name in the output directory.
 pub const AUDIO_FILE: &str = "audio.ogg";
 /// Keyframe requests are sent at most this often.
@@ -44,9 +54,23 @@ const KEYFRAME_INTERVAL: Duration = Duration::from_millis(250);
 /// The encoder delay of libopus at 48 kHz, as `OpusHead` pre-skip.
 const PRE_SKIP: u16 = 312;
 
-/// The session configuration: Opus and VP8 only (what the files hold).
+/// The session configuration of the files' media: Opus and VP8 only (what
+/// `send_from_file` sends).
 pub fn config() -> Config {
     crate::whip_whep::broadcast_config()
+}
+
+/// The recorder's session configuration: [`config`] and H264 after VP8 (the browser
+/// sends the first it supports).
+pub fn recording_config() -> Config {
+    let mut config = config();
+    config.video_codecs.extend(
+        Config::default()
+            .video_codecs
+            .into_iter()
+            .filter(|c| c.name.eq_ignore_ascii_case("h264")),
+    );
+    config
 }
 
 /// Counters the tests read (over all recordings so far).
@@ -54,13 +78,14 @@ pub fn config() -> Config {
 pub struct RecorderStats {
     /// Recordings finished (files closed).
     pub recordings: u64,
-    /// VP8 frames written.
+    /// Video frames written (VP8 or H264).
     pub frames: u64,
     /// Of which keyframes.
     pub keyframes: u64,
     /// Opus packets written.
     pub audio_packets: u64,
-    /// Packets that could not be used (malformed, other codecs, lost frames).
+    /// Packets that could not be used (other codecs) and frames not written (broken by
+    /// a loss, malformed, or before a keyframe).
     pub dropped: u64,
     /// Keyframe requests sent.
     pub keyframe_requests: u64,
@@ -93,7 +118,7 @@ pub fn start(
     std::fs::create_dir_all(out_dir)?;
     let spawner = runtime.spawner();
     let recorder = Arc::new(Recorder {
-        signaling: Signaling::new(runtime, options, config()),
+        signaling: Signaling::new(runtime, options, recording_config()),
         out_dir: out_dir.to_path_buf(),
         busy: AtomicBool::new(false),
         stats: Mutex::new(RecorderStats::default()),
@@ -150,8 +175,9 @@ impl Recorder {
         let mut rec = Recording {
             recorder: self,
             tracks: HashMap::new(),
-            video: Depacketizer::new(),
-            ivf: None,
+            video: None,
+            audio: JitterBuffer::new(Codec::Opus, JitterBufferConfig::default()),
+            video_file: None,
             timestamps: Unwrap::default(),
             pts_origin: None,
             opus: None,
@@ -164,7 +190,7 @@ impl Recorder {
                 ..
             } = event
             {
-                rec.packet(pc, transceiver, &packet);
+                rec.packet(pc, transceiver, packet);
             }
             true
         });
@@ -172,11 +198,19 @@ impl Recorder {
     }
 }
 
-/// What a transceiver carries: its kind and the payload type of VP8 or Opus.
-#[derive(Debug, Clone, Copy)]
-struct TrackCodec {
+/// What a transceiver carries: its kind and the payload types of the codecs recorded.
+#[derive(Debug, Clone)]
+struct TrackCodecs {
     kind: MediaKind,
-    payload_type: Option<u8>,
+    codecs: Vec<(u8, Codec)>,
+}
+
+/// The video file being written.
+enum VideoFile {
+    /// VP8 in IVF.
+    Ivf(IvfWriter<BufWriter<File>>),
+    /// H264 as an Annex B byte stream.
+    AnnexB(BufWriter<File>),
 }
 
 /// Extends 32-bit RTP timestamps to 64 bits across wrap-around (steps of less than half
@@ -200,9 +234,11 @@ impl Unwrap {
 
 struct Recording<'a> {
     recorder: &'a Recorder,
-    tracks: HashMap<TransceiverId, TrackCodec>,
-    video: Depacketizer,
-    ivf: Option<IvfWriter<BufWriter<File>>>,
+    tracks: HashMap<TransceiverId, TrackCodecs>,
+    /// The video stream's jitter buffer, for the first video codec received.
+    video: Option<JitterBuffer>,
+    audio: JitterBuffer,
+    video_file: Option<VideoFile>,
     timestamps: Unwrap,
     /// The extended timestamp of the first frame written.
     pts_origin: Option<u64>,
@@ -211,93 +247,133 @@ struct Recording<'a> {
 }
 
 impl Recording<'_> {
-    fn track(&mut self, pc: &PeerHandle, id: TransceiverId) -> Option<TrackCodec> {
-        if let Some(t) = self.tracks.get(&id) {
-            return Some(*t);
-        }
+    fn track(&mut self, pc: &PeerHandle, id: TransceiverId) -> Option<&TrackCodecs> {
+        let vacant = match self.tracks.entry(id) {
+            Entry::Occupied(known) => return Some(known.into_mut()),
+            Entry::Vacant(vacant) => vacant,
+        };
         let track = block_on(pc.call(move |pc, _| {
-            pc.transceiver(id).map(|t| TrackCodec {
+            pc.transceiver(id).map(|t| TrackCodecs {
                 kind: t.kind,
-                payload_type: t
+                codecs: t
                     .codecs
                     .iter()
-                    .find(|c| {
-                        c.name.eq_ignore_ascii_case(match t.kind {
-                            MediaKind::Video => "vp8",
-                            MediaKind::Audio => "opus",
-                        })
+                    .filter_map(|c| {
+                        let codec = Codec::from_name(&c.name)?;
+                        let recorded = match t.kind {
+                            MediaKind::Video => matches!(codec, Codec::Vp8 | Codec::H264),
+                            MediaKind::Audio => codec == Codec::Opus,
+                        };
+                        recorded.then_some((c.payload_type, codec))
                     })
-                    .map(|c| c.payload_type),
+                    .collect(),
             })
         }))
         .ok()
         .flatten()?;
-        self.tracks.insert(id, track);
-        Some(track)
+        Some(vacant.insert(track))
     }
 
-    fn packet(&mut self, pc: &PeerHandle, id: TransceiverId, packet: &RtpPacket) {
-        let used = match self.track(pc, id) {
-            Some(t) if t.payload_type == Some(packet.payload_type) => match t.kind {
-                MediaKind::Video => self.video_packet(pc, id, packet),
-                MediaKind::Audio => self.audio_packet(packet),
-            },
-            _ => false,
+    fn packet(&mut self, pc: &PeerHandle, id: TransceiverId, packet: RtpPacket) {
+        let now = Instant::now();
+        let track = self.track(pc, id).and_then(|t| {
+            let codec = t.codecs.iter().find(|c| c.0 == packet.payload_type)?.1;
+            Some((t.kind, codec))
+        });
+        let jitter = match track {
+            Some((MediaKind::Video, codec)) => {
+                let jitter = self
+                    .video
+                    .get_or_insert_with(|| JitterBuffer::new(codec, JitterBufferConfig::default()));
+                // One video codec per recording: the first one received.
+                (jitter.codec() == codec).then_some(jitter)
+            }
+            // Padding-only packets are skipped by the jitter buffer.
+            Some((MediaKind::Audio, _)) => Some(&mut self.audio),
+            None => None,
         };
-        if !used {
+        let Some(jitter) = jitter else {
             self.recorder.count(|s| s.dropped += 1);
-        }
-    }
-
-    fn video_packet(&mut self, pc: &PeerHandle, id: TransceiverId, packet: &RtpPacket) -> bool {
-        let pushed = self.video.push(
-            packet.sequence_number,
-            packet.timestamp,
-            packet.marker,
-            &packet.payload,
-        );
-        let (frame, lost, ok) = match pushed {
-            Ok(p) => (p.frame, p.lost, true),
-            Err(_) => (None, true, false),
+            return;
         };
-        if lost
+        let before = dropped_frames(jitter);
+        jitter.insert(now, packet);
+        jitter.handle_timeout(now);
+        let frames: Vec<Frame> = std::iter::from_fn(|| jitter.poll_frame()).collect();
+        let keyframe_needed = jitter.poll_keyframe_request();
+        let codec = jitter.codec();
+        let dropped = dropped_frames(jitter) - before;
+        self.recorder.count(|s| s.dropped += dropped);
+        for frame in frames {
+            let written = if codec.is_audio() {
+                self.audio_frame(&frame)
+            } else {
+                self.video_frame(codec, &frame)
+            };
+            if !written {
+                self.recorder.count(|s| s.dropped += 1);
+            }
+        }
+        if keyframe_needed
             && self
                 .last_request
                 .is_none_or(|t| t.elapsed() >= KEYFRAME_INTERVAL)
         {
-            self.last_request = Some(Instant::now());
+            self.last_request = Some(now);
             if block_on(pc.request_keyframe(id)).is_ok() {
                 self.recorder.count(|s| s.keyframe_requests += 1);
             }
         }
-        let Some(frame) = frame else {
-            return ok;
+    }
+
+    fn open_video(&mut self, codec: Codec, frame: &Frame) -> Option<VideoFile> {
+        let name = if codec == Codec::H264 {
+            H264_FILE
+        } else {
+            VIDEO_FILE
         };
-        if self.ivf.is_none() {
-            let Some((width, height)) = vp8::keyframe_size(&frame.data) else {
-                return false;
-            };
-            let path = self.recorder.out_dir.join(VIDEO_FILE);
-            let file = File::create(&path).map(BufWriter::new);
-            match file.and_then(|f| IvfWriter::new(f, IvfHeader::vp8(width, height))) {
-                Ok(w) => self.ivf = Some(w),
-                Err(e) => {
-                    eprintln!("save_to_file: cannot write {}: {e}", path.display());
-                    return false;
-                }
+        let path = self.recorder.out_dir.join(name);
+        let file = match File::create(&path) {
+            Ok(f) => BufWriter::new(f),
+            Err(e) => {
+                eprintln!("save_to_file: cannot write {}: {e}", path.display());
+                return None;
             }
+        };
+        if codec == Codec::H264 {
+            return Some(VideoFile::AnnexB(file));
+        }
+        let (width, height) = vp8::keyframe_size(&frame.data)?;
+        match IvfWriter::new(file, IvfHeader::vp8(width, height)) {
+            Ok(w) => Some(VideoFile::Ivf(w)),
+            Err(e) => {
+                eprintln!("save_to_file: cannot write {}: {e}", path.display());
+                None
+            }
+        }
+    }
+
+    /// Write one whole video frame (the jitter buffer hands out the first keyframe
+    /// first, and nothing that depends on a lost packet).
+    fn video_frame(&mut self, codec: Codec, frame: &Frame) -> bool {
+        if self.video_file.is_none() {
+            self.video_file = self.open_video(codec, frame);
         }
         // Presentation times in the 90 kHz RTP clock, from the first frame on.
         let extended = self.timestamps.extend(frame.timestamp);
         let origin = *self.pts_origin.get_or_insert(extended);
-        let Some(ivf) = self.ivf.as_mut() else {
-            return false;
+        let written = match self.video_file.as_mut() {
+            None => return false,
+            Some(VideoFile::Ivf(ivf)) => {
+                ivf.write_frame(extended.saturating_sub(origin), &frame.data)
+            }
+            Some(VideoFile::AnnexB(file)) => std::io::Write::write_all(file, &frame.data),
         };
-        if let Err(e) = ivf.write_frame(extended.saturating_sub(origin), &frame.data) {
-            eprintln!("save_to_file: writing {VIDEO_FILE}: {e}");
+        if let Err(e) = written {
+            eprintln!("save_to_file: writing the video file: {e}");
             return false;
         }
-        let key = frame.keyframe;
+        let key = frame.is_keyframe;
         self.recorder.count(|s| {
             s.frames += 1;
             s.keyframes += u64::from(key);
@@ -305,11 +381,7 @@ impl Recording<'_> {
         true
     }
 
-    fn audio_packet(&mut self, packet: &RtpPacket) -> bool {
-        if packet.payload.is_empty() {
-            // Padding only: nothing to write.
-            return true;
-        }
+    fn audio_frame(&mut self, frame: &Frame) -> bool {
         if self.opus.is_none() {
             let path = self.recorder.out_dir.join(AUDIO_FILE);
             let serial = std::time::SystemTime::now()
@@ -333,18 +405,52 @@ impl Recording<'_> {
             return false;
         };
         // A malformed packet (no valid TOC) is refused and not counted.
-        if opus.write_packet(&packet.payload).is_err() {
+        if opus.write_packet(&frame.data).is_err() {
             return false;
         }
         self.recorder.count(|s| s.audio_packets += 1);
         true
     }
 
-    fn finish(self) {
-        if let Some(ivf) = self.ivf {
-            if let Err(e) = ivf.finish() {
-                eprintln!("save_to_file: finishing {VIDEO_FILE}: {e}");
+    /// Write what the jitter buffers still hold: frames complete but waiting behind a
+    /// missing packet are given up on now (as their wait would have ended), so nothing
+    /// whole is lost at the end of a recording.
+    fn drain(&mut self) {
+        let end = Instant::now() + Duration::from_secs(3600);
+        let mut pending = Vec::new();
+        for jitter in self
+            .video
+            .iter_mut()
+            .chain(std::iter::once(&mut self.audio))
+        {
+            let before = dropped_frames(jitter);
+            jitter.handle_timeout(end);
+            let codec = jitter.codec();
+            pending.extend(std::iter::from_fn(|| jitter.poll_frame()).map(|f| (codec, f)));
+            let dropped = dropped_frames(jitter) - before;
+            self.recorder.count(|s| s.dropped += dropped);
+        }
+        for (codec, frame) in pending {
+            let written = if codec.is_audio() {
+                self.audio_frame(&frame)
+            } else {
+                self.video_frame(codec, &frame)
+            };
+            if !written {
+                self.recorder.count(|s| s.dropped += 1);
             }
+        }
+    }
+
+    fn finish(mut self) {
+        self.drain();
+        let finished = match self.video_file {
+            Some(VideoFile::Ivf(ivf)) => ivf.finish().map(drop),
+            Some(VideoFile::AnnexB(mut file)) => std::io::Write::flush(&mut file),
+            None => Ok(()),
+        };
+        if let Err(e) = finished {
+            eprintln!("save_to_file: finishing the video file: {e}");
         }
         if let Some(opus) = self.opus {
             if let Err(e) = opus.finish() {
@@ -359,14 +465,30 @@ impl Recording<'_> {
 pub fn page() -> String {
     session::page(
         "sansrtc save_to_file",
-        r#"<p>Your camera and microphone are recorded by the server to video.ivf (VP8) and
-audio.ogg (Opus). The files are finished when you press Stop or leave the page.</p>
+        r#"<p>Your camera and microphone are recorded by the server to video.ivf (VP8) or
+video.h264 (H264) and audio.ogg (Opus). The files are finished when you press Stop or leave the page.</p>
 <video id="local" autoplay muted playsinline></video>
 <p><button onclick="window.sansrtcStop()">Stop recording</button></p>"#,
         r#"  const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
   document.getElementById('local').srcObject = stream;
-  for (const track of stream.getTracks()) pc.addTrack(track, stream);"#,
+  for (const track of stream.getTracks()) pc.addTrack(track, stream);
+  // `?codec=h264` (or vp8) puts that video codec first in the offer.
+  const codec = new URLSearchParams(location.search).get('codec');
+  if (codec) {
+    const wanted = RTCRtpReceiver.getCapabilities('video').codecs
+      .filter((c) => c.mimeType.toLowerCase() === `video/${codec.toLowerCase()}`);
+    for (const t of pc.getTransceivers()) {
+      if (t.sender.track && t.sender.track.kind === 'video' && wanted.length) t.setCodecPreferences(wanted);
+    }
+  }"#,
     )
+}
+
+/// Frames a jitter buffer did not hand out (broken by a loss, before a keyframe, or
+/// malformed).
+fn dropped_frames(jitter: &JitterBuffer) -> u64 {
+    let stats = jitter.stats();
+    stats.frames_dropped + stats.malformed
 }
 
 #[cfg(test)]

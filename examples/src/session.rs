@@ -1,12 +1,21 @@
-//! What the WebSocket examples (`echo`, `save_to_file`, `send_from_file`) share: the
-//! signaling of one session over a WebSocket (the page's offer and trickled candidates
-//! in, the answer and our candidates out), answering an offer with or without sending
-//! tracks, the event loop of a session, and the page skeleton with its signaling script.
+//! What the WebSocket examples (`echo`, `chat`, `save_to_file`, `send_from_file`) share:
+//! the signaling of one session over a WebSocket (the page's offer and trickled
+//! candidates in, the answer and our candidates out), answering an offer with or without
+//! sending tracks, the event loop of a session, and the page skeleton with its signaling
+//! script.
+//!
+//! A session is an `async fn(PeerHandle, CandidateSink)` written once for every runtime
+//! (see `echo::echo_session`): it reads [`SessionEvents`] and answers with the handle's
+//! async methods, so on tokio and smol it is a task, and thousands of sessions cost
+//! thousands of tasks, not threads. [`Signaling::websocket_session_async`] runs one on a
+//! WebSocket's own task; `Spawner::spawn` runs one for a plain HTTP offer. The blocking
+//! variants ([`Signaling::websocket_session`], [`run_events`]) remain for the file
+//! examples, whose sessions read and write files.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use futures_lite::future::block_on;
+use futures_lite::future::{self, block_on};
 use sansrtc::{Config, ConnectionState, Event, IceCandidateInit, MediaKind, SessionDescription};
 use sansrtc_std::{Error, Options, PeerHandle};
 use serde_json::{json, Value};
@@ -116,6 +125,27 @@ impl Signaling {
     /// A new PeerConnection for a session, and its place in the count; `Err` with a
     /// message when `max_sessions` are alive or the PeerConnection cannot be made.
     pub fn new_peer(&self) -> Result<(PeerHandle, SessionSlot), String> {
+        let slot = self.take_slot()?;
+        let pc = self
+            .runtime
+            .peer(self.config.clone(), self.options.clone())
+            .map_err(|e| e.to_string())?;
+        Ok((pc, slot))
+    }
+
+    /// [`Signaling::new_peer`] for async code (see `Runtime::peer_async`).
+    pub async fn new_peer_async(&self) -> Result<(PeerHandle, SessionSlot), String> {
+        let slot = self.take_slot()?;
+        let pc = self
+            .runtime
+            .peer_async(self.config.clone(), self.options.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((pc, slot))
+    }
+
+    /// A place in the count, or why there is none.
+    fn take_slot(&self) -> Result<SessionSlot, String> {
         let max = self.limits.max_sessions;
         if self
             .live
@@ -128,13 +158,84 @@ impl Signaling {
                 "the server is full ({max} sessions); try again later"
             ));
         }
-        let slot = SessionSlot(self.live.clone());
         self.created.fetch_add(1, Ordering::SeqCst);
-        let pc = self
-            .runtime
-            .peer(self.config.clone(), self.options.clone())
-            .map_err(|e| e.to_string())?;
-        Ok((pc, slot))
+        Ok(SessionSlot(self.live.clone()))
+    }
+
+    /// Run one page's session over its WebSocket, all of it async on the WebSocket's
+    /// task: the PeerConnection is made when the page's first offer arrives (a WebSocket
+    /// that sends none is closed after `Limits::websocket_offer_timeout`, having cost no
+    /// PeerConnection), the answer goes back, then `session` (given the PeerConnection and
+    /// where local candidates go) runs beside the signaling that applies the page's
+    /// trickled candidates and new offers. When the page goes away the PeerConnection is
+    /// closed and `session` (normally a [`SessionEvents`] loop) ends with it; when
+    /// `session` ends (the peer's goodbye, a failure) the WebSocket is closed.
+    pub async fn websocket_session_async<S, F>(&self, mut ws: WebSocket, answer: Answer, session: S)
+    where
+        S: FnOnce(PeerHandle, CandidateSink) -> F,
+        F: std::future::Future<Output = ()> + Send,
+    {
+        let out = ws.sender();
+        let mut early: Vec<IceCandidateInit> = Vec::new();
+        // Until the offer: candidates kept, nothing else made.
+        let (pc, slot, offer) = loop {
+            let Some(message) = ws.recv_async().await else {
+                out.shutdown_async().await;
+                return;
+            };
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let error = match parse_signal(&text) {
+                Err(e) => e,
+                Ok(Signal::Nothing) => continue,
+                Ok(Signal::Candidate(c)) if early.len() < MAX_EARLY_CANDIDATES => {
+                    early.push(c);
+                    continue;
+                }
+                Ok(Signal::Candidate(_)) => "too many candidates before the offer".into(),
+                Ok(Signal::Offer(offer)) => match self.new_peer_async().await {
+                    Ok((pc, slot)) => break (pc, slot, offer),
+                    Err(e) => return refuse_async(ws, &e).await,
+                },
+            };
+            report(&out, error).await;
+        };
+        // No deadline once the session is on: it lasts as long as its media.
+        ws.set_read_timeout(None);
+        if let Err(e) = send_answer_async(&pc, &out, offer, answer).await {
+            report(&out, e).await;
+        }
+        for c in early.drain(..) {
+            let _ = pc.add_ice_candidate(c).await;
+        }
+        let events = async {
+            session(pc.clone(), CandidateSink(Some(out.clone()))).await;
+            // The session is over: so is the page's WebSocket.
+            out.shutdown_async().await;
+        };
+        let signals = async {
+            while let Some(message) = ws.recv_async().await {
+                let Message::Text(text) = message else {
+                    continue;
+                };
+                let result = match parse_signal(&text) {
+                    Err(e) => Err(e),
+                    Ok(Signal::Nothing) => Ok(()),
+                    Ok(Signal::Candidate(c)) => {
+                        pc.add_ice_candidate(c).await.map_err(|e| e.to_string())
+                    }
+                    Ok(Signal::Offer(offer)) => send_answer_async(&pc, &out, offer, answer).await,
+                };
+                if let Err(e) = result {
+                    report(&out, e).await;
+                }
+            }
+            // The page went away: close the PeerConnection; the session's events end.
+            pc.close().await;
+        };
+        future::zip(events, signals).await;
+        drop(slot);
     }
 
     /// Run one page's session over its WebSocket until the page goes away, then close
@@ -222,6 +323,110 @@ impl Signaling {
     }
 }
 
+/// Send the page an error message.
+async fn report(out: &WsSender, message: String) {
+    let _ = out
+        .send_json_async(&json!({"type": "error", "message": message}))
+        .await;
+}
+
+/// [`refuse`] without blocking.
+pub async fn refuse_async(mut ws: WebSocket, message: &str) {
+    let out = ws.sender();
+    report(&out, message.to_string()).await;
+    out.close_async().await;
+    ws.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    while ws.recv_async().await.is_some() {}
+}
+
+/// Where an async session's local candidates go: the page's WebSocket, or nowhere (an
+/// HTTP offer's answer carries every candidate already).
+#[derive(Clone, Default)]
+pub struct CandidateSink(Option<WsSender>);
+
+impl CandidateSink {
+    /// Candidates go nowhere.
+    pub fn none() -> CandidateSink {
+        CandidateSink(None)
+    }
+
+    /// Send one on (waiting for room in the WebSocket's queue).
+    pub async fn send(&self, candidate: IceCandidateInit) {
+        if let Some(out) = &self.0 {
+            let _ = out
+                .send_json_async(&json!({"type": "candidate", "candidate": candidate}))
+                .await;
+        }
+    }
+}
+
+/// The events of a session's PeerConnection, for an async session's loop: local
+/// candidates are sent on to the [`CandidateSink`], and the event that ends the session
+/// (the connection failed or closed, or the peer's authenticated goodbye,
+/// `Event::RemoteClosed`: its close_notify, SCTP ABORT or last BYE) is the last one
+/// given: the PeerConnection is closed then, which releases its sockets and driver at
+/// once rather than when ICE consent expires, and `None` follows.
+///
+/// ```ignore
+/// async fn my_session(pc: PeerHandle, candidates: CandidateSink) {
+///     let mut events = SessionEvents::new(&pc, candidates);
+///     while let Some(event) = events.next().await {
+///         // answer with `pc.send_rtp(..).await`, `pc.cast(..).await`...
+///     }
+///     events.close().await;
+/// }
+/// ```
+pub struct SessionEvents {
+    pc: PeerHandle,
+    candidates: CandidateSink,
+    ended: bool,
+}
+
+impl SessionEvents {
+    /// The events of `pc`.
+    pub fn new(pc: &PeerHandle, candidates: CandidateSink) -> SessionEvents {
+        SessionEvents {
+            pc: pc.clone(),
+            candidates,
+            ended: false,
+        }
+    }
+
+    /// The next event for the application; `None` once the session is over.
+    pub async fn next(&mut self) -> Option<Event> {
+        if self.ended {
+            return None;
+        }
+        loop {
+            let Some(event) = self.pc.next_event().await else {
+                self.end().await;
+                return None;
+            };
+            match event {
+                Event::IceCandidate(c) => self.candidates.send(c).await,
+                last @ (Event::ConnectionStateChange(
+                    ConnectionState::Failed | ConnectionState::Closed,
+                )
+                | Event::RemoteClosed(_)) => {
+                    self.end().await;
+                    return Some(last);
+                }
+                event => return Some(event),
+            }
+        }
+    }
+
+    /// End the session early (or again): close the PeerConnection.
+    pub async fn close(mut self) {
+        self.end().await;
+    }
+
+    async fn end(&mut self) {
+        self.ended = true;
+        self.pc.close().await;
+    }
+}
+
 /// Send the page an error message and close the WebSocket, waiting (up to 2 s) for the
 /// page's side of the closing handshake so that the message is not lost to a reset.
 pub fn refuse(mut ws: WebSocket, message: &str) {
@@ -243,6 +448,46 @@ fn send_answer(
         .map_err(|e| e.to_string())
 }
 
+async fn send_answer_async(
+    pc: &PeerHandle,
+    out: &WsSender,
+    offer: SessionDescription,
+    answer: Answer,
+) -> Result<(), String> {
+    let answer = answer_offer_async(pc, offer, answer)
+        .await
+        .map_err(|e| e.to_string())?;
+    out.send_json_async(&serde_json::to_value(&answer).map_err(|e| e.to_string())?)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// [`answer_offer`] without blocking.
+pub async fn answer_offer_async(
+    pc: &PeerHandle,
+    offer: SessionDescription,
+    answer: Answer,
+) -> Result<SessionDescription, Error> {
+    pc.set_remote_description(offer).await?;
+    if answer == Answer::Send {
+        let kinds: Vec<MediaKind> = pc
+            .call(|pc, _| {
+                pc.transceivers()
+                    .iter()
+                    .filter(|t| !t.has_track && !t.stopped)
+                    .map(|t| t.kind)
+                    .collect()
+            })
+            .await?;
+        for kind in kinds {
+            pc.add_track(kind, vec!["sansrtc".into()]).await?;
+        }
+    }
+    let answer = pc.create_answer().await?;
+    pc.set_local_description(answer.clone()).await?;
+    Ok(pc.local_description().await?.unwrap_or(answer))
+}
+
 /// Apply the offer and answer it. With `Answer::Send`, first add a sending track for
 /// each offered transceiver (reusing it, so a sendrecv m-line stays sendrecv and a
 /// recvonly one becomes sendonly).
@@ -251,25 +496,11 @@ pub fn answer_offer(
     offer: SessionDescription,
     answer: Answer,
 ) -> Result<SessionDescription, Error> {
-    block_on(pc.set_remote_description(offer))?;
-    if answer == Answer::Send {
-        let kinds: Vec<MediaKind> = block_on(pc.call(|pc, _| {
-            pc.transceivers()
-                .iter()
-                .filter(|t| !t.has_track && !t.stopped)
-                .map(|t| t.kind)
-                .collect()
-        }))?;
-        for kind in kinds {
-            block_on(pc.add_track(kind, vec!["sansrtc".into()]))?;
-        }
-    }
-    let answer = block_on(pc.create_answer())?;
-    block_on(pc.set_local_description(answer.clone()))?;
-    Ok(block_on(pc.local_description())?.unwrap_or(answer))
+    block_on(answer_offer_async(pc, offer, answer))
 }
 
-/// Run a session's events until its PeerConnection fails or closes, or the peer ends
+/// For blocking session code (the file examples): run a session's events until its
+/// PeerConnection fails or closes, or the peer ends
 /// the session (`Event::RemoteClosed`: its close_notify, SCTP ABORT or last BYE); the
 /// PeerConnection is closed then, which releases its sockets and driver at once rather
 /// than when ICE consent expires. Local candidates go to `on_candidate`, every other

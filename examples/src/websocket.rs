@@ -5,10 +5,13 @@
 //! to `Limits::max_websocket_message`, ping answered with pong, the closing handshake.
 //!
 //! A task on the runtime moves messages between the connection and two small bounded
-//! queues; the session code is blocking and runs where the runtime runs blocking code,
-//! with a [`WebSocket`] to read from (reads give up at a deadline: the first offer's,
-//! see `Limits::websocket_offer_timeout`) and cloneable [`WsSender`]s to write with, so
-//! that an event thread can write while another thread reads.
+//! queues; the session code reads from a [`WebSocket`] (reads give up at a deadline: the
+//! first offer's, see `Limits::websocket_offer_timeout`) and writes with cloneable
+//! [`WsSender`]s, so that a session's event loop can write while its signaling reads.
+//! An async session (`Reply::Session`) runs on the connection's own task beside the
+//! queues' pump (`recv_async`, `send_json_async`: no thread of its own on any runtime);
+//! blocking session code (`Reply::WebSocket`, the file examples) runs where the runtime
+//! runs blocking code and uses the blocking methods.
 
 use std::io;
 use std::sync::Arc;
@@ -20,7 +23,7 @@ use async_tungstenite::WebSocketStream;
 use futures_lite::future::{self, block_on};
 use futures_lite::StreamExt;
 
-use crate::http::{Limits, Request};
+use crate::http::{Limits, Request, Task};
 use crate::http_io::{Deadline, UpgradedIo};
 use crate::runtime::Spawner;
 
@@ -58,10 +61,33 @@ pub struct WsSender {
 }
 
 impl WsSender {
-    /// Send a text message (queued; it fails once the connection is gone).
+    /// Send a text message (queued; it fails once the connection is gone). Blocks while
+    /// the queue is full: for blocking session code.
     pub fn send_text(&self, text: &str) -> io::Result<()> {
-        block_on(self.outgoing.send(Outgoing::Text(text.to_string())))
+        block_on(self.send_text_async(text))
+    }
+
+    /// Send a text message, waiting for room in the queue without blocking.
+    pub async fn send_text_async(&self, text: &str) -> io::Result<()> {
+        self.outgoing
+            .send(Outgoing::Text(text.to_string()))
+            .await
             .map_err(|_| io::ErrorKind::BrokenPipe.into())
+    }
+
+    /// Send a JSON value as a text message, without blocking.
+    pub async fn send_json_async(&self, value: &serde_json::Value) -> io::Result<()> {
+        self.send_text_async(&value.to_string()).await
+    }
+
+    /// Start the closing handshake, without blocking.
+    pub async fn close_async(&self) {
+        let _ = self.outgoing.send(Outgoing::Close).await;
+    }
+
+    /// Close the connection now, without blocking.
+    pub async fn shutdown_async(&self) {
+        let _ = self.outgoing.send(Outgoing::Shutdown).await;
     }
 
     /// Send a JSON value as a text message.
@@ -80,7 +106,7 @@ impl WsSender {
     }
 }
 
-/// A server-side WebSocket connection, for blocking session code.
+/// A server-side WebSocket connection.
 pub struct WebSocket {
     incoming: async_channel::Receiver<Message>,
     sender: WsSender,
@@ -122,17 +148,25 @@ pub(crate) fn accept_key(request: &Request) -> Result<String, String> {
     }
 }
 
+/// The code a WebSocket runs.
+pub(crate) enum SessionCode {
+    /// Blocking code, run where the runtime runs blocking code.
+    Blocking(Box<dyn FnOnce(WebSocket) + Send>),
+    /// An async session, run on the connection's task.
+    Async(Box<dyn FnOnce(WebSocket) -> Task<()> + Send>),
+}
+
 impl WebSocket {
-    /// Run `session` on an upgraded connection: the session code where the runtime runs
-    /// blocking code, the connection on this task until either side ends. Reads give up
-    /// at `Limits::websocket_offer_timeout` until the session changes the deadline;
-    /// writes at `Limits::write_timeout`.
+    /// Run `session` on an upgraded connection, the connection on this task until either
+    /// side ends: an async session beside it on this task, blocking code where the
+    /// runtime runs blocking code. Reads give up at `Limits::websocket_offer_timeout`
+    /// until the session changes the deadline; writes at `Limits::write_timeout`.
     pub(crate) async fn serve(
         upgraded: hyper::upgrade::Upgraded,
         deadline: Arc<Deadline>,
         limits: &Limits,
         spawner: &Spawner,
-        session: Box<dyn FnOnce(WebSocket) + Send>,
+        session: SessionCode,
     ) {
         let config = WebSocketConfig::default()
             .max_message_size(Some(limits.max_websocket_message))
@@ -152,15 +186,24 @@ impl WebSocket {
             sender: WsSender { outgoing },
             deadline: Some(Instant::now() + limits.websocket_offer_timeout),
         };
-        spawner.spawn_blocking(move || session(ws));
-        pump(
+        let pump = pump(
             stream,
             incoming_tx,
             outgoing_rx,
             &deadline,
             limits.write_timeout,
-        )
-        .await;
+        );
+        match session {
+            SessionCode::Blocking(session) => {
+                spawner.spawn_blocking(move || session(ws));
+                pump.await;
+            }
+            // Both run to their end: the session's end drops its queues, which ends the
+            // pump; the connection's end closes the session's incoming queue.
+            SessionCode::Async(session) => {
+                future::zip(session(ws), pump).await;
+            }
+        }
     }
 
     /// The sending half.
@@ -174,15 +217,24 @@ impl WebSocket {
     }
 
     /// The next message; `None` when the peer closed, the connection failed or the read
-    /// deadline passed.
+    /// deadline passed. Blocks: for blocking session code.
     pub fn recv(&mut self) -> Option<Message> {
+        block_on(self.recv_async())
+    }
+
+    /// The same without blocking (the deadline on async-io's timer, which works on every
+    /// runtime).
+    pub async fn recv_async(&mut self) -> Option<Message> {
         let next = async { self.incoming.recv().await.ok() };
         match self.deadline {
-            None => block_on(next),
-            Some(at) => block_on(future::or(next, async move {
-                smol::Timer::at(at).await;
-                None
-            })),
+            None => next.await,
+            Some(at) => {
+                future::or(next, async move {
+                    smol::Timer::at(at).await;
+                    None
+                })
+                .await
+            }
         }
     }
 }

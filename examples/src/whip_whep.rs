@@ -37,7 +37,8 @@ use crate::http::{self, Reply, Request, Response};
 use crate::runtime::Runtime;
 
 mod forwarding;
-use forwarding::{vp8_keyframe_start, Forwarding, Outgoing};
+use forwarding::{Forwarding, Outgoing};
+use sansrtc::rtp::codec::Codec;
 
 /// Where one publisher packet goes.
 type Target = forwarding::Target<PeerId, TransceiverId>;
@@ -110,12 +111,12 @@ struct Session {
     etag: u64,
 }
 
-/// One publisher track's route: its kind, the payload types whose keyframes we can
-/// recognise (VP8), and the viewers' transceivers it may go to.
+/// One publisher track's route: its kind, its payload types whose keyframes the core's
+/// codec layer recognises, and the viewers' transceivers it may go to.
 #[derive(Debug, Clone)]
 struct Route {
     kind: MediaKind,
-    vp8_payload_types: Vec<u8>,
+    codecs: Vec<(u8, Codec)>,
     targets: Vec<Target>,
 }
 
@@ -200,30 +201,35 @@ pub fn start_with(
         state: Mutex::new(State::default()),
         stats: Arc::default(),
     });
+    // One event loop for the whole server (a task; on std a thread), whatever the
+    // number of sessions: every peer's events come through the Endpoint's one channel.
+    let spawner = runtime.spawner();
     let events = broadcast.clone();
-    std::thread::Builder::new()
-        .name("broadcast-events".into())
-        .spawn(move || events.run_events())?;
+    spawner.spawn(async move { events.run_events().await });
     let routes = broadcast.clone();
     let addr = http::spawn_with(
         addr,
-        &runtime.spawner(),
+        &spawner,
         limits,
-        Arc::new(move |req| Reply::from(routes.route(&req))),
+        Arc::new(move |req| {
+            let broadcast = routes.clone();
+            Reply::Later(Box::pin(async move { broadcast.route(&req).await }))
+        }),
     )?;
     Ok(Running { addr, broadcast })
 }
 
-/// The default session configuration: Opus and VP8 only, so that any publisher's media
-/// suits any viewer.
+/// The default session configuration: Opus and VP8 only (with VP8's RTX format, so
+/// retransmissions travel on their own SSRC), so that any publisher's media suits any viewer.
 pub fn broadcast_config() -> Config {
     let mut config = Config::default();
     config
         .audio_codecs
         .retain(|c| c.name.eq_ignore_ascii_case("opus"));
+    // An RTX format whose codec is gone (apt) is left out of offers and answers.
     config
         .video_codecs
-        .retain(|c| c.name.eq_ignore_ascii_case("vp8"));
+        .retain(|c| c.name.eq_ignore_ascii_case("vp8") || c.is_rtx());
     config
 }
 
@@ -255,17 +261,25 @@ impl Broadcast {
     }
 
     /// How many PeerConnections the server's Endpoint holds (sessions being closed
-    /// included until their goodbyes are sent).
+    /// included until their goodbyes are sent). It waits for the driver's answer: for
+    /// tests and other threads, never for a task (the server's own code awaits it).
     pub fn endpoint_peers(&self) -> usize {
-        block_on(self.server.call(|endpoint, _| endpoint.len())).unwrap_or(0)
+        block_on(self.endpoint_peers_async())
+    }
+
+    async fn endpoint_peers_async(&self) -> usize {
+        self.server
+            .call(|endpoint, _| endpoint.len())
+            .await
+            .unwrap_or(0)
     }
 
     /// This server's part of `/stats`: sessions, the Endpoint's peers, the counters.
-    fn stats_json(&self) -> serde_json::Value {
+    async fn stats_json(&self) -> serde_json::Value {
         let s = self.stats();
         serde_json::json!({
             "sessions_live": self.sessions(),
-            "endpoint_peers": self.endpoint_peers(),
+            "endpoint_peers": self.endpoint_peers_async().await,
             "forwarded": s.forwarded,
             "keyframe_requests": s.keyframe_requests,
             "sessions_ended": s.sessions_ended,
@@ -289,7 +303,7 @@ impl Broadcast {
             .is_some_and(|given| same_secret(given.trim().as_bytes(), token.as_bytes()))
     }
 
-    fn route(&self, req: &Request) -> Response {
+    async fn route(&self, req: &Request) -> Response {
         let path = req.path.trim_end_matches('/');
         let protected = path.starts_with("/whip") || path.starts_with("/whep");
         if protected && !self.authorized(req) {
@@ -298,17 +312,17 @@ impl Broadcast {
         }
         match (req.method.as_str(), path) {
             ("GET", "") => Response::html(INDEX_PAGE),
-            ("GET", "/stats") => crate::stats::response(self.stats_json()),
+            ("GET", "/stats") => crate::stats::response(self.stats_json().await),
             ("GET", "/publish") => Response::html(PUBLISH_PAGE),
             ("GET", "/watch") => Response::html(WATCH_PAGE),
-            ("POST", "/whip") => self.create(req, Role::Publisher),
-            ("POST", "/whep") => self.create(req, Role::Viewer),
+            ("POST", "/whip") => self.create(req, Role::Publisher).await,
+            ("POST", "/whep") => self.create(req, Role::Viewer).await,
             (_, "/whip" | "/whep") => {
                 Response::text(405, "POST an SDP offer here").header("Allow", "POST")
             }
             ("POST", p) if p.starts_with("/whep/") && p.ends_with(LAYER_SUFFIX) => {
                 let id = &p["/whep/".len()..p.len() - LAYER_SUFFIX.len()];
-                self.select_layer(req, id)
+                self.select_layer(req, id).await
             }
             (method, p) => {
                 let resource = p
@@ -326,8 +340,8 @@ impl Broadcast {
                     return Response::text(404, format!("no such resource: {}", req.path));
                 };
                 match method {
-                    "DELETE" => self.delete(&resource),
-                    "PATCH" => self.patch(req, &resource),
+                    "DELETE" => self.delete(&resource).await,
+                    "PATCH" => self.patch(req, &resource).await,
                     _ => Response::text(405, "PATCH or DELETE a session")
                         .header("Allow", "PATCH, DELETE"),
                 }
@@ -336,7 +350,7 @@ impl Broadcast {
     }
 
     /// POST /whip or /whep.
-    fn create(&self, req: &Request, role: Role) -> Response {
+    async fn create(&self, req: &Request, role: Role) -> Response {
         if req.content_type().as_deref() != Some(SDP) {
             return Response::text(415, format!("the offer must be sent as {SDP}"));
         }
@@ -367,7 +381,7 @@ impl Broadcast {
                 // Ask before anything else, so that a keyframe is cached by the time the
                 // viewer's connection is up (libwebrtc ignores a second request within
                 // 300 ms of the last, so asking again at connection would not help).
-                self.request_keyframe(true);
+                self.request_keyframe(true).await;
             }
         }
         // A publisher's simulcast layers, in its offer's order (RFC 8853).
@@ -394,43 +408,46 @@ impl Broadcast {
             }
             Ok(())
         };
-        let (peer, answer) = match block_on(self.server.accept_with(
-            self.settings.config.clone(),
-            offer,
-            prepare,
-        )) {
+        let (peer, answer) = match self
+            .server
+            .accept_with(self.settings.config.clone(), offer, prepare)
+            .await
+        {
             Ok(ok) => ok,
             Err(sansrtc_std::Error::Negotiation(e)) => {
                 return Response::text(400, format!("cannot answer this offer: {e}"));
             }
             Err(e) => return Response::text(500, format!("server error: {e}")),
         };
-        let tracks = self.tracks(peer);
-        {
+        let tracks = self.tracks(peer).await;
+        // Another publisher may have come in while this one was being answered.
+        let taken = {
             let mut st = self.state();
-            // Another publisher may have come in while this one was being answered.
-            if role == Role::Publisher && st.publisher.is_some() {
-                drop(st);
-                let _ = block_on(self.server.remove(peer));
-                return publishing_conflict();
+            let taken = role == Role::Publisher && st.publisher.is_some();
+            if !taken {
+                st.sessions.insert(
+                    resource.clone(),
+                    Session {
+                        peer,
+                        role,
+                        tracks,
+                        etag: 1,
+                    },
+                );
+                st.by_peer.insert(peer, resource.clone());
+                if role == Role::Publisher {
+                    st.publisher = Some(resource.clone());
+                    st.forwarding.publisher_started(layers);
+                } else {
+                    st.forwarding.add_viewer(peer, layer);
+                }
+                rebuild_routes(&mut st);
             }
-            st.sessions.insert(
-                resource.clone(),
-                Session {
-                    peer,
-                    role,
-                    tracks,
-                    etag: 1,
-                },
-            );
-            st.by_peer.insert(peer, resource.clone());
-            if role == Role::Publisher {
-                st.publisher = Some(resource.clone());
-                st.forwarding.publisher_started(layers);
-            } else {
-                st.forwarding.add_viewer(peer, layer);
-            }
-            rebuild_routes(&mut st);
+            taken
+        };
+        if taken {
+            let _ = self.server.remove(peer).await;
+            return publishing_conflict();
         }
         let (base, response) = if role == Role::Publisher {
             ("/whip", Response::empty(201))
@@ -450,23 +467,25 @@ impl Broadcast {
             .body(answer.sdp.into_bytes())
     }
 
-    fn tracks(&self, peer: PeerId) -> Vec<Track> {
-        block_on(self.server.with_peer(peer, |pc, _| {
-            pc.transceivers()
-                .iter()
-                .map(|t| Track {
-                    id: t.id,
-                    kind: t.kind,
-                    codecs: t.codecs.clone(),
-                })
-                .collect()
-        }))
-        .unwrap_or_default()
+    async fn tracks(&self, peer: PeerId) -> Vec<Track> {
+        self.server
+            .with_peer(peer, |pc, _| {
+                pc.transceivers()
+                    .iter()
+                    .map(|t| Track {
+                        id: t.id,
+                        kind: t.kind,
+                        codecs: t.codecs.clone(),
+                    })
+                    .collect()
+            })
+            .await
+            .unwrap_or_default()
     }
 
     /// DELETE: end the session.
-    fn delete(&self, resource: &str) -> Response {
-        if self.end(resource) {
+    async fn delete(&self, resource: &str) -> Response {
+        if self.end(resource).await {
             Response::empty(200)
         } else {
             Response::text(404, "no such session")
@@ -475,7 +494,7 @@ impl Broadcast {
 
     /// End a session: close its peer (without waiting for the driver) and forget it.
     /// False if unknown.
-    fn end(&self, resource: &str) -> bool {
+    async fn end(&self, resource: &str) -> bool {
         let peer = {
             let mut st = self.state();
             let Some(session) = st.sessions.remove(resource) else {
@@ -490,15 +509,18 @@ impl Broadcast {
             rebuild_routes(&mut st);
             session.peer
         };
-        let _ = block_on(self.server.cast(move |endpoint, now| {
-            endpoint.close_peer(now, peer);
-        }));
+        let _ = self
+            .server
+            .cast(move |endpoint, now| {
+                endpoint.close_peer(now, peer);
+            })
+            .await;
         self.count(|s| s.sessions_ended += 1);
         true
     }
 
     /// PATCH: trickle candidates, or restart ICE when the fragment has new credentials.
-    fn patch(&self, req: &Request, resource: &str) -> Response {
+    async fn patch(&self, req: &Request, resource: &str) -> Response {
         let (peer, etag) = match self.state().sessions.get(resource) {
             Some(s) => (s.peer, s.etag),
             None => return Response::text(404, "no such session"),
@@ -513,12 +535,15 @@ impl Broadcast {
             Ok(f) => f,
             Err(e) => return Response::text(400, e),
         };
-        let current_ufrag = block_on(self.server.with_peer(peer, |pc, _| {
-            pc.remote_description()
-                .and_then(|d| ice_credentials(&d.sdp).map(|(u, _)| u))
-        }))
-        .ok()
-        .flatten();
+        let current_ufrag = self
+            .server
+            .with_peer(peer, |pc, _| {
+                pc.remote_description()
+                    .and_then(|d| ice_credentials(&d.sdp).map(|(u, _)| u))
+            })
+            .await
+            .ok()
+            .flatten();
         let restart = match (&frag.ufrag, &frag.pwd) {
             (Some(u), Some(_)) => current_ufrag.as_deref() != Some(u.as_str()),
             _ => false,
@@ -531,14 +556,18 @@ impl Broadcast {
             }
         }
         if restart {
-            return self.restart(peer, resource, &frag);
+            return self.restart(peer, resource, &frag).await;
         }
         let candidates = frag.candidates;
-        match block_on(self.server.with_peer(peer, move |pc, now| {
-            candidates
-                .into_iter()
-                .try_for_each(|c| pc.add_ice_candidate(now, c).map(|_| ()))
-        })) {
+        let added = self
+            .server
+            .with_peer(peer, move |pc, now| {
+                candidates
+                    .into_iter()
+                    .try_for_each(|c| pc.add_ice_candidate(now, c).map(|_| ()))
+            })
+            .await;
+        match added {
             Ok(Ok(())) => Response::empty(204),
             Ok(Err(e)) => Response::text(422, format!("candidate refused: {e}")),
             Err(_) => Response::text(404, "no such session"),
@@ -547,12 +576,12 @@ impl Broadcast {
 
     /// An ICE restart from the client (RFC 9725 4.4.1): apply its new credentials as a new
     /// remote offer, answer, and return our new credentials and candidates.
-    fn restart(&self, peer: PeerId, resource: &str, frag: &SdpFrag) -> Response {
+    async fn restart(&self, peer: PeerId, resource: &str, frag: &SdpFrag) -> Response {
         let (Some(ufrag), Some(pwd)) = (frag.ufrag.clone(), frag.pwd.clone()) else {
             return Response::text(400, "an ICE restart needs ice-ufrag and ice-pwd");
         };
         let candidates = frag.candidates.clone();
-        let result = block_on(self.server.with_peer(peer, move |pc, now| {
+        let result = self.server.with_peer(peer, move |pc, now| {
             let remote = pc.remote_description().ok_or("no remote description")?;
             let sdp = replace_ice_credentials(&remote.sdp, &ufrag, &pwd);
             let offer = SessionDescription {
@@ -570,7 +599,8 @@ impl Broadcast {
                 let _ = pc.add_ice_candidate(now, c);
             }
             pc.local_description().ok_or("no local description")
-        }));
+        });
+        let result = result.await;
         let local = match result {
             Ok(Ok(local)) => local,
             Ok(Err(e)) => return Response::text(400, e),
@@ -593,7 +623,7 @@ impl Broadcast {
     }
 
     /// Ask the publisher for a keyframe on its video tracks (rate limited unless forced).
-    fn request_keyframe(&self, force: bool) {
+    async fn request_keyframe(&self, force: bool) {
         let (peer, videos) = {
             let mut st = self.state();
             let now = Instant::now();
@@ -620,7 +650,7 @@ impl Broadcast {
         // Fire and forget: the event loop calls this and must never wait for the
         // driver.
         let stats = self.stats.clone();
-        let _ = block_on(self.server.cast(move |endpoint, _| {
+        let request = self.server.cast(move |endpoint, _| {
             let sent = endpoint
                 .with_peer(peer, |pc| {
                     videos
@@ -633,18 +663,22 @@ impl Broadcast {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .keyframe_requests += sent as u64;
-        }));
+        });
+        let _ = request.await;
     }
 
-    /// Forward media and react to peers' events, until the server stops.
-    fn run_events(&self) {
-        while let Some((peer, event)) = block_on(self.server.next_event()) {
+    /// Forward media and react to peers' events, until the server stops. Nothing here
+    /// waits for the driver's answer: `cast` only waits for room in its command queue,
+    /// which the driver empties even while its event queue is full, so this loop cannot
+    /// block the driver nor be blocked by it for long.
+    async fn run_events(&self) {
+        while let Some((peer, event)) = self.server.next_event().await {
             match event {
                 Event::Rtp {
                     track: transceiver,
                     rid,
                     packet,
-                } => self.forward(peer, transceiver, &rid, &packet),
+                } => self.forward(peer, transceiver, &rid, &packet).await,
                 Event::KeyframeRequest(_) => {
                     let is_viewer = {
                         let st = self.state();
@@ -654,11 +688,11 @@ impl Broadcast {
                             .is_some_and(|s| s.role == Role::Viewer)
                     };
                     if is_viewer {
-                        self.request_keyframe(false);
+                        self.request_keyframe(false).await;
                     }
                 }
                 Event::ConnectionStateChange(ConnectionState::Connected) => {
-                    self.connected(peer);
+                    self.connected(peer).await;
                 }
                 // The peer closed (authenticated goodbye) or the connection failed: the
                 // resource ends and the Endpoint releases the peer now.
@@ -669,7 +703,7 @@ impl Broadcast {
                     }
                     let resource = self.state().by_peer.get(&peer).cloned();
                     if let Some(resource) = resource {
-                        self.end(&resource);
+                        self.end(&resource).await;
                     }
                 }
                 _ => {}
@@ -681,7 +715,7 @@ impl Broadcast {
     /// video track (its first frame need not wait for a keyframe); the publisher is asked
     /// for a keyframe when a viewer still waits for one (or when the publisher itself
     /// has just connected, so the cache fills).
-    fn connected(&self, peer: PeerId) {
+    async fn connected(&self, peer: PeerId) {
         let now = Instant::now();
         let mut out = Vec::new();
         let wanted = {
@@ -706,9 +740,9 @@ impl Broadcast {
         if !out.is_empty() {
             self.count(|s| s.groups_replayed += 1);
         }
-        self.send(out);
+        self.send(out).await;
         if wanted {
-            self.request_keyframe(true);
+            self.request_keyframe(true).await;
         }
     }
 
@@ -726,7 +760,7 @@ impl Broadcast {
             && videos.all(|(id, _)| st.forwarding.has_fresh_group(now, *id, layer))
     }
 
-    fn forward(
+    async fn forward(
         &self,
         peer: PeerId,
         transceiver: TransceiverId,
@@ -751,9 +785,11 @@ impl Broadcast {
             let Some(route) = routes.get(&transceiver) else {
                 return;
             };
-            let keyframe_start = route.kind == MediaKind::Video
-                && route.vp8_payload_types.contains(&packet.payload_type)
-                && vp8_keyframe_start(&packet.payload);
+            let keyframe_start = route
+                .codecs
+                .iter()
+                .find(|(pt, _)| *pt == packet.payload_type)
+                .is_some_and(|(_, codec)| codec.starts_keyframe(&packet.payload));
             forwarding.publisher_packet(
                 now,
                 transceiver,
@@ -766,31 +802,33 @@ impl Broadcast {
             );
             route.kind == MediaKind::Video && forwarding.keyframe_wanted()
         };
-        self.send(out);
+        self.send(out).await;
         if wanted {
-            self.request_keyframe(false);
+            self.request_keyframe(false).await;
         }
     }
 
-    /// Send packets to viewers, in one command to the driver (never waiting for it).
-    fn send(&self, out: Vec<Outgoing<PeerId, TransceiverId>>) {
+    /// Send packets to viewers, in one command to the driver (never waiting for its
+    /// answer).
+    async fn send(&self, out: Vec<Outgoing<PeerId, TransceiverId>>) {
         if out.is_empty() {
             return;
         }
         let n = out.len() as u64;
-        let _ = block_on(self.server.cast(move |endpoint, _| {
+        let sent = self.server.cast(move |endpoint, _| {
             for o in &out {
                 endpoint.with_peer(o.peer, |pc| {
                     let _ = pc.send_rtp(o.transceiver, &o.packet);
                 });
             }
-        }));
+        });
+        let _ = sent.await;
         self.count(|s| s.forwarded += n);
     }
 
     /// POST /whep/{id}/layer with `{"encodingId": "<rid>"}`: switch the viewer to that
     /// simulcast layer (from its next keyframe, which is asked for now).
-    fn select_layer(&self, req: &Request, resource: &str) -> Response {
+    async fn select_layer(&self, req: &Request, resource: &str) -> Response {
         let peer = match self.state().sessions.get(resource) {
             Some(s) if s.role == Role::Viewer => s.peer,
             _ => return Response::text(404, format!("no such resource: {}", req.path)),
@@ -805,7 +843,7 @@ impl Broadcast {
         match switched {
             Err(e) => Response::text(400, e.to_string()),
             Ok(_) => {
-                self.request_keyframe(true);
+                self.request_keyframe(true).await;
                 Response::empty(204)
             }
         }
@@ -863,17 +901,16 @@ fn rebuild_routes(st: &mut State) {
                 payload_types,
             });
         }
-        let vp8_payload_types = source
+        let codecs = source
             .codecs
             .iter()
-            .filter(|c| c.name.eq_ignore_ascii_case("vp8"))
-            .map(|c| c.payload_type)
+            .filter_map(|c| Some((c.payload_type, Codec::from_name(&c.name)?)))
             .collect();
         st.routes.insert(
             source.id,
             Route {
                 kind: source.kind,
-                vp8_payload_types,
+                codecs,
                 targets,
             },
         );

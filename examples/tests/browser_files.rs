@@ -184,3 +184,62 @@ fn save_to_file_then_send_from_file_chromium() {
 fn save_to_file_then_send_from_file_firefox() {
     save_then_send(BrowserKind::Firefox);
 }
+
+/// H264 recording: Chromium, asked to prefer H264 (`?codec=h264`), sends it, and
+/// `save_to_file` writes an Annex B file through its jitter buffer and the core's H264
+/// depacketizer: it opens with a sequence and a picture parameter set and an IDR slice,
+/// and holds one picture start (a slice with first_mb_in_slice 0) per frame recorded.
+#[test]
+fn save_to_file_h264_from_chromium() {
+    let dir = temp_dir();
+    let rt = Runtime::new(RuntimeKind::Tokio).expect("runtime");
+    let running =
+        save_to_file::start(any_port(), rt, media_options_for(LOOPBACK), &dir).expect("server");
+    let mut browser = BrowserPeer::spawn(BrowserKind::Chromium).expect("spawn browser");
+    browser
+        .call(json!({"cmd": "goto", "url": format!("http://{}/?codec=h264", running.addr)}))
+        .expect("open the save_to_file page");
+    browser.wait_connected("save_to_file page");
+    wait_until("30 H264 frames recorded", || {
+        let s = running.recorder.stats();
+        (s.frames < 30).then(|| format!("{s:?}"))
+    });
+    browser.eval("window.sansrtcStop(); return true;");
+    wait_until("the recording finished", || {
+        let s = running.recorder.stats();
+        (s.recordings == 0).then(|| format!("{s:?}"))
+    });
+    let stats = running.recorder.stats();
+    let data = std::fs::read(dir.join(save_to_file::H264_FILE)).expect("video.h264 written");
+    // NAL units after 4-byte start codes: (type, first body byte).
+    let mut nals = Vec::new();
+    let mut at = 0;
+    while let Some(i) = data[at..].windows(4).position(|w| w == [0, 0, 0, 1]) {
+        let start = at + i + 4;
+        if let Some(&h) = data.get(start) {
+            nals.push((h & 0x1f, data.get(start + 1).copied().unwrap_or(0)));
+        }
+        at = start;
+    }
+    assert!(
+        data.starts_with(&[0, 0, 0, 1]),
+        "Annex B from the first byte"
+    );
+    let types: Vec<u8> = nals.iter().take(3).map(|n| n.0).collect();
+    assert_eq!(types, [7, 8, 5], "SPS, PPS, then the IDR slice");
+    let pictures = nals
+        .iter()
+        .filter(|(t, body)| matches!(t, 1 | 5) && body & 0x80 != 0)
+        .count();
+    eprintln!(
+        "save_to_file H264 from Chromium: {stats:?}, {} NAL units, {pictures} pictures, {} bytes",
+        nals.len(),
+        data.len()
+    );
+    assert_eq!(
+        pictures as u64, stats.frames,
+        "one picture per frame recorded"
+    );
+    assert!(stats.keyframes >= 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -36,6 +36,10 @@ fn options() -> Options {
     options
 }
 
+/// A VP8 payload (RFC 7741) that starts a keyframe: the SFU forwards a viewer's video
+/// from a keyframe on, so the fake publisher sends nothing else.
+const VP8_KEYFRAME: &[u8] = &[0x10, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01];
+
 fn packet(seq: u16, payload: &'static [u8]) -> RtpPacket {
     RtpPacket {
         payload_type: 96,
@@ -260,7 +264,7 @@ fn whip_whep_keeps_forwarding_when_a_viewer_floods_keyframe_requests() {
         let _ = publisher
             .driver
             .core()
-            .send_rtp(video, &packet(seq, b"frame"));
+            .send_rtp(video, &packet(seq, VP8_KEYFRAME));
         publisher.frame();
     };
     run_until("media forwarded", Duration::from_secs(20), || {

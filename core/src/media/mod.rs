@@ -1,9 +1,32 @@
-//! Media: kinds, directions and transceivers shared by the SDP model and the PeerConnection API.
-//! (Senders and receivers with RTP arrive with the secure-media work.)
+//! The media layer: kinds, directions and transceivers shared by the SDP model and the
+//! PeerConnection API, and the media session that carries RTP and RTCP for them.
+//!
+//! - `transceiver.rs`: a transceiver's negotiated state (the PeerConnection's negotiation
+//!   owns the transceivers; the media session reads them).
+//! - `session.rs`: the `MediaSession` (SRTP contexts, outgoing queue, receive pool,
+//!   timers, events, hook points), with `receive.rs` (unprotect, demux by SSRC, mid, rid,
+//!   payload type), `send.rs` (header build, protect, queue), `rtcp.rs` (reports,
+//!   feedback, keyframe requests, BYE) and `track.rs` (track announcement, mute).
+//! - `reports.rs`: RTCP counters per SSRC and the RTT estimator.
+//! - `forward.rs`: for SFUs, one outgoing stream fed by a chosen source (simulcast layer
+//!   switches at keyframes with continuous numbering) and a bounded keyframe cache.
+//! - `nack.rs`, `retransmit.rs`, `twcc.rs`: the receive-side NACK generator, the send-side
+//!   retransmission history (RTX), transport-wide feedback both ways; `recovery.rs` wires
+//!   them into the media session's hooks and timers.
 
 pub mod forward;
+pub mod jitter_buffer;
+pub mod nack;
+pub(crate) mod receive;
+pub mod recovery;
 pub mod reports;
+pub mod retransmit;
+mod rtcp;
+mod send;
+pub(crate) mod session;
+mod track;
 pub mod transceiver;
+pub mod twcc;
 
 pub use transceiver::{
     NegotiatedCodec, RemoteTrackInfo, Transceiver, TransceiverId, TransceiverInit,

@@ -7,6 +7,20 @@ use crate::media::{Direction, MediaKind};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TransceiverId(pub(crate) u32);
 
+impl NegotiatedCodec {
+    /// The payload type this RTX format repairs (`apt=`); `None` for other formats.
+    pub fn rtx_apt(&self) -> Option<u8> {
+        crate::sdp::jsep::rtx_apt(&self.name, self.fmtp.as_deref())
+    }
+
+    /// Whether `a=rtcp-fb:<pt> <feedback>` was negotiated for this codec.
+    pub fn has_feedback(&self, feedback: &str) -> bool {
+        self.rtcp_feedback
+            .iter()
+            .any(|f| f.eq_ignore_ascii_case(feedback))
+    }
+}
+
 impl TransceiverId {
     /// The numeric value (stable for the PeerConnection's life).
     pub fn get(self) -> u32 {
@@ -51,6 +65,9 @@ pub struct RemoteTrackInfo {
     pub ssrcs: Vec<u32>,
     /// Signalled rids (`a=rid ... send` from the remote's point of view).
     pub rids: Vec<String>,
+    /// Signalled retransmission streams (`a=ssrc-group:FID <primary> <rtx>`): (primary
+    /// SSRC, RTX SSRC).
+    pub rtx_ssrcs: Vec<(u32, u32)>,
 }
 
 /// One transceiver as the PeerConnection sees it.
@@ -76,6 +93,9 @@ pub struct Transceiver {
     pub track_id: String,
     /// The SSRC our sender uses.
     pub sender_ssrc: u32,
+    /// The SSRC our sender's retransmissions use when RTX is negotiated (RFC 4588,
+    /// `a=ssrc-group:FID <sender_ssrc> <sender_rtx_ssrc>`).
+    pub sender_rtx_ssrc: u32,
     /// `stop()` was called.
     pub stopping: bool,
     /// Stopped: its m-line is rejected (port 0) and may be recycled.

@@ -125,6 +125,11 @@ pub enum Event {
     Rtcp(bytes::Bytes),
     /// The remote asked for a keyframe (PLI or FIR) on this transceiver's sender.
     KeyframeRequest(crate::media::TransceiverId),
+    /// Transport-wide congestion control feedback about the packets we sent
+    /// (draft-holmer-rmcat-transport-wide-cc-extensions-01, when `transport-cc` is
+    /// negotiated): each reported packet's send time, size and arrival or loss, for a
+    /// bandwidth estimator. At most 65,535 packets per feedback.
+    TransportFeedback(crate::media::twcc::TransportFeedback),
     /// DTLS failed (for example the peer's certificate does not match its SDP
     /// fingerprint); `connectionState` becomes `failed`.
     DtlsFailed(crate::dtls::DtlsError),

@@ -307,6 +307,7 @@ impl Negotiation {
         self.next_id += 1;
         let track_id = format!("{}-{}", kind.as_str(), self.rng.ice_chars(12));
         let sender_ssrc = self.rng.next_u32();
+        let sender_rtx_ssrc = self.rng.next_u32();
         let has_track = !created_by_remote_offer && init.direction.sends();
         self.transceivers.push(Transceiver {
             id,
@@ -319,6 +320,7 @@ impl Negotiation {
             has_track,
             track_id,
             sender_ssrc,
+            sender_rtx_ssrc,
             stopping: false,
             stopped: false,
             created_by_remote_offer,
@@ -1351,6 +1353,13 @@ fn remote_track_info(m: &Media) -> RemoteTrackInfo {
             .iter()
             .filter(|r| r.direction == RidDirection::Send)
             .map(|r| r.id.clone())
+            .collect(),
+        rtx_ssrcs: m
+            .ssrc_groups
+            .iter()
+            .filter(|g| g.semantics.eq_ignore_ascii_case("FID"))
+            .filter_map(|g| Some((*g.ssrcs.first()?, *g.ssrcs.get(1)?)))
+            .take(crate::media::session::MAX_SSRCS)
             .collect(),
     }
 }

@@ -188,9 +188,8 @@ impl PeerConnection {
                         &keying_material,
                         is_client,
                     ) {
-                        self.srtp_out = Some(out);
-                        self.srtp_in = Some(inb);
-                        self.schedule_report(self.last_now);
+                        self.media
+                            .install_keys(self.last_now, out, inb, &mut self.rng);
                     }
                     // The keying material lives on only inside the SRTP contexts.
                     self.srtp = Some(srtp_profile);

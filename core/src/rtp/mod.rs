@@ -5,10 +5,14 @@
 //! extensions into a caller's buffer. RTCP is classified and the feedback the media layer
 //! acts on (PLI, FIR) is recognized; the full RTCP packet set is future work.
 
+pub mod ccfb;
+pub mod codec;
 pub mod extensions;
+pub mod generic_nack;
 pub(crate) mod pool;
 pub mod rtcp;
 pub(crate) mod ssrc_map;
+pub mod transport_cc;
 
 pub use rtcp::{ReportBlock, RtcpError, RtcpPacket, SdesChunk};
 

@@ -76,12 +76,6 @@ impl PacketQueue {
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Vec<u8>> {
         self.queue.iter()
     }
-
-    /// The newest queued packet.
-    #[cfg(test)]
-    pub(crate) fn back(&self) -> Option<&Vec<u8>> {
-        self.queue.back()
-    }
 }
 
 #[cfg(test)]

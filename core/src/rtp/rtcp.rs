@@ -757,5 +757,22 @@ mod tests {
                 ssrcs: vec![7]
             }
         );
+        // Writing it gives the same bytes (exponent 2, 18-bit mantissa 0x21234).
+        let mut out = [0u8; 32];
+        assert_eq!(p.write(&mut out), Ok(remb.len()));
+        assert_eq!(&out[..remb.len()], &remb[..]);
+        // A bitrate over 18 bits is shifted down to mantissa and exponent.
+        let big = RtcpPacket::Remb {
+            sender: 1,
+            bitrate: 2_500_000,
+            ssrcs: vec![],
+        };
+        let n = big.write(&mut out).expect("write");
+        assert_eq!(&out[16..20], &[0, 0x12, 0x62, 0x5A]);
+        let (back, _) = RtcpPacket::parse_one(&out[..n]).expect("parse");
+        let RtcpPacket::Remb { bitrate, .. } = back else {
+            panic!("not REMB")
+        };
+        assert_eq!(bitrate, 2_500_000 >> 4 << 4);
     }
 }

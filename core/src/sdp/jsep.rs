@@ -11,6 +11,7 @@ use crate::media::{Direction, MediaKind, NegotiatedCodec, Transceiver};
 use crate::sdp::model::{
     Connection, Extmap, FingerprintAttr, Fmtp, Group, Media, MediaType, Msid, MsidSemantic, Origin,
     Rid, RidDirection, RtcpAttr, RtcpFb, RtpMap, Sdp, Setup, Simulcast, SimulcastStream, SsrcAttr,
+    SsrcGroup,
 };
 
 /// The RTP profile every WebRTC audio/video m-line uses.
@@ -190,6 +191,25 @@ pub fn transceiver_media(
                 value: Some(format!("{stream} {}", t.track_id)),
             },
         ];
+        // Our retransmissions travel on their own SSRC when an RTX format is listed.
+        if codecs.iter().any(|c| c.name.eq_ignore_ascii_case("rtx")) {
+            for attribute in ["cname", "msid"] {
+                let value = if attribute == "cname" {
+                    transport.cname.to_string()
+                } else {
+                    format!("{stream} {}", t.track_id)
+                };
+                m.ssrcs.push(SsrcAttr {
+                    ssrc: t.sender_rtx_ssrc,
+                    attribute: attribute.into(),
+                    value: Some(value),
+                });
+            }
+            m.ssrc_groups.push(SsrcGroup {
+                semantics: "FID".into(),
+                ssrcs: vec![t.sender_ssrc, t.sender_rtx_ssrc],
+            });
+        }
     }
     m
 }
@@ -243,7 +263,30 @@ pub fn offer_codecs(
             out.push(from_config(c));
         }
     }
+    drop_dangling_rtx(&mut out);
     out
+}
+
+/// The payload type an RTX format repairs (`apt=`), `None` for other formats.
+pub fn rtx_apt(name: &str, fmtp: Option<&str>) -> Option<u8> {
+    if !name.eq_ignore_ascii_case("rtx") {
+        return None;
+    }
+    fmtp_param(fmtp, "apt")?.trim().parse().ok()
+}
+
+/// Remove RTX formats whose `apt` names no (non-RTX) codec of the list: an RTX format
+/// is only offered or accepted with the codec it repairs.
+fn drop_dangling_rtx(codecs: &mut Vec<NegotiatedCodec>) {
+    let primaries: Vec<u8> = codecs
+        .iter()
+        .filter(|c| !c.name.eq_ignore_ascii_case("rtx"))
+        .map(|c| c.payload_type)
+        .collect();
+    codecs.retain(|c| {
+        !c.name.eq_ignore_ascii_case("rtx")
+            || rtx_apt(&c.name, c.fmtp.as_deref()).is_some_and(|apt| primaries.contains(&apt))
+    });
 }
 
 fn from_config(c: &CodecConfig) -> NegotiatedCodec {
@@ -265,16 +308,31 @@ fn same_codec_config(c: &CodecConfig, n: &NegotiatedCodec) -> bool {
 
 /// Codecs accepted from a remote m-line: in the remote's order, with the remote's payload
 /// types and fmtp, keeping only those we support (H264 by profile and packetization mode,
-/// VP9/AV1 by profile) and only feedback both sides support. RTX, RED and FEC formats are
-/// not negotiated yet.
+/// VP9/AV1 by profile) and only feedback both sides support. An RTX format is accepted
+/// when we configure RTX at all and its `apt` names a codec accepted here (RFC 4588);
+/// RED and FEC formats are not negotiated.
 pub fn answer_codecs(ours: &[CodecConfig], remote: &Media) -> Vec<NegotiatedCodec> {
     let mut out: Vec<NegotiatedCodec> = Vec::new();
+    let we_rtx = ours.iter().any(CodecConfig::is_rtx);
     for fmt in &remote.formats {
         let Ok(pt) = fmt.parse::<u8>() else { continue };
         let Some(map) = remote.rtpmap(pt).cloned().or_else(|| static_rtpmap(pt)) else {
             continue;
         };
         let remote_fmtp = remote.fmtp(pt);
+        if map.encoding.eq_ignore_ascii_case("rtx") {
+            if we_rtx && rtx_apt(&map.encoding, remote_fmtp).is_some() {
+                out.push(NegotiatedCodec {
+                    payload_type: pt,
+                    name: map.encoding.clone(),
+                    clock_rate: map.clock_rate,
+                    channels: None,
+                    fmtp: remote_fmtp.map(str::to_string),
+                    rtcp_feedback: Vec::new(),
+                });
+            }
+            continue;
+        }
         let Some(local) = ours.iter().find(|c| {
             c.name.eq_ignore_ascii_case(&map.encoding)
                 && c.clock_rate == map.clock_rate
@@ -308,6 +366,7 @@ pub fn answer_codecs(ours: &[CodecConfig], remote: &Media) -> Vec<NegotiatedCode
                 .collect(),
         });
     }
+    drop_dangling_rtx(&mut out);
     out
 }
 
@@ -331,6 +390,7 @@ pub fn settle_answer_codecs(offered: &[NegotiatedCodec], answer: &Media) -> Vec<
             .retain(|f| fb.iter().any(|r| r.eq_ignore_ascii_case(f)));
         out.push(c);
     }
+    drop_dangling_rtx(&mut out);
     out
 }
 
@@ -412,6 +472,8 @@ pub fn fmtp_compatible(name: &str, ours: Option<&str>, theirs: Option<&str>) -> 
         param(ours, "profile-id", "0") == param(theirs, "profile-id", "0")
     } else if name.eq_ignore_ascii_case("AV1") {
         param(ours, "profile", "0") == param(theirs, "profile", "0")
+    } else if name.eq_ignore_ascii_case("rtx") {
+        rtx_apt(name, ours) == rtx_apt(name, theirs)
     } else {
         true
     }
@@ -570,6 +632,36 @@ mod tests {
         assert_eq!(pts, vec![100, 101]);
         assert_eq!(got[0].rtcp_feedback, vec!["nack pli".to_string()]);
         assert_eq!(got[1].fmtp.as_deref(), Some("profile-id=0"));
+    }
+
+    #[test]
+    fn rtx_is_accepted_only_with_the_codec_it_repairs_and_when_configured() {
+        let m = remote_video(&[
+            (100, "VP8", None),
+            (101, "rtx", Some("apt=100")),
+            (127, "VP9", Some("profile-id=2")),
+            (126, "rtx", Some("apt=127")),
+            (125, "rtx", None),
+        ]);
+        let got = answer_codecs(&CodecConfig::default_video(), &m);
+        let pts: Vec<u8> = got.iter().map(|c| c.payload_type).collect();
+        // VP9 profile 2 is refused, so is its RTX; an RTX without apt is refused.
+        assert_eq!(pts, vec![100, 101]);
+        assert_eq!(got[1].rtx_apt(), Some(100));
+        assert!(got[1].rtcp_feedback.is_empty());
+        // Without an RTX format configured, no RTX is accepted (retransmission is plain).
+        let mut no_rtx = CodecConfig::default_video();
+        no_rtx.retain(|c| !c.is_rtx());
+        let got = answer_codecs(&no_rtx, &m);
+        assert_eq!(got.len(), 1);
+        // An offer keeps an RTX format only with its codec.
+        let mut vp8_only = CodecConfig::default_video();
+        vp8_only.retain(|c| c.name == "VP8" || c.is_rtx());
+        let offered: Vec<(u8, Option<u8>)> = offer_codecs(&vp8_only, &[])
+            .iter()
+            .map(|c| (c.payload_type, c.rtx_apt()))
+            .collect();
+        assert_eq!(offered, vec![(96, None), (97, Some(96))]);
     }
 
     #[test]

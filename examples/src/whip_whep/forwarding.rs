@@ -1,6 +1,7 @@
 //! What each viewer receives of the publisher's media, built on the core's
 //! [`sansrtc::media::forward`] pieces:
 //!
+//! - The caller says which packet starts a keyframe ([`sansrtc::rtp::codec::Codec`]).
 //! - Every publisher video stream (a track, and its simulcast layer when it sends
 //!   several) keeps its packets since its last keyframe in a bounded [`KeyframeCache`].
 //! - Every viewer's video track is fed by a [`StreamForwarder`] that picks one layer and
@@ -311,40 +312,6 @@ fn push_mapped<P: Copy, T: Copy>(
     });
 }
 
-/// Whether a VP8 RTP payload (RFC 7741) begins a keyframe: the start of partition 0
-/// (`S` set, `PID` 0) whose VP8 frame header has the inverse key frame bit clear.
-pub(super) fn vp8_keyframe_start(payload: &[u8]) -> bool {
-    let Some(&first) = payload.first() else {
-        return false;
-    };
-    let start_of_partition_zero = first & 0x10 != 0 && first & 0x07 == 0;
-    if !start_of_partition_zero {
-        return false;
-    }
-    let mut at = 1;
-    if first & 0x80 != 0 {
-        // X: the extension byte I L T K.
-        let Some(&ext) = payload.get(1) else {
-            return false;
-        };
-        at = 2;
-        if ext & 0x80 != 0 {
-            // I: a 7- or 15-bit picture id (M bit).
-            let Some(&pid) = payload.get(at) else {
-                return false;
-            };
-            at += if pid & 0x80 != 0 { 2 } else { 1 };
-        }
-        if ext & 0x40 != 0 {
-            at += 1; // L: TL0PICIDX
-        }
-        if ext & 0x30 != 0 {
-            at += 1; // T or K: TID/Y/KEYIDX
-        }
-    }
-    payload.get(at).is_some_and(|b| b & 0x01 == 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,18 +334,6 @@ mod tests {
 
     const KEY: &[u8] = &[0x90, 0x80, 0x81, 0x02, 0x10, 0x00, 0x00, 0x9d, 0x01, 0x2a];
     const DELTA: &[u8] = &[0x90, 0x80, 0x81, 0x03, 0x11, 0x00, 0x00];
-
-    #[test]
-    fn vp8_keyframes_are_recognised() {
-        assert!(vp8_keyframe_start(KEY));
-        assert!(!vp8_keyframe_start(DELTA));
-        // Not the start of partition 0.
-        assert!(!vp8_keyframe_start(&[0x80, 0x80, 0x81, 0x02, 0x10]));
-        // Without the extension byte.
-        assert!(vp8_keyframe_start(&[0x10, 0x10]));
-        assert!(!vp8_keyframe_start(&[0x90, 0x80, 0x81]));
-        assert!(!vp8_keyframe_start(&[]));
-    }
 
     fn target(p: u32) -> Target<u32, u8> {
         Target {
