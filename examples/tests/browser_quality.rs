@@ -7,7 +7,7 @@
 //! send rate (`outbound-rtp` `bytesSent`) and its resolution at 10 s; a viewer joins 2 s
 //! in and its time from WHEP POST to first frame shown and its decoded resolution are
 //! noted. Then 5 % random loss on the server's media port both ways (nftables, input
-//! hook) for 10 s: the viewer's frames decoded, freezes, packets lost after repair, the
+//! hook) for 10 s: the viewer's frames decoded, freezes, packets lost, the
 //! NACKs on both legs and the publisher's retransmissions. Then Firefox publishing, its
 //! rate and resolution after 10 s (reported only).
 //!
@@ -183,7 +183,7 @@ fn print_table(ours: &ChromiumRun, theirs: &ChromiumRun, firefox: &[(Stack, f64,
             both(&|r| r.freezes_under_loss().to_string()),
         ),
         (
-            "5 % loss, 10 s: viewer packets lost (after repair)",
+            "5 % loss, 10 s: viewer packetsLost (as Chromium counts)",
             both(&|r| r.lost_under_loss().to_string()),
         ),
         (

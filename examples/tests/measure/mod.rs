@@ -334,7 +334,7 @@ pub struct Received {
     pub height: u64,
     /// `freezeCount`.
     pub freezes: u64,
-    /// `packetsLost` (after retransmission).
+    /// `packetsLost` (Chromium counts a packet repaired by RTX as lost too).
     pub lost: i64,
     /// `packetsReceived`.
     pub packets: u64,
