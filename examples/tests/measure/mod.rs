@@ -334,7 +334,8 @@ pub struct Received {
     pub height: u64,
     /// `freezeCount`.
     pub freezes: u64,
-    /// `packetsLost` (Chromium counts a packet repaired by RTX as lost too).
+    /// `packetsLost` (in our runs about as many as the retransmissions received, with
+    /// either server: Chromium seems to count RTX-repaired packets as lost).
     pub lost: i64,
     /// `packetsReceived`.
     pub packets: u64,
