@@ -4,7 +4,8 @@
 # On a fresh Debian machine it first installs what is missing: Chromium and Firefox ESR
 # (the real peers of the browser tests), coturn (the TURN server of the TURN tests: only
 # its binary, which each test starts on 127.0.0.1), iproute2 and util-linux (for the
-# loopback-only network namespace), Node.js and the pinned node packages in tests/browser. Then it checks
+# loopback-only network namespace; its `tc` also limits bandwidth there), nftables (random
+# loss in that namespace), Node.js and the pinned node packages in tests/browser. Then it checks
 # formatting and lints, builds every test outside the namespace (cargo may need the
 # registry), and runs the whole suite inside `unshare -n` with only loopback up, so no test
 # can reach any other address. Browser tests are never skipped: a missing browser fails.
@@ -21,6 +22,7 @@ command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v turnserver >/dev/null 2>&1 || missing+=(coturn)
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "== installing ${missing[*]}"
   as_root apt-get update -q
