@@ -295,11 +295,31 @@ fn cycles(
         .and_then(|v| v.parse::<usize>().ok())
         .map_or(1, |n| n.div_ceil(ROUND).max(1));
     // The warm-up's sessions released (the `/stats` counts as before it), the baseline.
-    let before = live(&stats(addr));
+    // Queued commands and events come and go (the publisher's own, right after it
+    // connected): take the counts to return to when the queues are empty.
+    let quiet = Instant::now();
+    let before = loop {
+        let now = live(&stats(addr));
+        let queued = |name: &str| now.iter().any(|(n, v)| *n == name && v != &Value::from(0));
+        if !queued("events_queued") && !queued("commands_queued") {
+            break now;
+        }
+        assert!(
+            quiet.elapsed() < Duration::from_secs(10),
+            "queues never empty: {now:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
     let _ = run_cycles(WARM_UP, &cycle);
-    common::run_until("the warm-up released", Duration::from_secs(10), || {
-        live(&stats(addr)) == before
-    });
+    let warm = Instant::now();
+    while live(&stats(addr)) != before {
+        assert!(
+            warm.elapsed() < Duration::from_secs(10),
+            "the warm-up not released: {:?} against {before:?}",
+            live(&stats(addr))
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let baseline = Baseline::now(addr);
     let heap = sansrtc_bench::alloc::live_bytes();
     let rss = rss_kib();
