@@ -110,8 +110,14 @@ impl CcfbReceiver {
         let extended = extend(stream.newest, sequence);
         stream.newest = Some(stream.newest.map_or(extended, |n| n.max(extended)));
         if extended < stream.start {
-            self.stats.late += 1;
-            return;
+            if stream.start - extended <= Self::WINDOW as i64 {
+                self.stats.late += 1;
+                return;
+            }
+            // Far behind what was reported: the sender restarted its sequence.
+            stream.window.clear();
+            stream.start = extended;
+            stream.newest = Some(extended);
         }
         let limit = Self::WINDOW as i64;
         while extended - stream.start >= limit {
@@ -484,6 +490,17 @@ mod tests {
         assert_eq!(r.stats().overflowed, 5);
         r.on_packet(0, 30_000, t0);
         assert!(r.streams[0].window.len() <= CcfbReceiver::WINDOW);
+        // A sequence restart far behind is followed, not counted late forever.
+        let mut buf = [0u8; 1500];
+        assert!(r
+            .poll_feedback(t0 + Duration::from_secs(1), 1, 0, &mut buf)
+            .expect("write")
+            .is_some());
+        let late = r.stats().late;
+        r.on_packet(0, 20_000, t0);
+        r.on_packet(0, 20_001, t0);
+        assert_eq!(r.stats().late, late);
+        assert_eq!(r.streams[0].start, r.streams[0].newest.expect("seen") - 1);
     }
 
     #[test]
