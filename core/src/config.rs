@@ -92,12 +92,13 @@ impl CodecConfig {
 
     /// The default audio codecs: Opus (with `transport-cc`, as Chromium offers it: the
     /// media session sends transport-wide feedback for what it receives and reads the
-    /// remote's), then G.711. No NACK for audio.
+    /// remote's; and RFC 8888 `ack ccfb`, used only when the remote does not negotiate
+    /// `transport-cc`), then G.711. No NACK for audio.
     pub fn default_audio() -> Vec<CodecConfig> {
         vec![
             CodecConfig::new(111, "opus", 48000, Some(2))
                 .with_fmtp("minptime=10;useinbandfec=1")
-                .with_feedback(&["transport-cc"]),
+                .with_feedback(&["transport-cc", "ack ccfb"]),
             CodecConfig::new(0, "PCMU", 8000, None),
             CodecConfig::new(8, "PCMA", 8000, None),
         ]
@@ -109,11 +110,13 @@ impl CodecConfig {
     /// packets and answers the remote's NACKs from its retransmission history); and an
     /// RTX format (RFC 4588, `apt=`) for each, so retransmissions travel on their own SSRC;
     /// and `transport-cc` (transport-wide congestion feedback sent for what we receive,
-    /// read as `Event::TransportFeedback` for what we send). Not offered: `goog-remb`
-    /// (no REMB generated) and RFC 8888 `ack ccfb`. Remove the `rtx` entries to
+    /// read as `Event::TransportFeedback` for what we send) and RFC 8888 `ack ccfb` (the
+    /// same, in RFC 8888 congestion control feedback; when the remote negotiates both,
+    /// only transport-wide feedback is sent). Not offered: `goog-remb` (no REMB
+    /// generated). Remove the `rtx` entries to
     /// retransmit plainly, or `nack` to turn loss recovery off.
     pub fn default_video() -> Vec<CodecConfig> {
-        let fb = ["ccm fir", "nack", "nack pli", "transport-cc"];
+        let fb = ["ccm fir", "nack", "nack pli", "transport-cc", "ack ccfb"];
         vec![
             CodecConfig::new(96, "VP8", 90000, None).with_feedback(&fb),
             CodecConfig::rtx(97, 96),
@@ -304,7 +307,7 @@ mod tests {
             .collect();
         for fb in &all {
             assert!(
-                ["nack pli", "ccm fir", "nack", "transport-cc"].contains(&fb.as_str()),
+                ["nack pli", "ccm fir", "nack", "transport-cc", "ack ccfb"].contains(&fb.as_str()),
                 "offered feedback the core does not implement: {fb}"
             );
         }

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use sansrtc::media::nack::{NackConfig, NackGenerator};
 use sansrtc::media::retransmit::{RetransmitConfig, RetransmitHistory};
+use sansrtc::media::ccfb::{CcfbReceiver, CcfbSendLog};
 use sansrtc::media::twcc::{TwccReceiver, TwccReceiverConfig};
 use sansrtc::media::RtpPacket;
 use sansrtc::rtp::ccfb::{write_ccfb, CcfbArrival, CcfbBlockWrite, CcfbFeedback};
@@ -66,6 +67,8 @@ fuzz_target!(|data: &[u8]| {
     let mut nack = NackGenerator::new(NackConfig::default());
     let mut history = RetransmitHistory::new(RetransmitConfig::default(), 1, None);
     let mut twcc = TwccReceiver::new(TwccReceiverConfig::default());
+    let mut ccfb_in = CcfbReceiver::new();
+    let mut ccfb_out = CcfbSendLog::new();
     let mut out_pairs = Vec::new();
     let mut resent = Vec::new();
     let mut fb = [0u8; 1500];
@@ -90,5 +93,16 @@ fuzz_target!(|data: &[u8]| {
         assert!(history.len() <= 512);
         twcc.on_packet(seq, now);
         while let Ok(Some(_)) = twcc.poll_feedback(now, 1, 2, &mut fb) {}
+        // RFC 8888 both ways: the step's first byte picks one of 20 SSRCs.
+        let ssrc = u32::from(step[0] % 20);
+        ccfb_out.on_sent(ssrc, seq, 100, now);
+        ccfb_in.on_packet(ssrc, seq, now);
+        while let Ok(Some(n)) = ccfb_in.poll_feedback(now, 1, 0, &mut fb) {
+            let parsed = CcfbFeedback::parse(&fb[4..n]).expect("our feedback parses");
+            assert!(ccfb_out.on_feedback(&parsed).packets.len() <= CcfbSendLog::MAX_RESULTS);
+        }
+    }
+    if let Ok(fb) = CcfbFeedback::parse(data) {
+        let _ = ccfb_out.on_feedback(&fb);
     }
 });

@@ -14,6 +14,7 @@
 //!   retransmission history (RTX), transport-wide feedback both ways; `recovery.rs` wires
 //!   them into the media session's hooks and timers.
 
+pub mod ccfb;
 pub mod forward;
 pub mod jitter_buffer;
 pub mod nack;

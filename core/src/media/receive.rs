@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use crate::media::recovery::{negotiated_transport_cc, rtx_apt_of};
+use crate::media::recovery::{negotiated_transport_cc, rtx_apt_of, sends_ccfb};
 use crate::media::retransmit::parse_rtx_payload;
 use crate::media::session::{extension_id, transceiver_by_id, MediaEvent, MediaSession, MAX_SSRCS};
 use crate::media::{Direction, RtpPacket, Transceiver, TransceiverId};
@@ -104,6 +104,9 @@ impl MediaSession {
         {
             // Every packet counts for congestion control, RTX padding included.
             self.record_transport_cc(header.ssrc(), seq, now);
+        }
+        if transceiver.is_some_and(sends_ccfb) {
+            self.record_ccfb(header.ssrc(), header.sequence_number(), now);
         }
         let (mut ssrc, mut sequence_number, mut payload_type, mut payload) = (
             header.ssrc(),

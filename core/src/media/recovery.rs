@@ -17,11 +17,19 @@
 //!   transceiver that negotiated `transport-cc`, and its feedback leaves from the media
 //!   timers; a [`TwccSender`] logs what we send with the extension and turns received
 //!   feedback into a [`TransportFeedback`] event.
+//! - **RFC 8888 feedback**: on a transceiver that negotiated `a=rtcp-fb:<pt> ack ccfb` and
+//!   not `transport-cc` (when both are negotiated only transport-wide feedback is sent:
+//!   it carries the same information for the whole transport), a [`CcfbReceiver`] records
+//!   every received RTP packet per SSRC and its feedback leaves from the media timers; a
+//!   [`CcfbSendLog`] logs what we send on a transceiver that negotiated `ack ccfb` and
+//!   turns received RFC 8888 feedback into the same [`TransportFeedback`] event.
 
 use std::time::{Duration, Instant};
 
+use crate::media::ccfb::{CcfbReceiver, CcfbSendLog};
 use crate::media::nack::{NackConfig, NackGenerator, PacketArrival};
 use crate::media::receive::ReceivedRtp;
+use crate::media::reports::ntp_time;
 use crate::media::retransmit::{write_rtx_payload, RetransmitConfig, RetransmitHistory};
 use crate::media::session::{extension_id, transceiver_by_id, MediaSession, MAX_SSRCS};
 use crate::media::twcc::{TransportFeedback, TwccReceiver, TwccReceiverConfig, TwccSender};
@@ -96,6 +104,18 @@ pub struct LossRecoveryStats {
     pub twcc_lost: u64,
     /// Received transport-wide feedback that did not parse.
     pub twcc_feedback_malformed: u64,
+    /// RFC 8888 feedback packets we sent.
+    pub ccfb_feedback_sent: u64,
+    /// Packets recorded for RFC 8888 feedback.
+    pub ccfb_packets_recorded: u64,
+    /// RFC 8888 feedback packets received.
+    pub ccfb_feedback_received: u64,
+    /// Our packets the remote's RFC 8888 feedback reported received.
+    pub ccfb_delivered: u64,
+    /// Our packets the remote's RFC 8888 feedback reported lost (and not received since).
+    pub ccfb_lost: u64,
+    /// Received RFC 8888 feedback that did not parse.
+    pub ccfb_feedback_malformed: u64,
 }
 
 /// The loss-recovery and feedback state of one media session.
@@ -112,6 +132,8 @@ pub(crate) struct Recovery {
     /// The media SSRC written in our transport-wide feedback.
     twcc_media: u32,
     twcc_out: Option<Box<TwccSender>>,
+    ccfb_in: Option<Box<CcfbReceiver>>,
+    ccfb_out: Option<Box<CcfbSendLog>>,
     /// Reused buffers: NACK pairs, packets to resend, an RTX payload, SSRCs to visit.
     pairs: Vec<(u16, u16)>,
     resend: Vec<RtpPacket>,
@@ -131,6 +153,8 @@ impl Recovery {
             twcc_in: None,
             twcc_media: 0,
             twcc_out: None,
+            ccfb_in: None,
+            ccfb_out: None,
             pairs: Vec::with_capacity(256),
             resend: Vec::with_capacity(64),
             rtx_payload: vec![0u8; 2048],
@@ -142,7 +166,8 @@ impl Recovery {
     /// When the media timers must run for loss recovery or feedback.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let twcc = self.twcc_in.as_ref().and_then(|t| t.poll_timeout());
-        [self.nack_deadline, twcc].into_iter().flatten().min()
+        let ccfb = self.ccfb_in.as_ref().and_then(|t| t.poll_timeout());
+        [self.nack_deadline, twcc, ccfb].into_iter().flatten().min()
     }
 
     /// Whether `ssrc` is a remote RTX stream (not to be asked for keyframes).
@@ -192,6 +217,16 @@ impl Recovery {
             s.twcc_delivered = o.delivered;
             s.twcc_lost = o.lost;
         }
+        if let Some(c) = &self.ccfb_in {
+            s.ccfb_feedback_sent = c.stats().feedbacks;
+            s.ccfb_packets_recorded = c.stats().packets;
+        }
+        if let Some(c) = &self.ccfb_out {
+            let o = c.stats();
+            s.ccfb_feedback_received = o.feedbacks;
+            s.ccfb_delivered = o.delivered;
+            s.ccfb_lost = o.lost;
+        }
         s
     }
 }
@@ -225,6 +260,17 @@ pub(crate) fn rtx_apt_of(t: &Transceiver, payload_type: u8) -> Option<u8> {
 /// Whether any codec of `t` negotiated `a=rtcp-fb:<pt> transport-cc`.
 pub(crate) fn negotiated_transport_cc(t: &Transceiver) -> bool {
     t.codecs.iter().any(|c| c.has_feedback("transport-cc"))
+}
+
+/// Whether any codec of `t` negotiated RFC 8888 feedback (`a=rtcp-fb:<pt> ack ccfb`).
+pub(crate) fn negotiated_ccfb(t: &Transceiver) -> bool {
+    t.codecs.iter().any(|c| c.has_feedback("ack ccfb"))
+}
+
+/// Whether we send RFC 8888 feedback for what `t` receives: negotiated, and transport-cc
+/// (preferred) not.
+pub(crate) fn sends_ccfb(t: &Transceiver) -> bool {
+    negotiated_ccfb(t) && !negotiated_transport_cc(t)
 }
 
 impl MediaSession {
@@ -292,6 +338,14 @@ impl MediaSession {
         self.recovery.twcc_media = ssrc;
     }
 
+    /// Record a received RTP packet (as it came on the wire) for RFC 8888 feedback.
+    pub(super) fn record_ccfb(&mut self, ssrc: u32, sequence: u16, now: Instant) {
+        self.recovery
+            .ccfb_in
+            .get_or_insert_with(|| Box::new(CcfbReceiver::new()))
+            .on_packet(ssrc, sequence, now);
+    }
+
     /// The NACK bookkeeping of a received packet (original or unwrapped RTX); false when
     /// it is a retransmission of a packet we already had (dropped and counted).
     pub(super) fn nack_on_packet(&mut self, packet: &ReceivedRtp) -> bool {
@@ -342,6 +396,31 @@ impl MediaSession {
             .is_some_and(|t| now >= t)
         {
             self.send_transport_feedback(now, transceivers);
+        }
+        if self
+            .recovery
+            .ccfb_in
+            .as_ref()
+            .and_then(|c| c.poll_timeout())
+            .is_some_and(|t| now >= t)
+        {
+            self.send_ccfb(now, transceivers);
+        }
+    }
+
+    fn send_ccfb(&mut self, now: Instant, transceivers: &[Transceiver]) {
+        let sender = transceivers.first().map_or(1, |t| t.sender_ssrc);
+        let report_timestamp = (ntp_time(self.wall_clock(now)) >> 16) as u32;
+        // A split feedback is due again at once; a bounded number per call.
+        for _ in 0..16 {
+            let Some(ccfb) = self.recovery.ccfb_in.as_mut() else {
+                return;
+            };
+            let out = self.scratch.get_mut(..MAX_FEEDBACK_LEN).unwrap_or_default();
+            match ccfb.poll_feedback(now, sender, report_timestamp, out) {
+                Ok(Some(n)) => self.protect_and_queue_rtcp(n),
+                _ => return,
+            }
         }
     }
 
@@ -446,6 +525,26 @@ impl MediaSession {
             .twcc_out
             .get_or_insert_with(|| Box::new(TwccSender::new(TWCC_SENT_LOG)))
             .on_sent(sequence, size, now);
+    }
+
+    /// Log an RTP packet sent on a transceiver that negotiated RFC 8888 feedback.
+    pub(super) fn log_ccfb(&mut self, ssrc: u32, sequence: u16, size: usize, now: Instant) {
+        self.recovery
+            .ccfb_out
+            .get_or_insert_with(|| Box::new(CcfbSendLog::new()))
+            .on_sent(ssrc, sequence, size, now);
+    }
+
+    /// A received RFC 8888 feedback packet (the body of RTPFB FMT=11).
+    pub(super) fn on_ccfb_feedback(&mut self, body: &[u8]) -> Option<TransportFeedback> {
+        let log = self.recovery.ccfb_out.as_mut()?;
+        match crate::rtp::ccfb::CcfbFeedback::parse(body) {
+            Ok(feedback) => Some(log.on_feedback(&feedback)),
+            Err(_) => {
+                self.recovery.stats.ccfb_feedback_malformed += 1;
+                None
+            }
+        }
     }
 
     /// A received transport-wide feedback packet about what we sent.
@@ -562,6 +661,9 @@ impl MediaSession {
         if rtx.is_some() {
             self.recovery.stats.rtx_packets_sent += 1;
             self.recovery.stats.rtx_bytes_sent += payload_len as u64;
+        }
+        if negotiated_ccfb(t) {
+            self.log_ccfb(ssrc, sequence_number, n, now);
         }
         if twcc_ext.is_some() {
             if negotiated_transport_cc(t) {

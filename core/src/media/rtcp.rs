@@ -44,7 +44,7 @@ impl MediaSession {
     /// about our SSRCs give the RTT (LSR/DLSR); generic NACK, transport-wide feedback
     /// and REMB about our senders are read here by the loss-recovery and congestion
     /// layers: a NACK is answered from the retransmission history, transport-wide
-    /// feedback becomes a `TransportFeedback` event. Keyframe requests (PLI, FIR) become
+    /// feedback and RFC 8888 feedback become a `TransportFeedback` event. Keyframe requests (PLI, FIR) become
     /// events in `handle_rtcp`.
     pub(crate) fn on_sender_feedback(&mut self, now: Instant, packet: &RtcpPacket) {
         match packet {
@@ -59,6 +59,15 @@ impl MediaSession {
             RtcpPacket::Nack { media, pairs, .. } => self.on_nack(now, *media, pairs),
             RtcpPacket::TransportCc { fci, .. } => {
                 if let Some(feedback) = self.on_transport_feedback(fci) {
+                    self.push_event(MediaEvent::TransportFeedback(feedback));
+                }
+            }
+            RtcpPacket::Unknown {
+                count: 11,
+                packet_type: 205,
+                body,
+            } => {
+                if let Some(feedback) = self.on_ccfb_feedback(body) {
                     self.push_event(MediaEvent::TransportFeedback(feedback));
                 }
             }

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use crate::media::receive::MID_URI;
-use crate::media::recovery::negotiated_transport_cc;
+use crate::media::recovery::{negotiated_ccfb, negotiated_transport_cc};
 use crate::media::session::{extension_id, transceiver_by_id, MediaSession};
 use crate::media::{Direction, RtpPacket, Transceiver, TransceiverId};
 use crate::peer::SendError;
@@ -32,6 +32,9 @@ pub(crate) struct SentRtp {
     pub(crate) packet_len: usize,
     /// Its transceiver negotiated `transport-cc` feedback: its send time is logged.
     pub(crate) transport_cc: bool,
+    /// Its RTP sequence number and whether its transceiver negotiated RFC 8888 feedback
+    /// (`ack ccfb`): its send time is logged per SSRC and sequence number.
+    pub(crate) ccfb: Option<u16>,
     /// When it was sent.
     pub(crate) at: Instant,
 }
@@ -105,6 +108,7 @@ impl MediaSession {
             clock_rate,
             packet_len: n,
             transport_cc: negotiated_transport_cc(t),
+            ccfb: negotiated_ccfb(t).then_some(packet.sequence_number),
             at: now,
         };
         self.protect_and_queue_rtp(n)?;
@@ -127,6 +131,9 @@ impl MediaSession {
                 self.log_transport_cc(seq, sent.packet_len, sent.at);
             }
             self.transport_seq = self.transport_seq.wrapping_add(1);
+        }
+        if let Some(seq) = sent.ccfb {
+            self.log_ccfb(sent.ssrc, seq, sent.packet_len, sent.at);
         }
         let counters = self.send_counters.entry(sent.ssrc).or_default();
         counters.packets = counters.packets.wrapping_add(1);

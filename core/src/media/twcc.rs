@@ -245,14 +245,30 @@ pub struct PacketResult {
     /// Its arrival in microseconds on the remote's feedback clock (only differences
     /// between arrivals mean something), `None` when reported lost.
     pub arrival_us: Option<i64>,
+    /// RFC 8888 feedback: the SSRC and RTP sequence number reported (`sequence` is then
+    /// our send order over all streams). `None` for transport-wide feedback.
+    pub rtp_packet: Option<(u32, u16)>,
+}
+
+/// The feedback format a [`TransportFeedback`] was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FeedbackFormat {
+    /// Transport-wide congestion control (draft-holmer-rmcat-transport-wide-cc-extensions-01).
+    TransportCc,
+    /// RTP congestion control feedback (RFC 8888).
+    Rfc8888,
 }
 
 /// One feedback packet read against the send log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TransportFeedback {
-    /// The remote's feedback packet counter.
+    /// The remote's feedback packet counter (transport-cc); for RFC 8888, which has none,
+    /// our count of feedback packets read.
     pub feedback_count: u8,
+    /// The format it was read from.
+    pub format: FeedbackFormat,
     /// The reported packets we have a record of, in sequence order.
     pub packets: Vec<PacketResult>,
 }
@@ -356,10 +372,12 @@ impl TwccSender {
                 sent_at: sent.sent_at,
                 size: sent.size,
                 arrival_us,
+                rtp_packet: None,
             });
         }
         TransportFeedback {
             feedback_count: feedback.feedback_count,
+            format: FeedbackFormat::TransportCc,
             packets,
         }
     }

@@ -125,10 +125,11 @@ pub enum Event {
     Rtcp(bytes::Bytes),
     /// The remote asked for a keyframe (PLI or FIR) on this transceiver's sender.
     KeyframeRequest(crate::media::TransceiverId),
-    /// Transport-wide congestion control feedback about the packets we sent
+    /// Congestion control feedback about the packets we sent: transport-wide
     /// (draft-holmer-rmcat-transport-wide-cc-extensions-01, when `transport-cc` is
-    /// negotiated): each reported packet's send time, size and arrival or loss, for a
-    /// bandwidth estimator. At most 65,535 packets per feedback.
+    /// negotiated) or RFC 8888 (when `ack ccfb` is; `format` says which): each reported
+    /// packet's send time, size and arrival or loss, for a bandwidth estimator. At most
+    /// 65,535 packets per feedback (4,096 for RFC 8888).
     TransportFeedback(crate::media::twcc::TransportFeedback),
     /// DTLS failed (for example the peer's certificate does not match its SDP
     /// fingerprint); `connectionState` becomes `failed`.
