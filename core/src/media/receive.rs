@@ -259,59 +259,7 @@ fn packet_rid(t: &Transceiver, header: &RtpHeader<'_>) -> Option<String> {
 mod tests {
     use super::*;
     use crate::media::session::testing::*;
-    use crate::rtp::RtpWrite;
-    use crate::sdp::Sdp;
     use crate::srtp::SrtpContext;
-
-    /// Chromium's offer with three simulcast streams (`a=rid:q/h/f send`,
-    /// `a=simulcast:send q;h;f`) and no `a=ssrc` lines.
-    const OFFER: &str = include_str!("../../tests/fixtures/sdp/chromium-simulcast-offer.sdp");
-
-    fn offer_extension_id(uri: &str) -> u8 {
-        let sdp = Sdp::parse(OFFER).expect("offer parses");
-        let id = sdp.media[0]
-            .extmaps
-            .iter()
-            .find(|x| x.uri == uri)
-            .expect("offered")
-            .id;
-        u8::try_from(id).expect("one-byte id")
-    }
-
-    /// One SRTP packet of the offerer: VP8 (pt 96), with the given mid and rid extensions.
-    pub(crate) fn packet(
-        sender: &mut SrtpContext,
-        ssrc: u32,
-        seq: u16,
-        mid: Option<&str>,
-        rid: Option<&str>,
-    ) -> Vec<u8> {
-        let (mid_id, rid_id) = (offer_extension_id(MID_URI), offer_extension_id(RID_URI));
-        let mut exts: Vec<(u8, &[u8])> = Vec::new();
-        if let Some(m) = mid {
-            exts.push((mid_id, m.as_bytes()));
-        }
-        if let Some(r) = rid {
-            exts.push((rid_id, r.as_bytes()));
-        }
-        let mut buf = vec![0u8; 1500];
-        let n = rtp::write_rtp(
-            &RtpWrite {
-                marker: false,
-                payload_type: 96,
-                sequence_number: seq,
-                timestamp: u32::from(seq) * 3000,
-                ssrc,
-                extensions: &exts,
-                payload: &seq.to_be_bytes(),
-            },
-            &mut buf,
-        )
-        .expect("write");
-        let n = sender.protect_rtp(&mut buf, n).expect("protect");
-        buf.truncate(n);
-        buf
-    }
 
     fn rtp_events(events: &[MediaEvent]) -> Vec<(TransceiverId, Option<String>, u32, u16)> {
         events
@@ -329,7 +277,7 @@ mod tests {
     /// the offerer's outbound context and the video transceiver's id.
     fn simulcast() -> (MediaSession, Vec<Transceiver>, SrtpContext, TransceiverId) {
         let now = Instant::now();
-        let pc = answerer(now, OFFER);
+        let pc = answerer(now, SIMULCAST_OFFER);
         let transceivers = pc.transceivers().to_vec();
         let (mut media, sender, _) = keyed(now, true);
         media.announce_tracks(&transceivers);
@@ -349,13 +297,13 @@ mod tests {
         // Three SSRCs never signalled in the SDP: the first packet of each names mid and rid.
         let mut got = Vec::new();
         for (ssrc, rid) in [(0x1111, "q"), (0x2222, "h"), (0x3333, "f")] {
-            let p = packet(&mut sender, ssrc, 100, Some("0"), Some(rid));
+            let p = simulcast_packet(&mut sender, ssrc, 100, Some("0"), Some(rid));
             got.extend(rtp_events(&deliver(&mut media, &ts, &p)));
         }
         // Later packets carry no extensions (browsers stop once the stream is known): the
         // SSRC alone finds the transceiver and the rid it announced.
         for ssrc in [0x3333, 0x1111, 0x2222] {
-            let p = packet(&mut sender, ssrc, 101, None, None);
+            let p = simulcast_packet(&mut sender, ssrc, 101, None, None);
             got.extend(rtp_events(&deliver(&mut media, &ts, &p)));
         }
         let rid = |r: &str| Some(r.to_string());
@@ -371,7 +319,7 @@ mod tests {
             ]
         );
         // A new SSRC with a signalled rid but no mid is found by its rid.
-        let p = packet(&mut sender, 0x4444, 7, None, Some("h"));
+        let p = simulcast_packet(&mut sender, 0x4444, 7, None, Some("h"));
         assert_eq!(
             rtp_events(&deliver(&mut media, &ts, &p)),
             vec![(track, rid("h"), 0x4444, 7)]
@@ -379,11 +327,11 @@ mod tests {
         // A new SSRC naming a mid we do not have is dropped and counted, not guessed onto
         // the video transceiver by its payload type.
         let before = media.stats().rtp_unmatched;
-        let p = packet(&mut sender, 0x5555, 1, Some("9"), Some("q"));
+        let p = simulcast_packet(&mut sender, 0x5555, 1, Some("9"), Some("q"));
         assert!(rtp_events(&deliver(&mut media, &ts, &p)).is_empty());
         assert_eq!(media.stats().rtp_unmatched, before + 1);
         // With neither mid nor rid nor a signalled ssrc, the payload type decides.
-        let p = packet(&mut sender, 0x6666, 1, None, None);
+        let p = simulcast_packet(&mut sender, 0x6666, 1, None, None);
         assert_eq!(
             rtp_events(&deliver(&mut media, &ts, &p)),
             vec![(track, None, 0x6666, 1)]
@@ -395,7 +343,7 @@ mod tests {
     fn received_packets_are_counted_per_source_for_reports() {
         let (mut media, ts, mut sender, _) = simulcast();
         for seq in [10, 11, 13] {
-            let p = packet(&mut sender, 0x1111, seq, Some("0"), Some("q"));
+            let p = simulcast_packet(&mut sender, 0x1111, seq, Some("0"), Some("q"));
             deliver(&mut media, &ts, &p);
         }
         let block = media
@@ -406,7 +354,7 @@ mod tests {
         assert_eq!(block.highest_sequence, 13);
         assert_eq!(block.cumulative_lost, 1, "seq 12 is missing");
         // A packet that matches no transceiver is not reported on.
-        let p = packet(&mut sender, 0x5555, 1, Some("9"), None);
+        let p = simulcast_packet(&mut sender, 0x5555, 1, Some("9"), None);
         deliver(&mut media, &ts, &p);
         assert!(!media.recv_counters.contains_key(&0x5555));
     }
@@ -414,7 +362,7 @@ mod tests {
     #[test]
     fn tampered_or_unkeyed_packets_deliver_nothing() {
         let (mut media, ts, mut sender, _) = simulcast();
-        let mut p = packet(&mut sender, 0x1111, 100, Some("0"), Some("q"));
+        let mut p = simulcast_packet(&mut sender, 0x1111, 100, Some("0"), Some("q"));
         let last = p.len() - 1;
         p[last] ^= 1;
         assert!(deliver(&mut media, &ts, &p).is_empty());

@@ -356,6 +356,61 @@ pub(crate) mod testing {
     use crate::srtp::SrtpProfile;
     use crate::{Config, PeerConnection, SessionDescription};
 
+    /// Chromium's offer with three simulcast streams (`a=rid:q/h/f send`,
+    /// `a=simulcast:send q;h;f`) and no `a=ssrc` lines.
+    pub(crate) const SIMULCAST_OFFER: &str =
+        include_str!("../../tests/fixtures/sdp/chromium-simulcast-offer.sdp");
+
+    /// The extension id the simulcast offer gives `uri`.
+    pub(crate) fn simulcast_offer_extension_id(uri: &str) -> u8 {
+        let sdp = crate::sdp::Sdp::parse(SIMULCAST_OFFER).expect("offer parses");
+        let id = sdp.media[0]
+            .extmaps
+            .iter()
+            .find(|x| x.uri == uri)
+            .expect("offered")
+            .id;
+        u8::try_from(id).expect("one-byte id")
+    }
+
+    /// One SRTP packet of the offerer: VP8 (pt 96), with the given mid and rid extensions.
+    pub(crate) fn simulcast_packet(
+        sender: &mut SrtpContext,
+        ssrc: u32,
+        seq: u16,
+        mid: Option<&str>,
+        rid: Option<&str>,
+    ) -> Vec<u8> {
+        let (mid_id, rid_id) = (
+            simulcast_offer_extension_id(crate::media::receive::MID_URI),
+            simulcast_offer_extension_id(crate::media::receive::RID_URI),
+        );
+        let mut exts: Vec<(u8, &[u8])> = Vec::new();
+        if let Some(m) = mid {
+            exts.push((mid_id, m.as_bytes()));
+        }
+        if let Some(r) = rid {
+            exts.push((rid_id, r.as_bytes()));
+        }
+        let mut buf = vec![0u8; 1500];
+        let n = crate::rtp::write_rtp(
+            &crate::rtp::RtpWrite {
+                marker: false,
+                payload_type: 96,
+                sequence_number: seq,
+                timestamp: u32::from(seq) * 3000,
+                ssrc,
+                extensions: &exts,
+                payload: &seq.to_be_bytes(),
+            },
+            &mut buf,
+        )
+        .expect("write");
+        let n = sender.protect_rtp(&mut buf, n).expect("protect");
+        buf.truncate(n);
+        buf
+    }
+
     /// The profile every media test keys with.
     pub(crate) const PROFILE: SrtpProfile = SrtpProfile::AeadAes128Gcm;
 

@@ -1186,9 +1186,8 @@ mod candidate_tests {
 #[cfg(test)]
 mod simulcast_tests {
     use super::*;
-    use crate::media::receive::{MID_URI, RID_URI};
+    use crate::media::receive::RID_URI;
     use crate::media::TrackInfo;
-    use crate::rtp::{self, RtpWrite};
     use crate::sdp::Sdp;
     use crate::srtp::SrtpContext;
 
@@ -1222,52 +1221,6 @@ mod simulcast_tests {
         let (_, sender) =
             SrtpContext::pair_from_keying_material(PROFILE, &material, true).expect("keys");
         (pc, now, answer.sdp, events, sender)
-    }
-
-    fn extension_id(uri: &str) -> u8 {
-        let sdp = Sdp::parse(OFFER).expect("offer parses");
-        let id = sdp.media[0]
-            .extmaps
-            .iter()
-            .find(|x| x.uri == uri)
-            .expect("offered")
-            .id;
-        u8::try_from(id).expect("one-byte id")
-    }
-
-    /// One SRTP packet of the offerer: VP8 (pt 96), with the given mid and rid extensions.
-    fn packet(
-        sender: &mut SrtpContext,
-        ssrc: u32,
-        seq: u16,
-        mid: Option<&str>,
-        rid: Option<&str>,
-    ) -> Vec<u8> {
-        let (mid_id, rid_id) = (extension_id(MID_URI), extension_id(RID_URI));
-        let mut exts: Vec<(u8, &[u8])> = Vec::new();
-        if let Some(m) = mid {
-            exts.push((mid_id, m.as_bytes()));
-        }
-        if let Some(r) = rid {
-            exts.push((rid_id, r.as_bytes()));
-        }
-        let mut buf = vec![0u8; 1500];
-        let n = rtp::write_rtp(
-            &RtpWrite {
-                marker: false,
-                payload_type: 96,
-                sequence_number: seq,
-                timestamp: u32::from(seq) * 3000,
-                ssrc,
-                extensions: &exts,
-                payload: &seq.to_be_bytes(),
-            },
-            &mut buf,
-        )
-        .expect("write");
-        let n = sender.protect_rtp(&mut buf, n).expect("protect");
-        buf.truncate(n);
-        buf
     }
 
     fn deliver(pc: &mut PeerConnection, now: Instant, data: &[u8]) -> Vec<Event> {
@@ -1343,7 +1296,13 @@ mod simulcast_tests {
                 _ => None,
             })
             .expect("track");
-        let p = packet(&mut sender, 0x1111, 100, Some("0"), Some("q"));
+        let p = crate::media::session::testing::simulcast_packet(
+            &mut sender,
+            0x1111,
+            100,
+            Some("0"),
+            Some("q"),
+        );
         assert_eq!(rtp_events(&deliver(&mut pc, now, &p)).len(), 1);
         // The remote renegotiates its sender to inactive: the track ends.
         let offer =
@@ -1359,7 +1318,13 @@ mod simulcast_tests {
         // Later packets of its SSRC, with or without the extensions, are not delivered.
         let before = pc.stats().rtp_unmatched;
         for (seq, mid, rid) in [(101, None, None), (102, Some("0"), Some("q"))] {
-            let p = packet(&mut sender, 0x1111, seq, mid, rid);
+            let p = crate::media::session::testing::simulcast_packet(
+                &mut sender,
+                0x1111,
+                seq,
+                mid,
+                rid,
+            );
             assert!(
                 rtp_events(&deliver(&mut pc, now, &p)).is_empty(),
                 "seq {seq}"
