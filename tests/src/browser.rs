@@ -311,3 +311,83 @@ pub fn drive(
         }
     }
 }
+
+/// Sum of a field over the stats of one type and kind.
+pub fn stat_sum(stats: &Value, kind_of: &str, kind: &str, field: &str) -> u64 {
+    stats
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|s| {
+                    s.get("type").and_then(Value::as_str) == Some(kind_of)
+                        && s.get("kind").and_then(Value::as_str) == Some(kind)
+                })
+                .filter_map(|s| s.get(field).and_then(Value::as_u64))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// An SRTP (not SRTCP) datagram: RTP version 2 and a payload type outside RTCP's range.
+pub fn is_rtp(data: &[u8]) -> bool {
+    data.first().is_some_and(|b| (128..192).contains(b)) && !sansrtc::rtp::is_rtcp(data)
+}
+
+/// Run the core for `slice`, losing every 20th RTP datagram each way.
+pub fn drive_lossy(
+    pc: &mut sansrtc::PeerConnection,
+    socket: &std::net::UdpSocket,
+    counters: &mut [u64; 2],
+    slice: Duration,
+) {
+    let local = socket.local_addr().expect("addr");
+    let end = Instant::now() + slice;
+    let (mut out, mut buf) = (vec![0u8; 2048], vec![0u8; 2048]);
+    loop {
+        let now = Instant::now();
+        while let Some(t) = pc.poll_transmit(now, &mut out) {
+            let data = out.get(..t.len).unwrap_or_default();
+            if is_rtp(data) {
+                counters[0] += 1;
+                if counters[0].is_multiple_of(20) {
+                    continue;
+                }
+            }
+            let _ = socket.send_to(data, t.remote);
+        }
+        if now >= end {
+            return;
+        }
+        let wait = pc
+            .poll_timeout()
+            .map(|d| d.saturating_duration_since(now))
+            .unwrap_or(slice)
+            .clamp(
+                Duration::from_millis(1),
+                end.saturating_duration_since(now)
+                    .max(Duration::from_millis(1)),
+            );
+        socket.set_read_timeout(Some(wait)).expect("timeout");
+        match socket.recv_from(&mut buf) {
+            Ok((n, remote)) => {
+                let data = buf.get(..n).unwrap_or_default();
+                if is_rtp(data) {
+                    counters[1] += 1;
+                    if counters[1].is_multiple_of(20) {
+                        continue;
+                    }
+                }
+                pc.handle_datagram(
+                    Instant::now(),
+                    sansrtc::Datagram {
+                        local,
+                        remote,
+                        protocol: sansrtc::Protocol::Udp,
+                        data,
+                    },
+                );
+            }
+            Err(_) => pc.handle_timeout(Instant::now()),
+        }
+    }
+}
