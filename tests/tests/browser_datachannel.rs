@@ -432,7 +432,7 @@ fn partial_reliability(kind: BrowserKind) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut page = Value::Null;
     // Done once both control messages arrived and neither side received anything on the
-    // lossy channels for a second (the losses are then abandoned, not late).
+    // lossy channels for three seconds (the losses are then abandoned, not late).
     let mut last_change = (Instant::now(), 0usize, 0u64);
     loop {
         let page_count = page
@@ -442,7 +442,10 @@ fn partial_reliability(kind: BrowserKind) {
         if (received_lossy, page_count) != (last_change.1, last_change.2) {
             last_change = (Instant::now(), received_lossy, page_count);
         }
-        let quiet = last_change.0.elapsed() > Duration::from_secs(1);
+        // Three seconds: a sender whose window collapsed under loss can go quiet for a
+        // retransmission timeout (a second or more) with messages still queued, and the
+        // reliable control message may overtake them on its own stream.
+        let quiet = last_change.0.elapsed() > Duration::from_secs(3);
         if page_done && page.get("done") == Some(&json!(true)) && quiet {
             break;
         }
@@ -522,10 +525,12 @@ fn partial_reliability(kind: BrowserKind) {
     }
     // The browser's sender abandons what it loses (a lost fragment or a retransmission
     // timeout costs every message in flight), so only a floor is asserted for that
-    // direction: runs here delivered 100-414 of 500 from Chromium and 382-397 from
-    // Firefox. Our receiver kept everything that arrived.
+    // direction: runs here delivered 391-407 of 500 from Chromium once the test waited
+    // out the sender's retransmission-timeout pauses (it used to stop after one quiet
+    // second and counted 14-293), 382-397 from Firefox. Our receiver kept everything
+    // that arrived.
     assert!(
-        received_lossy > 50 && received_lossy < 500,
+        received_lossy > 300 && received_lossy < 500,
         "core: {received_lossy} of 500 delivered"
     );
     assert_eq!(stats.data_dropped_no_room, 0, "{stats:?}");
