@@ -121,7 +121,9 @@ pub fn depacketize<'a>(
     let start = out.len();
     for (i, payload) in payloads.enumerate() {
         let d = Descriptor::parse(payload)?;
-        if i == 0 && !d.starts_frame() {
+        // The first packet starts partition 0 and carries the frame header's first
+        // bytes: a descriptor alone cannot begin a frame.
+        if i == 0 && !(d.starts_frame() && d.len < payload.len()) {
             return Err(CodecError::NotFrameStart);
         }
         append(out, &payload[d.len..])?;
@@ -228,6 +230,16 @@ mod tests {
         QuickCheck::new()
             .tests(300)
             .quickcheck(prop as fn(Vec<u8>, u16, bool, u16) -> TestResult);
+    }
+
+    #[test]
+    fn a_start_packet_without_data_begins_no_frame() {
+        // Found by the property below: a descriptor with S set and nothing after it.
+        let mut out = Vec::new();
+        assert_eq!(
+            depacketize([&[240u8, 0][..], &[0, 0][..]].into_iter(), &mut out),
+            Err(CodecError::NotFrameStart)
+        );
     }
 
     #[test]
