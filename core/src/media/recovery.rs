@@ -688,7 +688,6 @@ mod tests {
     use crate::media::MediaKind;
     use crate::rtp::RtcpPacket;
     use crate::srtp::SrtpContext;
-    use crate::{Config, OfferOptions, PeerConnection};
 
     /// Chromium's offer with three simulcast streams, no `a=ssrc` lines, VP8 with
     /// `nack` and RTX 97 (apt=96), and the repaired-rid extension.
@@ -815,26 +814,9 @@ mod tests {
     /// keyed session with bob's contexts.
     fn sender() -> (MediaSession, Vec<Transceiver>, SrtpContext, SrtpContext) {
         let now = Instant::now();
-        let config = |seed| Config {
-            rng_seed: Some(seed),
-            ..Default::default()
-        };
-        let mut alice = PeerConnection::new(config(31), now).expect("alice");
-        let mut bob = PeerConnection::new(config(32), now).expect("bob");
-        alice
-            .add_track(MediaKind::Video, vec!["s".into()])
-            .expect("video");
-        let offer = alice.create_offer(OfferOptions::default()).expect("offer");
-        alice
-            .set_local_description(now, offer.clone())
-            .expect("local");
-        bob.set_remote_description(now, offer).expect("remote");
-        let answer = bob.create_answer().expect("answer");
-        bob.set_local_description(now, answer.clone())
-            .expect("local");
-        alice.set_remote_description(now, answer).expect("remote");
+        let transceivers = negotiated_transceivers(now, &[MediaKind::Video], 31);
         let (media, bob_out, bob_in) = keyed(now, false);
-        (media, alice.transceivers().to_vec(), bob_out, bob_in)
+        (media, transceivers, bob_out, bob_in)
     }
 
     #[test]

@@ -150,35 +150,14 @@ mod tests {
     use crate::media::MediaKind;
     use crate::rtp::RtpHeader;
     use crate::srtp::SrtpContext;
-    use crate::{Config, OfferOptions, PeerConnection};
 
     /// Alice offers audio and video, bob answers: alice's transceivers as settled, and
     /// alice's keyed session with bob's inbound context.
     fn negotiated() -> (MediaSession, Vec<Transceiver>, SrtpContext) {
         let now = Instant::now();
-        let config = |seed| Config {
-            rng_seed: Some(seed),
-            ..Default::default()
-        };
-        let mut alice = PeerConnection::new(config(21), now).expect("alice");
-        let mut bob = PeerConnection::new(config(22), now).expect("bob");
-        alice
-            .add_track(MediaKind::Audio, vec!["s".into()])
-            .expect("audio");
-        alice
-            .add_track(MediaKind::Video, vec!["s".into()])
-            .expect("video");
-        let offer = alice.create_offer(OfferOptions::default()).expect("offer");
-        alice
-            .set_local_description(now, offer.clone())
-            .expect("local");
-        bob.set_remote_description(now, offer).expect("remote");
-        let answer = bob.create_answer().expect("answer");
-        bob.set_local_description(now, answer.clone())
-            .expect("local");
-        alice.set_remote_description(now, answer).expect("remote");
+        let transceivers = negotiated_transceivers(now, &[MediaKind::Audio, MediaKind::Video], 21);
         let (media, _, bob_in) = keyed(now, false);
-        (media, alice.transceivers().to_vec(), bob_in)
+        (media, transceivers, bob_in)
     }
 
     fn unprotect_last(media: &MediaSession, peer_in: &mut SrtpContext) -> Vec<u8> {

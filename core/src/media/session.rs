@@ -411,6 +411,36 @@ pub(crate) mod testing {
         buf
     }
 
+    /// Alice offers these kinds, bob (seeded `seed + 1`) answers: alice's transceivers as
+    /// negotiation settled them.
+    pub(crate) fn negotiated_transceivers(
+        now: Instant,
+        kinds: &[crate::media::MediaKind],
+        seed: u64,
+    ) -> Vec<crate::media::Transceiver> {
+        let config = |seed| Config {
+            rng_seed: Some(seed),
+            ..Default::default()
+        };
+        let mut alice = PeerConnection::new(config(seed), now).expect("alice");
+        let mut bob = PeerConnection::new(config(seed + 1), now).expect("bob");
+        for kind in kinds {
+            alice.add_track(*kind, vec!["s".into()]).expect("track");
+        }
+        let offer = alice
+            .create_offer(crate::OfferOptions::default())
+            .expect("offer");
+        alice
+            .set_local_description(now, offer.clone())
+            .expect("local");
+        bob.set_remote_description(now, offer).expect("remote");
+        let answer = bob.create_answer().expect("answer");
+        bob.set_local_description(now, answer.clone())
+            .expect("local");
+        alice.set_remote_description(now, answer).expect("remote");
+        alice.transceivers().to_vec()
+    }
+
     /// The profile every media test keys with.
     pub(crate) const PROFILE: SrtpProfile = SrtpProfile::AeadAes128Gcm;
 
