@@ -92,8 +92,8 @@ impl CodecConfig {
 
     /// The default audio codecs: Opus (with `transport-cc`, as Chromium offers it: the
     /// media session sends transport-wide feedback for what it receives and reads the
-    /// remote's; and RFC 8888 `ack ccfb`, used only when the remote does not negotiate
-    /// `transport-cc`), then G.711. No NACK for audio.
+    /// remote's; and RFC 8888 `ack ccfb`, written as `a=rtcp-fb:* ack ccfb` and preferred by
+    /// an answer when the offer has it too), then G.711. No NACK for audio.
     pub fn default_audio() -> Vec<CodecConfig> {
         vec![
             CodecConfig::new(111, "opus", 48000, Some(2))
@@ -111,8 +111,8 @@ impl CodecConfig {
     /// RTX format (RFC 4588, `apt=`) for each, so retransmissions travel on their own SSRC;
     /// and `transport-cc` (transport-wide congestion feedback sent for what we receive,
     /// read as `Event::TransportFeedback` for what we send) and RFC 8888 `ack ccfb` (the
-    /// same, in RFC 8888 congestion control feedback; when the remote negotiates both,
-    /// only transport-wide feedback is sent). Not offered: `goog-remb` (no REMB
+    /// same, in RFC 8888 congestion control feedback; an answer to an offer that has both
+    /// keeps RFC 8888 alone, as libwebrtc does). Not offered: `goog-remb` (no REMB
     /// generated). Remove the `rtx` entries to
     /// retransmit plainly, or `nack` to turn loss recovery off.
     pub fn default_video() -> Vec<CodecConfig> {

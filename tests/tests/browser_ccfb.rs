@@ -3,13 +3,13 @@
 //! fake camera and microphone with `ack ccfb`, the core answers and echoes every packet
 //! back, and the test's UDP loop loses every 20th RTP datagram in each direction.
 //!
-//! Chromium with the trial offers both `transport-cc` and `ack ccfb`. With the default
-//! configuration the core answers both and, preferring transport-cc, sends only
-//! transport-wide feedback; Chromium then sends transport-wide feedback too. With a core
-//! configured without `transport-cc`, only `ack ccfb` is negotiated: the core's RFC 8888
-//! feedback drives Chromium's sender (its video rate ramps as with transport-cc, well above
-//! a core that sends no congestion feedback at all) and Chromium's RFC 8888 feedback
-//! becomes `TransportFeedback` events reporting deliveries and the test's losses.
+//! Chromium with the trial offers both `transport-cc` and `ack ccfb`. The core answers as
+//! libwebrtc does: `a=rtcp-fb:* ack ccfb` (the only form libwebrtc reads) and no
+//! transport-wide feedback or extension. Both sides then send RFC 8888 feedback: the core's
+//! drives Chromium's sender (its video rate ramps as with transport-cc, well above a core
+//! that sends no congestion feedback at all), and Chromium's becomes `TransportFeedback`
+//! events reporting deliveries and the test's losses. A core configured without `ack ccfb`
+//! answers transport-cc, and both sides send transport-wide feedback instead.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -50,27 +50,38 @@ fn config(keep: &dyn Fn(&str) -> bool) -> Config {
 
 #[test]
 fn chromium_with_the_rfc8888_trial_uses_the_feedback_negotiated() {
-    let both = run(config(&|_| true));
-    assert!(both.answer.contains("ack ccfb") && both.answer.contains(" transport-cc"));
-    assert_eq!(both.core.ccfb_feedback_sent, 0, "transport-cc preferred");
-    assert!(both.core.twcc_feedback_sent > 0 && both.core.twcc_feedback_received > 0);
-
-    let ccfb = run(config(&|f| f != "transport-cc"));
-    assert!(ccfb.answer.contains("ack ccfb") && !ccfb.answer.contains(" transport-cc"));
-    let core = ccfb.core;
+    // Default configuration: Chromium offers both, the core answers RFC 8888 only.
+    let ccfb = run(config(&|_| true));
+    assert!(
+        ccfb.answer.contains("a=rtcp-fb:* ack ccfb") && !ccfb.answer.contains("transport-cc"),
+        "{}",
+        ccfb.answer
+    );
+    let core = &ccfb.core;
     assert!(
         core.ccfb_feedback_sent > 0 && core.twcc_feedback_sent == 0,
         "the core sends RFC 8888 feedback: {core:?}"
     );
-    // Whatever RFC 8888 feedback Chromium sends is read into events. (The Chromium
-    // tested, with the trial, answers an `ack ccfb`-only session with REMB, not RFC 8888.)
+    // Chromium sends RFC 8888 feedback for what we echo, and each one is read.
     let from_chromium = ccfb.rtcp_types.get(&(205, 11)).copied().unwrap_or(0);
+    assert!(from_chromium > 0, "{:?}", ccfb.rtcp_types);
     assert_eq!(core.ccfb_feedback_received, from_chromium, "{core:?}");
     assert_eq!(
         ccfb.formats.get("Rfc8888").copied().unwrap_or(0),
         from_chromium,
         "{:?}",
         ccfb.formats
+    );
+    assert_eq!(core.ccfb_feedback_malformed, 0, "{core:?}");
+    // It reports our packets delivered, and some lost: the loop drops 1 in 20.
+    assert!(core.ccfb_delivered > 100 && core.ccfb_lost > 0, "{core:?}");
+
+    let twcc = run(config(&|f| f != "ack ccfb"));
+    assert!(!twcc.answer.contains("ccfb") && twcc.answer.contains(" transport-cc"));
+    assert!(twcc.core.twcc_feedback_sent > 0 && twcc.core.twcc_feedback_received > 0);
+    assert_eq!(
+        twcc.core.ccfb_feedback_sent + twcc.core.ccfb_feedback_received,
+        0
     );
 
     let none = run(config(&|f| f != "transport-cc" && f != "ack ccfb"));
@@ -80,9 +91,23 @@ fn chromium_with_the_rfc8888_trial_uses_the_feedback_negotiated() {
         0
     );
     eprintln!(
-        "Chromium video bytes sent in 8 s: transport-cc {}, RFC 8888 {}, no feedback {}; \
+        "Chromium video bytes sent in 8 s: RFC 8888 {}, transport-cc {}, no feedback {}; \
          RFC 8888 packets from Chromium {from_chromium}",
-        both.video_bytes_sent, ccfb.video_bytes_sent, none.video_bytes_sent
+        ccfb.video_bytes_sent, twcc.video_bytes_sent, none.video_bytes_sent
+    );
+    // Our RFC 8888 feedback drives Chromium's sender: it ramps as with transport-wide
+    // feedback, well above a session with no congestion feedback.
+    assert!(
+        ccfb.video_bytes_sent * 4 > twcc.video_bytes_sent * 3,
+        "RFC 8888 {} against transport-cc {}",
+        ccfb.video_bytes_sent,
+        twcc.video_bytes_sent
+    );
+    assert!(
+        ccfb.video_bytes_sent * 4 > none.video_bytes_sent * 5,
+        "RFC 8888 {} against none {}",
+        ccfb.video_bytes_sent,
+        none.video_bytes_sent
     );
 }
 

@@ -17,9 +17,10 @@
 //!   transceiver that negotiated `transport-cc`, and its feedback leaves from the media
 //!   timers; a [`TwccSender`] logs what we send with the extension and turns received
 //!   feedback into a [`TransportFeedback`] event.
-//! - **RFC 8888 feedback**: on a transceiver that negotiated `a=rtcp-fb:<pt> ack ccfb` and
-//!   not `transport-cc` (when both are negotiated only transport-wide feedback is sent:
-//!   it carries the same information for the whole transport), a [`CcfbReceiver`] records
+//! - **RFC 8888 feedback**: on a transceiver that negotiated `a=rtcp-fb:* ack ccfb` and
+//!   not `transport-cc` (our answers never keep both; when a peer answers our offer with
+//!   both, only transport-wide feedback is sent: it carries the same information for the
+//!   whole transport), a [`CcfbReceiver`] records
 //!   every received RTP packet per SSRC and its feedback leaves from the media timers; a
 //!   [`CcfbSendLog`] logs what we send on a transceiver that negotiated `ack ccfb` and
 //!   turns received RFC 8888 feedback into the same [`TransportFeedback`] event.
@@ -262,7 +263,7 @@ pub(crate) fn negotiated_transport_cc(t: &Transceiver) -> bool {
     t.codecs.iter().any(|c| c.has_feedback("transport-cc"))
 }
 
-/// Whether any codec of `t` negotiated RFC 8888 feedback (`a=rtcp-fb:<pt> ack ccfb`).
+/// Whether any codec of `t` negotiated RFC 8888 feedback (`a=rtcp-fb:* ack ccfb`).
 pub(crate) fn negotiated_ccfb(t: &Transceiver) -> bool {
     t.codecs.iter().any(|c| c.has_feedback("ack ccfb"))
 }

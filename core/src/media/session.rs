@@ -412,15 +412,22 @@ pub(crate) mod testing {
     }
 
     /// Alice offers these kinds, bob (seeded `seed + 1`) answers: alice's transceivers as
-    /// negotiation settled them.
+    /// negotiation settled them. Both are configured without RFC 8888 `ack ccfb`, which an
+    /// answer prefers, so these transceivers negotiate `transport-cc`.
     pub(crate) fn negotiated_transceivers(
         now: Instant,
         kinds: &[crate::media::MediaKind],
         seed: u64,
     ) -> Vec<crate::media::Transceiver> {
-        let config = |seed| Config {
-            rng_seed: Some(seed),
-            ..Default::default()
+        let config = |seed| {
+            let mut c = Config {
+                rng_seed: Some(seed),
+                ..Default::default()
+            };
+            for codec in c.audio_codecs.iter_mut().chain(c.video_codecs.iter_mut()) {
+                codec.rtcp_feedback.retain(|f| f != "ack ccfb");
+            }
+            c
         };
         let mut alice = PeerConnection::new(config(seed), now).expect("alice");
         let mut bob = PeerConnection::new(config(seed + 1), now).expect("bob");

@@ -868,6 +868,65 @@ mod tests {
         assert!(!text.contains("turn-secret-credential"), "{text}");
         assert!(text.contains(pc.local_ice_ufrag()), "{text}");
     }
+
+    /// RFC 8888 feedback is signalled once per m-line with the wildcard payload type, the
+    /// only form libwebrtc reads, in offers and in answers alike.
+    #[test]
+    fn rfc8888_feedback_is_signalled_with_the_wildcard_payload_type() {
+        let now = Instant::now();
+        let config = || Config {
+            rng_seed: Some(4),
+            ..Default::default()
+        };
+        let mut alice = PeerConnection::new(config(), now).expect("pc");
+        let _ = alice.add_track(MediaKind::Audio, vec![]);
+        let _ = alice.add_track(MediaKind::Video, vec![]);
+        let offer = alice.create_offer(OfferOptions::default()).expect("offer");
+        let wildcard = |sdp: &str| sdp.matches("a=rtcp-fb:* ack ccfb\r\n").count();
+        let per_format = |sdp: &str| {
+            sdp.lines()
+                .filter(|l| l.starts_with("a=rtcp-fb:") && !l.starts_with("a=rtcp-fb:*"))
+                .filter(|l| l.contains("ccfb"))
+                .count()
+        };
+        assert_eq!(wildcard(&offer.sdp), 2, "{}", offer.sdp);
+        assert_eq!(per_format(&offer.sdp), 0, "{}", offer.sdp);
+
+        let mut bob = PeerConnection::new(config(), now).expect("pc");
+        bob.set_remote_description(now, offer).expect("remote");
+        let answer = bob.create_answer().expect("answer");
+        assert_eq!(wildcard(&answer.sdp), 2, "{}", answer.sdp);
+        assert_eq!(per_format(&answer.sdp), 0, "{}", answer.sdp);
+        // RFC 8888 accepted: the answer leaves out the transport-wide alternative.
+        assert!(!answer.sdp.contains("transport-cc"), "{}", answer.sdp);
+        assert!(!answer.sdp.contains("transport-wide-cc"), "{}", answer.sdp);
+
+        // An answerer without RFC 8888 keeps transport-cc.
+        let mut no_ccfb = config();
+        for c in no_ccfb
+            .audio_codecs
+            .iter_mut()
+            .chain(&mut no_ccfb.video_codecs)
+        {
+            c.rtcp_feedback.retain(|f| f != "ack ccfb");
+        }
+        let mut carol = PeerConnection::new(no_ccfb, now).expect("pc");
+        carol
+            .set_remote_description(now, offer_again(&mut alice))
+            .expect("remote");
+        let answer = carol.create_answer().expect("answer");
+        assert_eq!(wildcard(&answer.sdp), 0, "{}", answer.sdp);
+        assert!(
+            answer.sdp.contains("a=rtcp-fb:96 transport-cc"),
+            "{}",
+            answer.sdp
+        );
+        assert!(answer.sdp.contains("transport-wide-cc"), "{}", answer.sdp);
+    }
+
+    fn offer_again(pc: &mut PeerConnection) -> SessionDescription {
+        pc.create_offer(OfferOptions::default()).expect("offer")
+    }
 }
 
 #[cfg(test)]

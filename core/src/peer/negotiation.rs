@@ -739,9 +739,11 @@ impl Negotiation {
             let m = match &slot.kind {
                 SlotKind::Transceiver(id) if !remote.is_rejected() => match self.transceiver(*id) {
                     Some(t) => {
-                        let codecs = jsep::answer_codecs(Self::codecs_for(config, t.kind), remote);
-                        let exts =
+                        let mut codecs =
+                            jsep::answer_codecs(Self::codecs_for(config, t.kind), remote);
+                        let mut exts =
                             jsep::answer_extensions(&config.header_extensions, t.kind, remote);
+                        jsep::prefer_rfc8888(&mut codecs, &mut exts);
                         let dir =
                             jsep::answer_direction(t.direction, remote.direction_or_default());
                         let mut m =

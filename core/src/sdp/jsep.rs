@@ -105,6 +105,14 @@ pub fn media_kind(m: &Media) -> Option<MediaKind> {
     }
 }
 
+/// Feedback that describes the transport rather than one format: RFC 8888 section 6 allows
+/// `ack ccfb` only with the wildcard payload type, and libwebrtc reads it only from
+/// `a=rtcp-fb:* ack ccfb` (a per-format line is ignored, so the peer would neither send nor
+/// use RFC 8888 feedback).
+fn is_transport_wide_feedback(fb: &str) -> bool {
+    fb.eq_ignore_ascii_case("ack ccfb")
+}
+
 /// The m-line of one transceiver, for an offer (`direction` is the transceiver's) or an
 /// answer (`direction` already intersected with the offer's).
 pub fn transceiver_media(
@@ -151,6 +159,10 @@ pub fn transceiver_media(
             channels: c.channels,
         });
         for fb in &c.rtcp_feedback {
+            if is_transport_wide_feedback(fb) {
+                // One `a=rtcp-fb:*` line for the whole m-line, written below.
+                continue;
+            }
             m.rtcp_fbs.push(RtcpFb {
                 payload_type: Some(c.payload_type),
                 value: fb.clone(),
@@ -160,6 +172,23 @@ pub fn transceiver_media(
             m.fmtps.push(Fmtp {
                 payload_type: c.payload_type,
                 parameters: f.clone(),
+            });
+        }
+    }
+    let transport_wide: Vec<&String> = codecs
+        .iter()
+        .flat_map(|c| &c.rtcp_feedback)
+        .filter(|fb| is_transport_wide_feedback(fb))
+        .collect();
+    for fb in transport_wide {
+        if !m
+            .rtcp_fbs
+            .iter()
+            .any(|w| w.payload_type.is_none() && &w.value == fb)
+        {
+            m.rtcp_fbs.push(RtcpFb {
+                payload_type: None,
+                value: fb.clone(),
             });
         }
     }
@@ -516,6 +545,21 @@ pub fn answer_extensions(
         })
         .map(|x| (x.id, x.uri.clone()))
         .collect()
+}
+
+/// An answer's single congestion feedback: when RFC 8888 `ack ccfb` was accepted, the
+/// transport-wide alternative is left out of the answer (its `transport-cc` feedback and its
+/// sequence-number extension), as RFC 8888 intends and as libwebrtc answers: each side then
+/// sends and reads one kind of feedback, and no packet carries an extension nobody reads.
+pub fn prefer_rfc8888(codecs: &mut [NegotiatedCodec], extensions: &mut Vec<(u16, String)>) {
+    if !codecs.iter().any(|c| c.has_feedback("ack ccfb")) {
+        return;
+    }
+    for c in codecs.iter_mut() {
+        c.rtcp_feedback
+            .retain(|f| !f.eq_ignore_ascii_case("transport-cc"));
+    }
+    extensions.retain(|(_, uri)| uri != crate::rtp::extensions::ExtensionKind::TransportCc.uri());
 }
 
 /// The extensions of an answer that we had offered.
