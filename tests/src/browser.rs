@@ -277,6 +277,7 @@ pub fn drive(
     let mut out = vec![0u8; 2048];
     loop {
         let now = Instant::now();
+        fire_due_timers(pc, now);
         while let Some(t) = pc.poll_transmit(now, &mut out) {
             let _ = socket.send_to(out.get(..t.len).unwrap_or_default(), t.remote);
         }
@@ -309,6 +310,15 @@ pub fn drive(
             }
             Err(_) => pc.handle_timeout(Instant::now()),
         }
+    }
+}
+
+/// Feed the time when the core's deadline has passed. A loop that fed the time only when
+/// its socket read timed out would starve the core's timers (retransmissions, delayed and
+/// window-update acknowledgements) for as long as datagrams keep arriving.
+pub fn fire_due_timers(pc: &mut sansrtc::PeerConnection, now: Instant) {
+    if pc.poll_timeout().is_some_and(|t| t <= now) {
+        pc.handle_timeout(now);
     }
 }
 
@@ -345,6 +355,7 @@ pub fn drive_lossy(
     let (mut out, mut buf) = (vec![0u8; 2048], vec![0u8; 2048]);
     loop {
         let now = Instant::now();
+        fire_due_timers(pc, now);
         while let Some(t) = pc.poll_transmit(now, &mut out) {
             let data = out.get(..t.len).unwrap_or_default();
             if is_rtp(data) {

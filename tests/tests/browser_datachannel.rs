@@ -16,7 +16,7 @@ use sansrtc::datachannel::DataChannelError;
 use sansrtc::peer::{ConnectionState, Event};
 use sansrtc::sdp::SessionDescription;
 use sansrtc::{ChannelId, Config, DataChannelInit, OfferOptions, PeerConnection, Protocol};
-use sansrtc_tests::browser::{drive, BrowserKind, BrowserPeer};
+use sansrtc_tests::browser::{drive, fire_due_timers, BrowserKind, BrowserPeer};
 use serde_json::{json, Value};
 
 /// Runs in the page: open the channels, send the messages (respecting bufferedAmount),
@@ -178,9 +178,13 @@ fn run(core_offers: bool) {
     loop {
         assert!(
             Instant::now() < deadline,
-            "timed out: page {state}, core echoed {}, stats {:?}",
+            "timed out: page {state}, core echoed {} ({} waiting), stats {:?}, sctp {:?}, \
+             channels {:?}",
             echo.echoed,
-            pc.stats()
+            echo.pending.len(),
+            pc.stats(),
+            pc.sctp_stats(),
+            pc.data_channel_stats()
         );
         drive(&mut pc, &socket, &mut buf, Duration::from_millis(5));
         while let Some(ev) = pc.poll_event() {
@@ -341,6 +345,7 @@ impl LossyLink {
         let mut buf = vec![0u8; 2048];
         loop {
             let now = Instant::now();
+            fire_due_timers(pc, now);
             while let Some(t) = pc.poll_transmit(now, &mut out) {
                 let data = &out[..t.len];
                 if !self.drop_it(data, lossy) {
