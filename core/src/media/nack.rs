@@ -112,6 +112,10 @@ pub struct NackGenerator {
     /// Missing packets in increasing sequence order.
     missing: VecDeque<Missing>,
     rtt: Duration,
+    /// No entry needs [`NackGenerator::poll_nack`] before this (a NACK, retry or give-up
+    /// due): exact after `poll_nack`, lowered as packets arrive, and never later than the
+    /// truth, so `poll_timeout` costs O(1) on the per-packet path.
+    next_due: Option<Instant>,
     keyframe_request: bool,
     stats: NackStats,
 }
@@ -124,6 +128,7 @@ impl NackGenerator {
             newest: None,
             missing: VecDeque::with_capacity(config.max_missing),
             rtt: config.initial_rtt,
+            next_due: None,
             keyframe_request: false,
             stats: NackStats::default(),
         }
@@ -132,6 +137,8 @@ impl NackGenerator {
     /// Set the round-trip time (from RTCP reports); retries wait at least this long.
     pub fn set_rtt(&mut self, rtt: Duration) {
         self.rtt = rtt;
+        // Retries may now be due earlier: recompute (RTCP reports are rare).
+        self.next_due = self.exact_next_due();
     }
 
     /// The counters.
@@ -169,6 +176,7 @@ impl NackGenerator {
             self.newest = Some(i64::from(sequence));
             return PacketArrival::InOrder;
         };
+        let previous_newest = newest;
         let step = i64::from(sequence.wrapping_sub(newest as u16) as i16);
         let extended = newest + step;
         if step <= 0 {
@@ -190,6 +198,7 @@ impl NackGenerator {
             // Too many lost to recover: forget them all and ask for a keyframe.
             let n = self.missing.len() + gap;
             self.missing.clear();
+            self.next_due = None;
             self.give_up(n);
             return PacketArrival::InOrder;
         }
@@ -205,7 +214,42 @@ impl NackGenerator {
             });
         }
         self.drop_old(now);
+        // Only the new entries and those the newest packet just overtook past the
+        // reordering threshold can fall due earlier than before: they are at the tail.
+        let overtaken_from = previous_newest - i64::from(self.config.reorder_packets);
+        let retry = self.retry_interval();
+        let earliest = self
+            .missing
+            .iter()
+            .rev()
+            .take_while(|m| m.sequence > overtaken_from)
+            .map(|m| self.deadline_of(m, extended, retry))
+            .min();
+        if let Some(due) = earliest {
+            self.next_due = Some(self.next_due.map_or(due, |d| d.min(due)));
+        }
         PacketArrival::InOrder
+    }
+
+    /// When `poll_nack` next has something to do for `m`: its NACK or retry, or, when it
+    /// used its retries, its give-up once the last NACK had an RTT to work; at the latest
+    /// its age limit.
+    fn deadline_of(&self, m: &Missing, newest: i64, retry: Duration) -> Instant {
+        let expiry = m.detected + self.config.max_age;
+        match self.due_at(m, newest) {
+            None => m.sent_at.map_or(expiry, |s| s + retry).min(expiry),
+            Some(due) => due.min(expiry),
+        }
+    }
+
+    /// The next deadline over every entry (a walk of the missing list).
+    fn exact_next_due(&self) -> Option<Instant> {
+        let newest = self.newest?;
+        let retry = self.retry_interval();
+        self.missing
+            .iter()
+            .map(|m| self.deadline_of(m, newest, retry))
+            .min()
     }
 
     /// Give up the entries too far behind the newest or too old.
@@ -278,25 +322,19 @@ impl NackGenerator {
             self.stats.nacks_sent += 1;
             self.stats.packets_requested += requested as u64;
         }
+        self.next_due = self.exact_next_due();
         requested
     }
 
     /// The next time [`NackGenerator::poll_nack`] has something to do (a NACK or retry due,
-    /// a packet to give up), or `None` with nothing missing.
+    /// a packet to give up), or `None` with nothing missing. O(1): it may be early after
+    /// a missing packet arrived (`poll_nack` then finds nothing and recomputes it), never
+    /// late.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let newest = self.newest?;
-        let retry = self.retry_interval();
-        self.missing
-            .iter()
-            .map(|m| {
-                let expiry = m.detected + self.config.max_age;
-                match self.due_at(m, newest) {
-                    // Used its retries: given up once its last NACK has had an RTT to work.
-                    None => m.sent_at.map_or(expiry, |s| s + retry).min(expiry),
-                    Some(due) => due.min(expiry),
-                }
-            })
-            .min()
+        let oldest = self.missing.front()?;
+        // The oldest entry was detected first: its age limit is the earliest.
+        let expiry = oldest.detected + self.config.max_age;
+        Some(self.next_due.map_or(expiry, |d| d.min(expiry)))
     }
 }
 
@@ -451,6 +489,59 @@ mod tests {
         assert!(g.take_keyframe_request());
         let first = nacked(&mut g, t0)[0];
         assert_eq!(first, 7, "the oldest (1, 2, 3, 5, 6) were dropped");
+    }
+
+    /// The O(1) deadline is never later than a walk of the whole list, and `poll_nack`
+    /// at that deadline leaves it exact, whatever the arrivals, RTT changes and polls.
+    #[test]
+    fn the_cached_deadline_is_never_late() {
+        fn check(ops: Vec<(u8, u16)>) -> bool {
+            let t0 = Instant::now();
+            let mut g = NackGenerator::new(NackConfig::default());
+            let (mut now, mut seq) = (t0, 1000u16);
+            let mut pairs = Vec::new();
+            for (op, arg) in ops {
+                match op % 5 {
+                    // Forward with a gap of 0-7 packets.
+                    0 | 1 => {
+                        seq = seq.wrapping_add(1 + arg % 8);
+                        g.on_packet(seq, now);
+                    }
+                    // A late (recovered, reordered or duplicate) packet.
+                    2 => {
+                        g.on_packet(seq.wrapping_sub(arg % 40), now);
+                    }
+                    3 => now += Duration::from_millis(u64::from(arg % 120)),
+                    _ if arg % 3 == 0 => g.set_rtt(Duration::from_millis(u64::from(arg % 200))),
+                    _ => {
+                        if g.poll_timeout().is_some_and(|t| t <= now) {
+                            g.poll_nack(now, &mut pairs);
+                            let exact = g.exact_next_due().map(|d| {
+                                d.min(
+                                    g.missing
+                                        .front()
+                                        .map_or(d, |m| m.detected + g.config.max_age),
+                                )
+                            });
+                            if g.poll_timeout() != exact {
+                                return false;
+                            }
+                        }
+                    }
+                }
+                let exact = g.exact_next_due();
+                let cached = g.poll_timeout();
+                match (cached, exact) {
+                    (None, None) | (Some(_), None) if g.missing.is_empty() == cached.is_none() => {}
+                    (Some(c), Some(e)) if c <= e => {}
+                    _ => return false,
+                }
+            }
+            true
+        }
+        quickcheck::QuickCheck::new()
+            .tests(300)
+            .quickcheck(check as fn(Vec<(u8, u16)>) -> bool);
     }
 
     #[test]
