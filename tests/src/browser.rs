@@ -402,3 +402,127 @@ pub fn drive_lossy(
         }
     }
 }
+
+/// An echo call with Chromium: Chromium (launched with extra `args`) offers its fake
+/// camera and microphone, a core built from a given configuration answers with an audio
+/// and a video track, and [`ChromiumEcho::run`] sends every RTP packet back on the track
+/// of its kind over a loop that loses every 20th RTP datagram in each direction.
+pub struct ChromiumEcho {
+    /// The browser.
+    pub browser: BrowserPeer,
+    /// The core.
+    pub pc: sansrtc::PeerConnection,
+    /// Chromium's offer.
+    pub offer: sansrtc::sdp::SessionDescription,
+    /// The core's answer.
+    pub answer: sansrtc::sdp::SessionDescription,
+    /// RTP datagrams (sent, received) by the loop, lost ones included.
+    pub counters: [u64; 2],
+    socket: std::net::UdpSocket,
+    video_out: sansrtc::TransceiverId,
+    audio_out: sansrtc::TransceiverId,
+}
+
+impl ChromiumEcho {
+    /// Launch Chromium with `args` and negotiate: Chromium offers, the core answers.
+    pub fn start(args: &[&str], config: sansrtc::Config) -> ChromiumEcho {
+        use sansrtc::MediaKind;
+        let mut browser = BrowserPeer::spawn_with_args(BrowserKind::Chromium, args)
+            .expect("spawn browser (scripts/test.sh installs it)");
+        browser
+            .call(json!({"cmd": "create", "config": {}}))
+            .expect("create");
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind loopback");
+        let local = socket.local_addr().expect("addr");
+        let start = Instant::now();
+        let mut pc = sansrtc::PeerConnection::new(config, start).expect("pc");
+        pc.add_local_address(start, local, sansrtc::Protocol::Udp);
+        browser
+            .call(json!({"cmd": "getUserMedia", "audio": true, "video": true}))
+            .expect("getUserMedia");
+        let offer = browser.call(json!({"cmd": "createOffer"})).expect("offer");
+        browser
+            .call(json!({"cmd": "setLocalDescription", "desc": offer}))
+            .expect("set local");
+        let offer: sansrtc::sdp::SessionDescription =
+            serde_json::from_value(offer).expect("offer json");
+        pc.set_remote_description(start, offer.clone())
+            .expect("remote offer");
+        pc.add_track(MediaKind::Audio, vec!["echo".into()])
+            .expect("audio");
+        pc.add_track(MediaKind::Video, vec!["echo".into()])
+            .expect("video");
+        let answer = pc.create_answer().expect("answer");
+        pc.set_local_description(start, answer.clone())
+            .expect("local answer");
+        let desc = serde_json::to_value(&answer).expect("json");
+        browser
+            .call(json!({"cmd": "setRemoteDescription", "desc": desc}))
+            .expect("browser takes answer");
+        let transceiver = |kind| {
+            pc.transceivers()
+                .iter()
+                .find(|t| t.kind == kind)
+                .map(|t| t.id)
+                .expect("transceiver")
+        };
+        let (video_out, audio_out) = (transceiver(MediaKind::Video), transceiver(MediaKind::Audio));
+        ChromiumEcho {
+            browser,
+            pc,
+            offer,
+            answer,
+            counters: [0; 2],
+            socket,
+            video_out,
+            audio_out,
+        }
+    }
+
+    /// Echo for `duration`: candidates are exchanged, RTP goes back on the track of its
+    /// kind, keyframe requests become ours to Chromium; every event is shown to `seen`
+    /// first.
+    pub fn run(&mut self, duration: Duration, mut seen: impl FnMut(&sansrtc::peer::Event)) {
+        use sansrtc::peer::Event;
+        let deadline = Instant::now() + duration;
+        while Instant::now() < deadline {
+            drive_lossy(
+                &mut self.pc,
+                &self.socket,
+                &mut self.counters,
+                Duration::from_millis(10),
+            );
+            while let Some(ev) = self.pc.poll_event() {
+                seen(&ev);
+                match ev {
+                    Event::IceCandidate(c) => self.browser.add_core_candidate(&c),
+                    Event::Rtp { track, packet, .. } => {
+                        let video = self
+                            .pc
+                            .transceivers()
+                            .iter()
+                            .any(|t| t.id == track && t.kind == sansrtc::MediaKind::Video);
+                        let out = if video {
+                            self.video_out
+                        } else {
+                            self.audio_out
+                        };
+                        let _ = self.pc.send_rtp(out, &packet);
+                    }
+                    Event::KeyframeRequest(_) => {
+                        let _ = self.pc.request_keyframe(self.video_out);
+                    }
+                    _ => {}
+                }
+            }
+            self.browser.forward_candidates(&mut self.pc);
+        }
+    }
+
+    /// Chromium's `getStats()`.
+    pub fn browser_stats(&mut self) -> Value {
+        self.browser
+            .call(json!({"cmd": "getStats"}))
+            .expect("stats")
+    }
+}

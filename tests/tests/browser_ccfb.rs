@@ -11,14 +11,12 @@
 //! events reporting deliveries and the test's losses. A core configured without `ack ccfb`
 //! answers transport-cc, and both sides send transport-wide feedback instead.
 
-use std::net::{SocketAddr, UdpSocket};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use sansrtc::peer::Event;
-use sansrtc::sdp::SessionDescription;
-use sansrtc::{Config, MediaKind, PeerConnection, Protocol};
-use sansrtc_tests::browser::{drive_lossy, stat_sum, BrowserKind, BrowserPeer};
-use serde_json::json;
+use sansrtc::Config;
+use sansrtc_tests::browser::{stat_sum, ChromiumEcho};
 
 const TRIAL: &str =
     "--force-fieldtrials=WebRTC-RFC8888CongestionControlFeedback/Enabled,offer:true/";
@@ -27,10 +25,10 @@ const TRIAL: &str =
 struct Run {
     answer: String,
     core: sansrtc::media::recovery::LossRecoveryStats,
-    formats: std::collections::BTreeMap<String, u64>,
+    formats: BTreeMap<String, u64>,
     video_bytes_sent: u64,
     /// (packet type, FMT) of the RTCP packets Chromium sent.
-    rtcp_types: std::collections::BTreeMap<(u8, u8), u64>,
+    rtcp_types: BTreeMap<(u8, u8), u64>,
 }
 
 /// The core's default configuration with the codecs' feedback filtered by `keep`; without
@@ -113,24 +111,7 @@ fn chromium_with_the_rfc8888_trial_uses_the_feedback_negotiated() {
 
 /// One 8-second echo call with a core built from `config`.
 fn run(config: Config) -> Run {
-    let mut browser = BrowserPeer::spawn_with_args(BrowserKind::Chromium, &[TRIAL])
-        .expect("spawn browser (scripts/test.sh installs it)");
-    browser
-        .call(json!({"cmd": "create", "config": {}}))
-        .expect("create");
-    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind loopback");
-    let local: SocketAddr = socket.local_addr().expect("addr");
-    let start = Instant::now();
-    let mut pc = PeerConnection::new(config, start).expect("pc");
-    pc.add_local_address(start, local, Protocol::Udp);
-    browser
-        .call(json!({"cmd": "getUserMedia", "audio": true, "video": true}))
-        .expect("getUserMedia");
-    let offer = browser.call(json!({"cmd": "createOffer"})).expect("offer");
-    browser
-        .call(json!({"cmd": "setLocalDescription", "desc": offer}))
-        .expect("set local");
-    let offer: SessionDescription = serde_json::from_value(offer).expect("offer json");
+    let mut call = ChromiumEcho::start(&[TRIAL], config);
     let feedback_lines = |sdp: &str| -> Vec<String> {
         let mut v: Vec<String> = sdp
             .lines()
@@ -142,85 +123,39 @@ fn run(config: Config) -> Run {
         v.dedup();
         v
     };
-    eprintln!("chromium offer: {:?}", feedback_lines(&offer.sdp));
-    pc.set_remote_description(start, offer.clone())
-        .expect("remote offer");
-    pc.add_track(MediaKind::Audio, vec!["echo".into()])
-        .expect("audio");
-    pc.add_track(MediaKind::Video, vec!["echo".into()])
-        .expect("video");
-    let answer = pc.create_answer().expect("answer");
-    eprintln!("core answer: {:?}", feedback_lines(&answer.sdp));
-    pc.set_local_description(start, answer.clone())
-        .expect("local answer");
-    browser.call(json!({"cmd": "setRemoteDescription", "desc": serde_json::to_value(&answer).expect("json")})).expect("browser takes answer");
-    let video_out = pc
-        .transceivers()
-        .iter()
-        .find(|t| t.kind == MediaKind::Video)
-        .map(|t| t.id)
-        .expect("video");
-    let audio_out = pc
-        .transceivers()
-        .iter()
-        .find(|t| t.kind == MediaKind::Audio)
-        .map(|t| t.id)
-        .expect("audio");
-    let mut counters = [0u64; 2];
-    let mut rtcp_types = std::collections::BTreeMap::<(u8, u8), u64>::new();
-    let mut formats = std::collections::BTreeMap::<String, u64>::new();
-    let deadline = Instant::now() + Duration::from_secs(8);
-    while Instant::now() < deadline {
-        drive_lossy(&mut pc, &socket, &mut counters, Duration::from_millis(10));
-        while let Some(ev) = pc.poll_event() {
-            match ev {
-                Event::IceCandidate(c) => browser.add_core_candidate(&c),
-                Event::Rtp { track, packet, .. } => {
-                    let kind = pc
-                        .transceivers()
-                        .iter()
-                        .find(|t| t.id == track)
-                        .map(|t| t.kind);
-                    let out = if kind == Some(MediaKind::Video) {
-                        video_out
-                    } else {
-                        audio_out
-                    };
-                    let _ = pc.send_rtp(out, &packet);
-                }
-                Event::KeyframeRequest(_) => {
-                    let _ = pc.request_keyframe(video_out);
-                }
-                Event::Rtcp(plain) => {
-                    // (packet type, FMT) of each packet in the compound, by header only.
-                    let mut at = 0usize;
-                    while let (Some(b0), Some(pt), Some(len)) =
-                        (plain.get(at), plain.get(at + 1), plain.get(at + 2..at + 4))
-                    {
-                        *rtcp_types.entry((*pt, b0 & 0x1F)).or_default() += 1;
-                        at += 4 * (usize::from(u16::from_be_bytes([len[0], len[1]])) + 1);
-                    }
-                }
-                Event::TransportFeedback(f) => {
-                    *formats.entry(format!("{:?}", f.format)).or_default() += 1;
-                }
-                _ => {}
+    eprintln!("chromium offer: {:?}", feedback_lines(&call.offer.sdp));
+    eprintln!("core answer: {:?}", feedback_lines(&call.answer.sdp));
+    let mut rtcp_types = BTreeMap::<(u8, u8), u64>::new();
+    let mut formats = BTreeMap::<String, u64>::new();
+    call.run(Duration::from_secs(8), |ev| match ev {
+        Event::Rtcp(plain) => {
+            // (packet type, FMT) of each packet in the compound, by header only.
+            let mut at = 0usize;
+            while let (Some(b0), Some(pt), Some(len)) =
+                (plain.get(at), plain.get(at + 1), plain.get(at + 2..at + 4))
+            {
+                *rtcp_types.entry((*pt, b0 & 0x1F)).or_default() += 1;
+                at += 4 * (usize::from(u16::from_be_bytes([len[0], len[1]])) + 1);
             }
         }
-        browser.forward_candidates(&mut pc);
-    }
-    let stats = browser.call(json!({"cmd": "getStats"})).expect("stats");
-    let core = pc.stats().loss_recovery;
+        Event::TransportFeedback(f) => {
+            *formats.entry(format!("{:?}", f.format)).or_default() += 1;
+        }
+        _ => {}
+    });
+    let stats = call.browser_stats();
+    let core = call.pc.stats().loss_recovery;
     let frames = stat_sum(&stats, "inbound-rtp", "video", "framesDecoded");
     let bytes_out = stat_sum(&stats, "outbound-rtp", "video", "bytesSent");
     eprintln!(
         "chromium: framesDecoded {frames}, video bytesSent {bytes_out}; core: {core:?}; \
-         feedback events {formats:?}; RTP out/in {counters:?}; RTCP received (type, fmt): \
-         {rtcp_types:?}"
+         feedback events {formats:?}; RTP out/in {:?}; RTCP received (type, fmt): \
+         {rtcp_types:?}",
+        call.counters
     );
     assert!(frames > 0, "Chromium decodes the echo");
     Run {
-        answer: answer.sdp,
+        answer: call.answer.sdp,
         core,
         formats,
         video_bytes_sent: bytes_out,
