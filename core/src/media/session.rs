@@ -381,6 +381,18 @@ pub(crate) mod testing {
         mid: Option<&str>,
         rid: Option<&str>,
     ) -> Vec<u8> {
+        simulcast_packet_with(sender, ssrc, seq, mid, rid, &seq.to_be_bytes())
+    }
+
+    /// [`simulcast_packet`] with the given payload.
+    pub(crate) fn simulcast_packet_with(
+        sender: &mut SrtpContext,
+        ssrc: u32,
+        seq: u16,
+        mid: Option<&str>,
+        rid: Option<&str>,
+        payload: &[u8],
+    ) -> Vec<u8> {
         let (mid_id, rid_id) = (
             simulcast_offer_extension_id(crate::media::receive::MID_URI),
             simulcast_offer_extension_id(crate::media::receive::RID_URI),
@@ -401,7 +413,7 @@ pub(crate) mod testing {
                 timestamp: u32::from(seq) * 3000,
                 ssrc,
                 extensions: &exts,
-                payload: &seq.to_be_bytes(),
+                payload,
             },
             &mut buf,
         )

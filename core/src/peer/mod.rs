@@ -46,6 +46,10 @@ use negotiation::Negotiation;
 
 /// Most events kept for the application before new ones are dropped (and counted).
 const MAX_QUEUED_EVENTS: usize = 4096;
+/// Most payload bytes of RTP and RTCP events kept for the application: an application
+/// that stops reading holds at most this much media per PeerConnection (over 3 s of
+/// 2.5 Mbit/s video), not 4,096 full packets; later media events are dropped and counted.
+const MAX_QUEUED_MEDIA_BYTES: usize = 1 << 20;
 /// Most remote candidates accepted per negotiation; the rest are dropped and counted.
 const MAX_REMOTE_CANDIDATES: usize = 256;
 
@@ -63,6 +67,8 @@ pub struct PeerConnection {
     ice_gathering: IceGatheringState,
     connection: ConnectionState,
     events: VecDeque<Event>,
+    /// Payload bytes of the RTP and RTCP events in `events`.
+    queued_media_bytes: usize,
     stats: PeerStats,
     local_candidates: Vec<String>,
     gathering_complete: bool,
@@ -121,6 +127,7 @@ impl PeerConnection {
             ice_gathering: IceGatheringState::New,
             connection: ConnectionState::New,
             events: VecDeque::new(),
+            queued_media_bytes: 0,
             stats: PeerStats::default(),
             local_candidates: Vec::new(),
             gathering_complete: false,
@@ -710,6 +717,7 @@ impl PeerConnection {
     /// The next event.
     pub fn poll_event(&mut self) -> Option<Event> {
         let event = self.events.pop_front()?;
+        self.queued_media_bytes -= media_bytes(&event);
         self.data_event_taken(&event);
         Some(event)
     }
@@ -742,9 +750,13 @@ impl PeerConnection {
     }
 
     fn push_event(&mut self, event: Event) {
-        if self.events.len() >= MAX_QUEUED_EVENTS {
+        let media = media_bytes(&event);
+        if self.events.len() >= MAX_QUEUED_EVENTS
+            || (media > 0 && self.queued_media_bytes + media > MAX_QUEUED_MEDIA_BYTES)
+        {
             self.stats.events_dropped += 1;
         } else {
+            self.queued_media_bytes += media;
             self.events.push_back(event);
         }
     }
@@ -832,6 +844,15 @@ impl std::fmt::Debug for PeerConnection {
             .field("selected_pair", &self.selected_pair())
             .field("transceivers", &self.neg.transceivers().len())
             .finish_non_exhaustive()
+    }
+}
+
+/// The media payload an event holds: what [`MAX_QUEUED_MEDIA_BYTES`] counts.
+fn media_bytes(event: &Event) -> usize {
+    match event {
+        Event::Rtp { packet, .. } => packet.payload.len(),
+        Event::Rtcp(compound) => compound.len(),
+        _ => 0,
     }
 }
 
@@ -1343,6 +1364,49 @@ mod simulcast_tests {
         assert_eq!(tracks.len(), 1, "{events:?}");
         assert_eq!(tracks[0].rids, vec!["q", "h", "f"]);
         assert_eq!(tracks[0].kind, MediaKind::Video);
+    }
+
+    /// An application that stops reading holds at most `MAX_QUEUED_MEDIA_BYTES` of RTP
+    /// payload; the rest is dropped and counted, and reading makes room again.
+    #[test]
+    fn unread_media_events_are_bounded_in_bytes() {
+        let (mut pc, now, _, _, mut sender) = answered();
+        let payload = [7u8; 1100];
+        let packets = 2 * MAX_QUEUED_MEDIA_BYTES / payload.len();
+        let datagram = |pc: &mut PeerConnection, p: &[u8]| {
+            pc.handle_datagram(
+                now,
+                Datagram {
+                    local: "127.0.0.1:5000".parse().expect("addr"),
+                    remote: "127.0.0.1:6000".parse().expect("addr"),
+                    protocol: Protocol::Udp,
+                    data: p,
+                },
+            )
+        };
+        let packet = |sender: &mut SrtpContext, seq: u16| {
+            crate::media::session::testing::simulcast_packet_with(
+                sender,
+                0x1111,
+                seq,
+                Some("0"),
+                Some("q"),
+                &payload,
+            )
+        };
+        for seq in 0..packets as u16 {
+            let p = packet(&mut sender, seq);
+            datagram(&mut pc, &p);
+        }
+        let held = MAX_QUEUED_MEDIA_BYTES / payload.len();
+        assert!(pc.queued_media_bytes <= MAX_QUEUED_MEDIA_BYTES);
+        assert_eq!(pc.stats().events_dropped, (packets - held) as u64);
+        let events: Vec<Event> = std::iter::from_fn(|| pc.poll_event()).collect();
+        assert_eq!(rtp_events(&events).len(), held);
+        assert_eq!(pc.queued_media_bytes, 0);
+        // Read: the next packet is delivered.
+        let p = packet(&mut sender, packets as u16);
+        assert_eq!(rtp_events(&deliver(&mut pc, now, &p)).len(), 1);
     }
 
     #[test]
