@@ -14,12 +14,14 @@
 //!   retransmission history (RTX), transport-wide feedback both ways; `recovery.rs` wires
 //!   them into the media session's hooks and timers.
 
+pub mod bwe;
 pub mod ccfb;
 pub mod forward;
 pub mod jitter_buffer;
 pub mod nack;
 pub(crate) mod receive;
 pub mod recovery;
+mod remb;
 pub mod reports;
 pub mod retransmit;
 mod rtcp;

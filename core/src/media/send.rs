@@ -1,11 +1,12 @@
 //! The send path: an application packet becomes an RTP packet of the transceiver's
-//! sender (its SSRC, a negotiated payload type, the mid and transport-wide sequence
-//! header extensions), is counted for sender reports, protected and queued.
+//! sender (its SSRC, a negotiated payload type, the mid, transport-wide sequence and
+//! abs-send-time header extensions), is counted for sender reports, protected and queued.
 
 use std::time::Instant;
 
 use crate::media::receive::MID_URI;
 use crate::media::recovery::{negotiated_ccfb, negotiated_transport_cc};
+use crate::media::reports::ntp_time;
 use crate::media::session::{extension_id, transceiver_by_id, MediaSession};
 use crate::media::{Direction, RtpPacket, Transceiver, TransceiverId};
 use crate::peer::SendError;
@@ -39,6 +40,13 @@ pub(crate) struct SentRtp {
     pub(crate) at: Instant,
 }
 
+/// The abs-send-time extension value of `wall` (its 3 bytes): NTP seconds modulo 64 in
+/// 6.18 fixed point, the middle 24 bits of the 32.32 NTP timestamp.
+pub(crate) fn abs_send_time(wall: std::time::SystemTime) -> [u8; 3] {
+    let v = (ntp_time(wall) >> 14) as u32;
+    [(v >> 16) as u8, (v >> 8) as u8, v as u8]
+}
+
 impl MediaSession {
     /// Send an RTP packet on a transceiver: set the SSRC, the payload type (when the
     /// given one is not negotiated, the first negotiated codec's) and the mid and
@@ -67,6 +75,7 @@ impl MediaSession {
         let one_byte = |i: &u8| (1..=14).contains(i);
         let mid_ext = extension_id(t, MID_URI).filter(one_byte);
         let twcc_ext = extension_id(t, ExtensionKind::TransportCc.uri()).filter(one_byte);
+        let abs_ext = extension_id(t, ExtensionKind::AbsSendTime.uri()).filter(one_byte);
         let mid: &str = t.mid.as_deref().unwrap_or_default();
         if self.srtp_out.is_none() {
             return Err(SendError::NotConnected);
@@ -75,8 +84,9 @@ impl MediaSession {
             return Err(SendError::QueueFull);
         }
         let twcc = self.transport_seq.to_be_bytes();
-        // At most two extensions, on the stack (no allocation per packet).
-        let mut exts: [(u8, &[u8]); 2] = [(0, &[]); 2];
+        let abs = abs_send_time(self.wall_clock(now));
+        // At most three extensions, on the stack (no allocation per packet).
+        let mut exts: [(u8, &[u8]); 3] = [(0, &[]); 3];
         let mut n_exts = 0;
         if let Some(id) = mid_ext.filter(|_| !mid.is_empty() && mid.len() <= 16) {
             exts[n_exts] = (id, mid.as_bytes());
@@ -84,6 +94,10 @@ impl MediaSession {
         }
         if let Some(id) = twcc_ext {
             exts[n_exts] = (id, &twcc);
+            n_exts += 1;
+        }
+        if let Some(id) = abs_ext {
+            exts[n_exts] = (id, &abs);
             n_exts += 1;
         }
         let n = rtp::write_rtp(
