@@ -319,7 +319,15 @@ mod tests {
             .collect();
         for fb in &all {
             assert!(
-                ["nack pli", "ccm fir", "nack", "transport-cc", "ack ccfb"].contains(&fb.as_str()),
+                [
+                    "nack pli",
+                    "ccm fir",
+                    "nack",
+                    "transport-cc",
+                    "ack ccfb",
+                    "goog-remb"
+                ]
+                .contains(&fb.as_str()),
                 "offered feedback the core does not implement: {fb}"
             );
         }

@@ -190,3 +190,185 @@ impl MediaSession {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::session::testing::*;
+    use crate::media::session::{extension_id, MediaEvent};
+    use crate::rtp::extensions::ExtensionKind;
+    use crate::rtp::{self, RtcpPacket, RtpWrite};
+    use crate::srtp::SrtpContext;
+
+    /// The answerer of Chromium's simulcast offer (it receives video with mid and
+    /// abs-send-time), keyed; with `feedback` the feedback its codecs negotiated, or as
+    /// negotiated when `None`.
+    fn receiver(
+        feedback: Option<&[&str]>,
+    ) -> (MediaSession, Vec<Transceiver>, SrtpContext, SrtpContext) {
+        let now = Instant::now();
+        let mut ts = answerer(now, SIMULCAST_OFFER).transceivers().to_vec();
+        if let Some(feedback) = feedback {
+            for c in ts.iter_mut().flat_map(|t| t.codecs.iter_mut()) {
+                c.rtcp_feedback = feedback.iter().map(|f| f.to_string()).collect();
+            }
+        }
+        let (mut media, peer_out, peer_in) = keyed(now, true);
+        media.announce_tracks(&ts);
+        drain(&mut media);
+        (media, ts, peer_out, peer_in)
+    }
+
+    /// One protected VP8 packet of the remote, with mid "0" and abs-send-time `abs`.
+    fn packet(out: &mut SrtpContext, t: &Transceiver, seq: u16, abs: u32) -> Vec<u8> {
+        let mid = extension_id(t, crate::media::receive::MID_URI).expect("mid");
+        let abs_id = extension_id(t, ExtensionKind::AbsSendTime.uri()).expect("abs-send-time");
+        let abs_bytes = [(abs >> 16) as u8, (abs >> 8) as u8, abs as u8];
+        let mut buf = vec![0u8; 1500];
+        let n = rtp::write_rtp(
+            &RtpWrite {
+                marker: false,
+                payload_type: 96,
+                sequence_number: seq,
+                timestamp: u32::from(seq) * 3000,
+                ssrc: 0x1111,
+                extensions: &[(mid, b"0"), (abs_id, &abs_bytes)],
+                payload: &[0u8; 1000],
+            },
+            &mut buf,
+        )
+        .expect("write");
+        let n = out.protect_rtp(&mut buf, n).expect("protect");
+        buf.truncate(n);
+        buf
+    }
+
+    /// Feed `seconds` of packets every 10 ms (about 850 kbit/s) with constant delay,
+    /// running the media timers as they come due; the REMBs the remote receives, with
+    /// when they left.
+    fn stream(
+        media: &mut MediaSession,
+        ts: &[Transceiver],
+        (peer_out, peer_in): (&mut SrtpContext, &mut SrtpContext),
+        start: Instant,
+        seconds: u64,
+    ) -> Vec<(Duration, u64, Vec<u32>)> {
+        let mut rembs = Vec::new();
+        let mut rng = crate::rng::Rng::from_seed(3);
+        for i in 0..seconds * 100 {
+            let now = start + Duration::from_millis(10 * i);
+            while let Some(due) = media.poll_timeout().filter(|d| *d <= now) {
+                media.handle_timeout(due, ts, &mut rng);
+                let mut buf = [0u8; 1500];
+                while let Some(n) = media.poll_transmit(&mut buf) {
+                    let Ok(m) = peer_in.unprotect_rtcp(&mut buf, n) else {
+                        continue;
+                    };
+                    for p in RtcpPacket::parse_compound(&buf[..m]).flatten() {
+                        if let RtcpPacket::Remb { bitrate, ssrcs, .. } = p {
+                            rembs.push((due - start, bitrate, ssrcs));
+                        }
+                    }
+                }
+            }
+            let abs = ((i * 10 * (1 << 18) / 1000) & 0xFF_FFFF) as u32;
+            let p = packet(peer_out, &ts[0], i as u16, abs);
+            assert!(media.handle_srtp(now, &p, ts));
+            drain(media);
+        }
+        rembs
+    }
+
+    #[test]
+    fn with_goog_remb_alone_remb_leaves_once_a_second_naming_the_stream() {
+        let (mut media, ts, mut out, mut peer_in) = receiver(Some(&["goog-remb", "nack"]));
+        assert!(sends_remb(&ts[0]));
+        let start = Instant::now();
+        let rembs = stream(&mut media, &ts, (&mut out, &mut peer_in), start, 5);
+        // The first once the estimate exists (half a second of packets), then every
+        // second while it grows.
+        assert!(rembs.len() >= 4, "{rembs:?}");
+        assert!(
+            rembs[0].0 >= Duration::from_millis(500) && rembs[0].0 < Duration::from_millis(700)
+        );
+        for pair in rembs.windows(2) {
+            assert_eq!(pair[1].0 - pair[0].0, REMB_INTERVAL, "{rembs:?}");
+            assert!(pair[1].1 > pair[0].1, "the estimate grows: {rembs:?}");
+        }
+        assert!(rembs.iter().all(|(_, _, ssrcs)| ssrcs == &[0x1111]));
+        let s = media.loss_recovery_stats();
+        assert_eq!(s.remb_sent, rembs.len() as u64);
+        let (e, m) = crate::rtp::remb::encode_bitrate(s.remb_last_sent_bps);
+        assert_eq!(u64::from(m) << e, rembs.last().expect("sent").1);
+        assert_eq!(s.remb_packets_measured, 500);
+        assert_eq!(s.remb_overuse_signals, 0);
+    }
+
+    #[test]
+    fn with_transport_wide_or_rfc_8888_feedback_no_remb_is_sent() {
+        for feedback in [
+            None, // Chromium's offer: goog-remb and transport-cc
+            Some(&["goog-remb", "ack ccfb"][..]),
+            Some(&["nack"][..]),
+        ] {
+            let (mut media, ts, mut out, mut peer_in) = receiver(feedback);
+            assert!(!sends_remb(&ts[0]), "{feedback:?}");
+            let start = Instant::now();
+            let rembs = stream(&mut media, &ts, (&mut out, &mut peer_in), start, 2);
+            assert!(rembs.is_empty(), "{feedback:?}: {rembs:?}");
+            assert_eq!(media.loss_recovery_stats().remb_packets_measured, 0);
+        }
+    }
+
+    #[test]
+    fn a_drop_of_3_percent_is_sent_after_200_ms_not_after_a_second() {
+        let start = Instant::now();
+        let mut g = RembGenerator::new();
+        assert_eq!(g.poll_timeout(), None, "nothing before an estimate");
+        for i in 0..100u64 {
+            let abs = (i * 10 * (1 << 18) / 1000) as u32;
+            g.on_packet(Some(1), abs, 1000, start + Duration::from_millis(10 * i));
+        }
+        let estimate = g.estimator.estimate_bps().expect("an estimate");
+        assert!(g
+            .poll_timeout()
+            .is_some_and(|t| t <= start + Duration::from_secs(1)));
+        // The last REMB said the same: the next is a second later.
+        g.last_sent = Some((start, estimate));
+        assert_eq!(g.poll_timeout(), Some(start + REMB_INTERVAL));
+        // It said 2 % more: still a second.
+        g.last_sent = Some((start, estimate * 102 / 100));
+        assert_eq!(g.poll_timeout(), Some(start + REMB_INTERVAL));
+        // It said 4 % more: the drop leaves after the minimum interval.
+        g.last_sent = Some((start, estimate * 104 / 100));
+        assert_eq!(g.poll_timeout(), Some(start + REMB_MIN_INTERVAL));
+    }
+
+    #[test]
+    fn a_received_remb_is_an_event_and_counted() {
+        let (mut media, ts, mut out, _) = receiver(None);
+        let remb = RtcpPacket::Remb {
+            sender: 0x1111,
+            bitrate: 1_234_000,
+            ssrcs: vec![ts[0].sender_ssrc],
+        };
+        let mut buf = vec![0u8; 1500];
+        let n = remb.write(&mut buf).expect("write");
+        let n = out.protect_rtcp(&mut buf, n).expect("protect");
+        assert!(media.handle_srtp(Instant::now(), &buf[..n], &ts));
+        let carried = 1_234_000u64 >> 3 << 3; // 18 mantissa bits
+        let events: Vec<_> = drain(&mut media)
+            .into_iter()
+            .filter(|e| matches!(e, MediaEvent::RemoteBitrateEstimate { .. }))
+            .collect();
+        assert_eq!(
+            events,
+            vec![MediaEvent::RemoteBitrateEstimate {
+                bitrate_bps: carried,
+                ssrcs: vec![ts[0].sender_ssrc],
+            }]
+        );
+        let s = media.loss_recovery_stats();
+        assert_eq!((s.remb_received, s.remb_last_received_bps), (1, carried));
+    }
+}

@@ -238,6 +238,48 @@ mod tests {
     }
 
     #[test]
+    fn abs_send_time_is_the_send_time_in_6_18_fixed_point() {
+        let (mut media, ts, mut bob_in) = negotiated();
+        let video = ts
+            .iter()
+            .find(|t| t.kind == MediaKind::Video)
+            .expect("video");
+        let id = extension_id(video, ExtensionKind::AbsSendTime.uri()).expect("negotiated");
+        let start = Instant::now();
+        let mut sent = Vec::new();
+        for (i, after_ms) in [0u64, 250, 64_000].into_iter().enumerate() {
+            let packet = RtpPacket {
+                payload_type: 96,
+                sequence_number: i as u16,
+                timestamp: 0,
+                marker: false,
+                ssrc: 0,
+                payload: bytes::Bytes::from_static(b"v"),
+            };
+            let now = start + std::time::Duration::from_millis(after_ms);
+            media.send_rtp(now, &ts, video.id, &packet).expect("send");
+            let plain = unprotect_last(&media, &mut bob_in);
+            let v = RtpHeader::parse(&plain)
+                .expect("rtp")
+                .extension(id)
+                .expect("abs-send-time written")
+                .to_vec();
+            assert_eq!(v.len(), 3);
+            sent.push(u32::from_be_bytes([0, v[0], v[1], v[2]]));
+        }
+        // 250 ms is 65,536 units of 2^-18 s; 64 s later the 24-bit value is back.
+        assert_eq!((sent[1] - sent[0]) & 0xFF_FFFF, 65_536);
+        assert_eq!(sent[2], sent[0]);
+        // The session's clock origin is the Unix epoch: NTP seconds modulo 64.
+        let expected = abs_send_time(std::time::UNIX_EPOCH);
+        let ntp_epoch = 2_208_988_800u64 % 64;
+        assert_eq!(
+            u32::from_be_bytes([0, expected[0], expected[1], expected[2]]),
+            (ntp_epoch << 18) as u32
+        );
+    }
+
+    #[test]
     fn sent_packets_are_counted_for_sender_reports() {
         let (mut media, ts, _) = negotiated();
         let now = Instant::now();
