@@ -124,7 +124,10 @@ fn a_bottleneck_spaces_datagrams_at_its_rate_and_drops_beyond_its_queue() {
         n.conditions.queue_limit = Duration::from_millis(300);
     });
     let log = log.borrow();
-    assert_eq!(log[0].at - net.at(Duration::ZERO), Duration::from_millis(30));
+    assert_eq!(
+        log[0].at - net.at(Duration::ZERO),
+        Duration::from_millis(30)
+    );
     for pair in log.windows(2) {
         assert_eq!(pair[1].at - pair[0].at, Duration::from_millis(10));
     }

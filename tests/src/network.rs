@@ -583,8 +583,7 @@ impl Network {
         let from_node = Some(from_node);
         for _ in 0..copies {
             let jitter_ns = u64::try_from(link.jitter.as_nanos()).unwrap_or(u64::MAX);
-            let mut delay =
-                queued + link.latency + Duration::from_nanos(self.rng.below(jitter_ns));
+            let mut delay = queued + link.latency + Duration::from_nanos(self.rng.below(jitter_ns));
             if self.rng.unit_f64() < link.reorder {
                 self.stats.reordered += 1;
                 delay += link.reorder_delay;

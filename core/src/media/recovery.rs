@@ -635,9 +635,11 @@ impl MediaSession {
         let one_byte = |i: &u8| (1..=14).contains(i);
         let mid_ext = extension_id(t, crate::media::receive::MID_URI).filter(one_byte);
         let twcc_ext = extension_id(t, ExtensionKind::TransportCc.uri()).filter(one_byte);
+        let abs_ext = extension_id(t, ExtensionKind::AbsSendTime.uri()).filter(one_byte);
         let mid: &str = t.mid.as_deref().unwrap_or_default();
         let twcc = self.transport_seq.to_be_bytes();
-        let mut exts: [(u8, &[u8]); 2] = [(0, &[]); 2];
+        let abs = crate::media::send::abs_send_time(self.wall_clock(now));
+        let mut exts: [(u8, &[u8]); 3] = [(0, &[]); 3];
         let mut n_exts = 0;
         if let Some(id) = mid_ext.filter(|_| !mid.is_empty() && mid.len() <= 16) {
             exts[n_exts] = (id, mid.as_bytes());
@@ -645,6 +647,10 @@ impl MediaSession {
         }
         if let Some(id) = twcc_ext {
             exts[n_exts] = (id, &twcc);
+            n_exts += 1;
+        }
+        if let Some(id) = abs_ext {
+            exts[n_exts] = (id, &abs);
             n_exts += 1;
         }
         let rtx = t
