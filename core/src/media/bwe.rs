@@ -956,14 +956,7 @@ mod tests {
             "{e}"
         );
         // Then a clean stream again: the estimator settles and follows it.
-        let mut link = Link {
-            link_bps: 10e6,
-            base_delay_us: 30_000,
-            free_at: 0.0,
-        };
         let later = 10_000_000 + arrival_clock;
-        let mut fresh = DelayBasedEstimator::new();
-        run(&mut fresh, start, &mut link, 0, 6.0, 500e3, 99);
         let mut link = Link {
             link_bps: 10e6,
             base_delay_us: 30_000,
