@@ -650,14 +650,12 @@ impl DelayBasedEstimator {
             });
             return;
         };
-        if send < group.first_send {
-            self.stats.reordered += 1;
-            return;
-        }
-        let jumped =
-            send - group.last_send > RESET_GAP_US || arrival - group.last_arrival > RESET_GAP_US;
+        let jumped = (send - group.last_send).abs() > RESET_GAP_US
+            || arrival - group.last_arrival > RESET_GAP_US;
         if jumped {
-            // A paused sender or a clock jump: the delays across the gap mean nothing.
+            // A paused sender or a clock jump (either way: a sender that restarted its
+            // clock would otherwise look reordered for ever): the delays across the gap
+            // mean nothing.
             self.stats.resets += 1;
             self.detector.restart();
             self.previous = None;
@@ -667,6 +665,10 @@ impl DelayBasedEstimator {
                 first_arrival: arrival,
                 last_arrival: arrival,
             });
+            return;
+        }
+        if send < group.first_send {
+            self.stats.reordered += 1;
             return;
         }
         if send - group.first_send <= BURST_US || Self::in_burst(&group, send, arrival) {
@@ -955,14 +957,30 @@ mod tests {
             (MIN_BITRATE as u64..=MAX_BITRATE as u64).contains(&e),
             "{e}"
         );
-        // Then a clean stream again: the estimator settles and follows it.
-        let later = 10_000_000 + arrival_clock;
+        // The garbage ends 20 s ahead of the clean stream that follows at once (a sender
+        // that restarted its clock): the estimator must not take the clean stream for
+        // reordered packets for ever.
+        let later = arrival_clock + 100_000;
+        for i in 0..5u64 {
+            bwe.on_packet(
+                at + Duration::from_micros(60 + i),
+                abs_time(99, later + 20_000_000),
+                500,
+            );
+        }
+        let before = bwe.stats();
         let mut link = Link {
             link_bps: 10e6,
             base_delay_us: 30_000,
             free_at: later as f64,
         };
         run(&mut bwe, start, &mut link, later, 6.0, 500e3, 99);
+        let after = bwe.stats();
+        assert!(after.groups - before.groups > 300, "{before:?} {after:?}");
+        assert!(
+            after.reordered - before.reordered < 10,
+            "{before:?} {after:?}"
+        );
         assert_ne!(bwe.usage(), BandwidthUsage::Overusing);
         let recovered = bwe.estimate_bps().expect("estimate");
         assert!(recovered > 500_000, "{recovered}");
