@@ -8,8 +8,15 @@
 //!   with no congestion feedback at all (where Chromium only has receiver reports).
 //! - Chromium measures our echo by the abs-send-time the core writes and sends REMB; each
 //!   becomes an `Event::RemoteBitrateEstimate` and is counted.
+//! - Behind `tc qdisc ... tbf rate 300kbit burst 32kbit latency 400ms` on loopback (the
+//!   core only receives there, so only Chromium's media crosses the bottleneck), the
+//!   core's estimator sees the queue grow, its REMB falls, and Chromium's video settles
+//!   below the limit with few drops. The qdisc limits the whole namespace: the tests of
+//!   this file take turns (a lock), and the qdisc is removed on drop, also on a panic.
 
 use std::net::{SocketAddr, UdpSocket};
+use std::process::Command;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use sansrtc::peer::Event;
@@ -20,6 +27,10 @@ use serde_json::json;
 
 /// How long Chromium publishes in each run.
 const CALL: Duration = Duration::from_secs(9);
+
+/// One test at a time: the bottleneck limits every packet of the namespace, and one
+/// Chromium at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// What one run measured.
 struct Run {
@@ -49,8 +60,9 @@ fn config(remb: bool) -> Config {
 
 #[test]
 fn chromium_follows_the_cores_remb_and_its_remb_becomes_an_event() {
-    let remb = run(config(true));
-    let none = run(config(false));
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let remb = run(config(true), Echo::Yes, &mut |_, _| {});
+    let none = run(config(false), Echo::Yes, &mut |_, _| {});
     eprintln!(
         "Chromium video bytesSent in {} s: REMB only {} ({} kbit/s), no feedback {} ({} kbit/s); \
          core REMB sent {} (last {} kbit/s, {} overuse signals); Chromium's REMB to the core: \
@@ -103,8 +115,16 @@ fn chromium_follows_the_cores_remb_and_its_remb_becomes_an_event() {
     );
 }
 
-/// One echo call of [`CALL`] with a core built from `config`.
-fn run(config: Config) -> Run {
+/// Whether the core sends back what it receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Echo {
+    Yes,
+    No,
+}
+
+/// One call of [`CALL`] with a core built from `config`; `tick` is called every 10 ms
+/// with the time since the call began.
+fn run(config: Config, echo: Echo, tick: &mut dyn FnMut(&mut BrowserPeer, Duration)) -> Run {
     let mut browser = BrowserPeer::spawn(BrowserKind::Chromium)
         .expect("spawn browser (scripts/test.sh installs it)");
     browser
@@ -125,10 +145,12 @@ fn run(config: Config) -> Run {
     let offer: SessionDescription = serde_json::from_value(offer).expect("offer json");
     pc.set_remote_description(start, offer)
         .expect("remote offer");
-    pc.add_track(MediaKind::Audio, vec!["echo".into()])
-        .expect("audio");
-    pc.add_track(MediaKind::Video, vec!["echo".into()])
-        .expect("video");
+    if echo == Echo::Yes {
+        pc.add_track(MediaKind::Audio, vec!["echo".into()])
+            .expect("audio");
+        pc.add_track(MediaKind::Video, vec!["echo".into()])
+            .expect("video");
+    }
     let answer = pc.create_answer().expect("answer");
     let feedback: Vec<&str> = answer
         .sdp
@@ -144,17 +166,17 @@ fn run(config: Config) -> Run {
     let out_of = |pc: &PeerConnection, kind| {
         pc.transceivers()
             .iter()
-            .find(|t| t.kind == kind)
+            .find(|t| t.kind == kind && echo == Echo::Yes)
             .map(|t| t.id)
-            .expect("transceiver")
     };
     let (video_out, audio_out) = (out_of(&pc, MediaKind::Video), out_of(&pc, MediaKind::Audio));
     let mut buf = vec![0u8; 2048];
     let mut remb_events = Vec::new();
     let mut remb_packets_from_chromium = 0;
-    let deadline = Instant::now() + CALL;
-    while Instant::now() < deadline {
+    let begun = Instant::now();
+    while begun.elapsed() < CALL {
         drive(&mut pc, &socket, &mut buf, Duration::from_millis(10));
+        tick(&mut browser, begun.elapsed());
         while let Some(ev) = pc.poll_event() {
             match ev {
                 Event::IceCandidate(c) => browser.add_core_candidate(&c),
@@ -169,10 +191,14 @@ fn run(config: Config) -> Run {
                     } else {
                         audio_out
                     };
-                    let _ = pc.send_rtp(out, &packet);
+                    if let Some(out) = out {
+                        let _ = pc.send_rtp(out, &packet);
+                    }
                 }
                 Event::KeyframeRequest(_) => {
-                    let _ = pc.request_keyframe(video_out);
+                    if let Some(video) = video_out {
+                        let _ = pc.request_keyframe(video);
+                    }
                 }
                 Event::Rtcp(plain) => {
                     // PSFB FMT 15 with "REMB", by header only.
@@ -212,7 +238,7 @@ fn run(config: Config) -> Run {
         core.rtx_padding_received,
         remb_events
     );
-    assert!(frames > 0, "Chromium decodes the echo");
+    assert!(frames > 0 || echo == Echo::No, "Chromium decodes the echo");
     Run {
         answer: answer.sdp,
         core,
@@ -220,4 +246,113 @@ fn run(config: Config) -> Run {
         remb_events,
         remb_packets_from_chromium,
     }
+}
+
+/// `tc qdisc add dev lo root tbf rate <rate> burst 32kbit latency 400ms`, loopback's MTU
+/// at 1500 meanwhile (tbf drops every packet larger than its burst); both undone on drop.
+struct Bottleneck {
+    mtu: String,
+}
+
+fn command(program: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+impl Bottleneck {
+    fn limit(rate: &str) -> Bottleneck {
+        // Only inside the loopback-only namespace the test runs in: never on a host's lo.
+        let interfaces = std::fs::read_to_string("/proc/net/dev").expect("/proc/net/dev");
+        assert!(
+            interfaces
+                .lines()
+                .skip(2)
+                .filter_map(|l| l.split(':').next())
+                .all(|i| i.trim() == "lo"),
+            "run in a loopback-only network namespace: {interfaces}"
+        );
+        let mtu = std::fs::read_to_string("/sys/class/net/lo/mtu")
+            .map(|m| m.trim().to_string())
+            .unwrap_or_else(|_| "65536".into());
+        command("ip", &["link", "set", "lo", "mtu", "1500"]).expect("loopback MTU");
+        let bottleneck = Bottleneck { mtu };
+        command(
+            "tc",
+            &[
+                "qdisc", "add", "dev", "lo", "root", "tbf", "rate", rate, "burst", "32kbit",
+                "latency", "400ms",
+            ],
+        )
+        .expect("tbf qdisc");
+        bottleneck
+    }
+
+    /// Packets the qdisc dropped so far.
+    fn dropped(&self) -> u64 {
+        let text = command("tc", &["-s", "qdisc", "show", "dev", "lo"]).unwrap_or_default();
+        text.split("dropped ")
+            .nth(1)
+            .and_then(|rest| {
+                rest.split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Bottleneck {
+    fn drop(&mut self) {
+        if let Err(e) = command("tc", &["qdisc", "del", "dev", "lo", "root"]) {
+            eprintln!("removing the tbf qdisc: {e}");
+        }
+        if let Err(e) = command("ip", &["link", "set", "lo", "mtu", &self.mtu]) {
+            eprintln!("restoring loopback's MTU: {e}");
+        }
+    }
+}
+
+#[test]
+fn behind_a_300_kbit_bottleneck_chromium_follows_remb_below_the_limit() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let limit = Bottleneck::limit("300kbit");
+    // Chromium's video bytes sent and the qdisc's drops, half-way and at the end.
+    let mut half: Option<(Duration, u64, u64)> = None;
+    let mut tick = |browser: &mut BrowserPeer, elapsed: Duration| {
+        if half.is_none() && elapsed >= CALL / 2 {
+            let stats = browser.call(json!({"cmd": "getStats"})).expect("stats");
+            let bytes = stat_sum(&stats, "outbound-rtp", "video", "bytesSent");
+            half = Some((elapsed, bytes, limit.dropped()));
+        }
+    };
+    let remb = run(config(true), Echo::No, &mut tick);
+    let (at, bytes_half, dropped_half) = half.expect("measured half-way");
+    let dropped = limit.dropped() - dropped_half;
+    let settled =
+        (remb.video_bytes_sent - bytes_half) * 8 * 1000 / (CALL - at).as_millis().max(1) as u64;
+    drop(limit);
+    eprintln!(
+        "tbf 300kbit: Chromium video {} kbit/s in the second half ({} kbit/s in the first); \
+         qdisc drops there {dropped}; core REMB sent {} (last {} kbit/s), {} overuse signals",
+        settled / 1000,
+        bytes_half * 8 * 1000 / at.as_millis().max(1) as u64 / 1000,
+        remb.core.remb_sent,
+        remb.core.remb_last_sent_bps / 1000,
+        remb.core.remb_overuse_signals,
+    );
+    assert!(remb.core.remb_sent >= 3, "{:?}", remb.core);
+    // It uses the link (Chromium's floor is 30 kbit/s), stays below it, and the queue
+    // rarely overflows.
+    assert!(settled > 100_000 && settled < 300_000, "{settled}");
+    assert!(dropped < 20, "{dropped}");
 }
