@@ -135,9 +135,10 @@ pub enum Event {
     /// draft-alvestrand-rmcat-remb-03): the rate its receive-side bandwidth estimator
     /// says it can take for the streams named, ours. A sender should keep the total of
     /// those streams at or below it (a bandwidth estimator of ours would read it as a
-    /// cap next to transport-wide feedback). Browsers send it when `goog-remb` is
-    /// negotiated and `transport-cc` is not, about once a second and sooner when the
-    /// estimate drops. Also counted in `PeerStats::loss_recovery` (`remb_received`,
+    /// cap next to transport-wide feedback). Chromium sends it about once a second (sooner
+    /// when its estimate drops) whenever `transport-cc` is not negotiated, even without
+    /// `goog-remb`; its estimate needs the abs-send-time extension, which we write when
+    /// negotiated. Also counted in `PeerStats::loss_recovery` (`remb_received`,
     /// `remb_last_received_bps`).
     RemoteBitrateEstimate {
         /// Bits per second (the 18-bit mantissa and exponent as carried).
