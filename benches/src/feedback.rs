@@ -119,7 +119,7 @@ pub fn remb_estimate(packets: usize) -> (f64, f64) {
         }
         let send_us = i as u64 * 1000;
         let swing = (i % 200) as i64 - 100;
-        let delay_us = 20_000 + swing.abs() as u64 * 40;
+        let delay_us = 20_000 + swing.unsigned_abs() * 40;
         let abs = ((send_us << 18) / 1_000_000) as u32 & 0xFF_FFFF;
         bwe.on_packet(base + Duration::from_micros(send_us + delay_us), abs, 1200);
     }
