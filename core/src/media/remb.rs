@@ -29,7 +29,8 @@ const REMB_INTERVAL: Duration = Duration::from_secs(1);
 const REMB_MIN_INTERVAL: Duration = Duration::from_millis(200);
 /// An estimate below this percentage of the last one sent is sent early.
 const REMB_DROP_PERCENT: u64 = 97;
-/// A stream not seen for this long is no longer named in REMB.
+/// A stream not seen for this long is no longer named in REMB; with no packet measured
+/// for this long, no REMB is sent until packets come again.
 const SSRC_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Whether any codec of `t` negotiated `a=rtcp-fb:<pt> goog-remb`.
@@ -53,6 +54,8 @@ pub(crate) struct RembGenerator {
     ready_at: Option<Instant>,
     /// When the last REMB left and what it said.
     last_sent: Option<(Instant, u64)>,
+    /// When the last packet was measured.
+    last_packet: Option<Instant>,
     /// Reused list of the SSRCs written in a REMB.
     scratch: Vec<u32>,
 }
@@ -64,12 +67,14 @@ impl RembGenerator {
             ssrcs: Vec::with_capacity(MAX_REMB_SSRCS),
             ready_at: None,
             last_sent: None,
+            last_packet: None,
             scratch: Vec::with_capacity(MAX_REMB_SSRCS),
         }
     }
 
     fn on_packet(&mut self, ssrc: Option<u32>, abs_send_time: u32, size: usize, now: Instant) {
         self.estimator.on_packet(now, abs_send_time, size);
+        self.last_packet = Some(now);
         if self.ready_at.is_none() && self.estimator.estimate_bps().is_some() {
             self.ready_at = Some(now);
         }
@@ -84,17 +89,20 @@ impl RembGenerator {
         }
     }
 
-    /// When the next REMB is due.
+    /// When the next REMB is due: none once nothing was measured for [`SSRC_TIMEOUT`].
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let estimate = self.estimator.estimate_bps()?;
-        let Some((at, sent)) = self.last_sent else {
-            return self.ready_at;
+        let due = match self.last_sent {
+            None => self.ready_at?,
+            Some((at, sent))
+                if estimate.saturating_mul(100) < sent.saturating_mul(REMB_DROP_PERCENT) =>
+            {
+                at + REMB_MIN_INTERVAL
+            }
+            Some((at, _)) => at + REMB_INTERVAL,
         };
-        if estimate.saturating_mul(100) < sent.saturating_mul(REMB_DROP_PERCENT) {
-            Some(at + REMB_MIN_INTERVAL)
-        } else {
-            Some(at + REMB_INTERVAL)
-        }
+        let quiet_from = self.last_packet? + SSRC_TIMEOUT;
+        (due <= quiet_from).then_some(due)
     }
 
     /// The estimator's counters.
@@ -285,6 +293,34 @@ mod tests {
         assert!(sends_remb(&ts[0]));
         let start = Instant::now();
         let rembs = stream(&mut media, &ts, (&mut out, &mut peer_in), start, 5);
+        let s = media.loss_recovery_stats();
+        // Then the remote stops sending: REMB goes on while the streams are recent, then
+        // stops (no timer left for it).
+        let mut rng = crate::rng::Rng::from_seed(4);
+        let mut after = Vec::new();
+        while let Some(due) = media.poll_timeout() {
+            if due > start + Duration::from_secs(60) {
+                break;
+            }
+            media.handle_timeout(due, &ts, &mut rng);
+            let mut buf = [0u8; 1500];
+            while let Some(n) = media.poll_transmit(&mut buf) {
+                if let Ok(m) = peer_in.unprotect_rtcp(&mut buf, n) {
+                    let remb = RtcpPacket::parse_compound(&buf[..m])
+                        .flatten()
+                        .any(|p| matches!(p, RtcpPacket::Remb { .. }));
+                    if remb {
+                        after.push(due - start);
+                    }
+                }
+            }
+        }
+        let last_packet = Duration::from_millis(4990);
+        assert!(!after.is_empty(), "REMB continues a while");
+        assert!(
+            after.iter().all(|t| *t <= last_packet + SSRC_TIMEOUT),
+            "{after:?}"
+        );
         // The first once the estimate exists (four steadily spaced packets make a probe
         // cluster), then every second while it grows.
         assert!(rembs.len() >= 4, "{rembs:?}");
@@ -294,7 +330,6 @@ mod tests {
             assert!(pair[1].1 > pair[0].1, "the estimate grows: {rembs:?}");
         }
         assert!(rembs.iter().all(|(_, _, ssrcs)| ssrcs == &[0x1111]));
-        let s = media.loss_recovery_stats();
         assert_eq!(s.remb_sent, rembs.len() as u64);
         let (e, m) = crate::rtp::remb::encode_bitrate(s.remb_last_sent_bps);
         assert_eq!(u64::from(m) << e, rembs.last().expect("sent").1);
