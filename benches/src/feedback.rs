@@ -1,13 +1,15 @@
 //! The feedback rows: the per-packet cost of the receive-side NACK bookkeeping
 //! (`media::nack`) and of transport-wide feedback generation (`media::twcc`), at N streams
 //! fed round-robin, and the memory of a send-side retransmission history
-//! (`media::retransmit`). sansrtc only: the anchors' equivalents sit inside their session
+//! (`media::retransmit`), and the per-packet cost of the receive-side delay-based
+//! bandwidth estimator behind REMB (`media::bwe`). sansrtc only: the anchors' equivalents sit inside their session
 //! objects and cannot be driven alone. A virtual clock advances 1 ms every 10 packets
 //! (about 1,000 packets/s per stream at one stream).
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use sansrtc::media::bwe::DelayBasedEstimator;
 use sansrtc::media::nack::{NackConfig, NackGenerator};
 use sansrtc::media::retransmit::{RetransmitConfig, RetransmitHistory};
 use sansrtc::media::twcc::{TwccReceiver, TwccReceiverConfig};
@@ -105,6 +107,31 @@ pub fn twcc_receive(streams: usize, packets: usize) -> f64 {
         }
     }
     start.elapsed().as_nanos() as f64 / packets.max(1) as f64
+}
+
+/// The receive-side bandwidth estimator: `packets` 1,200-byte packets 1 ms apart (9.6
+/// Mbit/s) whose one-way delay swings ±2 ms (a triangle over 200 packets) and 1 % lost;
+/// returns `(ns per packet, allocations per packet)`.
+pub fn remb_estimate(packets: usize) -> (f64, f64) {
+    let mut bwe = DelayBasedEstimator::new();
+    let mut loss = Loss::new(1);
+    let base = Instant::now();
+    let allocations = alloc::allocations();
+    let start = Instant::now();
+    for i in 0..packets {
+        if loss.lost() {
+            continue;
+        }
+        let send_us = i as u64 * 1000;
+        let swing = (i % 200) as i64 - 100;
+        let delay_us = 20_000 + swing.unsigned_abs() * 40;
+        let abs = ((send_us << 18) / 1_000_000) as u32 & 0xFF_FFFF;
+        bwe.on_packet(base + Duration::from_micros(send_us + delay_us), abs, 1200);
+    }
+    std::hint::black_box(bwe.estimate_bps());
+    let ns = start.elapsed().as_nanos() as f64 / packets.max(1) as f64;
+    let allocs = (alloc::allocations() - allocations) as f64 / packets.max(1) as f64;
+    (ns, allocs)
 }
 
 /// A 1,200-byte media packet sharing one payload buffer.

@@ -394,6 +394,24 @@ fn run_rows(plan: &Plan, only: Option<&str>) -> Vec<Row> {
         });
     }
     if want("feedback") {
+        let packets = plan.packets * 10;
+        let mut allocs = 0.0;
+        let r = med(plan.runs, || {
+            let (ns, a) = sansrtc_bench::feedback::remb_estimate(packets);
+            allocs = a;
+            ns
+        });
+        eprintln!("feedback remb estimator: {r:?} ns/packet, {allocs} allocations/packet");
+        rows.push(Row {
+            name: "receive-side bandwidth estimation (REMB), 1 stream".into(),
+            unit: "ns/packet",
+            higher_is_better: false,
+            values: [r, Some(f64::NAN), Some(f64::NAN)],
+            note: format!(
+                "sansrtc only: delay-based estimator per packet (groups, trendline, \
+                 detector, AIMD); {allocs:.3} allocations/packet"
+            ),
+        });
         let (ring, kept) = sansrtc_bench::feedback::history_memory(100);
         eprintln!("feedback history memory: ring {ring} B, payloads {kept} B");
         rows.push(Row {

@@ -112,11 +112,23 @@ impl CodecConfig {
     /// and `transport-cc` (transport-wide congestion feedback sent for what we receive,
     /// read as `Event::TransportFeedback` for what we send) and RFC 8888 `ack ccfb` (the
     /// same, in RFC 8888 congestion control feedback; an answer to an offer that has both
-    /// keeps RFC 8888 alone, as libwebrtc does). Not offered: `goog-remb` (no REMB
-    /// generated). Remove the `rtx` entries to
+    /// keeps RFC 8888 alone, as libwebrtc does); and `goog-remb`: when it is the only
+    /// congestion feedback a video transceiver negotiated (the remote did not accept
+    /// `transport-cc` or `ack ccfb`), the media session estimates the bandwidth of what
+    /// it receives from the abs-send-time extension (it must be negotiated too) and sends
+    /// REMB, at once when the estimate exists, then every second and at most every
+    /// 200 ms when it drops 3 % or more; a REMB received is `Event::RemoteBitrateEstimate`
+    /// whatever was negotiated. Remove the `rtx` entries to
     /// retransmit plainly, or `nack` to turn loss recovery off.
     pub fn default_video() -> Vec<CodecConfig> {
-        let fb = ["ccm fir", "nack", "nack pli", "transport-cc", "ack ccfb"];
+        let fb = [
+            "ccm fir",
+            "nack",
+            "nack pli",
+            "goog-remb",
+            "transport-cc",
+            "ack ccfb",
+        ];
         vec![
             CodecConfig::new(96, "VP8", 90000, None).with_feedback(&fb),
             CodecConfig::rtx(97, 96),
@@ -307,7 +319,15 @@ mod tests {
             .collect();
         for fb in &all {
             assert!(
-                ["nack pli", "ccm fir", "nack", "transport-cc", "ack ccfb"].contains(&fb.as_str()),
+                [
+                    "nack pli",
+                    "ccm fir",
+                    "nack",
+                    "transport-cc",
+                    "ack ccfb",
+                    "goog-remb"
+                ]
+                .contains(&fb.as_str()),
                 "offered feedback the core does not implement: {fb}"
             );
         }

@@ -403,10 +403,12 @@ pub fn drive_lossy(
     }
 }
 
-/// An echo call with Chromium: Chromium (launched with extra `args`) offers its fake
-/// camera and microphone, a core built from a given configuration answers with an audio
-/// and a video track, and [`ChromiumEcho::run`] sends every RTP packet back on the track
-/// of its kind over a loop that loses every 20th RTP datagram in each direction.
+/// A call with Chromium: Chromium (launched with extra `args`) offers its fake camera and
+/// microphone, a core built from a given configuration answers (with an audio and a video
+/// track to echo on, unless built by [`ChromiumEcho::receive_only`]), and
+/// [`ChromiumEcho::run`] sends every RTP packet back on the track of its kind over a loop
+/// that loses every 20th RTP datagram in each direction (none after
+/// [`ChromiumEcho::without_loss`]).
 pub struct ChromiumEcho {
     /// The browser.
     pub browser: BrowserPeer,
@@ -416,16 +418,34 @@ pub struct ChromiumEcho {
     pub offer: sansrtc::sdp::SessionDescription,
     /// The core's answer.
     pub answer: sansrtc::sdp::SessionDescription,
-    /// RTP datagrams (sent, received) by the loop, lost ones included.
+    /// RTP datagrams (sent, received) by the lossy loop, lost ones included.
     pub counters: [u64; 2],
     socket: std::net::UdpSocket,
-    video_out: sansrtc::TransceiverId,
-    audio_out: sansrtc::TransceiverId,
+    /// The tracks echoed on: (video, audio).
+    out: Option<(sansrtc::TransceiverId, sansrtc::TransceiverId)>,
+    lossy: bool,
 }
 
 impl ChromiumEcho {
-    /// Launch Chromium with `args` and negotiate: Chromium offers, the core answers.
+    /// Launch Chromium with `args` and negotiate: Chromium offers, the core answers with
+    /// tracks to echo on.
     pub fn start(args: &[&str], config: sansrtc::Config) -> ChromiumEcho {
+        Self::negotiate(args, config, true)
+    }
+
+    /// As [`ChromiumEcho::start`], but the core only receives: it answers with no tracks
+    /// and sends no media back.
+    pub fn receive_only(args: &[&str], config: sansrtc::Config) -> ChromiumEcho {
+        Self::negotiate(args, config, false)
+    }
+
+    /// No RTP datagram is lost by the loop.
+    pub fn without_loss(mut self) -> ChromiumEcho {
+        self.lossy = false;
+        self
+    }
+
+    fn negotiate(args: &[&str], config: sansrtc::Config, echo: bool) -> ChromiumEcho {
         use sansrtc::MediaKind;
         let mut browser = BrowserPeer::spawn_with_args(BrowserKind::Chromium, args)
             .expect("spawn browser (scripts/test.sh installs it)");
@@ -448,10 +468,12 @@ impl ChromiumEcho {
             serde_json::from_value(offer).expect("offer json");
         pc.set_remote_description(start, offer.clone())
             .expect("remote offer");
-        pc.add_track(MediaKind::Audio, vec!["echo".into()])
-            .expect("audio");
-        pc.add_track(MediaKind::Video, vec!["echo".into()])
-            .expect("video");
+        if echo {
+            pc.add_track(MediaKind::Audio, vec!["echo".into()])
+                .expect("audio");
+            pc.add_track(MediaKind::Video, vec!["echo".into()])
+                .expect("video");
+        }
         let answer = pc.create_answer().expect("answer");
         pc.set_local_description(start, answer.clone())
             .expect("local answer");
@@ -459,14 +481,13 @@ impl ChromiumEcho {
         browser
             .call(json!({"cmd": "setRemoteDescription", "desc": desc}))
             .expect("browser takes answer");
-        let transceiver = |kind| {
+        let sender = |kind| {
             pc.transceivers()
                 .iter()
-                .find(|t| t.kind == kind)
+                .find(|t| t.kind == kind && t.direction.sends())
                 .map(|t| t.id)
-                .expect("transceiver")
         };
-        let (video_out, audio_out) = (transceiver(MediaKind::Video), transceiver(MediaKind::Audio));
+        let out = sender(MediaKind::Video).zip(sender(MediaKind::Audio));
         ChromiumEcho {
             browser,
             pc,
@@ -474,24 +495,37 @@ impl ChromiumEcho {
             answer,
             counters: [0; 2],
             socket,
-            video_out,
-            audio_out,
+            out,
+            lossy: true,
         }
     }
 
-    /// Echo for `duration`: candidates are exchanged, RTP goes back on the track of its
+    /// Run for `duration`: candidates are exchanged, RTP goes back on the track of its
     /// kind, keyframe requests become ours to Chromium; every event is shown to `seen`
     /// first.
-    pub fn run(&mut self, duration: Duration, mut seen: impl FnMut(&sansrtc::peer::Event)) {
+    pub fn run(&mut self, duration: Duration, seen: impl FnMut(&sansrtc::peer::Event)) {
+        self.run_with(duration, seen, |_, _| {});
+    }
+
+    /// As [`ChromiumEcho::run`], and `tick` is called about every 10 ms with the browser
+    /// and the time since the run began.
+    pub fn run_with(
+        &mut self,
+        duration: Duration,
+        mut seen: impl FnMut(&sansrtc::peer::Event),
+        mut tick: impl FnMut(&mut BrowserPeer, Duration),
+    ) {
         use sansrtc::peer::Event;
-        let deadline = Instant::now() + duration;
-        while Instant::now() < deadline {
-            drive_lossy(
-                &mut self.pc,
-                &self.socket,
-                &mut self.counters,
-                Duration::from_millis(10),
-            );
+        let begun = Instant::now();
+        let mut buf = vec![0u8; 2048];
+        let slice = Duration::from_millis(10);
+        while begun.elapsed() < duration {
+            if self.lossy {
+                drive_lossy(&mut self.pc, &self.socket, &mut self.counters, slice);
+            } else {
+                drive(&mut self.pc, &self.socket, &mut buf, slice);
+            }
+            tick(&mut self.browser, begun.elapsed());
             while let Some(ev) = self.pc.poll_event() {
                 seen(&ev);
                 match ev {
@@ -502,15 +536,15 @@ impl ChromiumEcho {
                             .transceivers()
                             .iter()
                             .any(|t| t.id == track && t.kind == sansrtc::MediaKind::Video);
-                        let out = if video {
-                            self.video_out
-                        } else {
-                            self.audio_out
-                        };
-                        let _ = self.pc.send_rtp(out, &packet);
+                        if let Some((video_out, audio_out)) = self.out {
+                            let out = if video { video_out } else { audio_out };
+                            let _ = self.pc.send_rtp(out, &packet);
+                        }
                     }
                     Event::KeyframeRequest(_) => {
-                        let _ = self.pc.request_keyframe(self.video_out);
+                        if let Some((video_out, _)) = self.out {
+                            let _ = self.pc.request_keyframe(video_out);
+                        }
                     }
                     _ => {}
                 }

@@ -116,6 +116,46 @@ fn jitter_and_reorder_change_the_order_within_bounds() {
 }
 
 #[test]
+fn a_bottleneck_spaces_datagrams_at_its_rate_and_drops_beyond_its_queue() {
+    // 1,000-byte datagrams every 5 ms (1.6 Mbit/s) into 800 kbit/s: each takes 10 ms.
+    let (net, log) = blast(5, 200, Duration::from_millis(5), 1000, |n, _, _| {
+        n.conditions.latency = Duration::from_millis(20);
+        n.conditions.rate_bps = Some(800_000);
+        n.conditions.queue_limit = Duration::from_millis(300);
+    });
+    let log = log.borrow();
+    assert_eq!(
+        log[0].at - net.at(Duration::ZERO),
+        Duration::from_millis(30)
+    );
+    for pair in log.windows(2) {
+        assert_eq!(pair[1].at - pair[0].at, Duration::from_millis(10));
+    }
+    assert_eq!(log.len() as u64 + net.stats.queue_dropped, 200);
+    // The queue fills after about 60 datagrams; from then on every other one is dropped.
+    assert!(
+        (60..80).contains(&net.stats.queue_dropped),
+        "{}",
+        net.stats.queue_dropped
+    );
+    for r in log.iter() {
+        let sent = net.at(Duration::from_millis(5) * index(r));
+        let delay = r.at - sent;
+        assert!(delay <= Duration::from_millis(300 + 10 + 20), "{delay:?}");
+    }
+    // Under the rate nothing waits: transmission time and latency only.
+    let (net, log) = blast(5, 50, Duration::from_millis(5), 1000, |n, _, _| {
+        n.conditions.latency = Duration::from_millis(20);
+        n.conditions.rate_bps = Some(10_000_000);
+    });
+    for (i, r) in log.borrow().iter().enumerate() {
+        let sent = net.at(Duration::from_millis(5) * i as u32);
+        assert_eq!(r.at - sent, Duration::from_micros(20_800));
+    }
+    assert_eq!(net.stats.queue_dropped, 0);
+}
+
+#[test]
 fn datagrams_over_the_mtu_are_dropped_and_counted() {
     let (net, log) = blast(5, 10, Duration::from_millis(1), 600, |n, _, _| {
         n.conditions.mtu = 576;

@@ -1,14 +1,17 @@
-//! Link conditions (latency, jitter, loss, duplication, reordering, MTU) and the network's
-//! counters.
+//! Link conditions (latency, jitter, loss, duplication, reordering, MTU, a bottleneck
+//! rate with a drop-tail queue) and the network's counters.
 
 use std::time::Duration;
 
 /// Conditions of one direction of a link (or of every link, as the network default).
 ///
 /// Each datagram is, in this order: dropped if the link is cut; dropped if larger than
-/// `mtu`; lost with probability `loss`; sent twice with probability `duplicate`; each
-/// copy delayed by `latency` plus a uniform `0..jitter`, plus `reorder_delay` with
-/// probability `reorder`. Jitter larger than the spacing of datagrams reorders them too.
+/// `mtu`; lost with probability `loss`; with a `rate_bps`, queued behind the datagrams
+/// still being serialized at that rate (dropped when the queue already holds more than
+/// `queue_limit` of transmission time); sent twice with probability `duplicate`; each
+/// copy delayed by its queueing and transmission time, `latency`, a uniform `0..jitter`,
+/// and `reorder_delay` with probability `reorder`. Jitter larger than the spacing of
+/// datagrams reorders them too.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinkConditions {
     /// One-way base latency.
@@ -25,6 +28,12 @@ pub struct LinkConditions {
     pub reorder_delay: Duration,
     /// Datagrams larger than this many bytes are dropped.
     pub mtu: usize,
+    /// A bottleneck: datagrams leave one after the other at this many bits per second
+    /// (none: no rate limit, no queue).
+    pub rate_bps: Option<u64>,
+    /// The bottleneck's drop-tail queue: a datagram that would wait longer than this
+    /// behind the ones queued before it is dropped.
+    pub queue_limit: Duration,
 }
 
 impl Default for LinkConditions {
@@ -37,6 +46,8 @@ impl Default for LinkConditions {
             reorder: 0.0,
             reorder_delay: Duration::from_millis(50),
             mtu: 1500,
+            rate_bps: None,
+            queue_limit: Duration::from_millis(500),
         }
     }
 }
@@ -68,6 +79,8 @@ pub struct NetStats {
     pub too_big: u64,
     /// Dropped because a link was cut.
     pub cut: u64,
+    /// Dropped because a bottleneck's queue was full.
+    pub queue_dropped: u64,
     /// Addressed to nobody.
     pub unroutable: u64,
     /// STUN datagrams sent (gathering, checks, responses, consent).

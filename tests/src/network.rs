@@ -141,6 +141,8 @@ pub struct Network {
     /// Conditions of every link that has no per-direction override.
     pub conditions: LinkConditions,
     overrides: HashMap<(NodeId, NodeId), LinkConditions>,
+    /// Per direction with a bottleneck rate: when its queue is empty again.
+    link_busy_until: HashMap<(NodeId, NodeId), Instant>,
     pub(crate) nodes: Vec<Slot>,
     routes: HashMap<SocketAddr, NodeId>,
     in_flight: BTreeMap<(Instant, u64), InFlight>,
@@ -184,6 +186,7 @@ impl Network {
             rng: Rng::from_seed(seed),
             conditions: LinkConditions::default(),
             overrides: HashMap::new(),
+            link_busy_until: HashMap::new(),
             nodes: Vec::new(),
             routes: HashMap::new(),
             in_flight: BTreeMap::new(),
@@ -566,6 +569,10 @@ impl Network {
             return;
         };
         let link = self.link(from_node, to_node).clone();
+        let Some(queued) = self.bottleneck(from_node, to_node, &link, data.len()) else {
+            self.stats.queue_dropped += 1;
+            return;
+        };
         let copies = if self.rng.unit_f64() < link.duplicate {
             self.stats.duplicated += 1;
             2
@@ -576,7 +583,7 @@ impl Network {
         let from_node = Some(from_node);
         for _ in 0..copies {
             let jitter_ns = u64::try_from(link.jitter.as_nanos()).unwrap_or(u64::MAX);
-            let mut delay = link.latency + Duration::from_nanos(self.rng.below(jitter_ns));
+            let mut delay = queued + link.latency + Duration::from_nanos(self.rng.below(jitter_ns));
             if self.rng.unit_f64() < link.reorder {
                 self.stats.reordered += 1;
                 delay += link.reorder_delay;
@@ -592,6 +599,32 @@ impl Network {
                 },
             );
         }
+    }
+
+    /// The time a datagram of `len` bytes spends in the bottleneck of a link (waiting
+    /// and being serialized), or `None` when its queue is full; zero without a rate.
+    fn bottleneck(
+        &mut self,
+        from: NodeId,
+        to: NodeId,
+        link: &LinkConditions,
+        len: usize,
+    ) -> Option<Duration> {
+        let Some(rate) = link.rate_bps.filter(|r| *r > 0) else {
+            return Some(Duration::ZERO);
+        };
+        let now = self.now;
+        let busy = self.link_busy_until.entry((from, to)).or_insert(now);
+        let start = (*busy).max(now);
+        if start - now > link.queue_limit {
+            return None;
+        }
+        let bits = len as u128 * 8;
+        let transmission = Duration::from_nanos(
+            u64::try_from(bits * 1_000_000_000 / u128::from(rate)).unwrap_or(u64::MAX),
+        );
+        *busy = start + transmission;
+        Some(*busy - now)
     }
 
     /// Decide what happens to a datagram (and count it).

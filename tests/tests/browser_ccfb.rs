@@ -82,7 +82,9 @@ fn chromium_with_the_rfc8888_trial_uses_the_feedback_negotiated() {
         0
     );
 
-    let none = run(config(&|f| f != "transport-cc" && f != "ack ccfb"));
+    let none = run(config(&|f| {
+        f != "transport-cc" && f != "ack ccfb" && f != "goog-remb"
+    }));
     assert!(!none.answer.contains("ack ccfb") && !none.answer.contains(" transport-cc"));
     assert_eq!(
         none.core.ccfb_feedback_sent + none.core.twcc_feedback_sent,

@@ -11,15 +11,19 @@
 //! - `forward.rs`: for SFUs, one outgoing stream fed by a chosen source (simulcast layer
 //!   switches at keyframes with continuous numbering) and a bounded keyframe cache.
 //! - `nack.rs`, `retransmit.rs`, `twcc.rs`: the receive-side NACK generator, the send-side
-//!   retransmission history (RTX), transport-wide feedback both ways; `recovery.rs` wires
-//!   them into the media session's hooks and timers.
+//!   retransmission history (RTX), transport-wide feedback both ways; `ccfb.rs` RFC 8888
+//!   feedback both ways; `bwe.rs` the receive-side delay-based bandwidth estimator and
+//!   `remb.rs` REMB sent from it (where REMB is the only congestion feedback) and REMB
+//!   received; `recovery.rs` wires them into the media session's hooks and timers.
 
+pub mod bwe;
 pub mod ccfb;
 pub mod forward;
 pub mod jitter_buffer;
 pub mod nack;
 pub(crate) mod receive;
 pub mod recovery;
+mod remb;
 pub mod reports;
 pub mod retransmit;
 mod rtcp;

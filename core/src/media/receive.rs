@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use crate::media::recovery::{negotiated_transport_cc, rtx_apt_of, sends_ccfb};
+use crate::media::remb::sends_remb;
 use crate::media::retransmit::parse_rtx_payload;
 use crate::media::session::{extension_id, transceiver_by_id, MediaEvent, MediaSession, MAX_SSRCS};
 use crate::media::{Direction, RtpPacket, Transceiver, TransceiverId};
@@ -83,13 +84,19 @@ impl MediaSession {
         let Ok(header) = RtpHeader::parse(plain) else {
             return true;
         };
-        self.handle_rtp(now, &header, transceivers);
+        self.handle_rtp(now, &header, n, transceivers);
         true
     }
 
     /// A decrypted RTP packet: find its transceiver and rid, unwrap it when it is RTX,
     /// count it, deliver it.
-    fn handle_rtp(&mut self, now: Instant, header: &RtpHeader<'_>, transceivers: &[Transceiver]) {
+    fn handle_rtp(
+        &mut self,
+        now: Instant,
+        header: &RtpHeader<'_>,
+        len: usize,
+        transceivers: &[Transceiver],
+    ) {
         let Some(id) = self.demux(header, transceivers) else {
             self.stats.rtp_unmatched += 1;
             return;
@@ -107,6 +114,18 @@ impl MediaSession {
         }
         if transceiver.is_some_and(sends_ccfb) {
             self.record_ccfb(header.ssrc(), header.sequence_number(), now);
+        }
+        if let Some(t) = transceiver.filter(|t| sends_remb(t)) {
+            let abs_send_time = extension_id(t, ExtensionKind::AbsSendTime.uri())
+                .and_then(|i| header.extension(i))
+                .and_then(|v| Some(u32::from_be_bytes([0, *v.first()?, *v.get(1)?, *v.get(2)?])));
+            if let Some(abs_send_time) = abs_send_time {
+                // RTX and padding count for the rate; REMB names the media streams.
+                let stream = rtx_apt_of(t, header.payload_type())
+                    .is_none()
+                    .then_some(header.ssrc());
+                self.record_remb(stream, abs_send_time, len, now);
+            }
         }
         let (mut ssrc, mut sequence_number, mut payload_type, mut payload) = (
             header.ssrc(),

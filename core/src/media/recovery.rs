@@ -24,12 +24,15 @@
 //!   every received RTP packet per SSRC and its feedback leaves from the media timers; a
 //!   [`CcfbSendLog`] logs what we send on a transceiver that negotiated `ack ccfb` and
 //!   turns received RFC 8888 feedback into the same [`TransportFeedback`] event.
+//! - **REMB**: where it is the only congestion feedback negotiated, a receive-side
+//!   estimator and REMB schedule, and received REMB as an event (`remb.rs`).
 
 use std::time::{Duration, Instant};
 
 use crate::media::ccfb::{CcfbReceiver, CcfbSendLog};
 use crate::media::nack::{NackConfig, NackGenerator, PacketArrival};
 use crate::media::receive::ReceivedRtp;
+use crate::media::remb::RembState;
 use crate::media::reports::ntp_time;
 use crate::media::retransmit::{write_rtx_payload, RetransmitConfig, RetransmitHistory};
 use crate::media::session::{extension_id, transceiver_by_id, MediaSession, MAX_SSRCS};
@@ -117,6 +120,19 @@ pub struct LossRecoveryStats {
     pub ccfb_lost: u64,
     /// Received RFC 8888 feedback that did not parse.
     pub ccfb_feedback_malformed: u64,
+    /// REMB packets we sent (only on transceivers that negotiated `goog-remb` and
+    /// neither `transport-cc` nor `ack ccfb`).
+    pub remb_sent: u64,
+    /// The bitrate (bit/s) of the last REMB we sent: our receive-side estimate.
+    pub remb_last_sent_bps: u64,
+    /// Received packets measured by the receive-side estimator (those with abs-send-time).
+    pub remb_packets_measured: u64,
+    /// Times the receive-side estimator detected a growing queue (overuse).
+    pub remb_overuse_signals: u64,
+    /// REMB packets received (each also an `Event::RemoteBitrateEstimate`).
+    pub remb_received: u64,
+    /// The bitrate (bit/s) of the last REMB received: the remote's cap on what we send.
+    pub remb_last_received_bps: u64,
 }
 
 /// The loss-recovery and feedback state of one media session.
@@ -135,6 +151,8 @@ pub(crate) struct Recovery {
     twcc_out: Option<Box<TwccSender>>,
     ccfb_in: Option<Box<CcfbReceiver>>,
     ccfb_out: Option<Box<CcfbSendLog>>,
+    /// REMB both ways (`remb.rs`).
+    pub(super) remb: RembState,
     /// Reused buffers: NACK pairs, packets to resend, an RTX payload, SSRCs to visit.
     pairs: Vec<(u16, u16)>,
     resend: Vec<RtpPacket>,
@@ -156,6 +174,7 @@ impl Recovery {
             twcc_out: None,
             ccfb_in: None,
             ccfb_out: None,
+            remb: RembState::default(),
             pairs: Vec::with_capacity(256),
             resend: Vec::with_capacity(64),
             rtx_payload: vec![0u8; 2048],
@@ -168,7 +187,10 @@ impl Recovery {
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let twcc = self.twcc_in.as_ref().and_then(|t| t.poll_timeout());
         let ccfb = self.ccfb_in.as_ref().and_then(|t| t.poll_timeout());
-        [self.nack_deadline, twcc, ccfb].into_iter().flatten().min()
+        [self.nack_deadline, twcc, ccfb, self.remb.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Whether `ssrc` is a remote RTX stream (not to be asked for keyframes).
@@ -227,6 +249,16 @@ impl Recovery {
             s.ccfb_feedback_received = o.feedbacks;
             s.ccfb_delivered = o.delivered;
             s.ccfb_lost = o.lost;
+        }
+        let remb = self.remb.stats;
+        s.remb_sent = remb.sent;
+        s.remb_last_sent_bps = remb.last_sent_bps;
+        s.remb_received = remb.received;
+        s.remb_last_received_bps = remb.last_received_bps;
+        if let Some(g) = &self.remb.generator {
+            let e = g.estimator_stats();
+            s.remb_packets_measured = e.packets;
+            s.remb_overuse_signals = e.overuse_signals;
         }
         s
     }
@@ -407,6 +439,7 @@ impl MediaSession {
         {
             self.send_ccfb(now, transceivers);
         }
+        self.send_remb_if_due(now, transceivers);
     }
 
     fn send_ccfb(&mut self, now: Instant, transceivers: &[Transceiver]) {
@@ -602,9 +635,11 @@ impl MediaSession {
         let one_byte = |i: &u8| (1..=14).contains(i);
         let mid_ext = extension_id(t, crate::media::receive::MID_URI).filter(one_byte);
         let twcc_ext = extension_id(t, ExtensionKind::TransportCc.uri()).filter(one_byte);
+        let abs_ext = extension_id(t, ExtensionKind::AbsSendTime.uri()).filter(one_byte);
         let mid: &str = t.mid.as_deref().unwrap_or_default();
         let twcc = self.transport_seq.to_be_bytes();
-        let mut exts: [(u8, &[u8]); 2] = [(0, &[]); 2];
+        let abs = crate::media::send::abs_send_time(self.wall_clock(now));
+        let mut exts: [(u8, &[u8]); 3] = [(0, &[]); 3];
         let mut n_exts = 0;
         if let Some(id) = mid_ext.filter(|_| !mid.is_empty() && mid.len() <= 16) {
             exts[n_exts] = (id, mid.as_bytes());
@@ -612,6 +647,10 @@ impl MediaSession {
         }
         if let Some(id) = twcc_ext {
             exts[n_exts] = (id, &twcc);
+            n_exts += 1;
+        }
+        if let Some(id) = abs_ext {
+            exts[n_exts] = (id, &abs);
             n_exts += 1;
         }
         let rtx = t

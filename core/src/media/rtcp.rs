@@ -44,8 +44,9 @@ impl MediaSession {
     /// about our SSRCs give the RTT (LSR/DLSR); generic NACK, transport-wide feedback
     /// and REMB about our senders are read here by the loss-recovery and congestion
     /// layers: a NACK is answered from the retransmission history, transport-wide
-    /// feedback and RFC 8888 feedback become a `TransportFeedback` event. Keyframe requests (PLI, FIR) become
-    /// events in `handle_rtcp`.
+    /// feedback and RFC 8888 feedback become a `TransportFeedback` event, REMB a
+    /// `RemoteBitrateEstimate` event. Keyframe requests (PLI, FIR) become events in
+    /// `handle_rtcp`.
     pub(crate) fn on_sender_feedback(&mut self, now: Instant, packet: &RtcpPacket) {
         match packet {
             RtcpPacket::SenderReport { reports, .. }
@@ -62,6 +63,7 @@ impl MediaSession {
                     self.push_event(MediaEvent::TransportFeedback(feedback));
                 }
             }
+            RtcpPacket::Remb { bitrate, ssrcs, .. } => self.on_remb(*bitrate, ssrcs),
             RtcpPacket::Unknown {
                 count: 11,
                 packet_type: 205,

@@ -1,11 +1,12 @@
 //! The send path: an application packet becomes an RTP packet of the transceiver's
-//! sender (its SSRC, a negotiated payload type, the mid and transport-wide sequence
-//! header extensions), is counted for sender reports, protected and queued.
+//! sender (its SSRC, a negotiated payload type, the mid, transport-wide sequence and
+//! abs-send-time header extensions), is counted for sender reports, protected and queued.
 
 use std::time::Instant;
 
 use crate::media::receive::MID_URI;
 use crate::media::recovery::{negotiated_ccfb, negotiated_transport_cc};
+use crate::media::reports::ntp_time;
 use crate::media::session::{extension_id, transceiver_by_id, MediaSession};
 use crate::media::{Direction, RtpPacket, Transceiver, TransceiverId};
 use crate::peer::SendError;
@@ -39,6 +40,13 @@ pub(crate) struct SentRtp {
     pub(crate) at: Instant,
 }
 
+/// The abs-send-time extension value of `wall` (its 3 bytes): NTP seconds modulo 64 in
+/// 6.18 fixed point, the middle 24 bits of the 32.32 NTP timestamp.
+pub(crate) fn abs_send_time(wall: std::time::SystemTime) -> [u8; 3] {
+    let v = (ntp_time(wall) >> 14) as u32;
+    [(v >> 16) as u8, (v >> 8) as u8, v as u8]
+}
+
 impl MediaSession {
     /// Send an RTP packet on a transceiver: set the SSRC, the payload type (when the
     /// given one is not negotiated, the first negotiated codec's) and the mid and
@@ -67,6 +75,7 @@ impl MediaSession {
         let one_byte = |i: &u8| (1..=14).contains(i);
         let mid_ext = extension_id(t, MID_URI).filter(one_byte);
         let twcc_ext = extension_id(t, ExtensionKind::TransportCc.uri()).filter(one_byte);
+        let abs_ext = extension_id(t, ExtensionKind::AbsSendTime.uri()).filter(one_byte);
         let mid: &str = t.mid.as_deref().unwrap_or_default();
         if self.srtp_out.is_none() {
             return Err(SendError::NotConnected);
@@ -75,8 +84,9 @@ impl MediaSession {
             return Err(SendError::QueueFull);
         }
         let twcc = self.transport_seq.to_be_bytes();
-        // At most two extensions, on the stack (no allocation per packet).
-        let mut exts: [(u8, &[u8]); 2] = [(0, &[]); 2];
+        let abs = abs_send_time(self.wall_clock(now));
+        // At most three extensions, on the stack (no allocation per packet).
+        let mut exts: [(u8, &[u8]); 3] = [(0, &[]); 3];
         let mut n_exts = 0;
         if let Some(id) = mid_ext.filter(|_| !mid.is_empty() && mid.len() <= 16) {
             exts[n_exts] = (id, mid.as_bytes());
@@ -84,6 +94,10 @@ impl MediaSession {
         }
         if let Some(id) = twcc_ext {
             exts[n_exts] = (id, &twcc);
+            n_exts += 1;
+        }
+        if let Some(id) = abs_ext {
+            exts[n_exts] = (id, &abs);
             n_exts += 1;
         }
         let n = rtp::write_rtp(
@@ -221,6 +235,48 @@ mod tests {
         let plain = unprotect_last(&media, &mut bob_in);
         assert_eq!(RtpHeader::parse(&plain).expect("rtp").payload_type(), pt);
         assert_eq!(media.stats().rtp_sent, 3);
+    }
+
+    #[test]
+    fn abs_send_time_is_the_send_time_in_6_18_fixed_point() {
+        let (mut media, ts, mut bob_in) = negotiated();
+        let video = ts
+            .iter()
+            .find(|t| t.kind == MediaKind::Video)
+            .expect("video");
+        let id = extension_id(video, ExtensionKind::AbsSendTime.uri()).expect("negotiated");
+        let start = Instant::now();
+        let mut sent = Vec::new();
+        for (i, after_ms) in [0u64, 250, 64_000].into_iter().enumerate() {
+            let packet = RtpPacket {
+                payload_type: 96,
+                sequence_number: i as u16,
+                timestamp: 0,
+                marker: false,
+                ssrc: 0,
+                payload: bytes::Bytes::from_static(b"v"),
+            };
+            let now = start + std::time::Duration::from_millis(after_ms);
+            media.send_rtp(now, &ts, video.id, &packet).expect("send");
+            let plain = unprotect_last(&media, &mut bob_in);
+            let v = RtpHeader::parse(&plain)
+                .expect("rtp")
+                .extension(id)
+                .expect("abs-send-time written")
+                .to_vec();
+            assert_eq!(v.len(), 3);
+            sent.push(u32::from_be_bytes([0, v[0], v[1], v[2]]));
+        }
+        // 250 ms is 65,536 units of 2^-18 s; 64 s later the 24-bit value is back.
+        assert_eq!((sent[1] - sent[0]) & 0xFF_FFFF, 65_536);
+        assert_eq!(sent[2], sent[0]);
+        // The session's clock origin is the Unix epoch: NTP seconds modulo 64.
+        let expected = abs_send_time(std::time::UNIX_EPOCH);
+        let ntp_epoch = 2_208_988_800u64 % 64;
+        assert_eq!(
+            u32::from_be_bytes([0, expected[0], expected[1], expected[2]]),
+            (ntp_epoch << 18) as u32
+        );
     }
 
     #[test]

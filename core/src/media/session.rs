@@ -78,6 +78,13 @@ pub(crate) enum MediaEvent {
     KeyframeRequest(TransceiverId),
     /// Transport-wide feedback about what we sent.
     TransportFeedback(TransportFeedback),
+    /// The remote's REMB: its receive-side estimate for the streams named.
+    RemoteBitrateEstimate {
+        /// Bits per second.
+        bitrate_bps: u64,
+        /// The SSRCs (ours) it names.
+        ssrcs: Vec<u32>,
+    },
     /// An RTCP BYE ended the last stream the remote sent us.
     AllRemoteStreamsEnded,
 }

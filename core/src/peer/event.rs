@@ -131,6 +131,21 @@ pub enum Event {
     /// packet's send time, size and arrival or loss, for a bandwidth estimator. At most
     /// 65,535 packets per feedback (4,096 for RFC 8888).
     TransportFeedback(crate::media::twcc::TransportFeedback),
+    /// The remote's Receiver Estimated Maximum Bitrate (REMB,
+    /// draft-alvestrand-rmcat-remb-03): the rate its receive-side bandwidth estimator
+    /// says it can take for the streams named, ours. A sender should keep the total of
+    /// those streams at or below it (a bandwidth estimator of ours would read it as a
+    /// cap next to transport-wide feedback). Chromium sends it about once a second (sooner
+    /// when its estimate drops) whenever `transport-cc` is not negotiated, even without
+    /// `goog-remb`; its estimate needs the abs-send-time extension, which we write when
+    /// negotiated. Also counted in `PeerStats::loss_recovery` (`remb_received`,
+    /// `remb_last_received_bps`).
+    RemoteBitrateEstimate {
+        /// Bits per second (the 18-bit mantissa and exponent as carried).
+        bitrate_bps: u64,
+        /// The SSRCs of our senders it applies to (may be empty).
+        ssrcs: Vec<u32>,
+    },
     /// DTLS failed (for example the peer's certificate does not match its SDP
     /// fingerprint); `connectionState` becomes `failed`.
     DtlsFailed(crate::dtls::DtlsError),

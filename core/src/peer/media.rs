@@ -20,6 +20,9 @@ impl PeerConnection {
                 MediaEvent::Rtcp(compound) => Event::Rtcp(compound),
                 MediaEvent::KeyframeRequest(id) => Event::KeyframeRequest(id),
                 MediaEvent::TransportFeedback(f) => Event::TransportFeedback(f),
+                MediaEvent::RemoteBitrateEstimate { bitrate_bps, ssrcs } => {
+                    Event::RemoteBitrateEstimate { bitrate_bps, ssrcs }
+                }
                 MediaEvent::AllRemoteStreamsEnded => {
                     // BYE for the last stream the peer sent us, and no data channels:
                     // nothing of the session is left on the peer's side.

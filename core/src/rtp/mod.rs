@@ -10,6 +10,7 @@ pub mod codec;
 pub mod extensions;
 pub mod generic_nack;
 pub(crate) mod pool;
+pub mod remb;
 pub mod rtcp;
 pub(crate) mod ssrc_map;
 pub mod transport_cc;

@@ -324,18 +324,12 @@ impl RtcpPacket {
                 }
             }
             (206, 15) if body.get(8..12) == Some(b"REMB") => {
-                let num = usize::from(*body.get(12).ok_or(RtcpError::Malformed)?);
-                let exp = body.get(13).ok_or(RtcpError::Malformed)? >> 2;
-                let mantissa = (u64::from(body[13] & 3) << 16)
-                    | (u64::from(*body.get(14).ok_or(RtcpError::Malformed)?) << 8)
-                    | u64::from(*body.get(15).ok_or(RtcpError::Malformed)?);
-                let ssrcs = (0..num)
-                    .map(|i| u32_at(body, 16 + 4 * i))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let remb =
+                    crate::rtp::remb::RembView::parse(body).map_err(|_| RtcpError::Malformed)?;
                 RtcpPacket::Remb {
-                    sender: u32_at(body, 0)?,
-                    bitrate: mantissa << exp,
-                    ssrcs,
+                    sender: remb.sender,
+                    bitrate: remb.bitrate_bps,
+                    ssrcs: remb.ssrcs().collect(),
                 }
             }
             (207, _) => RtcpPacket::Xr {
@@ -486,13 +480,8 @@ impl RtcpPacket {
                 put(&mut body, *sender);
                 put(&mut body, 0);
                 body.extend_from_slice(b"REMB");
-                let mut exp = 0u8;
-                let mut m = *bitrate;
-                while m > 0x3_FFFF {
-                    m >>= 1;
-                    exp += 1;
-                }
-                if exp > 63 || ssrcs.len() > 255 {
+                let (exp, m) = crate::rtp::remb::encode_bitrate(*bitrate);
+                if ssrcs.len() > 255 {
                     return Err(RtcpError::Malformed);
                 }
                 body.push(ssrcs.len() as u8);
