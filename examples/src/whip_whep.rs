@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures_lite::future::block_on;
-use sansrtc::media::{NegotiatedCodec, RtpPacket};
+use sansrtc::media::{NegotiatedCodec, PlayoutDelay, RtpPacket};
 use sansrtc::peer::NegotiationError;
 use sansrtc::sdp::SdpType;
 use sansrtc::{
@@ -39,6 +39,7 @@ use crate::runtime::Runtime;
 mod forwarding;
 use forwarding::{Forwarding, Outgoing};
 use sansrtc::rtp::codec::Codec;
+use sansrtc::rtp::extensions::ExtensionKind;
 
 /// Where one publisher packet goes.
 type Target = forwarding::Target<PeerId, TransceiverId>;
@@ -230,6 +231,15 @@ pub fn broadcast_config() -> Config {
     config
         .video_codecs
         .retain(|c| c.name.eq_ignore_ascii_case("vp8") || c.is_rtx());
+    // Viewers' video asks for playout delay 0 (see `create`): accept the extension when
+    // a browser offers it (Chromium does).
+    config
+        .header_extensions
+        .push(sansrtc::config::HeaderExtensionConfig {
+            id: 12,
+            uri: ExtensionKind::PlayoutDelay.uri().to_string(),
+            kind: Some(MediaKind::Video),
+        });
     config
 }
 
@@ -403,7 +413,14 @@ impl Broadcast {
                     .map(|t| t.kind)
                     .collect();
                 for kind in kinds {
-                    pc.add_track(kind, vec!["broadcast".into()])?;
+                    let id = pc.add_track(kind, vec!["broadcast".into()])?;
+                    // Ask the viewer to render each frame as soon as it is decoded: a
+                    // browser that smooths playout shows its first frame only a frame
+                    // or two later (measured with Chromium, 50-100 ms at 20 fps), and a
+                    // live broadcast from one publisher gains nothing from smoothing.
+                    if kind == MediaKind::Video {
+                        let _ = pc.set_playout_delay(id, Some(PlayoutDelay::ZERO));
+                    }
                 }
             }
             Ok(())
@@ -1068,6 +1085,7 @@ async function negotiate(pc, endpoint) {
   status.postAt = performance.now();
   const r = await fetch(endpoint, { method: 'POST', headers: { ...auth, 'Content-Type': 'application/sdp' }, body: offer.sdp });
   if (r.status !== 201) throw new Error(`${endpoint}: ${r.status} ${await r.text()}`);
+  status.answerAt = performance.now();
   resource = new URL(r.headers.get('Location'), location.href).href;
   status.resource = resource;
   const link = (r.headers.get('Link') || '').match(/<([^>]*)>;\s*rel="urn:ietf:params:whep:ext:core:layer"/);
@@ -1130,13 +1148,49 @@ pub const WATCH_PAGE: &str = concat!(
   pc.ontrack = (e) => { stream.addTrack(e.track); document.getElementById('remote').srcObject = stream; };
   // The time from the WHEP POST to the first video frame shown, in ms (for the tests and
   // for anyone tuning the server), without polling that would load the page.
-  document.getElementById('remote').requestVideoFrameCallback(() => {
+  document.getElementById('remote').requestVideoFrameCallback((now, meta) => {
     status.firstFrameMs = Math.round(performance.now() - status.postAt);
+    mark('frameShown');
+    // The browser's own account of that frame: when its last packet arrived and when it
+    // was presented (WebRTC sources give receiveTime).
+    const at = (t) => (t === undefined ? undefined : Math.round((t - status.postAt) * 10) / 10);
+    Object.assign(timeline, { frameReceiveTime: at(meta.receiveTime), framePresentationTime: at(meta.presentationTime), frameExpectedDisplayTime: at(meta.expectedDisplayTime), frameProcessingMs: meta.processingDuration === undefined ? undefined : meta.processingDuration * 1000, frameRtpTimestamp: meta.rtpTimestamp });
+    // How many frames the browser had decoded by then (Chromium never presents its
+    // first decoded frame alone).
+    pc.getStats().then((r) => r.forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') timeline.decodedAtShown = s.framesDecoded; }));
   });
+  // What happened when, in ms after the WHEP POST: `status.timeline` (the answer, ICE,
+  // DTLS and connection states, the video element's first data, whether the answer
+  // negotiated playout-delay, and with `/watch?timeline` the first packet, frame received
+  // and frame decoded, from getStats() polled every 5 ms until the first frame is
+  // decoded: polling perturbs what it measures, so the tests leave it off).
+  const timeline = status.timeline = { timeOrigin: performance.timeOrigin };
+  const mark = (name) => { if (status.postAt !== undefined && !(name in timeline)) timeline[name] = Math.round((performance.now() - status.postAt) * 10) / 10; };
+  pc.addEventListener('iceconnectionstatechange', () => mark('ice-' + pc.iceConnectionState));
+  pc.addEventListener('connectionstatechange', () => mark('pc-' + pc.connectionState));
+  for (const name of ['loadeddata', 'playing']) document.getElementById('remote').addEventListener(name, () => mark('video-' + name));
+  if (new URLSearchParams(location.search).has('timeline')) {
+    const poll = async () => {
+      const report = await pc.getStats();
+      let done = false;
+      report.forEach((s) => {
+        if (s.type !== 'inbound-rtp' || s.kind !== 'video') return;
+        if (s.packetsReceived > 0) mark('packetsReceived');
+        if (s.framesReceived > 0) mark('framesReceived');
+        if (s.framesDecoded > 0) { mark('framesDecoded'); done = true; }
+      });
+      if (!done && !(performance.now() - status.postAt > 10000)) setTimeout(poll, 5);
+    };
+    setTimeout(poll, 5);
+  }
   // `/watch?layer=h` asks for one simulcast layer (WHEP `?layer=`); the layer link of
   // the response switches later (`switchLayer('f')`).
   const layer = new URLSearchParams(location.search).get('layer');
   await negotiate(pc, layer ? `/whep?layer=${encodeURIComponent(layer)}` : '/whep');
+  mark('answerApplied');
+  timeline.playoutDelay = /playout-delay/.test(pc.remoteDescription.sdp);
+  const dtls = pc.getReceivers()[0] && pc.getReceivers()[0].transport;
+  if (dtls) dtls.addEventListener('statechange', () => mark('dtls-' + dtls.state));
   window.switchLayer = async (encodingId) => {
     const r = await fetch(status.layerUrl, { method: 'POST', headers: { ...auth, 'Content-Type': 'application/json' }, body: JSON.stringify({ encodingId }) });
     return r.status;
