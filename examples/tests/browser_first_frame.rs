@@ -52,6 +52,8 @@ struct Join {
     /// Frames decoded when the first one was shown.
     decoded_at_shown: f64,
     playout_delay_negotiated: bool,
+    /// The POST's wall-clock time (Unix ms), to align the timeline with a packet capture.
+    post_unix_ms: f64,
 }
 
 impl Join {
@@ -68,6 +70,7 @@ impl Join {
             shown_frame_received: at("frameReceiveTime"),
             decoded_at_shown: at("decodedAtShown"),
             playout_delay_negotiated: t["playoutDelay"].as_bool().unwrap_or(false),
+            post_unix_ms: t["timeOrigin"].as_f64().unwrap_or(f64::NAN) + post,
         }
     }
 }
@@ -90,11 +93,20 @@ fn joins(stack: Stack, viewer: BrowserKind) -> Vec<Join> {
             .expect("open /watch");
         wait_until(&format!("the {stack} viewer's first frame"), || {
             let status = page.page_status();
-            let t = &status["timeline"];
-            // decodedAtShown comes from a getStats() started when the frame is shown.
-            (t["frameShown"].is_null() || t["decodedAtShown"].is_null()).then(|| status.to_string())
+            status["timeline"]["frameShown"]
+                .is_null()
+                .then(|| status.to_string())
         });
-        let status = page.page_status();
+        // decodedAtShown comes from a getStats() started when the frame was shown (Firefox
+        // sometimes has no video entry yet: then it stays unknown).
+        let mut status = page.page_status();
+        for _ in 0..10 {
+            if !status["timeline"]["decodedAtShown"].is_null() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            status = page.page_status();
+        }
         let join = Join::from_status(&status);
         eprintln!("{stack} {viewer:?} viewer: {join:?}");
         out.push(join);
