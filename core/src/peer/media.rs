@@ -82,31 +82,3 @@ impl PeerConnection {
             .request_keyframe(self.neg.transceivers(), transceiver)
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::media::MediaKind;
-    use crate::Config;
-    use std::time::Instant;
-
-    #[test]
-    fn set_playout_delay_is_kept_per_transceiver_until_cleared() {
-        let mut pc = PeerConnection::new(Config::default(), Instant::now()).expect("pc");
-        let audio = pc.add_track(MediaKind::Audio, vec![]).expect("audio");
-        let video = pc.add_track(MediaKind::Video, vec![]).expect("video");
-        let delay = |pc: &PeerConnection, id| pc.transceiver(id).expect("known").playout_delay;
-        assert_eq!(delay(&pc, video), None, "off by default");
-        pc.set_playout_delay(video, Some(PlayoutDelay::ZERO))
-            .expect("known transceiver");
-        assert_eq!(delay(&pc, video), Some(PlayoutDelay::ZERO));
-        assert_eq!(delay(&pc, audio), None);
-        pc.set_playout_delay(video, None)
-            .expect("known transceiver");
-        assert_eq!(delay(&pc, video), None);
-        assert_eq!(
-            pc.set_playout_delay(TransceiverId(99), Some(PlayoutDelay::ZERO)),
-            Err(SendError::UnknownTransceiver)
-        );
-    }
-}
