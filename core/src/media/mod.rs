@@ -30,7 +30,7 @@ pub mod transceiver;
 pub mod twcc;
 
 pub use transceiver::{
-    NegotiatedCodec, PlayoutDelay, RemoteTrackInfo, Transceiver, TransceiverId, TransceiverInit,
+    NegotiatedCodec, RemoteTrackInfo, Transceiver, TransceiverId, TransceiverInit,
 };
 
 use bytes::Bytes;

@@ -1,7 +1,6 @@
 //! The send path: an application packet becomes an RTP packet of the transceiver's
 //! sender (its SSRC, a negotiated payload type, the mid and transport-wide sequence
-//! header extensions, and the playout delay when the application asked for one), is
-//! counted for sender reports, protected and queued.
+//! header extensions), is counted for sender reports, protected and queued.
 
 use std::time::Instant;
 
@@ -68,10 +67,6 @@ impl MediaSession {
         let one_byte = |i: &u8| (1..=14).contains(i);
         let mid_ext = extension_id(t, MID_URI).filter(one_byte);
         let twcc_ext = extension_id(t, ExtensionKind::TransportCc.uri()).filter(one_byte);
-        let playout = t.playout_delay.and_then(|delay| {
-            let id = extension_id(t, ExtensionKind::PlayoutDelay.uri()).filter(one_byte)?;
-            Some((id, delay.element()))
-        });
         let mid: &str = t.mid.as_deref().unwrap_or_default();
         if self.srtp_out.is_none() {
             return Err(SendError::NotConnected);
@@ -80,8 +75,8 @@ impl MediaSession {
             return Err(SendError::QueueFull);
         }
         let twcc = self.transport_seq.to_be_bytes();
-        // At most three extensions, on the stack (no allocation per packet).
-        let mut exts: [(u8, &[u8]); 3] = [(0, &[]); 3];
+        // At most two extensions, on the stack (no allocation per packet).
+        let mut exts: [(u8, &[u8]); 2] = [(0, &[]); 2];
         let mut n_exts = 0;
         if let Some(id) = mid_ext.filter(|_| !mid.is_empty() && mid.len() <= 16) {
             exts[n_exts] = (id, mid.as_bytes());
@@ -89,10 +84,6 @@ impl MediaSession {
         }
         if let Some(id) = twcc_ext {
             exts[n_exts] = (id, &twcc);
-            n_exts += 1;
-        }
-        if let Some((id, element)) = &playout {
-            exts[n_exts] = (*id, element);
             n_exts += 1;
         }
         let n = rtp::write_rtp(
@@ -230,104 +221,6 @@ mod tests {
         let plain = unprotect_last(&media, &mut bob_in);
         assert_eq!(RtpHeader::parse(&plain).expect("rtp").payload_type(), pt);
         assert_eq!(media.stats().rtp_sent, 3);
-    }
-
-    #[test]
-    fn playout_delay_is_written_only_when_asked_and_negotiated() {
-        use crate::media::PlayoutDelay;
-        use crate::rtp::extensions::{parse_extension, ExtensionValue};
-        use std::time::Duration;
-        let (mut media, mut ts, mut bob_in) = negotiated();
-        let now = Instant::now();
-        let v = ts
-            .iter()
-            .position(|t| t.kind == MediaKind::Video)
-            .expect("video");
-        let ids_of = |t: &Transceiver| -> Vec<u8> {
-            let mut ids: Vec<u8> = [MID_URI, ExtensionKind::TransportCc.uri()]
-                .iter()
-                .filter_map(|uri| extension_id(t, uri))
-                .collect();
-            ids.sort_unstable();
-            ids
-        };
-        let mut send = |media: &mut MediaSession, ts: &[Transceiver], seq: u16| {
-            let packet = RtpPacket {
-                payload_type: ts[v].codecs[0].payload_type,
-                sequence_number: seq,
-                timestamp: 3000,
-                marker: true,
-                ssrc: 0,
-                payload: bytes::Bytes::from_static(b"frame"),
-            };
-            media.send_rtp(now, ts, ts[v].id, &packet).expect("send");
-            let plain = unprotect_last(media, &mut bob_in);
-            let h = RtpHeader::parse(&plain).expect("rtp");
-            let mut found: Vec<(u8, Vec<u8>)> = h
-                .extensions()
-                .map(|(id, value)| (id, value.to_vec()))
-                .collect();
-            found.sort();
-            found
-        };
-        let only_ids =
-            |found: &[(u8, Vec<u8>)]| found.iter().map(|(id, _)| *id).collect::<Vec<_>>();
-        // Asked for, but not negotiated: not written.
-        ts[v].playout_delay = Some(PlayoutDelay::ZERO);
-        assert_eq!(only_ids(&send(&mut media, &ts, 1)), ids_of(&ts[v]));
-        // Negotiated, but not asked for: not written.
-        let id = 12;
-        assert!(ts[v].header_extensions.iter().all(|(i, _)| *i != 12));
-        ts[v]
-            .header_extensions
-            .push((u16::from(id), ExtensionKind::PlayoutDelay.uri().to_string()));
-        ts[v].playout_delay = None;
-        assert_eq!(only_ids(&send(&mut media, &ts, 2)), ids_of(&ts[v]));
-        // Both: every packet carries it, in 10-ms units.
-        ts[v].playout_delay = Some(PlayoutDelay {
-            min: Duration::from_millis(100),
-            max: Duration::from_secs(1),
-        });
-        for seq in 3..5 {
-            let found = send(&mut media, &ts, seq);
-            let value = found
-                .iter()
-                .find(|(i, _)| *i == id)
-                .map(|(_, value)| value.clone())
-                .expect("playout-delay written");
-            assert_eq!(
-                parse_extension(ExtensionKind::PlayoutDelay, &value),
-                Some(ExtensionValue::PlayoutDelay { min: 10, max: 100 })
-            );
-        }
-        ts[v].playout_delay = Some(PlayoutDelay::ZERO);
-        let found = send(&mut media, &ts, 5);
-        assert!(found.contains(&(id, vec![0, 0, 0])), "{found:?}");
-        // The other transceiver is not affected.
-        assert!(ts
-            .iter()
-            .all(|t| t.kind == MediaKind::Video || t.playout_delay.is_none()));
-    }
-
-    #[test]
-    fn playout_delay_element_saturates_at_twelve_bits() {
-        use crate::media::PlayoutDelay;
-        use std::time::Duration;
-        let long = Duration::from_secs(60);
-        assert_eq!(
-            PlayoutDelay {
-                min: long,
-                max: long
-            }
-            .element(),
-            [0xFF, 0xFF, 0xFF]
-        );
-        // Truncated to 10-ms units.
-        let d = PlayoutDelay {
-            min: Duration::from_millis(19),
-            max: Duration::from_millis(40_950),
-        };
-        assert_eq!(d.element(), [0x00, 0x1F, 0xFF]);
     }
 
     #[test]

@@ -1,8 +1,6 @@
 //! A transceiver's negotiation-relevant state: kind, mid, directions, sender identity and
 //! what the last offer/answer settled (codecs, header extensions, remote streams).
 
-use std::time::Duration;
-
 use crate::media::{Direction, MediaKind};
 
 /// Opaque id of a transceiver within one PeerConnection.
@@ -27,41 +25,6 @@ impl TransceiverId {
     /// The numeric value (stable for the PeerConnection's life).
     pub fn get(self) -> u32 {
         self.0
-    }
-}
-
-/// The playout delay a sender asks of the receiver's jitter buffer, sent in the
-/// `http://www.webrtc.org/experiments/rtp-hdrext/playout-delay` RTP header extension:
-/// render each frame no sooner than `min` and no later than `max` after it could be.
-/// [`PlayoutDelay::ZERO`] asks libwebrtc receivers to render every frame as soon as it
-/// is decoded (no smoothing), which is what a viewer that joins wants for its first
-/// frames. Set per transceiver with `PeerConnection::set_playout_delay`; written only when
-/// the extension was negotiated (it is not among the default header extensions, see
-/// `Config::header_extensions`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PlayoutDelay {
-    /// The shortest delay (10-ms resolution on the wire, at most 40.95 s).
-    pub min: Duration,
-    /// The longest delay (10-ms resolution on the wire, at most 40.95 s).
-    pub max: Duration,
-}
-
-impl PlayoutDelay {
-    /// Render at once: min and max 0.
-    pub const ZERO: PlayoutDelay = PlayoutDelay {
-        min: Duration::ZERO,
-        max: Duration::ZERO,
-    };
-
-    /// The extension element: min and max as 12-bit counts of 10 ms, saturating.
-    pub fn element(&self) -> [u8; 3] {
-        let units = |d: Duration| (d.as_millis() / 10).min(0xFFF) as u16;
-        let (min, max) = (units(self.min), units(self.max));
-        [
-            (min >> 4) as u8,
-            (((min & 0x0F) << 4) | (max >> 8)) as u8,
-            (max & 0xFF) as u8,
-        ]
     }
 }
 
@@ -145,7 +108,4 @@ pub struct Transceiver {
     pub header_extensions: Vec<(u16, String)>,
     /// The remote sender's stream as described by the remote description.
     pub remote: RemoteTrackInfo,
-    /// The playout delay asked of the receiver on every RTP packet sent (when the
-    /// playout-delay header extension is negotiated); `None` (the default): not sent.
-    pub playout_delay: Option<PlayoutDelay>,
 }

@@ -5,7 +5,7 @@
 
 use super::{Event, PeerConnection, RemoteClose, SendError};
 use crate::media::session::MediaEvent;
-use crate::media::{PlayoutDelay, RtpPacket, TransceiverId};
+use crate::media::{RtpPacket, TransceiverId};
 
 impl PeerConnection {
     /// Forward what the media session reported, in order, as the PeerConnection's events.
@@ -55,25 +55,6 @@ impl PeerConnection {
     ) -> Result<(), SendError> {
         self.media
             .send_rtp(self.last_now, self.neg.transceivers(), transceiver, packet)
-    }
-
-    /// Ask the receiver of this transceiver's RTP for a playout delay (`None`: stop asking):
-    /// from now on every packet [`PeerConnection::send_rtp`] sends on it carries the
-    /// playout-delay header extension, if that extension was negotiated (add it to
-    /// `Config::header_extensions` to offer or accept it; it is off by default).
-    /// [`PlayoutDelay::ZERO`] makes libwebrtc receivers render frames as soon as they are
-    /// decoded.
-    pub fn set_playout_delay(
-        &mut self,
-        transceiver: TransceiverId,
-        delay: Option<PlayoutDelay>,
-    ) -> Result<(), SendError> {
-        let t = self
-            .neg
-            .transceiver_mut(transceiver)
-            .ok_or(SendError::UnknownTransceiver)?;
-        t.playout_delay = delay;
-        Ok(())
     }
 
     /// Ask the remote sender of this transceiver's track for a keyframe (RTCP PLI).

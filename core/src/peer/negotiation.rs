@@ -292,7 +292,7 @@ impl Negotiation {
             .and_then(|i| self.transceivers.get(i))
     }
 
-    pub(crate) fn transceiver_mut(&mut self, id: TransceiverId) -> Option<&mut Transceiver> {
+    fn transceiver_mut(&mut self, id: TransceiverId) -> Option<&mut Transceiver> {
         self.transceiver_index(id)
             .and_then(|i| self.transceivers.get_mut(i))
     }
@@ -327,7 +327,6 @@ impl Negotiation {
             codecs: Vec::new(),
             header_extensions: Vec::new(),
             remote: RemoteTrackInfo::default(),
-            playout_delay: None,
         });
         id
     }
