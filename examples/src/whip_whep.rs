@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures_lite::future::block_on;
-use sansrtc::media::{NegotiatedCodec, PlayoutDelay, RtpPacket};
+use sansrtc::media::{NegotiatedCodec, RtpPacket};
 use sansrtc::peer::NegotiationError;
 use sansrtc::sdp::SdpType;
 use sansrtc::{
@@ -39,7 +39,6 @@ use crate::runtime::Runtime;
 mod forwarding;
 use forwarding::{Forwarding, Outgoing};
 use sansrtc::rtp::codec::Codec;
-use sansrtc::rtp::extensions::ExtensionKind;
 
 /// Where one publisher packet goes.
 type Target = forwarding::Target<PeerId, TransceiverId>;
@@ -231,15 +230,6 @@ pub fn broadcast_config() -> Config {
     config
         .video_codecs
         .retain(|c| c.name.eq_ignore_ascii_case("vp8") || c.is_rtx());
-    // Viewers' video asks for playout delay 0 (see `create`): accept the extension when
-    // a browser offers it (Chromium does).
-    config
-        .header_extensions
-        .push(sansrtc::config::HeaderExtensionConfig {
-            id: 12,
-            uri: ExtensionKind::PlayoutDelay.uri().to_string(),
-            kind: Some(MediaKind::Video),
-        });
     config
 }
 
@@ -413,14 +403,7 @@ impl Broadcast {
                     .map(|t| t.kind)
                     .collect();
                 for kind in kinds {
-                    let id = pc.add_track(kind, vec!["broadcast".into()])?;
-                    // Ask the viewer to render each frame as soon as it is decoded: a
-                    // browser that smooths playout shows its first frame only a frame
-                    // or two later (measured with Chromium, 50-100 ms at 20 fps), and a
-                    // live broadcast from one publisher gains nothing from smoothing.
-                    if kind == MediaKind::Video {
-                        let _ = pc.set_playout_delay(id, Some(PlayoutDelay::ZERO));
-                    }
+                    pc.add_track(kind, vec!["broadcast".into()])?;
                 }
             }
             Ok(())
@@ -1160,10 +1143,10 @@ pub const WATCH_PAGE: &str = concat!(
     pc.getStats().then((r) => r.forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') timeline.decodedAtShown = s.framesDecoded; }));
   });
   // What happened when, in ms after the WHEP POST: `status.timeline` (the answer, ICE,
-  // DTLS and connection states, the video element's first data, whether the answer
-  // negotiated playout-delay, and with `/watch?timeline` the first packet, frame received
-  // and frame decoded, from getStats() polled every 5 ms until the first frame is
-  // decoded: polling perturbs what it measures, so the tests leave it off).
+  // DTLS and connection states, the video element's first data, and with
+  // `/watch?timeline` the first packet, frame received and frame decoded, from getStats()
+  // polled every 5 ms until the first frame is decoded: polling perturbs what it
+  // measures, so the tests leave it off).
   const timeline = status.timeline = { timeOrigin: performance.timeOrigin };
   const mark = (name) => { if (status.postAt !== undefined && !(name in timeline)) timeline[name] = Math.round((performance.now() - status.postAt) * 10) / 10; };
   pc.addEventListener('iceconnectionstatechange', () => mark('ice-' + pc.iceConnectionState));
@@ -1188,7 +1171,6 @@ pub const WATCH_PAGE: &str = concat!(
   const layer = new URLSearchParams(location.search).get('layer');
   await negotiate(pc, layer ? `/whep?layer=${encodeURIComponent(layer)}` : '/whep');
   mark('answerApplied');
-  timeline.playoutDelay = /playout-delay/.test(pc.remoteDescription.sdp);
   const dtls = pc.getReceivers()[0] && pc.getReceivers()[0].transport;
   if (dtls) dtls.addEventListener('statechange', () => mark('dtls-' + dtls.state));
   window.switchLayer = async (encodingId) => {

@@ -12,14 +12,11 @@
 //! (`requestVideoFrameCallback`) with the browser's own receive time for that frame,
 //! and how many frames it had decoded by then; then a table of medians.
 //!
-//! Asserted of sansrtc:
-//! - every viewer browser's median time from WHEP POST to first frame shown is under
-//!   [`CEILING_MS`] (a debug build on a loaded CI machine; the target, 150 ms, is met on
-//!   a machine that is not starved: see the note in ARCHITECTURE.md). The viewers of
-//!   issue 15 took 701-784 ms;
-//! - the answer to Chromium negotiates the playout-delay header extension (the server
-//!   asks its viewers for playout delay 0, so Chromium presents frames as they are
-//!   decoded instead of one or two frames later).
+//! Asserted of sansrtc: every viewer browser's median time from WHEP POST to first frame
+//! shown is under [`CEILING_MS`], a ceiling for a debug build on a loaded CI machine (the
+//! viewers of issue 15 took 701-784 ms; now about 90-200 ms, most of it inside the
+//! browser after the first keyframe arrived: see "a viewer's first frame" in
+//! ARCHITECTURE.md).
 
 mod measure;
 
@@ -51,7 +48,6 @@ struct Join {
     shown_frame_received: f64,
     /// Frames decoded when the first one was shown.
     decoded_at_shown: f64,
-    playout_delay_negotiated: bool,
     /// The POST's wall-clock time (Unix ms), to align the timeline with a packet capture.
     post_unix_ms: f64,
 }
@@ -69,7 +65,6 @@ impl Join {
             shown: at("frameShown"),
             shown_frame_received: at("frameReceiveTime"),
             decoded_at_shown: at("decodedAtShown"),
-            playout_delay_negotiated: t["playoutDelay"].as_bool().unwrap_or(false),
             post_unix_ms: t["timeOrigin"].as_f64().unwrap_or(f64::NAN) + post,
         }
     }
@@ -176,11 +171,6 @@ fn viewer_first_frame_side_by_side_with_str0m() {
             failures.push(format!(
                 "a {kind:?} viewer's median first frame came {shown:.0} ms after its WHEP POST \
                  (ceiling {CEILING_MS} ms): {joins:?}"
-            ));
-        }
-        if *kind == BrowserKind::Chromium && !joins.iter().all(|j| j.playout_delay_negotiated) {
-            failures.push(format!(
-                "the answer to Chromium did not negotiate playout-delay: {joins:?}"
             ));
         }
     }
