@@ -1068,6 +1068,7 @@ async function negotiate(pc, endpoint) {
   status.postAt = performance.now();
   const r = await fetch(endpoint, { method: 'POST', headers: { ...auth, 'Content-Type': 'application/sdp' }, body: offer.sdp });
   if (r.status !== 201) throw new Error(`${endpoint}: ${r.status} ${await r.text()}`);
+  status.answerAt = performance.now();
   resource = new URL(r.headers.get('Location'), location.href).href;
   status.resource = resource;
   const link = (r.headers.get('Link') || '').match(/<([^>]*)>;\s*rel="urn:ietf:params:whep:ext:core:layer"/);
@@ -1130,13 +1131,48 @@ pub const WATCH_PAGE: &str = concat!(
   pc.ontrack = (e) => { stream.addTrack(e.track); document.getElementById('remote').srcObject = stream; };
   // The time from the WHEP POST to the first video frame shown, in ms (for the tests and
   // for anyone tuning the server), without polling that would load the page.
-  document.getElementById('remote').requestVideoFrameCallback(() => {
+  document.getElementById('remote').requestVideoFrameCallback((now, meta) => {
     status.firstFrameMs = Math.round(performance.now() - status.postAt);
+    mark('frameShown');
+    // The browser's own account of that frame: when its last packet arrived and when it
+    // was presented (WebRTC sources give receiveTime).
+    const at = (t) => (t === undefined ? undefined : Math.round((t - status.postAt) * 10) / 10);
+    Object.assign(timeline, { frameReceiveTime: at(meta.receiveTime), framePresentationTime: at(meta.presentationTime), frameExpectedDisplayTime: at(meta.expectedDisplayTime), frameProcessingMs: meta.processingDuration === undefined ? undefined : meta.processingDuration * 1000, frameRtpTimestamp: meta.rtpTimestamp });
+    // How many frames the browser had decoded by then (Chromium never presents its
+    // first decoded frame alone).
+    pc.getStats().then((r) => r.forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') timeline.decodedAtShown = s.framesDecoded; }));
   });
+  // What happened when, in ms after the WHEP POST: `status.timeline` (the answer, ICE,
+  // DTLS and connection states, the video element's first data, and with
+  // `/watch?timeline` the first packet, frame received and frame decoded, from getStats()
+  // polled every 5 ms until the first frame is decoded: polling perturbs what it
+  // measures, so the tests leave it off).
+  const timeline = status.timeline = { timeOrigin: performance.timeOrigin };
+  const mark = (name) => { if (status.postAt !== undefined && !(name in timeline)) timeline[name] = Math.round((performance.now() - status.postAt) * 10) / 10; };
+  pc.addEventListener('iceconnectionstatechange', () => mark('ice-' + pc.iceConnectionState));
+  pc.addEventListener('connectionstatechange', () => mark('pc-' + pc.connectionState));
+  for (const name of ['loadeddata', 'playing']) document.getElementById('remote').addEventListener(name, () => mark('video-' + name));
+  if (new URLSearchParams(location.search).has('timeline')) {
+    const poll = async () => {
+      const report = await pc.getStats();
+      let done = false;
+      report.forEach((s) => {
+        if (s.type !== 'inbound-rtp' || s.kind !== 'video') return;
+        if (s.packetsReceived > 0) mark('packetsReceived');
+        if (s.framesReceived > 0) mark('framesReceived');
+        if (s.framesDecoded > 0) { mark('framesDecoded'); done = true; }
+      });
+      if (!done && !(performance.now() - status.postAt > 10000)) setTimeout(poll, 5);
+    };
+    setTimeout(poll, 5);
+  }
   // `/watch?layer=h` asks for one simulcast layer (WHEP `?layer=`); the layer link of
   // the response switches later (`switchLayer('f')`).
   const layer = new URLSearchParams(location.search).get('layer');
   await negotiate(pc, layer ? `/whep?layer=${encodeURIComponent(layer)}` : '/whep');
+  mark('answerApplied');
+  const dtls = pc.getReceivers()[0] && pc.getReceivers()[0].transport;
+  if (dtls) dtls.addEventListener('statechange', () => mark('dtls-' + dtls.state));
   window.switchLayer = async (encodingId) => {
     const r = await fetch(status.layerUrl, { method: 'POST', headers: { ...auth, 'Content-Type': 'application/json' }, body: JSON.stringify({ encodingId }) });
     return r.status;
