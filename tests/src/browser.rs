@@ -403,6 +403,31 @@ pub fn drive_lossy(
     }
 }
 
+/// The browser's bandwidth estimate: `availableOutgoingBitrate` of its candidate pair in
+/// a `getStats()` answer (0 when it has none).
+pub fn available_outgoing_bps(stats: &Value) -> u64 {
+    stats
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s.get("type").and_then(Value::as_str) == Some("candidate-pair"))
+        .filter_map(|s| s.get("availableOutgoingBitrate")?.as_f64())
+        .fold(0.0, f64::max) as u64
+}
+
+/// The packets of a plain RTCP compound, by header only: (packet type, FMT or count, the
+/// packet's bytes), stopping at the first that does not fit.
+pub fn rtcp_packets(compound: &[u8]) -> impl Iterator<Item = (u8, u8, &[u8])> {
+    let mut at = 0usize;
+    std::iter::from_fn(move || {
+        let header = compound.get(at..at + 4)?;
+        let len = 4 * (usize::from(u16::from_be_bytes([header[2], header[3]])) + 1);
+        let packet = compound.get(at..at + len)?;
+        at += len;
+        Some((header[1], header[0] & 0x1F, packet))
+    })
+}
+
 /// A call with Chromium: Chromium (launched with extra `args`) offers its fake camera and
 /// microphone, a core built from a given configuration answers (with an audio and a video
 /// track to echo on, unless built by [`ChromiumEcho::receive_only`]), and

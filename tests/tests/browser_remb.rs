@@ -20,7 +20,9 @@ use std::time::Duration;
 
 use sansrtc::peer::Event;
 use sansrtc::Config;
-use sansrtc_tests::browser::{stat_sum, BrowserPeer, ChromiumEcho};
+use sansrtc_tests::browser::{
+    available_outgoing_bps, rtcp_packets, stat_sum, BrowserPeer, ChromiumEcho,
+};
 use serde_json::json;
 
 /// How long Chromium publishes in each run.
@@ -151,24 +153,17 @@ fn run(config: Config, echo: Echo, tick: &mut dyn FnMut(&mut BrowserPeer, Durati
         .collect();
     eprintln!("core answer: {feedback:?}");
     let mut remb_events = Vec::new();
-    let mut remb_packets_from_chromium = 0;
+    let mut remb_packets_from_chromium = 0u64;
     call.run_with(
         CALL,
         |ev| match ev {
             Event::Rtcp(plain) => {
                 // PSFB FMT 15 with "REMB", by header only.
-                let mut at = 0usize;
-                while let (Some(b0), Some(pt), Some(len)) =
-                    (plain.get(at), plain.get(at + 1), plain.get(at + 2..at + 4))
-                {
-                    if *pt == 206
-                        && b0 & 0x1F == 15
-                        && plain.get(at + 12..at + 16) == Some(&b"REMB"[..])
-                    {
-                        remb_packets_from_chromium += 1;
-                    }
-                    at += 4 * (usize::from(u16::from_be_bytes([len[0], len[1]])) + 1);
-                }
+                remb_packets_from_chromium += rtcp_packets(plain)
+                    .filter(|(pt, fmt, p)| {
+                        *pt == 206 && *fmt == 15 && p.get(12..16) == Some(b"REMB")
+                    })
+                    .count() as u64;
             }
             Event::RemoteBitrateEstimate { bitrate_bps, .. } => remb_events.push(*bitrate_bps),
             _ => {}
@@ -179,14 +174,7 @@ fn run(config: Config, echo: Echo, tick: &mut dyn FnMut(&mut BrowserPeer, Durati
     let core = call.pc.stats().loss_recovery;
     let frames = stat_sum(&stats, "inbound-rtp", "video", "framesDecoded");
     let bytes_out = stat_sum(&stats, "outbound-rtp", "video", "bytesSent");
-    // Chromium's bandwidth estimate, on its selected candidate pair.
-    let available = stats
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|s| s.get("type").and_then(serde_json::Value::as_str) == Some("candidate-pair"))
-        .filter_map(|s| s.get("availableOutgoingBitrate")?.as_f64())
-        .fold(0.0, f64::max) as u64;
+    let available = available_outgoing_bps(&stats);
     eprintln!(
         "chromium: framesDecoded {frames}, video bytesSent {bytes_out}, \
          availableOutgoingBitrate {available}; core: remb sent {} \
