@@ -105,11 +105,11 @@ pub fn media_kind(m: &Media) -> Option<MediaKind> {
     }
 }
 
-/// Feedback that describes the transport rather than one format: RFC 8888 section 6 allows
+/// Feedback signalled for the whole m-line only, never per format: RFC 8888 section 6 allows
 /// `ack ccfb` only with the wildcard payload type, and libwebrtc reads it only from
 /// `a=rtcp-fb:* ack ccfb` (a per-format line is ignored, so the peer would neither send nor
 /// use RFC 8888 feedback).
-fn is_transport_wide_feedback(fb: &str) -> bool {
+fn is_wildcard_only_feedback(fb: &str) -> bool {
     fb.eq_ignore_ascii_case("ack ccfb")
 }
 
@@ -159,7 +159,7 @@ pub fn transceiver_media(
             channels: c.channels,
         });
         for fb in &c.rtcp_feedback {
-            if is_transport_wide_feedback(fb) {
+            if is_wildcard_only_feedback(fb) {
                 // One `a=rtcp-fb:*` line for the whole m-line, written below.
                 continue;
             }
@@ -175,12 +175,12 @@ pub fn transceiver_media(
             });
         }
     }
-    let transport_wide: Vec<&String> = codecs
+    let wildcard_only: Vec<&String> = codecs
         .iter()
         .flat_map(|c| &c.rtcp_feedback)
-        .filter(|fb| is_transport_wide_feedback(fb))
+        .filter(|fb| is_wildcard_only_feedback(fb))
         .collect();
-    for fb in transport_wide {
+    for fb in wildcard_only {
         if !m
             .rtcp_fbs
             .iter()
