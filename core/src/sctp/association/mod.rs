@@ -192,9 +192,12 @@ impl Association {
     }
 
     /// The most [`Association::received_bytes_held`] can reach: the receive buffer, the
-    /// slack kept for the chunk that fills the first hole, and one more chunk's charge.
+    /// slack kept for chunks that fill holes (another buffer's worth, at least 64 KiB),
+    /// and one more chunk's charge.
     pub fn max_received_bytes_held(&self) -> usize {
-        self.config.receive_buffer + receiver::HOLE_FILL_SLACK + receiver::MAX_CHUNK_CHARGE
+        self.config.receive_buffer
+            + receiver::hole_fill_slack(self.config.receive_buffer)
+            + receiver::MAX_CHUNK_CHARGE
     }
 
     /// What the receiver keeps charged for the ordering state of streams seen so far.

@@ -9,7 +9,8 @@
 //! payload, the bookkeeping around it, and never a larger packet kept alive behind a
 //! slice: such payloads are copied out compactly), so do the per-stream and
 //! per-message maps, and the advertised window is what is left. Whatever the peer
-//! sends, the bytes held stay under the buffer plus [`HOLE_FILL_SLACK`] plus one chunk.
+//! sends, the bytes held stay under the buffer plus its hole-filling slack
+//! ([`hole_fill_slack`]: another buffer's worth) plus one chunk.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -38,9 +39,20 @@ const MAX_GAP_RANGES: usize = 128;
 const MAX_DUPLICATES: usize = 32;
 /// TSNs further than this beyond the cumulative point are dropped.
 const MAX_TSN_AHEAD: u64 = 1 << 20;
-/// Extra room for the chunk at the cumulative point when the buffer is full, so that
-/// out-of-order data can never block the chunk that would let it be delivered.
-pub(crate) const HOLE_FILL_SLACK: usize = 64 * 1024;
+/// The least extra room kept for chunks that fill holes (see [`hole_fill_slack`]).
+const MIN_HOLE_FILL_SLACK: usize = 64 * 1024;
+
+/// Extra room, past a full buffer, for chunks that fill holes below the highest TSN
+/// received (and for the chunk at the cumulative point): out-of-order data must never
+/// block the chunks that let it be delivered. The peer counts only payload against our
+/// window while we also charge each chunk's bookkeeping, so a sender that keeps to the
+/// window still overruns a full buffer by a tenth and its last chunks are dropped; the
+/// holes they leave, up to a window's worth, can then be filled only from this room. With
+/// the 64 KiB this used to be, a large message missing more than that behind a buffer
+/// full of later data never completed, and the association stalled (Chromium, once).
+pub(crate) fn hole_fill_slack(buffer_limit: usize) -> usize {
+    buffer_limit.max(MIN_HOLE_FILL_SLACK)
+}
 /// The most one accepted chunk can add past the point where the buffer refuses more: a
 /// payload as large as a DTLS record, its entry, a new map node and a new stream.
 pub(crate) const MAX_CHUNK_CHARGE: usize =
@@ -267,9 +279,12 @@ impl Receiver {
             return DataOutcome::Duplicate;
         }
         let cost = chunk.payload.len() + ENTRY_OVERHEAD;
+        let highest = self.ranges.last().map_or(self.cumulative_tsn, |r| r.1);
+        let fills_hole = t == self.cumulative_tsn + 1 || t < highest;
         let fits = self.stored_bytes + cost <= self.buffer_limit
-            || (t == self.cumulative_tsn + 1
-                && self.stored_bytes + cost <= self.buffer_limit + HOLE_FILL_SLACK);
+            || (fills_hole
+                && self.stored_bytes + cost
+                    <= self.buffer_limit + hole_fill_slack(self.buffer_limit));
         let had_gaps = !self.ranges.is_empty();
         if !fits || t - self.cumulative_tsn > MAX_TSN_AHEAD || !self.mark_received(t) {
             self.ack_now = true;
@@ -842,7 +857,55 @@ mod tests {
 
     /// The bound [`Association::max_received_bytes_held`] states, for a receiver here.
     fn bound(limit: usize) -> usize {
-        limit + HOLE_FILL_SLACK + MAX_CHUNK_CHARGE
+        limit + hole_fill_slack(limit) + MAX_CHUNK_CHARGE
+    }
+
+    /// A buffer full of later data (an ordered stream's messages waiting behind a large
+    /// one, and the large one's own tail) never blocks the chunks that fill the large
+    /// message's holes, even when they are far more than the old 64 KiB of slack.
+    #[test]
+    fn holes_below_a_full_buffer_are_always_filled() {
+        const LIMIT: usize = 1 << 20;
+        const PAYLOAD: usize = 1100;
+        let mut r = Receiver::new(1, LIMIT, 1 << 18, false);
+        let piece = |tsn: u32, mid: u32, first: bool, last: bool| {
+            let mut c = fragment(tsn, 1, mid, first, Bytes::from(vec![tsn as u8; PAYLOAD]));
+            c.flags.ending = last;
+            c
+        };
+        // Message 0: TSNs 1..=200 (220 KB). Its first 100 fragments are lost.
+        for tsn in 101..=200 {
+            r.receive_data(piece(tsn, 0, false, tsn == 200), false, PAYLOAD + 28);
+        }
+        // Messages 1.. of 10 fragments each wait behind it until the buffer refuses more.
+        let mut tsn = 201u32;
+        let mut mid = 1u32;
+        while r.stored_bytes() + PAYLOAD + ENTRY_OVERHEAD <= LIMIT {
+            for k in 0..10 {
+                r.receive_data(piece(tsn, mid, k == 0, k == 9), false, PAYLOAD + 28);
+                tsn += 1;
+            }
+            mid += 1;
+        }
+        assert!(r.next_ready().is_none(), "all wait behind message 0");
+        // The sender resends the 100 lost fragments (110 KB, over 64 KiB of slack).
+        for t in 1..=100 {
+            assert_eq!(
+                r.receive_data(piece(t, 0, t == 1, false), false, PAYLOAD + 28),
+                DataOutcome::Accepted,
+                "fragment {t} of the message the buffer waits on"
+            );
+        }
+        let first = r.next_ready().expect("message 0 completes");
+        assert_eq!(first.data.len(), 200 * PAYLOAD);
+        assert!(r.stored_bytes() <= bound(LIMIT));
+        // And the messages behind it follow.
+        assert!(r.next_ready().is_some());
+        // New data past the highest TSN is still refused while the buffer is full.
+        assert_eq!(
+            r.receive_data(piece(tsn + 10, mid + 1, true, true), false, PAYLOAD + 28),
+            DataOutcome::Dropped
+        );
     }
 
     #[test]
