@@ -270,6 +270,27 @@ pub fn drive(
     buf: &mut [u8],
     slice: Duration,
 ) {
+    drive_filtered(pc, socket, buf, slice, |_, _| false);
+}
+
+/// Which way a datagram crosses the test's socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Way {
+    /// Sent by the core.
+    Out,
+    /// Received for the core.
+    In,
+}
+
+/// As [`drive`], with a lossy link: a datagram for which `lose` says so is neither sent
+/// (going out) nor fed to the core (coming in).
+pub fn drive_filtered(
+    pc: &mut sansrtc::PeerConnection,
+    socket: &std::net::UdpSocket,
+    buf: &mut [u8],
+    slice: Duration,
+    mut lose: impl FnMut(Way, &[u8]) -> bool,
+) {
     let Ok(local) = socket.local_addr() else {
         return;
     };
@@ -279,7 +300,10 @@ pub fn drive(
         let now = Instant::now();
         fire_due_timers(pc, now);
         while let Some(t) = pc.poll_transmit(now, &mut out) {
-            let _ = socket.send_to(out.get(..t.len).unwrap_or_default(), t.remote);
+            let data = out.get(..t.len).unwrap_or_default();
+            if !lose(Way::Out, data) {
+                let _ = socket.send_to(data, t.remote);
+            }
         }
         if now >= end {
             return;
@@ -298,15 +322,17 @@ pub fn drive(
         match socket.recv_from(buf) {
             Ok((n, remote)) => {
                 let data = buf.get(..n).unwrap_or_default();
-                pc.handle_datagram(
-                    Instant::now(),
-                    sansrtc::Datagram {
-                        local,
-                        remote,
-                        protocol: sansrtc::Protocol::Udp,
-                        data,
-                    },
-                );
+                if !lose(Way::In, data) {
+                    pc.handle_datagram(
+                        Instant::now(),
+                        sansrtc::Datagram {
+                            local,
+                            remote,
+                            protocol: sansrtc::Protocol::Udp,
+                            data,
+                        },
+                    );
+                }
             }
             Err(_) => pc.handle_timeout(Instant::now()),
         }
@@ -343,64 +369,23 @@ pub fn is_rtp(data: &[u8]) -> bool {
     data.first().is_some_and(|b| (128..192).contains(b)) && !sansrtc::rtp::is_rtcp(data)
 }
 
-/// Run the core for `slice`, losing every 20th RTP datagram each way.
+/// Run the core for `slice`, losing every 20th RTP datagram each way; `counters` counts
+/// the RTP datagrams (sent, received), lost ones included.
 pub fn drive_lossy(
     pc: &mut sansrtc::PeerConnection,
     socket: &std::net::UdpSocket,
     counters: &mut [u64; 2],
     slice: Duration,
 ) {
-    let local = socket.local_addr().expect("addr");
-    let end = Instant::now() + slice;
-    let (mut out, mut buf) = (vec![0u8; 2048], vec![0u8; 2048]);
-    loop {
-        let now = Instant::now();
-        fire_due_timers(pc, now);
-        while let Some(t) = pc.poll_transmit(now, &mut out) {
-            let data = out.get(..t.len).unwrap_or_default();
-            if is_rtp(data) {
-                counters[0] += 1;
-                if counters[0].is_multiple_of(20) {
-                    continue;
-                }
-            }
-            let _ = socket.send_to(data, t.remote);
+    let mut buf = vec![0u8; 2048];
+    drive_filtered(pc, socket, &mut buf, slice, |way, data| {
+        if !is_rtp(data) {
+            return false;
         }
-        if now >= end {
-            return;
-        }
-        let wait = pc
-            .poll_timeout()
-            .map(|d| d.saturating_duration_since(now))
-            .unwrap_or(slice)
-            .clamp(
-                Duration::from_millis(1),
-                end.saturating_duration_since(now)
-                    .max(Duration::from_millis(1)),
-            );
-        socket.set_read_timeout(Some(wait)).expect("timeout");
-        match socket.recv_from(&mut buf) {
-            Ok((n, remote)) => {
-                let data = buf.get(..n).unwrap_or_default();
-                if is_rtp(data) {
-                    counters[1] += 1;
-                    if counters[1].is_multiple_of(20) {
-                        continue;
-                    }
-                }
-                pc.handle_datagram(
-                    Instant::now(),
-                    sansrtc::Datagram {
-                        local,
-                        remote,
-                        protocol: sansrtc::Protocol::Udp,
-                        data,
-                    },
-                );
-            }
-            Err(_) => pc.handle_timeout(Instant::now()),
-        }
-    }
+        let count = &mut counters[usize::from(way == Way::In)];
+        *count += 1;
+        count.is_multiple_of(20)
+    });
 }
 
 /// The browser's bandwidth estimate: `availableOutgoingBitrate` of its candidate pair in

@@ -16,7 +16,7 @@ use sansrtc::datachannel::DataChannelError;
 use sansrtc::peer::{ConnectionState, Event};
 use sansrtc::sdp::SessionDescription;
 use sansrtc::{ChannelId, Config, DataChannelInit, OfferOptions, PeerConnection, Protocol};
-use sansrtc_tests::browser::{drive, fire_due_timers, BrowserKind, BrowserPeer};
+use sansrtc_tests::browser::{drive, drive_filtered, BrowserKind, BrowserPeer};
 use serde_json::{json, Value};
 
 /// Runs in the page: open the channels, send the messages (respecting bufferedAmount),
@@ -339,48 +339,10 @@ impl LossyLink {
     }
 
     fn drive(&mut self, pc: &mut PeerConnection, socket: &UdpSocket, lossy: bool, slice: Duration) {
-        let local = socket.local_addr().expect("addr");
-        let end = Instant::now() + slice;
-        let mut out = vec![0u8; 2048];
         let mut buf = vec![0u8; 2048];
-        loop {
-            let now = Instant::now();
-            fire_due_timers(pc, now);
-            while let Some(t) = pc.poll_transmit(now, &mut out) {
-                let data = &out[..t.len];
-                if !self.drop_it(data, lossy) {
-                    let _ = socket.send_to(data, t.remote);
-                }
-            }
-            if now >= end {
-                return;
-            }
-            let left = end
-                .saturating_duration_since(now)
-                .max(Duration::from_millis(1));
-            let wait = pc
-                .poll_timeout()
-                .map(|d| d.saturating_duration_since(now))
-                .unwrap_or(slice)
-                .clamp(Duration::from_millis(1), left);
-            socket.set_read_timeout(Some(wait)).expect("timeout");
-            match socket.recv_from(&mut buf) {
-                Ok((n, remote)) => {
-                    if !self.drop_it(&buf[..n], lossy) {
-                        pc.handle_datagram(
-                            Instant::now(),
-                            sansrtc::Datagram {
-                                local,
-                                remote,
-                                protocol: Protocol::Udp,
-                                data: &buf[..n],
-                            },
-                        );
-                    }
-                }
-                Err(_) => pc.handle_timeout(Instant::now()),
-            }
-        }
+        drive_filtered(pc, socket, &mut buf, slice, |_, data| {
+            self.drop_it(data, lossy)
+        });
     }
 }
 
