@@ -908,6 +908,33 @@ mod tests {
         );
     }
 
+    /// An attacker that opens a huge gap and then sends hole-filling fragments that never
+    /// complete a message gets no further than the buffer and its hole-filling slack.
+    #[test]
+    fn hole_filling_fragments_that_never_complete_stay_bounded() {
+        const LIMIT: usize = 64 * 1024;
+        let mut r = Receiver::new(1, LIMIT, 1 << 18, false);
+        let middle = |tsn: u32| fragment(tsn, 1, 0, false, Bytes::from(vec![9u8; 1000]));
+        // The far end of a gap, then everything below it (TSN 1 stays missing).
+        r.receive_data(middle(100_000), false, 1028);
+        let mut dropped = 0;
+        for tsn in 2..1000 {
+            if r.receive_data(middle(tsn), false, 1028) == DataOutcome::Dropped {
+                dropped += 1;
+            }
+            assert!(
+                r.stored_bytes() <= bound(LIMIT),
+                "{} at TSN {tsn}",
+                r.stored_bytes()
+            );
+        }
+        assert!(
+            dropped > 800,
+            "past the slack the fillers are refused: {dropped}"
+        );
+        assert!(r.next_ready().is_none());
+    }
+
     #[test]
     fn a_small_stored_payload_never_keeps_its_packet_alive() {
         let mut r = Receiver::new(1, 1 << 20, 1 << 18, false);
